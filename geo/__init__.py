@@ -1,0 +1,1 @@
+"""PostGIS/shapely helpers with no domain knowledge."""

@@ -1,0 +1,64 @@
+"""`make run`: database, migrations, demo data once, then gunicorn and the worker.
+
+Ctrl-C (or SIGTERM) stops gunicorn, the worker and the local cluster this started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from scripts import devenv, localdb
+
+
+def main() -> int:
+    port = int(os.environ.get("PORT", "8000"))
+    workers = os.environ.get("WEB_CONCURRENCY", "2")
+    try:
+        urls, ours = devenv.database(
+            "var/postgres", int(os.environ.get("PGPORT", "54320")), "grid", False, False)
+    except localdb.LocalDbError as exc:
+        print(f"make run: {exc}", file=sys.stderr)
+        return exc.exit_code
+    env = devenv.child_env(urls)
+    flask = str(devenv.BIN / "flask")
+    procs: list[subprocess.Popen] = []
+    try:
+        subprocess.run([flask, "bootstrap-db"], env=env, cwd=devenv.ROOT, check=True)
+        subprocess.run([flask, "seed-demo"], env=env, cwd=devenv.ROOT, check=True)
+        procs.append(subprocess.Popen(
+            [str(devenv.BIN / "gunicorn"), "-w", workers, "-b", f"127.0.0.1:{port}",
+             "--access-logfile", "-", "wsgi:app"], env=env, cwd=devenv.ROOT))
+        procs.append(subprocess.Popen([flask, "worker"], env=env, cwd=devenv.ROOT))
+        base = f"http://127.0.0.1:{port}"
+        print(f"\n  API docs: {base}/api/docs   OpenAPI: {base}/api/openapi.json\n"
+              f"  Ready:    {base}/readyz     Demo accounts: see README.md\n"
+              "  Ctrl-C stops everything.\n", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        return next(p.returncode for p in procs if p.returncode is not None) or 1
+    except KeyboardInterrupt:
+        return 0
+    except subprocess.CalledProcessError as exc:
+        print(f"make run: {' '.join(exc.cmd[1:])} failed (exit {exc.returncode})",
+              file=sys.stderr)
+        return 1
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if ours:
+            localdb.stop(devenv.ROOT / "var/postgres")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Accounts, passwords, tokens, roles and permissions, and who the current actor is."""

@@ -1,0 +1,102 @@
+"""Who is calling: resolved once per request from the JWT, then passed to services.
+
+Views call `current_actor()` and hand the Actor to services explicitly; services never
+read `request` or `g`. The Actor also carries the request's IP and id for the audit trail.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from flask import g, request
+from flask_jwt_extended import get_jwt, verify_jwt_in_request
+
+from server import db
+from server.auth.models import AuthSession, User, UserRole
+from server.auth.permissions import permissions_for
+from server.errors import Forbidden, Unauthorized
+
+
+@dataclass(frozen=True)
+class Actor:
+    user_id: int | None
+    roles: frozenset[str] = frozenset()
+    permissions: frozenset[str] = frozenset()
+    session_id: uuid.UUID | None = None
+    ip: str | None = None
+    request_id: str | None = None
+    # Area scope (materialized paths of the actor's memberships), filled by grid.areas.
+    area_paths: tuple[str, ...] = field(default=())
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self.user_id is not None
+
+    def can(self, permission: str) -> bool:
+        return permission in self.permissions
+
+    def require(self, permission: str) -> None:
+        if permission not in self.permissions:
+            raise Forbidden(f"This needs the permission {permission!r}", required=permission)
+
+
+def anonymous_actor() -> Actor:
+    return Actor(user_id=None, ip=request.remote_addr, request_id=g.get("request_id"))
+
+
+def current_actor() -> Actor:
+    """The actor set by @login_required (anonymous if the view does not require login)."""
+    return g.get("actor") or anonymous_actor()
+
+
+# Hooks other packages register to enrich the actor (e.g. grid.areas adds area scope),
+# so that server/ never imports grid/.
+actor_enrichers: list[Callable[[sa.orm.Session, Actor], Actor]] = []
+
+
+def load_actor() -> Actor:
+    verify_jwt_in_request()
+    claims = get_jwt()
+    try:
+        user_id, session_id = int(claims["sub"]), uuid.UUID(claims["sid"])
+    except (KeyError, ValueError) as exc:
+        raise Unauthorized("Malformed token") from exc
+    s = db.session()
+    row = s.execute(
+        sa.select(User.is_active, AuthSession.revoked_at)
+        .join(AuthSession, AuthSession.user_id == User.id)
+        .where(User.id == user_id, AuthSession.id == session_id)
+    ).first()
+    if row is None or not row.is_active or row.revoked_at is not None:
+        raise Unauthorized("This session has ended; log in again")
+    roles = frozenset(s.scalars(sa.select(UserRole.role).where(UserRole.user_id == user_id)))
+    actor = Actor(
+        user_id=user_id,
+        roles=roles,
+        permissions=permissions_for(roles),
+        session_id=session_id,
+        ip=request.remote_addr,
+        request_id=g.get("request_id"),
+    )
+    for enrich in actor_enrichers:
+        actor = enrich(s, actor)
+    return actor
+
+
+def login_required(func: Callable) -> Callable:
+    """Resolve the actor (401 without a valid token) and document bearer auth."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        g.actor = load_actor()
+        return func(*args, **kwargs)
+
+    apidoc = getattr(wrapper, "_apidoc", {})
+    apidoc.setdefault("manual_doc", {})["security"] = [{"bearerAuth": []}]
+    wrapper._apidoc = apidoc
+    return wrapper

@@ -1,0 +1,75 @@
+"""Roles and the permissions they grant, in one table a reader can see at a glance.
+
+Columns are roles; an `x` grants the row's permission. Area scope (which grids, streets…)
+is separate: a permission says *what* an actor may do, their memberships say *where*.
+"""
+
+from __future__ import annotations
+
+ROLES = (
+    "resident",  # 居民
+    "grid_worker",  # 网格员
+    "grid_chief",  # 网格长
+    "community_staff",  # 社区工作人员
+    "street_dispatcher",  # 街道指挥中心 受理员/派遣员
+    "department_handler",  # 职能部门处置人员
+    "district_admin",  # 区级管理员 / 领导
+    "auditor",  # 审计
+    "admin",  # 系统管理员
+)
+
+# fmt: off
+_MATRIX = """
+permission             res wrk chf stf dsp hdl dad aud adm
+user:manage             .   .   .   .   .   .   x   .   x
+audit:read              .   .   .   .   .   .   .   x   x
+area:read               x   x   x   x   x   x   x   x   x
+area:manage             .   .   .   .   .   .   x   .   x
+membership:manage       .   .   .   .   .   .   x   .   x
+registry:read           .   x   x   x   x   .   x   .   .
+registry:write          .   x   x   x   .   .   x   .   .
+registry:import         .   .   .   x   .   .   x   .   .
+registry:export         .   .   x   x   .   .   x   .   .
+person:read_pii         .   x   x   x   .   .   x   .   .
+person:read_key_tags    .   .   x   .   .   .   x   .   .
+visit:write             .   x   x   x   .   .   .   .   .
+case:report             x   x   x   x   x   .   .   .   .
+case:read               x   x   x   x   x   x   x   .   .
+case:accept             .   .   .   .   x   .   x   .   .
+case:dispatch           .   .   .   .   x   .   x   .   .
+case:handle             .   x   .   .   .   x   .   .   .
+case:verify             x   x   x   .   x   .   .   .   .
+case:close              .   .   .   .   x   .   x   .   .
+case:approve            .   .   .   .   x   .   x   .   .
+case:merge              .   .   .   .   x   .   x   .   .
+case:evaluate           x   .   .   .   .   .   .   .   .
+stats:read              .   .   x   x   x   x   x   .   .
+notice:broadcast        .   .   .   x   x   .   x   .   .
+service:manage          .   .   .   x   x   .   x   .   .
+service:book            x   .   .   .   .   .   .   .   .
+"""
+# fmt: on
+
+
+def _parse(matrix: str) -> dict[str, frozenset[str]]:
+    lines = [ln.split() for ln in matrix.strip().splitlines()]
+    header, rows = lines[0][1:], lines[1:]
+    if len(header) != len(ROLES):
+        raise ValueError("permission matrix header does not match ROLES")
+    grants: dict[str, set[str]] = {role: set() for role in ROLES}
+    for row in rows:
+        permission, marks = row[0], row[1:]
+        if len(marks) != len(ROLES) or set(marks) - {"x", "."}:
+            raise ValueError(f"bad permission row: {permission}")
+        for role, mark in zip(ROLES, marks, strict=True):
+            if mark == "x":
+                grants[role].add(permission)
+    return {role: frozenset(perms) for role, perms in grants.items()}
+
+
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = _parse(_MATRIX)
+PERMISSIONS: frozenset[str] = frozenset().union(*ROLE_PERMISSIONS.values())
+
+
+def permissions_for(roles: frozenset[str] | set[str]) -> frozenset[str]:
+    return frozenset().union(*(ROLE_PERMISSIONS.get(r, frozenset()) for r in roles))

@@ -1,0 +1,420 @@
+"""Accounts and tokens: login, refresh rotation with reuse detection, logout, lockout,
+password rules, resident self-registration, and user administration."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import current_app
+from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
+from sqlalchemy.orm import Session, selectinload
+
+from server import audit, db, pii, ratelimit
+from server.auth.actor import Actor
+from server.auth.models import AuthSession, RefreshToken, User, UserRole, VerificationCode
+from server.auth.permissions import ROLES
+from server.errors import (
+    Conflict,
+    Invalid,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+    TooManyRequests,
+    Unauthorized,
+    field_errors,
+)
+from server.validators import MOBILE_RE, password_problems
+
+log = logging.getLogger("server.auth")
+
+PHONE_FIELD = "user.phone"
+
+
+class LoginFailed(Unauthorized):
+    """Wrong credentials: keeps the failure counters it recorded."""
+
+    keep_changes = True
+
+
+class AccountLocked(TooManyRequests):
+    keep_changes = True
+
+
+_hasher: PasswordHasher = PasswordHasher()
+# Verified against when the account does not exist, so timing does not reveal accounts.
+_dummy_hash: str = ""
+
+
+def configure_passwords(time_cost: int, memory_kib: int, parallelism: int) -> None:
+    global _hasher, _dummy_hash
+    _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
+    _dummy_hash = _hasher.hash(secrets.token_hex(16))
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def _verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _cfg(name: str) -> Any:
+    return current_app.config[name]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    user: User
+    token_type: str = "Bearer"
+
+
+def find_user_by_login(s: Session, identifier: str) -> User | None:
+    """A user by phone number (if it looks like one) or by username."""
+    identifier = identifier.strip()
+    if MOBILE_RE.match(identifier):
+        cond = User.phone_bidx == pii.blind_index(identifier, PHONE_FIELD)
+    else:
+        cond = User.username == identifier.lower()
+    return s.scalars(sa.select(User).where(cond).options(selectinload(User.roles))).first()
+
+
+def _issue_tokens(s: Session, user: User, session_id: uuid.UUID) -> TokenPair:
+    jti = uuid.uuid4()
+    refresh_ttl: timedelta = _cfg("JWT_REFRESH_TOKEN_EXPIRES")
+    access_ttl: timedelta = _cfg("JWT_ACCESS_TOKEN_EXPIRES")
+    claims = {"sid": str(session_id)}
+    s.add(RefreshToken(jti=jti, session_id=session_id, expires_at=_now() + refresh_ttl))
+    access = create_access_token(identity=str(user.id), additional_claims=claims)
+    refresh = create_refresh_token(
+        identity=str(user.id), additional_claims={**claims, "jti": str(jti)}
+    )
+    return TokenPair(access, refresh, int(access_ttl.total_seconds()), user)
+
+
+def login(
+    s: Session, actor: Actor, identifier: str, password: str, user_agent: str | None = None
+) -> TokenPair:
+    """Log in with a username or phone number and a password.
+
+    Rate-limited per IP and per account name; consecutive failures lock the account for
+    LOCKOUT_MINUTES. Failures are counted and audited even though the request fails.
+    """
+    window = _cfg("LOGIN_LIMIT_WINDOW_S")
+    ip_key = f"login:ip:{actor.ip}"
+    account_key = f"login:account:{identifier.strip().lower()}"
+    message = "Too many login attempts; try again later"
+    # Check without locking first: the slow password hash must not hold a row lock.
+    ratelimit.check(s, ip_key, _cfg("LOGIN_LIMIT_PER_IP"), window, message)
+    ratelimit.check(s, account_key, _cfg("LOGIN_LIMIT_PER_ACCOUNT"), window, message)
+
+    user = find_user_by_login(s, identifier)
+    ok = _verify_password(user.password_hash if user else _dummy_hash, password)
+
+    ratelimit.hit(s, ip_key, _cfg("LOGIN_LIMIT_PER_IP"), window, message)
+    ratelimit.hit(s, account_key, _cfg("LOGIN_LIMIT_PER_ACCOUNT"), window, message)
+    if user is None:
+        raise LoginFailed("Wrong account name or password")
+    s.refresh(user, with_for_update=True)
+    now = _now()
+    if user.locked_until and user.locked_until > now:
+        retry = int((user.locked_until - now).total_seconds()) + 1
+        raise AccountLocked("This account is locked after repeated failures", retry_after=retry)
+    if not ok:
+        user.failed_logins += 1
+        changes = {"failed_logins": user.failed_logins}
+        if user.failed_logins >= _cfg("LOCKOUT_AFTER_FAILURES"):
+            user.locked_until = now + timedelta(minutes=_cfg("LOCKOUT_MINUTES"))
+            user.failed_logins = 0
+            changes["locked_until"] = user.locked_until.isoformat()
+        audit.record(s, actor, "login_failed", "user", user.id, changes=changes)
+        raise LoginFailed("Wrong account name or password")
+    if not user.is_active:
+        raise LoginFailed("This account is disabled")
+
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    user.failed_logins = 0
+    user.locked_until = None
+    user.last_login_at = now
+    auth_session = AuthSession(user_id=user.id, ip=actor.ip, user_agent=(user_agent or "")[:256])
+    s.add(auth_session)
+    s.flush()
+    audit.record(s, Actor(user.id, ip=actor.ip, request_id=actor.request_id), "login", "user",
+                 user.id)
+    return _issue_tokens(s, user, auth_session.id)
+
+
+def refresh(s: Session, actor: Actor, refresh_token: str) -> TokenPair:
+    """Rotate a refresh token. Presenting one that was already used means it leaked (or
+    the phone replayed it): the whole session is revoked and must log in again."""
+    try:
+        claims = decode_token(refresh_token)
+        jti = uuid.UUID(claims["jti"])
+    except Exception as exc:  # expired, bad signature, malformed: all a 401
+        raise Unauthorized("Invalid or expired refresh token") from exc
+    if claims.get("type") != "refresh":
+        raise Unauthorized("Not a refresh token")
+    token = s.get(RefreshToken, jti, with_for_update=True)
+    if token is None:
+        raise Unauthorized("Unknown refresh token")
+    auth_session = s.get(AuthSession, token.session_id, with_for_update=True)
+    if auth_session.revoked_at is not None:
+        raise Unauthorized("This session has ended; log in again")
+    if token.used_at is not None:
+        _revoke_session(auth_session, "refresh_reuse")
+        audit.record(s, Actor(auth_session.user_id, ip=actor.ip, request_id=actor.request_id),
+                     "refresh_token_reused", "auth_session", auth_session.id)
+        raise LoginFailed("Refresh token reused; this session has been ended for safety")
+    user = s.scalars(
+        sa.select(User).where(User.id == auth_session.user_id).options(selectinload(User.roles))
+    ).one()
+    if not user.is_active:
+        raise Unauthorized("This account is disabled")
+    token.used_at = _now()
+    return _issue_tokens(s, user, auth_session.id)
+
+
+def _revoke_session(auth_session: AuthSession, reason: str) -> None:
+    if auth_session.revoked_at is None:
+        auth_session.revoked_at = _now()
+        auth_session.revoke_reason = reason
+
+
+def _revoke_all_sessions(s: Session, user_id: int, reason: str, keep: uuid.UUID | None = None):
+    stmt = (
+        sa.update(AuthSession)
+        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=sa.func.now(), revoke_reason=reason)
+    )
+    if keep is not None:
+        stmt = stmt.where(AuthSession.id != keep)
+    s.execute(stmt)
+
+
+def logout(s: Session, actor: Actor) -> None:
+    """End the session the access token belongs to (its refresh tokens die with it)."""
+    auth_session = s.get(AuthSession, actor.session_id, with_for_update=True)
+    if auth_session is not None:
+        _revoke_session(auth_session, "logout")
+    audit.record(s, actor, "logout", "auth_session", actor.session_id)
+
+
+def change_password(s: Session, actor: Actor, current_password: str, new_password: str) -> None:
+    """Change one's own password; other sessions are ended, this one stays."""
+    user = s.get(User, actor.user_id, with_for_update=True)
+    if not _verify_password(user.password_hash, current_password):
+        raise Invalid(field_errors("current_password", "The current password is wrong."))
+    phone = pii.decrypt(user.phone_enc, PHONE_FIELD)
+    problems = password_problems(new_password, user.username, phone)
+    if problems:
+        raise Invalid(field_errors("new_password", *problems))
+    user.password_hash = hash_password(new_password)
+    user.password_changed_at = _now()
+    _revoke_all_sessions(s, user.id, "password_changed", keep=actor.session_id)
+    audit.record(s, actor, "password_changed", "user", user.id)
+
+
+# --- resident self-registration -----------------------------------------------------------
+
+
+def _code_hash(phone: str, code: str) -> str:
+    return hmac.new(pii.blind_index(phone, "code").encode(), code.encode(), hashlib.sha256
+                    ).hexdigest()
+
+
+def send_verification_code(phone: str, code: str) -> None:
+    """Deliver a code. "log" (development) writes it to the log; production plugs in an
+    SMS gateway by setting VERIFICATION_SENDER to a dotted path of a function(phone, code)."""
+    sender = _cfg("VERIFICATION_SENDER")
+    if sender == "log":
+        log.info("verification code for %s: %s", pii.mask_phone(phone), code,
+                 extra={"verification_code": code})
+        return
+    module, _, name = sender.rpartition(".")
+    import importlib
+
+    getattr(importlib.import_module(module), name)(phone, code)
+
+
+def request_verification_code(s: Session, actor: Actor, phone: str) -> None:
+    limit = _cfg("VERIFICATION_CODE_LIMIT_PER_PHONE")
+    ratelimit.hit(s, f"code:phone:{pii.blind_index(phone, PHONE_FIELD)}", limit, 3600,
+                  "Too many codes requested for this phone; try again later")
+    ratelimit.hit(s, f"code:ip:{actor.ip}", limit * 10, 3600,
+                  "Too many codes requested from this address; try again later")
+    code = f"{secrets.randbelow(10**6):06d}"
+    s.add(VerificationCode(
+        phone_bidx=pii.blind_index(phone, PHONE_FIELD), code_hash=_code_hash(phone, code),
+        purpose="register", expires_at=_now() + timedelta(minutes=10),
+    ))
+    send_verification_code(phone, code)
+
+
+class CodeRejected(Invalid):
+    keep_changes = True  # the attempt counter must survive the failure
+
+
+def register_resident(s: Session, actor: Actor, data: dict) -> TokenPair:
+    """A resident signs up with a phone number, the code sent to it and a password."""
+    phone = data["phone"]
+    bidx = pii.blind_index(phone, PHONE_FIELD)
+    code = s.scalars(
+        sa.select(VerificationCode)
+        .where(VerificationCode.phone_bidx == bidx, VerificationCode.used_at.is_(None),
+               VerificationCode.expires_at > sa.func.now(), VerificationCode.purpose == "register")
+        .order_by(VerificationCode.id.desc()).limit(1).with_for_update()
+    ).first()
+    if code is None or code.attempts >= 5:
+        raise Invalid(field_errors("code", "No valid code for this phone; request a new one."))
+    if not hmac.compare_digest(code.code_hash, _code_hash(phone, data["code"])):
+        code.attempts += 1
+        raise CodeRejected(field_errors("code", "The code is wrong."))
+    code.used_at = _now()
+    if s.scalar(sa.select(User.id).where(User.phone_bidx == bidx)) is not None:
+        raise Conflict("This phone number is already registered; log in instead")
+    problems = password_problems(data["password"], phone)
+    if problems:
+        raise Invalid(field_errors("password", *problems))
+    user = _new_user(s, None, data["display_name"], phone, data["password"], ["resident"])
+    audit.record(s, Actor(user.id, ip=actor.ip, request_id=actor.request_id), "register",
+                 "user", user.id)
+    auth_session = AuthSession(user_id=user.id, ip=actor.ip)
+    s.add(auth_session)
+    s.flush()
+    return _issue_tokens(s, user, auth_session.id)
+
+
+# --- administration -----------------------------------------------------------------------
+
+
+def _new_user(s: Session, username: str | None, display_name: str, phone: str | None,
+              password: str, roles: list[str]) -> User:
+    user = User(
+        username=username.lower() if username else None,
+        display_name=display_name,
+        phone_enc=pii.encrypt(phone, PHONE_FIELD),
+        phone_bidx=pii.blind_index(phone, PHONE_FIELD),
+        password_hash=hash_password(password),
+        password_changed_at=_now(),
+        roles=[UserRole(role=r) for r in sorted(set(roles))],
+    )
+    s.add(user)
+    s.flush()
+    return user
+
+
+def create_user(s: Session, actor: Actor, data: dict) -> User:
+    """An administrator creates an account (workers, staff, dispatchers…) with roles."""
+    actor.require("user:manage")
+    username, phone = data.get("username"), data.get("phone")
+    if not username and not phone:
+        raise Invalid(field_errors("username", "Give a username or a phone number."))
+    if username and s.scalar(sa.select(User.id).where(User.username == username.lower())):
+        raise Conflict("This username is taken", errors=field_errors("username", "taken"))
+    if phone and s.scalar(
+        sa.select(User.id).where(User.phone_bidx == pii.blind_index(phone, PHONE_FIELD))
+    ):
+        raise Conflict("This phone number belongs to another account",
+                       errors=field_errors("phone", "taken"))
+    problems = password_problems(data["password"], username, phone)
+    if problems:
+        raise Invalid(field_errors("password", *problems))
+    user = _new_user(s, username, data["display_name"], phone, data["password"], data["roles"])
+    audit.record(s, actor, "user_created", "user", user.id,
+                 changes={"username": user.username, "roles": user.role_names})
+    return user
+
+
+def get_user(s: Session, actor: Actor, user_id: int) -> User:
+    if actor.user_id != user_id:
+        actor.require("user:manage")
+    user = s.scalars(
+        sa.select(User).where(User.id == user_id).options(selectinload(User.roles))
+    ).first()
+    if user is None:
+        raise NotFound("No such user")
+    return user
+
+
+def list_users(s: Session, actor: Actor, filters: dict, page: Any) -> list[User]:
+    actor.require("user:manage")
+    stmt = sa.select(User).options(selectinload(User.roles)).order_by(User.id)
+    if filters.get("role"):
+        stmt = stmt.where(User.roles.any(UserRole.role == filters["role"]))
+    if filters.get("is_active") is not None:
+        stmt = stmt.where(User.is_active == filters["is_active"])
+    if filters.get("q"):
+        q = filters["q"].strip()
+        conds = [User.username.ilike(f"%{q}%"), User.display_name.ilike(f"%{q}%")]
+        if MOBILE_RE.match(q):
+            conds.append(User.phone_bidx == pii.blind_index(q, PHONE_FIELD))
+        stmt = stmt.where(sa.or_(*conds))
+    return db.paginate(s, stmt, page)
+
+
+def update_user(s: Session, actor: Actor, user_id: int, changes: dict,
+                expected_version: int | None) -> User:
+    """Rename, enable/disable or change the roles of an account. Disabling ends every
+    session at once: its access tokens stop working on the next request."""
+    actor.require("user:manage")
+    user = get_user(s, actor, user_id)
+    if expected_version is None:
+        raise PreconditionRequired("Send the version you edited (If-Match or `version`)")
+    if expected_version != user.version:
+        raise PreconditionFailed("This account changed since you read it",
+                                 current=user_summary(user))
+    recorded: dict[str, Any] = {}
+    if "display_name" in changes and changes["display_name"] != user.display_name:
+        recorded["display_name"] = [user.display_name, changes["display_name"]]
+        user.display_name = changes["display_name"]
+    if "roles" in changes and sorted(set(changes["roles"])) != user.role_names:
+        wanted = set(changes["roles"])
+        recorded["roles"] = [user.role_names, sorted(wanted)]
+        # Change only the difference: re-adding a kept role would collide on the key.
+        for link in [r for r in user.roles if r.role not in wanted]:
+            user.roles.remove(link)
+        have = {r.role for r in user.roles}
+        user.roles.extend(UserRole(role=r) for r in sorted(wanted - have))
+        user.updated_at = _now()  # a role change is a change of the account: bump version
+    if "is_active" in changes and changes["is_active"] != user.is_active:
+        recorded["is_active"] = [user.is_active, changes["is_active"]]
+        user.is_active = changes["is_active"]
+        if not user.is_active:
+            _revoke_all_sessions(s, user.id, "disabled")
+    if changes.get("unlock") and user.locked_until:
+        recorded["locked_until"] = [user.locked_until.isoformat(), None]
+        user.locked_until = None
+    if recorded:
+        s.flush()  # bumps version
+        audit.record(s, actor, "user_updated", "user", user.id, changes=recorded)
+    return user
+
+
+def user_summary(user: User) -> dict:
+    return {"id": user.id, "username": user.username, "display_name": user.display_name,
+            "roles": user.role_names, "is_active": user.is_active, "version": user.version}
+
+
+def known_role(role: str) -> bool:
+    return role in ROLES

@@ -1,0 +1,112 @@
+"""Settings from environment variables, with safe local defaults.
+
+Every variable is documented in the README. Secrets have development defaults so that
+`make run` works out of the box; production must set them (see `check_production`).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from datetime import timedelta
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+# Development-only secrets: fixed so that a restarted dev server can still read its data.
+_DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-in-production-0123456789"
+_DEV_PII_KEY = base64.b64encode(b"dev-only-pii-key-32-bytes-long!!").decode()
+_DEV_BLIND_INDEX_KEY = base64.b64encode(b"dev-only-blind-index-key-32bytes").decode()
+
+
+class Config:
+    """Defaults for running locally; each can be overridden by an environment variable."""
+
+    ENV_NAME = _env("GRID_ENV", "development")
+    DATABASE_URL = _env(
+        "DATABASE_URL", "postgresql+psycopg2://grid_app:grid_app@127.0.0.1:54320/grid"
+    )
+    # Migrations run as the owner role; the app role cannot UPDATE/DELETE audit rows.
+    MIGRATION_DATABASE_URL = _env("MIGRATION_DATABASE_URL", "") or DATABASE_URL
+    DB_POOL_SIZE = _env_int("DB_POOL_SIZE", 5)
+
+    JWT_SECRET_KEY = _env("JWT_SECRET_KEY", _DEV_JWT_SECRET)
+    JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=_env_int("JWT_ACCESS_MINUTES", 15))
+    JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=_env_int("JWT_REFRESH_DAYS", 30))
+    JWT_TOKEN_LOCATION = ["headers"]
+    JWT_ERROR_MESSAGE_KEY = "message"
+
+    # Personal data: AES-256-GCM key(s) as "keyid:base64key,..."; the first is used to write.
+    PII_KEYS = _env("PII_KEYS", f"k1:{_DEV_PII_KEY}")
+    BLIND_INDEX_KEY = _env("BLIND_INDEX_KEY", _DEV_BLIND_INDEX_KEY)
+
+    # argon2id parameters (RFC 9106 second recommended option is heavier; this costs ~100-250 ms).
+    ARGON2_TIME_COST = _env_int("ARGON2_TIME_COST", 3)
+    ARGON2_MEMORY_KIB = _env_int("ARGON2_MEMORY_KIB", 65536)
+    ARGON2_PARALLELISM = _env_int("ARGON2_PARALLELISM", 2)
+
+    # Login protection: per account and per IP, fixed windows kept in PostgreSQL so that
+    # every gunicorn worker sees the same counters.
+    LOGIN_LIMIT_PER_ACCOUNT = _env_int("LOGIN_LIMIT_PER_ACCOUNT", 10)  # attempts / window
+    LOGIN_LIMIT_PER_IP = _env_int("LOGIN_LIMIT_PER_IP", 60)
+    LOGIN_LIMIT_WINDOW_S = _env_int("LOGIN_LIMIT_WINDOW_S", 300)
+    LOCKOUT_AFTER_FAILURES = _env_int("LOCKOUT_AFTER_FAILURES", 5)
+    LOCKOUT_MINUTES = _env_int("LOCKOUT_MINUTES", 15)
+    VERIFICATION_CODE_LIMIT_PER_PHONE = _env_int("VERIFICATION_CODE_LIMIT_PER_PHONE", 5)
+    # "log" prints codes to the log (development); plug a real SMS sender by dotted path.
+    VERIFICATION_SENDER = _env("VERIFICATION_SENDER", "log")
+
+    MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 16 * 1024 * 1024)
+    STORAGE_DIR = _env("STORAGE_DIR", os.path.join(os.getcwd(), "var", "storage"))
+    LOG_LEVEL = _env("LOG_LEVEL", "INFO")
+    DEFAULT_TIMEZONE = _env("DEFAULT_TIMEZONE", "Asia/Shanghai")
+
+    # Domain packages plugged into the platform, in dependency order. create_app imports
+    # `<module>.models` (tables for migrations) and `<module>.views` (its `blueprints`), so
+    # that server/ never imports grid/ by name.
+    INSTALLED_MODULES: tuple[str, ...] = ()
+    # The demo-data generator run once by `make run` (`flask seed-demo`).
+    DEMO_SEEDER = "grid.demo:seed"
+
+    API_TITLE = "Grid governance API (网格化社会治理)"
+    API_VERSION = "v1"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/api"
+    OPENAPI_JSON_PATH = "openapi.json"
+    OPENAPI_SWAGGER_UI_PATH = "docs"
+    # Served from the swagger-ui-bundle PyPI package by server.app: no CDN at run time.
+    OPENAPI_SWAGGER_UI_URL = "/api/docs/assets/"
+    API_SPEC_OPTIONS = {
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            }
+        },
+    }
+
+
+def load_config(overrides: dict | None = None) -> dict:
+    """The configuration as a dict: class defaults, then explicit overrides (tests)."""
+    values = {k: getattr(Config, k) for k in dir(Config) if k.isupper()}
+    values.update(overrides or {})
+    return values
+
+
+def check_production(config: dict) -> list[str]:
+    """Problems that must stop a production start (development secrets left in place)."""
+    problems = []
+    if config["ENV_NAME"] == "production":
+        if config["JWT_SECRET_KEY"] == _DEV_JWT_SECRET:
+            problems.append("JWT_SECRET_KEY is the development default")
+        if _DEV_PII_KEY in config["PII_KEYS"]:
+            problems.append("PII_KEYS contains the development key")
+        if config["BLIND_INDEX_KEY"] == _DEV_BLIND_INDEX_KEY:
+            problems.append("BLIND_INDEX_KEY is the development default")
+    return problems
+

@@ -1,0 +1,135 @@
+"""Engine, session, declarative Base and the mixins every table uses.
+
+One scoped session per thread (a gunicorn sync worker serves one request at a time), removed
+when the app context ends. Views open a unit of work around one service call; tests bind the
+session to an outer transaction with savepoints and roll it back after each test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    declared_attr,
+    Mapped,
+    Session,
+    mapped_column,
+    scoped_session,
+    sessionmaker,
+)
+
+from server.errors import DomainError
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# expire_on_commit=False: responses are serialized after the unit of work commits.
+SessionFactory = sessionmaker(expire_on_commit=False)
+session: scoped_session[Session] = scoped_session(SessionFactory)
+_engines: dict[str, sa.Engine] = {}
+
+
+def engine_for(url: str, pool_size: int = 5) -> sa.Engine:
+    """One engine per URL per process (create_app may run several times in tests)."""
+    if url not in _engines:
+        _engines[url] = sa.create_engine(
+            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        )
+    return _engines[url]
+
+
+def init_db(app: Any) -> sa.Engine:
+    engine = engine_for(app.config["DATABASE_URL"], app.config["DB_POOL_SIZE"])
+    SessionFactory.configure(bind=engine)
+    app.extensions["db_engine"] = engine
+    app.teardown_appcontext(lambda exc: session.remove())
+    return engine
+
+
+@contextmanager
+def unit_of_work() -> Iterator[Session]:
+    """One transaction around one service call: commit on success, roll back on failure.
+
+    A DomainError with keep_changes (failed-login counters, rate-limit hits) commits what
+    was recorded before it was raised, then propagates.
+    """
+    s = session()
+    try:
+        yield s
+        s.commit()
+    except DomainError as exc:
+        if exc.keep_changes:
+            s.commit()
+        else:
+            s.rollback()
+        raise
+    except BaseException:
+        s.rollback()
+        raise
+
+
+class PageParams:
+    """The part of flask-smorest's PaginationParameters a service needs (for type hints)."""
+
+    page: int
+    page_size: int
+    item_count: int | None
+
+
+def paginate(s: Session, stmt: sa.Select, page: Any) -> list:
+    """The one pager: count over a subquery, then fetch one page of `stmt`.
+
+    `page` is flask-smorest's PaginationParameters; setting item_count makes
+    @blp.paginate() emit the X-Pagination header.
+    """
+    total = s.scalar(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery()))
+    page.item_count = total
+    offset = (page.page - 1) * page.page_size
+    result = s.execute(stmt.limit(page.page_size).offset(offset))
+    # Entity selects give models; multi-column selects give rows.
+    return list(result.scalars()) if len(stmt.selected_columns) == 1 else list(result)
+
+
+def utcnow() -> datetime:
+    from datetime import UTC
+
+    return datetime.now(UTC)
+
+
+class TimestampMixin:
+    created_at: Mapped[datetime] = mapped_column(
+        sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        sa.DateTime(timezone=True), server_default=sa.func.now(), onupdate=sa.func.now(),
+        nullable=False,
+    )
+
+
+class VersionedMixin:
+    """Optimistic concurrency: every UPDATE checks and bumps `version`.
+
+    Services compare the client's version first (412 with the current record); the
+    version_id_col guard catches two writers that both passed that check.
+    """
+
+    version: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict:
+        return {"version_id_col": cls.__table__.c.version}

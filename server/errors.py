@@ -1,0 +1,89 @@
+"""Domain errors raised by services. `server.api` turns each into the one error shape.
+
+Services never import Flask to fail: they raise one of these with what the client needs
+to recover (the allowed next actions for 409, the current record for 412, the fields for 422).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """Base class: an HTTP status, a message and optional extra payload keys."""
+
+    status = 400
+    # Most failures roll back the unit of work. A few record bookkeeping that must survive
+    # the failure (failed-login counters, rate-limit hits): those set keep_changes.
+    keep_changes = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        errors: dict | None = None,
+        headers: dict | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errors = errors
+        self.headers = headers or {}
+        self.extra = extra
+
+
+class BadRequest(DomainError):
+    status = 400
+
+
+class Unauthorized(DomainError):
+    status = 401
+
+
+class Forbidden(DomainError):
+    status = 403
+
+
+class NotFound(DomainError):
+    """Also what a record outside the actor's scope answers: it does not exist for them."""
+
+    status = 404
+
+
+class Conflict(DomainError):
+    """409: an illegal transition (extra `allowed`), a duplicate (extra `existing`)…"""
+
+    status = 409
+
+
+class PreconditionFailed(DomainError):
+    """412: the client's version is stale; extra `current` carries the record as it is."""
+
+    status = 412
+
+
+class PreconditionRequired(DomainError):
+    status = 428
+
+
+class Invalid(DomainError):
+    """422 with `errors` naming the fields: {"json": {"field": ["message"]}}."""
+
+    status = 422
+
+    def __init__(self, errors: dict, message: str = "Invalid input", **extra: Any) -> None:
+        super().__init__(message, errors=errors, **extra)
+
+
+class TooManyRequests(DomainError):
+    status = 429
+    keep_changes = True
+
+    def __init__(self, message: str, retry_after: int, **extra: Any) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, int(retry_after)))}, **extra)
+        self.retry_after = retry_after
+
+
+def field_errors(field: str, *messages: str, location: str = "json") -> dict:
+    """The `errors` value of a 422 for one field, in webargs' layout."""
+    return {location: {field: list(messages)}}

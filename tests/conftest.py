@@ -1,0 +1,132 @@
+"""Test fixtures: a real PostgreSQL + PostGIS (started by `make test`), migrated once;
+each test runs inside a transaction that is rolled back, with the app's own session
+joined to it through savepoints (so services may commit)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from server import db
+from server.app import create_app
+from server.auth import service as auth_service
+from server.auth.models import User
+
+TEST_PASSWORD = "Grid-test-2026"
+
+
+def _urls() -> dict[str, str]:
+    try:
+        return {k: os.environ[k] for k in
+                ("DATABASE_URL", "MIGRATION_DATABASE_URL", "ADMIN_DATABASE_URL")}
+    except KeyError as exc:  # pragma: no cover - guidance for running pytest by hand
+        raise pytest.UsageError(
+            f"{exc} is not set: run `make test`, or start a cluster with "
+            "`python -m scripts.localdb start --dir var/test-postgres --port 54329 "
+            "--db grid_test --fresh --fast` and export the three URLs it prints."
+        ) from None
+
+
+TEST_CONFIG = {
+    # Cheap hashing: argon2id at production cost would make the suite crawl.
+    "ARGON2_TIME_COST": 1,
+    "ARGON2_MEMORY_KIB": 1024,
+    "ARGON2_PARALLELISM": 1,
+    "LOG_LEVEL": "WARNING",
+    "STORAGE_DIR": None,  # set per session below
+}
+
+
+@pytest.fixture(scope="session")
+def urls() -> dict[str, str]:
+    return _urls()
+
+
+@pytest.fixture(scope="session")
+def app(urls, tmp_path_factory):
+    from server.cli import bootstrap_db
+
+    config = {**TEST_CONFIG, **urls, "STORAGE_DIR": str(tmp_path_factory.mktemp("storage"))}
+    application = create_app(config)
+    with application.app_context():
+        bootstrap_db(application)
+    return application
+
+
+@pytest.fixture(autouse=True)
+def db_session(app) -> Iterator[sa.orm.Session]:
+    """Bind the app's session to a connection whose outer transaction is rolled back."""
+    engine = app.extensions["db_engine"]
+    connection = engine.connect()
+    outer = connection.begin()
+    db.SessionFactory.configure(bind=connection, join_transaction_mode="create_savepoint")
+    ctx = app.app_context()
+    ctx.push()
+    try:
+        yield db.session()
+    finally:
+        db.session.remove()
+        ctx.pop()
+        outer.rollback()
+        connection.close()
+        db.SessionFactory.configure(bind=engine, join_transaction_mode="conservative_savepoint")
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def make_user(db_session):
+    """Create an account with roles: make_user("grid_worker", username="w1")."""
+
+    def _make(*roles: str, username: str | None = None, phone: str | None = None,
+              password: str = TEST_PASSWORD, display_name: str = "测试用户") -> User:
+        if username is None and phone is None:
+            username = f"u{uuid.uuid4().hex[:10]}"
+        user = auth_service._new_user(db_session, username, display_name, phone, password,
+                                      list(roles))
+        db_session.flush()
+        return user
+
+    return _make
+
+
+@pytest.fixture
+def login(client):
+    """Log in through the API; returns the token response body."""
+
+    def _login(login_name: str, password: str = TEST_PASSWORD) -> dict:
+        response = client.post("/auth/login", json={"login": login_name, "password": password})
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()
+
+    return _login
+
+
+@pytest.fixture
+def auth_headers(make_user, login):
+    """Headers of a freshly created, logged-in user with the given roles."""
+
+    def _headers(*roles: str, user: User | None = None) -> dict:
+        user = user or make_user(*roles)
+        tokens = login(user.username or "")
+        return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+    return _headers
+
+
+def assert_error_shape(response, status: int) -> dict:
+    """Every failure has the one error shape."""
+    assert response.status_code == status, (response.status_code, response.get_data(True))
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert body["code"] == status
+    assert isinstance(body["status"], str) and body["status"]
+    assert "message" in body
+    return body
