@@ -208,3 +208,27 @@ def convert(lon: float, lat: float, src: str, dst: str) -> tuple[float, float]:
     if direct is not None:
         return direct(lon, lat)
     return _FROM_WGS84[dst](*_TO_WGS84[src](lon, lat))
+
+
+def transform_geojson(geometry: dict, crs: str) -> dict:
+    """A GeoJSON geometry (WGS-84) with every position converted to `crs`.
+
+    Used on the way out when a client asks for ?crs=gcj02|bd09 (AMap/Baidu maps); PostGIS
+    has no GCJ-02, so SQL builds the WGS-84 GeoJSON and this walks its coordinate arrays.
+    """
+    if crs == "wgs84":
+        return geometry
+    if crs not in _FROM_WGS84:
+        raise ValueError(f"unknown coordinate system {crs!r}; expected one of {CRS}")
+    forward = _FROM_WGS84[crs]
+
+    def walk(coords):
+        if coords and isinstance(coords[0], (int, float)):
+            lon, lat = forward(coords[0], coords[1])
+            return [round(lon, 7), round(lat, 7), *coords[2:]]
+        return [walk(c) for c in coords]
+
+    if geometry.get("type") == "GeometryCollection":
+        return {**geometry,
+                "geometries": [transform_geojson(g, crs) for g in geometry["geometries"]]}
+    return {**geometry, "coordinates": walk(geometry["coordinates"])}

@@ -1,36 +1,196 @@
-"""Deterministic demo data (fixed seed): accounts for every role, documented in the README.
+"""Deterministic demo data (fixed seed): a district near 119.96 E 30.05 N (富阳区) with
+3 streets, 10 communities and about 60 grids that tile each community without gaps or
+overlaps, departments, and an account for every role with its memberships (README).
 
-Run once by `make run` (`flask seed-demo`); running it again changes nothing.
+The areas go through the same import service as a city's GeoJSON would, so the demo is
+validated by the checks it demonstrates. Run once by `make run` (`flask seed-demo`).
 """
 
 from __future__ import annotations
 
+import random
+from collections.abc import Iterator
+
+import shapely
 import sqlalchemy as sa
+from shapely.geometry import LineString, MultiPoint, Polygon, mapping
+from shapely.ops import split
 from sqlalchemy.orm import Session
 
+from grid.areas import boundaries
+from grid.areas import service as area_service
+from grid.areas.models import Area, Department, DepartmentMember, Membership
 from server.auth import service as auth_service
+from server.auth.actor import Actor
 from server.auth.models import User
 
+SEED = 20261122
 DEMO_PASSWORD = "Demo-grid-2026"
 
-# username, display name, phone, roles
+CITY = ("330100", "杭州市")
+DISTRICT = ("330183", "富阳区")
+STREETS = [("富春街道", ["东门社区", "西门社区", "秋丽社区", "恩波社区"]),
+           ("东洲街道", ["东洲社区", "五丰村", "黄公望村"]),
+           ("春江街道", ["春江社区", "丰联村", "八一村"])]
+DEPARTMENTS = [("CG", "城市管理局", "城管"), ("SCJG", "市场监督管理局", "市场监管"),
+               ("ZJ", "住房和城乡建设局", "住建"), ("YJ", "应急管理局", "应急"),
+               ("PCS", "富春派出所", "派出所"), ("MZ", "民政局", "民政"),
+               ("SW", "水务集团", "水务"), ("GD", "供电公司", "供电")]
+
+# username, display name, phone, roles, (membership area code, role) or department code
 DEMO_ACCOUNTS = [
-    ("admin", "系统管理员", None, ["admin"]),
-    ("district", "富阳区管理员", "13800000001", ["district_admin"]),
-    ("auditor", "审计员", None, ["auditor"]),
-    ("dispatcher", "街道派遣员", "13800000002", ["street_dispatcher"]),
-    ("staff", "社区工作人员", "13800000003", ["community_staff"]),
-    ("chief", "网格长", "13800000004", ["grid_chief"]),
-    ("worker", "网格员", "13800000005", ["grid_worker"]),
-    ("handler", "城管处置人员", "13800000006", ["department_handler"]),
-    ("resident", "居民张三", "13900000001", ["resident"]),
+    ("admin", "系统管理员", None, ["admin"], None),
+    ("district", "富阳区管理员", "13800000001", ["district_admin"], ("330183", "district_admin")),
+    ("auditor", "审计员", None, ["auditor"], None),
+    ("dispatcher", "富春街道派遣员", "13800000002", ["street_dispatcher"],
+     ("330183001", "street_dispatcher")),
+    ("dispatcher2", "东洲街道派遣员", "13800000012", ["street_dispatcher"],
+     ("330183002", "street_dispatcher")),
+    ("staff", "东门社区工作人员", "13800000003", ["community_staff"],
+     ("330183001001", "community_staff")),
+    ("chief", "东门社区网格长", "13800000004", ["grid_chief"],
+     ("330183001001001", "grid_chief")),
+    ("worker", "东门社区第1网格网格员", "13800000005", ["grid_worker"],
+     ("330183001001001", "grid_worker")),
+    ("worker2", "东洲社区第1网格网格员", "13800000015", ["grid_worker"],
+     ("330183002001001", "grid_worker")),
+    ("handler", "城管处置人员", "13800000006", ["department_handler"], "CG"),
+    ("resident", "居民张三", "13900000001", ["resident"], ("330183001001", "resident")),
 ]
+
+# The district: an irregular polygon around 富阳 (WGS-84), about 6 km x 6 km.
+DISTRICT_OUTLINE = [(119.925, 30.025), (119.962, 30.018), (119.995, 30.028),
+                    (120.002, 30.055), (119.993, 30.082), (119.958, 30.088),
+                    (119.927, 30.078), (119.918, 30.052), (119.925, 30.025)]
+
+
+def _jittered_line(rng: random.Random, start: tuple, end: tuple, wiggle: float) -> LineString:
+    """A cut line from start to end with a few jittered vertices (roads and rivers)."""
+    points = [start]
+    for t in (0.25, 0.5, 0.75):
+        x = start[0] + (end[0] - start[0]) * t + rng.uniform(-wiggle, wiggle)
+        y = start[1] + (end[1] - start[1]) * t + rng.uniform(-wiggle, wiggle)
+        points.append((x, y))
+    points.append(end)
+    return LineString(points)
+
+
+def _cut(rng: random.Random, polygon: Polygon, parts: int, vertical: bool) -> list[Polygon]:
+    """Split a polygon into `parts` strips with jittered cut lines."""
+    minx, miny, maxx, maxy = polygon.bounds
+    pieces = [polygon]
+    for k in range(1, parts):
+        t = k / parts + rng.uniform(-0.05, 0.05)
+        if vertical:
+            x = minx + (maxx - minx) * t
+            line = _jittered_line(rng, (x, miny - 0.01), (x, maxy + 0.01), (maxx - minx) * 0.02)
+        else:
+            y = miny + (maxy - miny) * t
+            line = _jittered_line(rng, (minx - 0.01, y), (maxx + 0.01, y), (maxy - miny) * 0.02)
+        next_pieces = []
+        for piece in pieces:
+            next_pieces.extend(g for g in split(piece, line).geoms if g.area > 0)
+        pieces = next_pieces
+    return pieces
+
+
+def _grids(rng: random.Random, community: Polygon, count: int) -> list[Polygon]:
+    """Voronoi cells of random seeds, clipped to the community: an exact tiling."""
+    minx, miny, maxx, maxy = community.bounds
+    seeds = []
+    while len(seeds) < count:
+        p = shapely.Point(rng.uniform(minx, maxx), rng.uniform(miny, maxy))
+        if community.contains(p):
+            seeds.append(p)
+    cells = shapely.voronoi_polygons(MultiPoint(seeds), extend_to=community.buffer(0.01))
+    out = []
+    for cell in cells.geoms:
+        piece = cell.intersection(community)
+        if not piece.is_empty and piece.area > 0:
+            out.append(piece)
+    return out
+
+
+def _north_west_first(polys: list) -> list:
+    """Number west→east, north→south (DB11/T 2157): rows by latitude, then longitude."""
+    def key(p):
+        c = p.representative_point()
+        return (-round(c.y, 3), c.x)
+    return sorted(polys, key=key)
+
+
+def _rounded(geom):
+    return shapely.set_precision(geom, 1e-7)
+
+
+def district_features(rng: random.Random | None = None, streets: list | None = None,
+                      grids_per_community: tuple[int, int] = (5, 7)) -> Iterator[dict]:
+    """GeoJSON features of the demo district, parents first (deterministic for a seed)."""
+    rng = rng or random.Random(SEED)
+    streets = streets or STREETS
+    district = Polygon(DISTRICT_OUTLINE)
+    yield _feature(CITY[0], CITY[1], "city", None, district.buffer(0.02))
+    yield _feature(DISTRICT[0], DISTRICT[1], "district", CITY[0], district)
+    street_polys = _north_west_first(_cut(rng, district, len(streets), vertical=True))
+    street_polys = sorted(street_polys, key=lambda p: p.representative_point().x)
+    for si, ((street_name, communities), street_poly) in enumerate(
+            zip(streets, street_polys, strict=True), 1):
+        street_code = f"{DISTRICT[0]}{si:03d}"
+        yield _feature(street_code, street_name, "street", DISTRICT[0], street_poly)
+        community_polys = _north_west_first(
+            _cut(rng, street_poly, len(communities), vertical=False))
+        for ci, (community_name, community_poly) in enumerate(
+                zip(communities, community_polys, strict=True), 1):
+            community_code = f"{street_code}{ci:03d}"
+            yield _feature(community_code, community_name, "community", street_code,
+                           community_poly)
+            cells = _north_west_first(_grids(rng, community_poly, rng.randint(*grids_per_community)))
+            for gi, cell in enumerate(cells, 1):
+                yield _feature(f"{community_code}{gi:03d}", f"{community_name}第{gi}网格", "grid",
+                               community_code, cell)
+
+
+def _feature(code: str, name: str, level: str, parent: str | None, geom) -> dict:
+    return {"type": "Feature", "geometry": mapping(geom),
+            "properties": {"code": code, "name": name, "level": level, "parent_code": parent}}
+
+
+SYSTEM = Actor(user_id=None, roles=frozenset({"admin"}),
+               permissions=frozenset({"area:manage", "membership:manage", "user:manage"}))
 
 
 def seed(s: Session, force: bool = False) -> str:
+    """Create the demo district and accounts once; a second run changes nothing."""
     if not force and s.scalar(sa.select(User.id).where(User.username == "admin")):
         return "demo data already present"
-    for username, name, phone, roles in DEMO_ACCOUNTS:
-        if s.scalar(sa.select(User.id).where(User.username == username)) is None:
-            auth_service._new_user(s, username, name, phone, DEMO_PASSWORD, roles)
-    return f"demo accounts created (password {DEMO_PASSWORD})"
+    features = list(district_features())
+    report = boundaries.import_areas(s, SYSTEM, {"type": "FeatureCollection",
+                                                 "features": features},
+                                     dry_run=False, opts=boundaries.Options())
+    by_code = {a.code: a for a in s.scalars(sa.select(Area))}
+    district = by_code[DISTRICT[0]]
+    departments = {}
+    for code, name, kind in DEPARTMENTS:
+        dept = s.scalars(sa.select(Department).where(Department.code == code)).first()
+        if dept is None:
+            dept = Department(code=code, name=name, kind=kind, service_area_id=district.id)
+            s.add(dept)
+            s.flush()
+        departments[code] = dept
+    for username, name, phone, roles, place in DEMO_ACCOUNTS:
+        user = s.scalars(sa.select(User).where(User.username == username)).first()
+        if user is None:
+            user = auth_service._new_user(s, username, name, phone, DEMO_PASSWORD, roles)
+        if isinstance(place, tuple):
+            area_service.add_membership(s, SYSTEM, {"user_id": user.id,
+                                                    "area_id": by_code[place[0]].id,
+                                                    "role": place[1]})
+        elif isinstance(place, str):
+            if s.get(DepartmentMember, (departments[place].id, user.id)) is None:
+                s.add(DepartmentMember(department_id=departments[place].id, user_id=user.id))
+    s.flush()
+    grids = sum(1 for f in features if f["properties"]["level"] == "grid")
+    memberships = s.scalar(sa.select(sa.func.count()).select_from(Membership))
+    return (f"demo district created: {len(report.created)} areas ({grids} grids), "
+            f"{len(DEPARTMENTS)} departments, {len(DEMO_ACCOUNTS)} accounts, "
+            f"{memberships} memberships (password {DEMO_PASSWORD})")

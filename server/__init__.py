@@ -1,1 +1,1 @@
-"""The platform: app factory, database, API plumbing, accounts and audit. Nothing domain-specific."""
+"""The platform: app factory, database, API plumbing, accounts, audit. Nothing domain-specific."""

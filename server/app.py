@@ -8,12 +8,16 @@ import logging
 from flask import Flask, jsonify, send_from_directory
 from flask_jwt_extended import JWTManager
 from flask_migrate import Migrate
+from marshmallow import ValidationError
 from swagger_ui_bundle import swagger_ui_path
 
-from server import audit, config as config_module, db, health, pii
+from geo.fields import set_output_crs
+from server import audit, db, health, pii
+from server import config as config_module
 from server.api import error_payload, init_api
 from server.auth import service as auth_service
 from server.auth import views as auth_views
+from server.errors import Invalid
 from server.logs import configure_logging, init_request_logging
 
 log = logging.getLogger("server.app")
@@ -60,6 +64,16 @@ def create_app(config: dict | None = None) -> Flask:
     init_request_logging(app)
     api = init_api(app)
     Migrate(app, _MigrationTarget(), directory=health.MIGRATIONS_DIR)
+
+    @app.before_request
+    def _output_crs() -> None:
+        """?crs=gcj02|bd09 on any request: points and geometries answer in that system."""
+        from flask import request
+
+        try:
+            set_output_crs(request.args.get("crs"))
+        except ValidationError as exc:
+            raise Invalid({"query": exc.messages}) from None
 
     @app.route("/api/docs/assets/<path:filename>")
     def swagger_assets(filename: str):

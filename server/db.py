@@ -15,9 +15,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import (
     DeclarativeBase,
-    declared_attr,
     Mapped,
     Session,
+    declared_attr,
     mapped_column,
     scoped_session,
     sessionmaker,
@@ -101,8 +101,8 @@ def paginate(s: Session, stmt: sa.Select, page: Any) -> list:
     page.item_count = total
     offset = (page.page - 1) * page.page_size
     result = s.execute(stmt.limit(page.page_size).offset(offset))
-    # Entity selects give models; multi-column selects give rows.
-    return list(result.scalars()) if len(stmt.selected_columns) == 1 else list(result)
+    # One entity (or one column) gives models (values); several give rows.
+    return list(result.scalars()) if len(stmt.column_descriptions) == 1 else list(result)
 
 
 def utcnow() -> datetime:

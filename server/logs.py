@@ -69,7 +69,7 @@ def init_request_logging(app: Flask) -> None:
                 "method": request.method,
                 "path": request.path,
                 "status": response.status_code,
-                "ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2),
+                "ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1e3, 2),
                 "ip": request.remote_addr,
                 "user_id": getattr(actor, "user_id", None),
             },

@@ -30,12 +30,19 @@ class Actor:
     session_id: uuid.UUID | None = None
     ip: str | None = None
     request_id: str | None = None
-    # Area scope (materialized paths of the actor's memberships), filled by grid.areas.
+    # Scope, filled by the enrichers domain packages register (grid.areas): materialized
+    # paths of the actor's area memberships, and the departments they handle cases for.
     area_paths: tuple[str, ...] = field(default=())
+    department_ids: tuple[int, ...] = field(default=())
 
     @property
     def is_authenticated(self) -> bool:
         return self.user_id is not None
+
+    @property
+    def unrestricted(self) -> bool:
+        """System administrators act everywhere; everyone else within their memberships."""
+        return "admin" in self.roles
 
     def can(self, permission: str) -> bool:
         return permission in self.permissions

@@ -1,0 +1,132 @@
+"""The marshmallow fields every module uses for locations: one Point field, one GeoJSON
+geometry field, and the output coordinate system a client asked for (?crs=gcj02).
+
+A phone sends `{lon, lat, crs, accuracy_m, captured_at, device_id}`; we keep the raw
+values, convert to WGS-84 for storage, and answer in the crs the request asks for.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import marshmallow as ma
+from shapely.geometry import mapping
+
+from geo import crs as crs_mod
+
+# Set per request from ?crs= (see `set_output_crs`); WGS-84 unless a client asks otherwise.
+_output_crs: contextvars.ContextVar[str] = contextvars.ContextVar("output_crs", default="wgs84")
+
+
+def set_output_crs(value: str | None) -> None:
+    if value is not None and value not in crs_mod.CRS:
+        raise ma.ValidationError({"crs": [f"Must be one of: {', '.join(crs_mod.CRS)}."]})
+    _output_crs.set(value or "wgs84")
+
+
+def output_crs() -> str:
+    return _output_crs.get()
+
+
+@dataclass(frozen=True)
+class GpsFix:
+    """A location as collected: WGS-84 for storage plus what the phone actually sent."""
+
+    lon: float  # WGS-84
+    lat: float
+    crs: str = "wgs84"
+    raw_lon: float | None = None
+    raw_lat: float | None = None
+    accuracy_m: float | None = None
+    captured_at: datetime | None = None
+    device_id: str | None = None
+
+    @property
+    def wkt(self) -> str:
+        return f"SRID=4326;POINT({self.lon!r} {self.lat!r})"
+
+
+def _looks_swapped(lon: float, lat: float) -> bool:
+    """(lon, lat) outside China but (lat, lon) inside it: almost surely swapped."""
+    return crs_mod.out_of_china(lon, lat) and not crs_mod.out_of_china(lat, lon)
+
+
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ma.ValidationError({name: ["Must be a number."]})
+    if not math.isfinite(value):
+        raise ma.ValidationError({name: ["Must be a finite number."]})
+    return float(value)
+
+
+class _PointInput(ma.Schema):
+    lon = ma.fields.Raw(required=True, metadata={"type": "number", "example": 119.96})
+    lat = ma.fields.Raw(required=True, metadata={"type": "number", "example": 30.05})
+    crs = ma.fields.String(load_default="wgs84", validate=ma.validate.OneOf(crs_mod.CRS))
+    accuracy_m = ma.fields.Float(validate=ma.validate.Range(min=0, max=100_000), allow_nan=False)
+    captured_at = ma.fields.AwareDateTime()
+    device_id = ma.fields.String(validate=ma.validate.Length(max=128))
+
+
+class Point(ma.fields.Field):
+    """`{lon, lat, crs?, accuracy_m?, captured_at?, device_id?}` ⇄ GpsFix (WGS-84 inside).
+
+    Rejects non-finite and out-of-range numbers and a lon/lat pair that is obviously
+    swapped. Serializes a GpsFix (or anything with lon/lat in WGS-84) in the output crs.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = kwargs.pop("metadata", {})
+        metadata.setdefault("description", "A point: lon/lat in `crs` (default wgs84).")
+        super().__init__(metadata=metadata, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs) -> GpsFix:
+        if not isinstance(value, dict):
+            raise ma.ValidationError("Must be an object {lon, lat, crs, accuracy_m, ...}.")
+        fields = _PointInput().load(value)
+        lon, lat = _number(fields["lon"], "lon"), _number(fields["lat"], "lat")
+        if not (-180 <= lon <= 180):
+            raise ma.ValidationError({"lon": ["Longitude must be within -180..180."]})
+        if not (-90 <= lat <= 90):
+            hint = " (lat and lon swapped?)" if -180 <= lat <= 180 else ""
+            raise ma.ValidationError({"lat": [f"Latitude must be within -90..90{hint}."]})
+        if _looks_swapped(lon, lat):
+            raise ma.ValidationError(
+                {"lon": ["This looks like lat and lon swapped: send lon first (as GeoJSON)."]}
+            )
+        wgs_lon, wgs_lat = crs_mod.to_wgs84(lon, lat, fields["crs"])
+        return GpsFix(
+            lon=wgs_lon, lat=wgs_lat, crs=fields["crs"], raw_lon=lon, raw_lat=lat,
+            accuracy_m=fields.get("accuracy_m"), captured_at=fields.get("captured_at"),
+            device_id=fields.get("device_id"),
+        )
+
+    def _serialize(self, value, attr, obj, **kwargs) -> dict | None:
+        if value is None:
+            return None
+        target = output_crs()
+        lon, lat = crs_mod.from_wgs84(value.lon, value.lat, target)
+        return {"lon": round(lon, 7), "lat": round(lat, 7), "crs": target}
+
+
+class GeoJSONGeometry(ma.fields.Field):
+    """A GeoJSON geometry on the way out, converted to the output crs.
+
+    Accepts a GeoJSON dict (as built by ST_AsGeoJSON in SQL) or a shapely geometry.
+    Input parsing and validation of boundaries lives in geo.shapes.
+    """
+
+    def _serialize(self, value, attr, obj, **kwargs) -> dict | None:
+        if value is None:
+            return None
+        geometry = value if isinstance(value, dict) else mapping(value)
+        return crs_mod.transform_geojson(geometry, output_crs())
+
+    def _deserialize(self, value, attr, data, **kwargs) -> dict:
+        if not isinstance(value, dict) or "type" not in value:
+            raise ma.ValidationError("Must be a GeoJSON geometry object.")
+        return value

@@ -1,0 +1,435 @@
+"""Areas: the scope filter, reading and editing the hierarchy, memberships, departments,
+the grid contact card, and locating a point.
+
+Scope (ARCHITECTURE §3): an actor's scope is the union of the subtrees of their
+memberships. `in_scope()` is the one filter every context applies in SQL; outside it a
+record does not exist (404). Ancestors of one's own areas are visible by name (a worker
+sees which community and street their grid is in) but not editable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from geoalchemy2 import Geography
+from sqlalchemy.orm import Session
+
+from grid.areas.models import Area, AreaLevel, Department, DepartmentMember, Membership
+from server import audit, db, pii
+from server.auth.actor import Actor, actor_enrichers
+from server.auth.models import User, UserRole
+from server.errors import (
+    Conflict,
+    Invalid,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+    field_errors,
+)
+
+# Which level a membership role attaches to (levels as data: ranks, not names, decide
+# nesting; this only stops obvious mistakes like a dispatcher in a single grid).
+ROLE_LEVELS: dict[str, tuple[str, ...]] = {
+    "grid_worker": ("grid", "micro_grid"),
+    "grid_chief": ("grid", "community"),
+    "community_staff": ("community",),
+    "street_dispatcher": ("street",),
+    "district_admin": ("district", "city"),
+    "resident": ("community", "grid", "micro_grid"),
+}
+
+
+# --- scope ---------------------------------------------------------------------------------
+
+
+def resolve_scope(s: Session, actor: Actor) -> Actor:
+    """Add the actor's membership paths and departments (once per request)."""
+    paths = s.scalars(
+        sa.select(Area.path).join(Membership, Membership.area_id == Area.id)
+        .where(Membership.user_id == actor.user_id)
+    ).all()
+    departments = s.scalars(
+        sa.select(DepartmentMember.department_id).where(DepartmentMember.user_id == actor.user_id)
+    ).all()
+    return dataclasses.replace(actor, area_paths=_outermost(tuple(set(paths))),
+                               department_ids=tuple(sorted(departments)))
+
+
+def _outermost(paths: tuple[str, ...]) -> tuple[str, ...]:
+    """Drop paths inside another path of the set (their subtree is already covered)."""
+    kept: list[str] = []
+    for p in sorted(paths, key=len):
+        if not any(p.startswith(k) for k in kept):
+            kept.append(p)
+    return tuple(sorted(kept))
+
+
+actor_enrichers.append(resolve_scope)
+
+
+def in_scope(area_id_column: Any, actor: Actor) -> sa.ColumnElement[bool]:
+    """THE scope filter: `area_id_column` lies in one of the actor's subtrees."""
+    if actor.unrestricted:
+        return sa.true()
+    if not actor.area_paths:
+        return sa.false()
+    subtree = sa.select(Area.id).where(sa.or_(*(Area.path.startswith(p, autoescape=True)
+                                                for p in actor.area_paths)))
+    return area_id_column.in_(subtree)
+
+
+def _visible(actor: Actor) -> sa.ColumnElement[bool]:
+    """Areas an actor may read: their subtrees plus the ancestors of those subtrees."""
+    if actor.unrestricted:
+        return sa.true()
+    ancestors = {int(part) for p in actor.area_paths for part in p.rstrip(".").split(".")}
+    return sa.or_(in_scope(Area.id, actor), Area.id.in_(ancestors or [-1]))
+
+
+def visible_area_ids(actor: Actor) -> sa.Select:
+    return sa.select(Area.id).where(_visible(actor))
+
+
+def get_area(s: Session, actor: Actor, area_id: int, *, for_update: bool = False) -> Area:
+    stmt = sa.select(Area).where(Area.id == area_id, _visible(actor))
+    area = s.scalars(stmt.with_for_update() if for_update else stmt).first()
+    if area is None:
+        raise NotFound("No such area")
+    return area
+
+
+def get_area_by_code(s: Session, actor: Actor, code: str) -> Area:
+    area = s.scalars(sa.select(Area).where(Area.code == code, _visible(actor))).first()
+    if area is None:
+        raise NotFound("No such area")
+    return area
+
+
+def _manageable(s: Session, actor: Actor, area_id: int) -> Area:
+    """An area the actor may change: inside their own subtrees (not an ancestor)."""
+    actor.require("area:manage")
+    area = s.scalars(
+        sa.select(Area).where(Area.id == area_id, in_scope(Area.id, actor)).with_for_update()
+    ).first()
+    if area is None:
+        raise NotFound("No such area")
+    return area
+
+
+def list_areas(s: Session, actor: Actor, filters: dict, page: Any) -> list[Area]:
+    stmt = sa.select(Area).where(_visible(actor)).order_by(Area.code)
+    if filters.get("parent_id") is not None:
+        stmt = stmt.where(Area.parent_id == filters["parent_id"])
+    if filters.get("level"):
+        stmt = stmt.where(Area.level == filters["level"])
+    if filters.get("q"):
+        q = filters["q"]
+        stmt = stmt.where(sa.or_(Area.name.contains(q, autoescape=True),
+                                 Area.code.startswith(q, autoescape=True)))
+    if filters.get("within_id") is not None:
+        root = get_area(s, actor, filters["within_id"])
+        stmt = stmt.where(Area.path.startswith(root.path, autoescape=True))
+    return db.paginate(s, stmt, page)
+
+
+def area_tree(s: Session, actor: Actor, root_id: int | None, depth: int) -> list[dict]:
+    """The visible hierarchy as nested dicts (no geometry), from `root_id` or the top."""
+    stmt = sa.select(Area.id, Area.code, Area.name, Area.level, Area.parent_id, Area.path
+                     ).where(_visible(actor)).order_by(Area.path)
+    root_path = ""
+    if root_id is not None:
+        root_path = get_area(s, actor, root_id).path
+        stmt = stmt.where(Area.path.startswith(root_path, autoescape=True))
+    rows = s.execute(stmt).all()
+    nodes = {r.id: {"id": r.id, "code": r.code, "name": r.name, "level": r.level,
+                    "children": []} for r in rows}
+    base_depth = root_path.count(".")
+    roots: list[dict] = []
+    for r in rows:
+        if depth and r.path.count(".") - base_depth >= depth + (1 if root_path else 0):
+            continue
+        if r.parent_id in nodes and r.id != root_id:
+            nodes[r.parent_id]["children"].append(nodes[r.id])
+        else:
+            roots.append(nodes[r.id])
+    return roots
+
+
+def area_geometry(s: Session, area_id: int) -> dict | None:
+    """The boundary as GeoJSON, built by PostGIS."""
+    text = s.scalar(sa.select(sa.func.ST_AsGeoJSON(Area.boundary, 7)).where(Area.id == area_id))
+    return json.loads(text) if text else None
+
+
+def ancestors(s: Session, area: Area) -> list[Area]:
+    ids = [int(x) for x in area.path.rstrip(".").split(".")]
+    rows = s.scalars(sa.select(Area).where(Area.id.in_(ids))).all()
+    by_id = {a.id: a for a in rows}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+# --- levels and writes ---------------------------------------------------------------------
+
+
+def levels(s: Session) -> dict[str, AreaLevel]:
+    return {lv.key: lv for lv in s.scalars(sa.select(AreaLevel).order_by(AreaLevel.rank))}
+
+
+def check_code(level: AreaLevel, code: str, parent: Area | None,
+               parent_level: AreaLevel | None) -> list[str]:
+    """Why a code does not fit its level and parent (empty when it fits)."""
+    problems = []
+    if not code.isdigit() or len(code) != level.code_digits:
+        problems.append(f"A {level.name} code has {level.code_digits} digits.")
+    if parent is not None and parent_level is not None:
+        if parent_level.rank >= level.rank:
+            problems.append(f"A {level.name} cannot be inside a {parent_level.name}.")
+        elif parent_level.code_digits < level.code_digits and not code.startswith(parent.code):
+            problems.append(f"The code must start with the parent's code {parent.code}.")
+    return problems
+
+
+def refresh_area_m2(s: Session, area_ids: list[int]) -> None:
+    """Recompute areas in m² (on the spheroid) after boundaries changed."""
+    s.flush()
+    s.execute(sa.update(Area).where(Area.id.in_(area_ids))
+              .values(area_m2=sa.func.ST_Area(sa.cast(Area.boundary, Geography)))
+              .execution_options(synchronize_session=False))
+
+
+def _set_path(area: Area, parent: Area | None) -> None:
+    area.path = f"{parent.path if parent else ''}{area.id}."
+
+
+def move_area(s: Session, actor: Actor, area_id: int, new_parent_id: int,
+              expected_version: int | None) -> Area:
+    """Re-parent an area; its whole subtree follows (paths rewritten in one UPDATE)."""
+    area = _manageable(s, actor, area_id)
+    _check_version(area, expected_version)
+    parent = _manageable(s, actor, new_parent_id)
+    if parent.path.startswith(area.path):
+        raise Conflict("An area cannot move into its own subtree")
+    lv = levels(s)
+    problems = check_code(lv[area.level], area.code, parent, lv[parent.level])
+    if problems:
+        raise Invalid(field_errors("parent_id", *problems))
+    old_path = area.path
+    new_path = f"{parent.path}{area.id}."
+    s.execute(
+        sa.update(Area).where(Area.path.startswith(old_path, autoescape=True))
+        .values(path=sa.func.concat(new_path, sa.func.substr(Area.path, len(old_path) + 1)))
+        .execution_options(synchronize_session=False)
+    )
+    area.parent_id = parent.id
+    s.flush()
+    s.refresh(area)
+    audit.record(s, actor, "area_moved", "area", area.id,
+                 changes={"parent_id": [int(old_path.rstrip(".").split(".")[-2])
+                                        if old_path.count(".") > 1 else None, parent.id]})
+    return area
+
+
+def _check_version(obj: Any, expected: int | None) -> None:
+    if expected is None:
+        raise PreconditionRequired("Send the version you edited (If-Match or `version`)")
+    if expected != obj.version:
+        raise PreconditionFailed("This record changed since you read it",
+                                 current={"id": obj.id, "version": obj.version})
+
+
+def update_area(s: Session, actor: Actor, area_id: int, changes: dict,
+                expected_version: int | None) -> Area:
+    """Rename or re-code an area, or replace its boundary (validated like an import)."""
+    from grid.areas import boundaries
+
+    area = _manageable(s, actor, area_id)
+    _check_version(area, expected_version)
+    recorded: dict[str, Any] = {}
+    if "name" in changes and changes["name"] != area.name:
+        recorded["name"] = [area.name, changes["name"]]
+        area.name = changes["name"]
+    if "code" in changes and changes["code"] != area.code:
+        lv = levels(s)
+        parent = s.get(Area, area.parent_id) if area.parent_id else None
+        problems = check_code(lv[area.level], changes["code"], parent,
+                              lv[parent.level] if parent else None)
+        if problems:
+            raise Invalid(field_errors("code", *problems))
+        if s.scalar(sa.select(Area.id).where(Area.code == changes["code"])):
+            raise Conflict("Another area has this code")
+        recorded["code"] = [area.code, changes["code"]]
+        area.code = changes["code"]
+    if "boundary" in changes:
+        geom = boundaries.validate_single(s, area, changes["boundary"],
+                                          changes.get("repair", False))
+        area.boundary = geom
+        refresh_area_m2(s, [area.id])
+        recorded["boundary"] = "replaced"
+    if recorded:
+        area.updated_at = db.utcnow()
+        s.flush()
+        s.refresh(area)
+        audit.record(s, actor, "area_updated", "area", area.id, changes=recorded)
+    return area
+
+
+# --- memberships ---------------------------------------------------------------------------
+
+
+def list_memberships(s: Session, actor: Actor, filters: dict, page: Any) -> list:
+    actor.require("membership:manage")
+    stmt = (sa.select(Membership, User.display_name, Area.code, Area.name)
+            .join(User, User.id == Membership.user_id).join(Area, Area.id == Membership.area_id)
+            .where(in_scope(Membership.area_id, actor)).order_by(Membership.id))
+    for name in ("user_id", "area_id", "role"):
+        if filters.get(name) is not None:
+            stmt = stmt.where(getattr(Membership, name) == filters[name])
+    return db.paginate(s, stmt, page)
+
+
+def add_membership(s: Session, actor: Actor, data: dict) -> Membership:
+    actor.require("membership:manage")
+    area = _manageable_for_membership(s, actor, data["area_id"])
+    role = data["role"]
+    user = s.get(User, data["user_id"])
+    if user is None:
+        raise Invalid(field_errors("user_id", "No such user."))
+    has_role = s.scalar(sa.select(UserRole.role).where(UserRole.user_id == user.id,
+                                                      UserRole.role == role))
+    if has_role is None:
+        raise Invalid(field_errors("role", f"The user does not hold the role {role!r}."))
+    if area.level not in ROLE_LEVELS.get(role, ()):
+        raise Invalid(field_errors(
+            "area_id", f"A {role} belongs to a {' or '.join(ROLE_LEVELS.get(role, ('?',)))}, "
+                       f"not a {area.level}."))
+    existing = s.scalars(sa.select(Membership).where(
+        Membership.user_id == user.id, Membership.area_id == area.id, Membership.role == role
+    )).first()
+    if existing is not None:
+        return existing  # idempotent: the same membership twice is one membership
+    membership = Membership(user_id=user.id, area_id=area.id, role=role)
+    s.add(membership)
+    s.flush()
+    audit.record(s, actor, "membership_added", "membership", membership.id,
+                 changes={"user_id": user.id, "area_id": area.id, "role": role})
+    return membership
+
+
+def _manageable_for_membership(s: Session, actor: Actor, area_id: int) -> Area:
+    area = s.scalars(sa.select(Area).where(Area.id == area_id, in_scope(Area.id, actor))).first()
+    if area is None:
+        raise NotFound("No such area")
+    return area
+
+
+def remove_membership(s: Session, actor: Actor, membership_id: int) -> None:
+    actor.require("membership:manage")
+    membership = s.scalars(sa.select(Membership).where(
+        Membership.id == membership_id, in_scope(Membership.area_id, actor))).first()
+    if membership is None:
+        raise NotFound("No such membership")
+    audit.record(s, actor, "membership_removed", "membership", membership.id,
+                 changes={"user_id": membership.user_id, "area_id": membership.area_id,
+                          "role": membership.role})
+    s.delete(membership)
+
+
+# --- grid card -----------------------------------------------------------------------------
+
+# Counts other contexts contribute to the card (the registry adds households/population).
+card_counters: list = []
+
+
+def grid_card(s: Session, actor: Actor, area_id: int) -> dict:
+    """网格公示卡: the grid, its chain of areas, its chief(s) and workers with masked phones,
+    and counts from the registry when it is installed."""
+    area = get_area(s, actor, area_id)
+    people = s.execute(
+        sa.select(Membership.role, User.id, User.display_name, User.phone_enc)
+        .join(User, User.id == Membership.user_id)
+        .where(Membership.area_id == area.id, User.is_active,
+               Membership.role.in_(("grid_chief", "grid_worker", "community_staff")))
+        .order_by(Membership.role, User.display_name)
+    ).all()
+    contacts = [{"role": r.role, "user_id": r.id, "name": r.display_name,
+                 "phone": pii.mask_phone(pii.decrypt(r.phone_enc, "user.phone"))} for r in people]
+    card = {
+        "area": area,
+        "chain": [{"id": a.id, "code": a.code, "name": a.name, "level": a.level}
+                  for a in ancestors(s, area)],
+        "chiefs": [c for c in contacts if c["role"] == "grid_chief"],
+        "workers": [c for c in contacts if c["role"] != "grid_chief"],
+        "counts": {},
+    }
+    for counter in card_counters:
+        card["counts"].update(counter(s, area))
+    return card
+
+
+# --- departments ---------------------------------------------------------------------------
+
+
+def list_departments(s: Session, actor: Actor, page: Any) -> list[Department]:
+    stmt = sa.select(Department).where(
+        sa.or_(in_scope(Department.service_area_id, actor),
+               Department.service_area_id.in_(visible_area_ids(actor)),
+               Department.id.in_(actor.department_ids or [-1]))
+    ).order_by(Department.code)
+    return db.paginate(s, stmt, page)
+
+
+def create_department(s: Session, actor: Actor, data: dict) -> Department:
+    actor.require("area:manage")
+    _manageable(s, actor, data["service_area_id"])
+    if s.scalar(sa.select(Department.id).where(Department.code == data["code"])):
+        raise Conflict("Another department has this code")
+    dept = Department(**data)
+    s.add(dept)
+    s.flush()
+    audit.record(s, actor, "department_created", "department", dept.id, changes=data)
+    return dept
+
+
+def add_department_member(s: Session, actor: Actor, department_id: int, user_id: int,
+                          is_head: bool) -> DepartmentMember:
+    actor.require("membership:manage")
+    dept = s.scalars(sa.select(Department).where(
+        Department.id == department_id, in_scope(Department.service_area_id, actor))).first()
+    if dept is None:
+        raise NotFound("No such department")
+    if s.scalar(sa.select(UserRole.role).where(UserRole.user_id == user_id,
+                                               UserRole.role == "department_handler")) is None:
+        raise Invalid(field_errors("user_id", "The user is not a department handler."))
+    member = s.get(DepartmentMember, (department_id, user_id))
+    if member is None:
+        member = DepartmentMember(department_id=department_id, user_id=user_id)
+        s.add(member)
+    member.is_head = is_head
+    s.flush()
+    audit.record(s, actor, "department_member_set", "department", department_id,
+                 changes={"user_id": user_id, "is_head": is_head})
+    return member
+
+
+# --- locate --------------------------------------------------------------------------------
+
+
+def locate(s: Session, lon: float, lat: float) -> list[Area]:
+    """The grid containing a WGS-84 point and its ancestors (top first).
+
+    The finest area whose boundary covers the point wins (ST_Covers: a point on a shared
+    edge belongs to one of the grids instead of none). Uses the spatial index.
+    """
+    point = sa.func.ST_SetSRID(sa.func.ST_MakePoint(lon, lat), 4326)
+    grid_rank = sa.select(AreaLevel.rank).where(AreaLevel.key == "grid").scalar_subquery()
+    finest = s.scalars(
+        sa.select(Area).join(AreaLevel, AreaLevel.key == Area.level)
+        .where(sa.func.ST_Covers(Area.boundary, point), AreaLevel.rank >= grid_rank)
+        .order_by(AreaLevel.rank.desc(), Area.id).limit(1)
+    ).first()
+    if finest is None:
+        raise NotFound(f"The point ({lon:.6f}, {lat:.6f}) is outside every grid")
+    return ancestors(s, finest)
