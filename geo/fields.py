@@ -58,9 +58,13 @@ def _looks_swapped(lon: float, lat: float) -> bool:
 def _number(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ma.ValidationError({name: ["Must be a number."]})
-    if not math.isfinite(value):
+    try:
+        number = float(value)  # an int too large for a float (JSON allows one) overflows
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
         raise ma.ValidationError({name: ["Must be a finite number."]})
-    return float(value)
+    return number
 
 
 class _PointInput(ma.Schema):

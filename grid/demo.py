@@ -119,10 +119,6 @@ def _north_west_first(polys: list) -> list:
     return sorted(polys, key=key)
 
 
-def _rounded(geom):
-    return shapely.set_precision(geom, 1e-7)
-
-
 def district_features(rng: random.Random | None = None, streets: list | None = None,
                       grids_per_community: tuple[int, int] = (5, 7)) -> Iterator[dict]:
     """GeoJSON features of the demo district, parents first (deterministic for a seed)."""
@@ -144,7 +140,8 @@ def district_features(rng: random.Random | None = None, streets: list | None = N
             community_code = f"{street_code}{ci:03d}"
             yield _feature(community_code, community_name, "community", street_code,
                            community_poly)
-            cells = _north_west_first(_grids(rng, community_poly, rng.randint(*grids_per_community)))
+            count = rng.randint(*grids_per_community)
+            cells = _north_west_first(_grids(rng, community_poly, count))
             for gi, cell in enumerate(cells, 1):
                 yield _feature(f"{community_code}{gi:03d}", f"{community_name}第{gi}网格", "grid",
                                community_code, cell)
@@ -185,9 +182,9 @@ def seed(s: Session, force: bool = False) -> str:
             area_service.add_membership(s, SYSTEM, {"user_id": user.id,
                                                     "area_id": by_code[place[0]].id,
                                                     "role": place[1]})
-        elif isinstance(place, str):
-            if s.get(DepartmentMember, (departments[place].id, user.id)) is None:
-                s.add(DepartmentMember(department_id=departments[place].id, user_id=user.id))
+        elif isinstance(place, str) and s.get(
+                DepartmentMember, (departments[place].id, user.id)) is None:
+            s.add(DepartmentMember(department_id=departments[place].id, user_id=user.id))
     s.flush()
     grids = sum(1 for f in features if f["properties"]["level"] == "grid")
     memberships = s.scalar(sa.select(sa.func.count()).select_from(Membership))

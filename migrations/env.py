@@ -39,7 +39,10 @@ def run_migrations_online() -> None:
             process_revision_directives=alembic_helpers.writer,
             render_item=alembic_helpers.render_item,
             compare_type=True,
-            compare_server_default=False,
+            # Server defaults are schema too. Alembic has PostgreSQL compare the two values
+            # (`SELECT now() = CURRENT_TIMESTAMP`), so spelling differences are no drift;
+            # tests/server/test_migrations.py asserts `alembic check` finds none.
+            compare_server_default=True,
         )
         with context.begin_transaction():
             context.run_migrations()

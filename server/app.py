@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
+from typing import Any
 
-from flask import Flask, jsonify, send_from_directory
+from flask import Flask, jsonify, request, send_from_directory
 from flask_jwt_extended import JWTManager
 from flask_migrate import Migrate
 from marshmallow import ValidationError
@@ -38,6 +40,67 @@ def _init_jwt(app: Flask) -> None:
     jwt.user_lookup_error_loader(lambda header, payload: _jwt_error("Unknown user"))
 
 
+# A NUL escaped in a JSON text (an odd number of backslashes before u0000).
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _has_nul(*texts: Any) -> bool:
+    return any(isinstance(t, str) and "\x00" in t for t in texts)
+
+
+def _json_nul_path(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first string (or key) in a JSON value that holds a NUL."""
+    if isinstance(value, str):
+        return (path or "_body") if "\x00" in value else None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        here = f"{path}.{key}" if path else str(key)
+        if _has_nul(key):
+            return here
+        found = _json_nul_path(item, here)
+        if found:
+            return found
+    return None
+
+
+def _nul_input() -> tuple[str, str] | None:
+    """(location, name) of the first input of the request that holds a NUL character."""
+    for name, value in (request.view_args or {}).items():
+        if _has_nul(value):
+            return "path", name
+    for name, value in request.args.items(multi=True):
+        if _has_nul(name, value):
+            return "query", name
+    for name, value in request.headers.items():
+        if _has_nul(value):
+            return "headers", name
+    if request.is_json and _JSON_NUL.search(request.get_data(cache=True)):
+        return "json", _json_nul_path(request.get_json(silent=True)) or "_body"
+    if request.mimetype in _FORM_TYPES:
+        for name, value in request.form.items(multi=True):
+            if _has_nul(name, value):
+                return "form", name
+    return None
+
+
+def _reject_nul_characters() -> None:
+    """422 for any input holding a NUL character. PostgreSQL text cannot store one: psycopg2
+    raises ValueError when a parameter holds one, which would be a 500 from whichever query
+    first received it (a login name, a search term, a path parameter, the User-Agent kept
+    with a session…). So no input may carry one, whatever the endpoint."""
+    where = _nul_input()
+    if where is not None:
+        location, name = where
+        raise Invalid({location: {name.replace("\x00", "\\u0000"): [
+            "NUL (\\u0000) characters are not allowed."]}})
+
+
 class _MigrationTarget:
     """What Flask-Migrate wants as `db`: just the metadata (we do not use Flask-SQLAlchemy)."""
 
@@ -54,6 +117,11 @@ def create_app(config: dict | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config.update(settings)
+    if settings["TRUSTED_PROXIES"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     app.json.ensure_ascii = False  # Chinese names as they are, not \\u escapes
     pii.configure(settings["PII_KEYS"], settings["BLIND_INDEX_KEY"])
     auth_service.configure_passwords(
@@ -62,6 +130,7 @@ def create_app(config: dict | None = None) -> Flask:
     db.init_db(app)
     _init_jwt(app)
     init_request_logging(app)
+    app.before_request(_reject_nul_characters)
     api = init_api(app)
     Migrate(app, _MigrationTarget(), directory=health.MIGRATIONS_DIR)
 

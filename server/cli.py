@@ -40,16 +40,18 @@ def grant_app_role(conn: sa.Connection, app_role: str, owner_role: str) -> None:
     the audit trail, which it may only read and append to."""
     if app_role == owner_role:
         return  # one-role deployment: the trigger still keeps the audit trail append-only
-    role = sa.sql.quoted_name(app_role, quote=True)
+    # Quoted (and escaped) as an identifier; run as driver SQL so that no character of a
+    # role name can be taken for a bind parameter (sa.text reads ":name" as one).
+    role = conn.dialect.identifier_preparer.quote_identifier(app_role)
     statements = [
-        f'GRANT USAGE ON SCHEMA public TO "{role}"',
-        f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}"',
-        f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{role}"',
-        f'REVOKE UPDATE, DELETE, TRUNCATE ON audit_log FROM "{role}"',
-        f'REVOKE INSERT, UPDATE, DELETE ON alembic_version FROM "{role}"',
+        f"GRANT USAGE ON SCHEMA public TO {role}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
+        f"REVOKE UPDATE, DELETE, TRUNCATE ON audit_log FROM {role}",
+        f"REVOKE INSERT, UPDATE, DELETE ON alembic_version FROM {role}",
     ]
     for stmt in statements:
-        conn.execute(sa.text(stmt))
+        conn.exec_driver_sql(stmt)
 
 
 def bootstrap_db(app: Flask, revision: str = "head") -> None:

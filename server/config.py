@@ -62,6 +62,9 @@ class Config:
     # "log" prints codes to the log (development); plug a real SMS sender by dotted path.
     VERIFICATION_SENDER = _env("VERIFICATION_SENDER", "log")
 
+    # Reverse proxies in front of the app (nginx, a load balancer): their X-Forwarded-For
+    # is trusted for the client address that rate limits and the audit trail use.
+    TRUSTED_PROXIES = _env_int("TRUSTED_PROXIES", 0)
     MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 16 * 1024 * 1024)
     STORAGE_DIR = _env("STORAGE_DIR", os.path.join(os.getcwd(), "var", "storage"))
     LOG_LEVEL = _env("LOG_LEVEL", "INFO")
@@ -108,5 +111,7 @@ def check_production(config: dict) -> list[str]:
             problems.append("PII_KEYS contains the development key")
         if config["BLIND_INDEX_KEY"] == _DEV_BLIND_INDEX_KEY:
             problems.append("BLIND_INDEX_KEY is the development default")
+        if config["VERIFICATION_SENDER"] == "log":
+            problems.append("VERIFICATION_SENDER=log would write registration codes to the log")
     return problems
 

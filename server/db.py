@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from geoalchemy2 import Geometry
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -133,3 +134,28 @@ class VersionedMixin:
     @declared_attr.directive
     def __mapper_args__(cls) -> dict:
         return {"version_id_col": cls.__table__.c.version}
+
+
+class GpsTaggedMixin:
+    """Where and how a record was collected (ARCHITECTURE §3 "GPS").
+
+    `location` is WGS-84 (EPSG:4326); the raw numbers and crs the phone sent, its accuracy,
+    when and on which device are kept beside it. Set it from a geo.fields.GpsFix with
+    `set_gps`, never column by column.
+    """
+
+    location = mapped_column(Geometry("POINT", srid=4326, spatial_index=True))
+    gps_crs: Mapped[str | None] = mapped_column(sa.String(8))
+    gps_raw_lon: Mapped[float | None] = mapped_column(sa.Float)
+    gps_raw_lat: Mapped[float | None] = mapped_column(sa.Float)
+    gps_accuracy_m: Mapped[float | None] = mapped_column(sa.Float)
+    gps_captured_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    gps_device_id: Mapped[str | None] = mapped_column(sa.String(128))
+
+    def set_gps(self, fix: Any) -> None:
+        self.location = fix.wkt
+        self.gps_crs = fix.crs
+        self.gps_raw_lon, self.gps_raw_lat = fix.raw_lon, fix.raw_lat
+        self.gps_accuracy_m = fix.accuracy_m
+        self.gps_captured_at = fix.captured_at
+        self.gps_device_id = fix.device_id

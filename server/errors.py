@@ -37,7 +37,14 @@ class BadRequest(DomainError):
 
 
 class Unauthorized(DomainError):
+    """401. Carries `WWW-Authenticate: Bearer`, as HTTP requires of every 401 (RFC 9110
+    §15.5.2) and as the JWT loaders' 401s already do."""
+
     status = 401
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.headers.setdefault("WWW-Authenticate", "Bearer")
 
 
 class Forbidden(DomainError):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 import sqlalchemy as sa
-from alembic.script import ScriptDirectory
 from alembic.config import Config as AlembicConfig
+from alembic.script import ScriptDirectory
 from flask import current_app
 from marshmallow import fields
 
@@ -48,17 +48,26 @@ def healthz():
 @blp.alt_response(503, schema=ReadySchema, description="Not ready, with the reason")
 def readyz():
     """Ready to serve: database reachable, PostGIS installed, migrations at head."""
-    head = current_app.config.setdefault("_MIGRATION_HEAD", migration_head())
-    report = {"status": "ok", "database": "ok", "head": head}
+    head = current_app.config.get("_MIGRATION_HEAD")
+    if head is None:  # reading the migration scripts costs milliseconds: once per process
+        head = current_app.config["_MIGRATION_HEAD"] = migration_head()
+    report = {"status": "ok", "database": "ok", "postgis": None, "migration": None,
+              "head": head}
+    step = "connect"
     try:
         with current_app.extensions["db_engine"].connect() as conn:
+            step = "postgis"
             report["postgis"] = conn.scalar(sa.text("SELECT PostGIS_Lib_Version()"))
+            step = "migration"
             report["migration"] = conn.scalar(sa.text("SELECT version_num FROM alembic_version"))
     except sa.exc.SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        report.update(status="unavailable", reason=reason)
-        if "database" in report and "postgis" not in report:
-            report["database"] = "unreachable" if "connect" in reason.lower() else "error"
+        detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        if step == "connect":
+            report["database"] = "unreachable"
+        what = {"connect": "cannot connect to the database",
+                "postgis": "cannot read the PostGIS version (is the extension installed?)",
+                "migration": "cannot read the migration version (never migrated?)"}[step]
+        report.update(status="unavailable", reason=f"{what}: {detail}")
         return report, 503
     if report["migration"] != head:
         report.update(status="unavailable",

@@ -47,7 +47,7 @@ def configure_logging(level: str = "INFO") -> None:
         handler = logging.StreamHandler()
         handler.setFormatter(JsonFormatter())
         root.handlers = [handler]
-    root.setLevel(level)
+    root.setLevel(str(level).upper())  # LOG_LEVEL=info works too (logging wants INFO)
 
 
 def init_request_logging(app: Flask) -> None:

@@ -22,6 +22,10 @@ def validate_username(value: str) -> None:
             "3–64 characters: lower-case letters, digits, '.', '_' or '-', starting with a "
             "letter or digit."
         )
+    # The login field reads a mobile-shaped name as a phone number: such a username could
+    # never log in, and would look like someone else's phone.
+    if MOBILE_RE.match(value):
+        raise ValidationError("A username must not look like a mobile number.")
 
 
 def password_problems(password: str, *personal: str | None) -> list[str]:

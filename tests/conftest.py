@@ -91,7 +91,9 @@ def make_user(db_session):
             username = f"u{uuid.uuid4().hex[:10]}"
         user = auth_service._new_user(db_session, username, display_name, phone, password,
                                       list(roles))
-        db_session.flush()
+        # Releases the savepoint only: a later request that fails and rolls back its own
+        # unit of work must not take the user with it.
+        db_session.commit()
         return user
 
     return _make

@@ -160,8 +160,12 @@ def _check_codes(s: Session, actor: Actor, candidates: list[Candidate],
             continue
         parent_level = None
         parent_for_code: Area | None = None
+        # An area that stays where it is may keep a parent outside the actor's areas (a
+        # district admin re-importing their district): only placing an area needs the parent.
+        current = existing.get(c.code)
         if c.parent_code is None:
-            if not actor.unrestricted:
+            if not actor.unrestricted and not (current is not None
+                                               and current.parent_id is None):
                 report.errors.append(Problem("parent", "Only a system administrator may add "
                                              "a top-level area.", c.idx, c.code))
                 continue
@@ -170,11 +174,12 @@ def _check_codes(s: Session, actor: Actor, candidates: list[Candidate],
             parent_level = levels.get(p.level)
             parent_for_code = Area(code=p.code)
         elif c.parent_code in existing:
-            if c.parent_code not in manageable:
+            parent_for_code = existing[c.parent_code]
+            stays = current is not None and current.parent_id == parent_for_code.id
+            if c.parent_code not in manageable and not stays:
                 report.errors.append(Problem("scope", f"Parent {c.parent_code} is outside "
                                              "your areas.", c.idx, c.code))
                 continue
-            parent_for_code = existing[c.parent_code]
             parent_level = levels[parent_for_code.level]
         else:
             report.errors.append(Problem("parent", f"Parent {c.parent_code} is neither in the "
@@ -196,8 +201,9 @@ CREATE TEMP TABLE area_import (
 ) ON COMMIT DROP;
 """
 
-# Every area as it will be after the import: the file's, plus the database's siblings of
-# the file's areas that the file does not replace.
+# Every area as it will be after the import: the file's, plus the database's siblings and
+# children of the file's areas that the file does not replace (a new boundary for a
+# community must still hold the grids it already has).
 _FINAL = """
 final AS (
     SELECT idx, code, parent_code, geom FROM area_import
@@ -205,31 +211,37 @@ final AS (
     SELECT NULL, a.code, p.code, a.boundary
     FROM areas a JOIN areas p ON p.id = a.parent_id
     WHERE a.boundary IS NOT NULL
-      AND p.code IN (SELECT parent_code FROM area_import)
+      AND (p.code IN (SELECT parent_code FROM area_import)
+           OR p.code IN (SELECT code FROM area_import))
       AND NOT EXISTS (SELECT 1 FROM area_import i WHERE i.code = a.code)
 ),
 parent_geom AS (
-    SELECT DISTINCT ON (c.parent_code) c.parent_code AS code,
+    SELECT DISTINCT ON (f.parent_code) f.parent_code AS code,
            COALESCE(pf.geom, pa.boundary) AS geom
-    FROM area_import c
-    LEFT JOIN area_import pf ON pf.code = c.parent_code
-    LEFT JOIN areas pa ON pa.code = c.parent_code
-    WHERE c.parent_code IS NOT NULL
+    FROM final f
+    LEFT JOIN area_import pf ON pf.code = f.parent_code
+    LEFT JOIN areas pa ON pa.code = f.parent_code
+    WHERE f.parent_code IS NOT NULL
 )
 """
 
+# A file's area outside its parent, or an area already in the database outside the new
+# boundary the file gives its parent (reported on the parent's feature).
 _OUTSIDE_PARENT = f"""
 WITH {_FINAL},
 outside AS (
-    SELECT c.idx, c.code, ST_CollectionExtract(ST_Difference(
-               c.geom, ST_Buffer(pg.geom::geography, :tol)::geometry), 3) AS d
-    FROM area_import c JOIN parent_geom pg ON pg.code = c.parent_code
-    WHERE pg.geom IS NOT NULL AND NOT ST_CoveredBy(c.geom, pg.geom)
+    SELECT f.idx, f.code, f.parent_code, ST_CollectionExtract(ST_Difference(
+               f.geom, ST_Buffer(pg.geom::geography, :tol)::geometry), 3) AS d
+    FROM final f JOIN parent_geom pg ON pg.code = f.parent_code
+    WHERE pg.geom IS NOT NULL
+      AND (f.idx IS NOT NULL OR f.parent_code IN (SELECT code FROM area_import))
+      AND NOT ST_CoveredBy(f.geom, pg.geom)
 )
-SELECT idx, code, ST_Area(d::geography) AS m2,
-       ST_X(ST_PointOnSurface(d)) AS lon, ST_Y(ST_PointOnSurface(d)) AS lat
-FROM outside WHERE NOT ST_IsEmpty(d) AND ST_Area(d::geography) > 0.01
-ORDER BY idx
+SELECT o.idx, o.code, p.idx AS parent_idx, o.parent_code, ST_Area(o.d::geography) AS m2,
+       ST_X(ST_PointOnSurface(o.d)) AS lon, ST_Y(ST_PointOnSurface(o.d)) AS lat
+FROM outside o LEFT JOIN area_import p ON p.code = o.parent_code
+WHERE NOT ST_IsEmpty(o.d) AND ST_Area(o.d::geography) > 0.01
+ORDER BY COALESCE(o.idx, p.idx), o.code
 """
 
 _OVERLAPS = f"""
@@ -275,9 +287,15 @@ def _spatial_checks(s: Session, candidates: list[Candidate], report: ImportRepor
          for c in candidates],
     )
     for r in s.execute(sa.text(_OUTSIDE_PARENT), {"tol": opts.tolerance_m}):
-        report.errors.append(Problem(
-            "outside_parent", f"{r.m2:.1f} m² lie outside the parent (tolerance "
-            f"{opts.tolerance_m:g} m).", r.idx, r.code, [r.lon, r.lat], round(r.m2, 2)))
+        if r.idx is not None:
+            report.errors.append(Problem(
+                "outside_parent", f"{r.m2:.1f} m² lie outside the parent (tolerance "
+                f"{opts.tolerance_m:g} m).", r.idx, r.code, [r.lon, r.lat], round(r.m2, 2)))
+        else:
+            report.errors.append(Problem(
+                "outside_parent", f"{r.m2:.1f} m² of {r.code}, already inside this area, "
+                f"would lie outside this boundary (tolerance {opts.tolerance_m:g} m).",
+                r.parent_idx, r.parent_code, [r.lon, r.lat], round(r.m2, 2), r.code))
     for r in s.execute(sa.text(_OVERLAPS), {"overlap_min": opts.overlap_min_m2,
                                             "tol": opts.tolerance_m}):
         idx, code, other = (r.a_idx, r.a_code, r.b_code) if r.a_idx is not None else (

@@ -6,7 +6,7 @@ from marshmallow import fields, validate
 
 from geo.crs import CRS
 from geo.fields import GeoJSONGeometry
-from server.api import Schema
+from server.api import ErrorSchema, Schema
 from server.auth.permissions import ROLES
 
 
@@ -62,6 +62,9 @@ class AreaUpdateSchema(Schema):
 
 class AreaMoveSchema(Schema):
     parent_id = fields.Integer(required=True)
+    code = fields.String(validate=validate.Regexp(r"^\d{6,24}$"), metadata={
+        "description": "The area's new code when the new parent needs one (a community "
+                       "moving to another street); the codes below it follow"})
     version = fields.Integer(validate=validate.Range(min=1))
 
 
@@ -99,6 +102,12 @@ class ImportReportSchema(Schema):
     warnings = fields.List(fields.Nested(ProblemSchema))
     created = fields.List(fields.String())
     updated = fields.List(fields.String())
+
+
+class ImportErrorSchema(ErrorSchema):
+    """422 of an import: the one error shape plus the full report (nothing was written)."""
+
+    report = fields.Nested(ImportReportSchema)
 
 
 class ContactSchema(Schema):

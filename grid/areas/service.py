@@ -137,8 +137,9 @@ def list_areas(s: Session, actor: Actor, filters: dict, page: Any) -> list[Area]
 
 def area_tree(s: Session, actor: Actor, root_id: int | None, depth: int) -> list[dict]:
     """The visible hierarchy as nested dicts (no geometry), from `root_id` or the top."""
+    # children in the order of their codes (the official numbering), not of their ids
     stmt = sa.select(Area.id, Area.code, Area.name, Area.level, Area.parent_id, Area.path
-                     ).where(_visible(actor)).order_by(Area.path)
+                     ).where(_visible(actor)).order_by(Area.code)
     root_path = ""
     if root_id is not None:
         root_path = get_area(s, actor, root_id).path
@@ -146,10 +147,11 @@ def area_tree(s: Session, actor: Actor, root_id: int | None, depth: int) -> list
     rows = s.execute(stmt).all()
     nodes = {r.id: {"id": r.id, "code": r.code, "name": r.name, "level": r.level,
                     "children": []} for r in rows}
-    base_depth = root_path.count(".")
+    # Depth counts from the root asked for, or from the top-level areas (one dot in path).
+    base_depth = root_path.count(".") if root_path else 1
     roots: list[dict] = []
     for r in rows:
-        if depth and r.path.count(".") - base_depth >= depth + (1 if root_path else 0):
+        if depth and r.path.count(".") - base_depth > depth:
             continue
         if r.parent_id in nodes and r.id != root_id:
             nodes[r.parent_id]["children"].append(nodes[r.id])
@@ -205,39 +207,80 @@ def _set_path(area: Area, parent: Area | None) -> None:
 
 
 def move_area(s: Session, actor: Actor, area_id: int, new_parent_id: int,
-              expected_version: int | None) -> Area:
-    """Re-parent an area; its whole subtree follows (paths rewritten in one UPDATE)."""
+              expected_version: int | None, new_code: str | None = None) -> Area:
+    """Re-parent an area; its whole subtree follows (paths rewritten in one UPDATE).
+
+    Codes nest (a community's code starts with its street's), so moving a community to
+    another street usually needs its new code: with `new_code` the codes of the whole
+    subtree are rewritten by prefix (330183001002005 → 330183002004005).
+    """
     area = _manageable(s, actor, area_id)
-    _check_version(area, expected_version)
+    _check_version(area, expected_version, _current(area))
     parent = _manageable(s, actor, new_parent_id)
     if parent.path.startswith(area.path):
         raise Conflict("An area cannot move into its own subtree")
     lv = levels(s)
-    problems = check_code(lv[area.level], area.code, parent, lv[parent.level])
+    problems = check_code(lv[area.level], new_code or area.code, parent, lv[parent.level])
     if problems:
-        raise Invalid(field_errors("parent_id", *problems))
-    old_path = area.path
+        if new_code is None:
+            raise Invalid(field_errors("parent_id", *problems, "Send the area's new `code` "
+                                       "with the move; the codes below it follow."))
+        raise Invalid(field_errors("code", *problems))
+    old_path, old_parent_id, old_code = area.path, area.parent_id, area.code
+    if new_code is not None and new_code != area.code:
+        _recode_subtree(s, area, new_code)
     new_path = f"{parent.path}{area.id}."
     s.execute(
         sa.update(Area).where(Area.path.startswith(old_path, autoescape=True))
         .values(path=sa.func.concat(new_path, sa.func.substr(Area.path, len(old_path) + 1)))
         .execution_options(synchronize_session=False)
     )
+    # one ORM update of the area itself: one version step for the whole move
     area.parent_id = parent.id
+    area.code = new_code or area.code
     s.flush()
     s.refresh(area)
-    audit.record(s, actor, "area_moved", "area", area.id,
-                 changes={"parent_id": [int(old_path.rstrip(".").split(".")[-2])
-                                        if old_path.count(".") > 1 else None, parent.id]})
+    changes: dict[str, Any] = {"parent_id": [old_parent_id, parent.id]}
+    if area.code != old_code:
+        changes["code"] = [old_code, area.code]
+    audit.record(s, actor, "area_moved", "area", area.id, changes=changes)
     return area
 
 
-def _check_version(obj: Any, expected: int | None) -> None:
+def _recode_subtree(s: Session, area: Area, new_code: str) -> None:
+    """Re-code what lies below `area` for its new code: codes that start with the old one
+    get the new prefix. The caller sets `area.code` itself.
+
+    Refuses (409) when the new code, or a code below it, belongs to an area elsewhere.
+    """
+    old_code = area.code
+    clash = s.scalar(sa.select(Area.code).where(
+        Area.code.startswith(new_code, autoescape=True),
+        sa.not_(Area.path.startswith(area.path, autoescape=True))).order_by(Area.code).limit(1))
+    if clash is not None:
+        raise Conflict(f"The code {new_code} is taken: area {clash} already uses it"
+                       + ("" if clash == new_code else " for an area below it"))
+    s.execute(
+        sa.update(Area).where(Area.path.startswith(area.path, autoescape=True),
+                              Area.id != area.id,
+                              Area.code.startswith(old_code, autoescape=True))
+        .values(code=sa.func.concat(new_code, sa.func.substr(Area.code, len(old_code) + 1)))
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _current(area: Area) -> dict:
+    """The record as it is now, for a 412 (the client redoes its edit on top of it)."""
+    return {"id": area.id, "code": area.code, "name": area.name, "level": area.level,
+            "parent_id": area.parent_id, "area_m2": area.area_m2, "version": area.version}
+
+
+def _check_version(obj: Any, expected: int | None, current: dict | None = None) -> None:
     if expected is None:
         raise PreconditionRequired("Send the version you edited (If-Match or `version`)")
     if expected != obj.version:
         raise PreconditionFailed("This record changed since you read it",
-                                 current={"id": obj.id, "version": obj.version})
+                                 current=current or {"id": obj.id, "version": obj.version})
 
 
 def update_area(s: Session, actor: Actor, area_id: int, changes: dict,
@@ -246,7 +289,7 @@ def update_area(s: Session, actor: Actor, area_id: int, changes: dict,
     from grid.areas import boundaries
 
     area = _manageable(s, actor, area_id)
-    _check_version(area, expected_version)
+    _check_version(area, expected_version, _current(area))
     recorded: dict[str, Any] = {}
     if "name" in changes and changes["name"] != area.name:
         recorded["name"] = [area.name, changes["name"]]
@@ -258,9 +301,8 @@ def update_area(s: Session, actor: Actor, area_id: int, changes: dict,
                               lv[parent.level] if parent else None)
         if problems:
             raise Invalid(field_errors("code", *problems))
-        if s.scalar(sa.select(Area.id).where(Area.code == changes["code"])):
-            raise Conflict("Another area has this code")
         recorded["code"] = [area.code, changes["code"]]
+        _recode_subtree(s, area, changes["code"])  # the codes below follow
         area.code = changes["code"]
     if "boundary" in changes:
         geom = boundaries.validate_single(s, area, changes["boundary"],
@@ -269,8 +311,7 @@ def update_area(s: Session, actor: Actor, area_id: int, changes: dict,
         refresh_area_m2(s, [area.id])
         recorded["boundary"] = "replaced"
     if recorded:
-        area.updated_at = db.utcnow()
-        s.flush()
+        s.flush()  # updated_at follows (onupdate); no extra UPDATE, no extra version step
         s.refresh(area)
         audit.record(s, actor, "area_updated", "area", area.id, changes=recorded)
     return area

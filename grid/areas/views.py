@@ -97,7 +97,8 @@ def move(data, area_id):
     """Move an area (and its subtree) under another parent."""
     version = expected_version(data)
     with db.unit_of_work() as s:
-        area = service.move_area(s, current_actor(), area_id, data["parent_id"], version)
+        area = service.move_area(s, current_actor(), area_id, data["parent_id"], version,
+                                 data.get("code"))
     return area, 200, etag(area.version)
 
 
@@ -113,6 +114,9 @@ def card(area_id):
 @blp.arguments(schemas.ImportQuerySchema, location="query")
 @blp.arguments(schemas.FeatureCollectionSchema)
 @blp.response(200, schemas.ImportReportSchema)
+@blp.alt_response(201, schema=schemas.ImportReportSchema, description="Imported")
+@blp.alt_response(422, schema=schemas.ImportErrorSchema,
+                  description="Invalid input, or the import has errors (see `report`)")
 @login_required
 def import_areas(args, collection):
     """Import a GeoJSON FeatureCollection (properties: code, name, level, parent_code).

@@ -5,7 +5,7 @@ before migrating (scripts/localdb.py), so here they are IF NOT EXISTS and are le
 place on downgrade (other databases objects may depend on them).
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-22 13:24:13.804897
 """
 

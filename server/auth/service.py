@@ -18,6 +18,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from server import audit, db, pii, ratelimit
 from server.auth.actor import Actor
@@ -99,6 +100,24 @@ def find_user_by_login(s: Session, identifier: str) -> User | None:
     return s.scalars(sa.select(User).where(cond).options(selectinload(User.roles))).first()
 
 
+def _locked_user(s: Session, user_id: int) -> User:
+    """The user row locked FOR UPDATE and read afresh (never a stale identity-map copy),
+    with its roles loaded: responses serialize them, and the relationship is lazy="raise"."""
+    return s.scalars(
+        sa.select(User).where(User.id == user_id).options(selectinload(User.roles))
+        .with_for_update(of=User).execution_options(populate_existing=True)
+    ).one()
+
+
+def _login_bookkeeping(s: Session, user: User, **values: Any) -> None:
+    """Record login counters without bumping the account's version: an administrator
+    editing an account must not get a 412 because its owner just logged in."""
+    s.execute(sa.update(User).where(User.id == user.id).values(**values)
+              .execution_options(synchronize_session=False))
+    for name, value in values.items():
+        set_committed_value(user, name, value)
+
+
 def _issue_tokens(s: Session, user: User, session_id: uuid.UUID) -> TokenPair:
     jti = uuid.uuid4()
     refresh_ttl: timedelta = _cfg("JWT_REFRESH_TOKEN_EXPIRES")
@@ -121,42 +140,47 @@ def login(
     LOCKOUT_MINUTES. Failures are counted and audited even though the request fails.
     """
     window = _cfg("LOGIN_LIMIT_WINDOW_S")
+    user = find_user_by_login(s, identifier)
     ip_key = f"login:ip:{actor.ip}"
-    account_key = f"login:account:{identifier.strip().lower()}"
+    # Per account, not per spelling: the username and the phone number of one account
+    # share one budget. Names that match no account are limited by name.
+    account_key = (f"login:user:{user.id}" if user is not None
+                   else f"login:name:{identifier.strip().lower()}")
     message = "Too many login attempts; try again later"
     # Check without locking first: the slow password hash must not hold a row lock.
     ratelimit.check(s, ip_key, _cfg("LOGIN_LIMIT_PER_IP"), window, message)
     ratelimit.check(s, account_key, _cfg("LOGIN_LIMIT_PER_ACCOUNT"), window, message)
 
-    user = find_user_by_login(s, identifier)
     ok = _verify_password(user.password_hash if user else _dummy_hash, password)
 
     ratelimit.hit(s, ip_key, _cfg("LOGIN_LIMIT_PER_IP"), window, message)
     ratelimit.hit(s, account_key, _cfg("LOGIN_LIMIT_PER_ACCOUNT"), window, message)
     if user is None:
         raise LoginFailed("Wrong account name or password")
-    s.refresh(user, with_for_update=True)
+    user = _locked_user(s, user.id)
     now = _now()
     if user.locked_until and user.locked_until > now:
         retry = int((user.locked_until - now).total_seconds()) + 1
         raise AccountLocked("This account is locked after repeated failures", retry_after=retry)
     if not ok:
-        user.failed_logins += 1
-        changes = {"failed_logins": user.failed_logins}
-        if user.failed_logins >= _cfg("LOCKOUT_AFTER_FAILURES"):
-            user.locked_until = now + timedelta(minutes=_cfg("LOCKOUT_MINUTES"))
-            user.failed_logins = 0
-            changes["locked_until"] = user.locked_until.isoformat()
-        audit.record(s, actor, "login_failed", "user", user.id, changes=changes)
+        failures = user.failed_logins + 1
+        changes: dict[str, Any] = {"failed_logins": failures}
+        if failures >= _cfg("LOCKOUT_AFTER_FAILURES"):
+            changes = {"failed_logins": 0, "locked_until": now + timedelta(
+                minutes=_cfg("LOCKOUT_MINUTES"))}
+        _login_bookkeeping(s, user, **changes)
+        audit.record(s, actor, "login_failed", "user", user.id,
+                     changes={k: v.isoformat() if isinstance(v, datetime) else v
+                              for k, v in changes.items()})
         raise LoginFailed("Wrong account name or password")
     if not user.is_active:
         raise LoginFailed("This account is disabled")
 
+    bookkeeping: dict[str, Any] = {"failed_logins": 0, "locked_until": None,
+                                   "last_login_at": now}
     if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
-    user.failed_logins = 0
-    user.locked_until = None
-    user.last_login_at = now
+        bookkeeping["password_hash"] = hash_password(password)
+    _login_bookkeeping(s, user, **bookkeeping)
     auth_session = AuthSession(user_id=user.id, ip=actor.ip, user_agent=(user_agent or "")[:256])
     s.add(auth_session)
     s.flush()
@@ -220,11 +244,25 @@ def logout(s: Session, actor: Actor) -> None:
     audit.record(s, actor, "logout", "auth_session", actor.session_id)
 
 
+class WrongCurrentPassword(Invalid):
+    keep_changes = True  # the guess counter must survive the failure
+
+
 def change_password(s: Session, actor: Actor, current_password: str, new_password: str) -> None:
-    """Change one's own password; other sessions are ended, this one stays."""
-    user = s.get(User, actor.user_id, with_for_update=True)
+    """Change one's own password; other sessions are ended, this one stays.
+
+    Wrong current passwords count against the same per-account limit as logins: a stolen
+    access token must not become an unlimited way to guess the password."""
+    window, limit = _cfg("LOGIN_LIMIT_WINDOW_S"), _cfg("LOGIN_LIMIT_PER_ACCOUNT")
+    key = f"password:user:{actor.user_id}"
+    message = "Too many wrong passwords; try again later"
+    ratelimit.check(s, key, limit, window, message)
+    user = _locked_user(s, actor.user_id)
     if not _verify_password(user.password_hash, current_password):
-        raise Invalid(field_errors("current_password", "The current password is wrong."))
+        ratelimit.hit(s, key, limit, window, message)
+        raise WrongCurrentPassword(
+            field_errors("current_password", "The current password is wrong.")
+        )
     phone = pii.decrypt(user.phone_enc, PHONE_FIELD)
     problems = password_problems(new_password, user.username, phone)
     if problems:
@@ -366,7 +404,9 @@ def list_users(s: Session, actor: Actor, filters: dict, page: Any) -> list[User]
         stmt = stmt.where(User.is_active == filters["is_active"])
     if filters.get("q"):
         q = filters["q"].strip()
-        conds = [User.username.ilike(f"%{q}%"), User.display_name.ilike(f"%{q}%")]
+        # autoescape: a searched "_" or "%" is that character, not a wildcard.
+        conds = [User.username.icontains(q, autoescape=True),
+                 User.display_name.icontains(q, autoescape=True)]
         if MOBILE_RE.match(q):
             conds.append(User.phone_bidx == pii.blind_index(q, PHONE_FIELD))
         stmt = stmt.where(sa.or_(*conds))

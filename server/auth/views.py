@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import request
+from flask import g, request
 from flask.views import MethodView
 
 from server import db
@@ -13,6 +13,14 @@ from server.auth.actor import current_actor, login_required
 blp = Blueprint("auth", __name__, url_prefix="/auth", description="Login and tokens (登录)")
 users_blp = Blueprint("users", __name__, url_prefix="/users", description="Accounts (账号管理)")
 me_blp = Blueprint("me", __name__, url_prefix="/me", description="One's own account")
+
+
+@blp.before_app_request
+def _forget_earlier_actor() -> None:
+    """The actor belongs to one request. `g` lives as long as the app context, which can
+    span several requests (tests, scripts): an anonymous login must never run as whoever
+    called before it."""
+    g.pop("actor", None)
 
 
 @blp.route("/login", methods=["POST"])

@@ -1,0 +1,48 @@
+"""/healthz (no database) and /readyz (database): the baseline later benchmarks divide by.
+
+/healthz is tuned first: short runs at each concurrency in SWEEP_USERS, then the full run at
+the smallest concurrency within 3 % of the best requests/s (more users past that point only
+add queueing latency). /readyz runs at that same concurrency. `--users N` skips the sweep.
+"""
+
+from __future__ import annotations
+
+from bench.harness import Context
+
+SWEEP_USERS = (1, 2, 4, 8, 16, 32)
+SWEEP_SECONDS = 6.0
+SWEEP_WARMUP = 2.0
+WITHIN = 0.03
+
+
+def run(ctx: Context) -> dict:
+    sweep = []
+    if ctx.users:
+        users = ctx.users
+    else:
+        for u in SWEEP_USERS:
+            sweep.append(ctx.measure("/healthz sweep", "/healthz", users=u,
+                                     seconds=SWEEP_SECONDS, warmup=SWEEP_WARMUP, ratio=False))
+        best = max(r["rps"] for r in sweep)
+        users = min(r["users"] for r in sweep if r["rps"] >= (1 - WITHIN) * best)
+        print(f"  -> /healthz concurrency for the full run: {users} users", flush=True)
+
+    healthz = ctx.measure("GET /healthz", "/healthz", users=users, ratio=False)
+    ctx.set_baseline(healthz, users)
+    readyz = ctx.measure("GET /readyz", "/readyz", users=users)
+
+    # The floor under every SQL timing of later benchmarks: one round trip, one connection.
+    sql = {
+        "SELECT 1": ctx.sql_timings("SELECT 1", n=2000),
+        "readyz queries": ctx.sql_timings(
+            "SELECT PostGIS_Lib_Version(), (SELECT version_num FROM alembic_version)", n=2000),
+    }
+    for name, t in sql.items():
+        print(f"  SQL {name:<16} p50 {t['p50']:.3f} ms  p99 {t['p99']:.3f} ms", flush=True)
+    return {
+        "rows": [healthz, readyz],
+        "users_chosen": users,
+        "sweep": [{k: r[k] for k in ("users", "rps", "p50_ms", "p99_ms", "failures",
+                                     "server_cpu_pct", "loadgen_cpu_pct")} for r in sweep],
+        "sql_ms": sql,
+    }

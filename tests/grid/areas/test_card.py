@@ -1,0 +1,46 @@
+"""网格公示卡: the grid's chief and workers, phones masked."""
+
+from __future__ import annotations
+
+import re
+
+from tests.conftest import assert_error_shape
+from tests.grid.areas.conftest import C11, G111, S1, D
+
+MASKED = re.compile(r"^\d{3}\*{4}\d{4}$")
+
+
+def test_the_card_shows_chief_and_workers_with_masked_phones(client, tree, member):
+    _, chief = member("grid_chief", G111, phone="13812345678", display_name="王网格长")
+    worker_headers, worker = member("grid_worker", G111, phone="13987654321",
+                                    display_name="李网格员")
+    member("grid_worker", "330183001001002", phone="13700001111", display_name="别的网格员")
+
+    response = client.get(f"/areas/{tree[G111]}/card", headers=worker_headers)
+    assert response.status_code == 200, response.get_json()
+    card = response.get_json()
+    assert card["area"]["code"] == G111
+    assert [a["code"] for a in card["chain"]] == [D, S1, C11, G111]
+    assert [(c["name"], c["phone"]) for c in card["chiefs"]] == [("王网格长", "138****5678")]
+    assert [(c["name"], c["phone"]) for c in card["workers"]] == [("李网格员", "139****4321")]
+    assert card["chiefs"][0]["user_id"] == chief.id
+    assert card["workers"][0]["user_id"] == worker.id
+    text = response.get_data(as_text=True)
+    for full in ("13812345678", "13987654321", "13700001111", "别的网格员"):
+        assert full not in text
+    for contact in card["chiefs"] + card["workers"]:
+        assert MASKED.match(contact["phone"])
+
+
+def test_a_worker_without_a_phone_has_none(client, tree, member, admin):
+    member("grid_worker", G111)
+    card = client.get(f"/areas/{tree[G111]}/card", headers=admin).get_json()
+    assert card["workers"][0]["phone"] is None
+    assert card["chiefs"] == []
+
+
+def test_the_card_of_another_grid_is_404(client, tree, member):
+    headers, _ = member("grid_worker", G111)
+    assert_error_shape(client.get(f"/areas/{tree['330183001001002']}/card", headers=headers),
+                       404)
+    assert_error_shape(client.get("/areas/999999999/card", headers=headers), 404)
