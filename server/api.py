@@ -9,6 +9,7 @@ unexpected exceptions (500, logged with the request id, never a stack trace on t
 from __future__ import annotations
 
 import logging
+from datetime import UTC
 
 import flask_smorest
 import marshmallow as ma
@@ -46,6 +47,18 @@ class ErrorSchema(ma.Schema):
     current = ma.fields.Dict(metadata={"description": "412: the record as it is now"})
     existing = ma.fields.Dict(metadata={"description": "409: the record this one duplicates"})
     request_id = ma.fields.String(metadata={"description": "Quote it when reporting a problem"})
+
+
+class UtcDateTime(ma.fields.AwareDateTime):
+    """An ISO-8601 time with an offset, converted to UTC on the way in. An offset PostgreSQL
+    cannot store (beyond ±15:59) or a time that overflows is a 422, not a 500."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return moment.astimezone(UTC)
+        except (OverflowError, ValueError) as exc:
+            raise ma.ValidationError("Not a representable time.") from exc
 
 
 def error_payload(code: int, status: str, message: str | None, errors=None, **extra) -> dict:

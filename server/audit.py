@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from server import db
-from server.api import Blueprint, Schema
+from server.api import Blueprint, Schema, UtcDateTime
 from server.auth.actor import Actor, current_actor, login_required
 from server.db import Base
 
@@ -98,8 +98,8 @@ class AuditQuerySchema(Schema):
     object_type = fields.String()
     object_id = fields.String()
     purpose = fields.String()
-    since = fields.AwareDateTime(metadata={"description": "Inclusive, ISO-8601 with offset"})
-    until = fields.AwareDateTime(metadata={"description": "Exclusive"})
+    since = UtcDateTime(metadata={"description": "Inclusive, ISO-8601 with offset"})
+    until = UtcDateTime(metadata={"description": "Exclusive"})
 
 
 blp = Blueprint("audit", __name__, url_prefix="/audit", description="Audit trail (审计)")

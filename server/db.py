@@ -101,6 +101,8 @@ def paginate(s: Session, stmt: sa.Select, page: Any) -> list:
     total = s.scalar(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery()))
     page.item_count = total
     offset = (page.page - 1) * page.page_size
+    if offset >= total:
+        return []  # past the end (and no OFFSET beyond bigint for absurd page numbers)
     result = s.execute(stmt.limit(page.page_size).offset(offset))
     # One entity (or one column) gives models (values); several give rows.
     return list(result.scalars()) if len(stmt.column_descriptions) == 1 else list(result)
