@@ -32,6 +32,8 @@ from bench.stats import summary_ms
 # used when a run needs the baseline but the `healthz` benchmark (which re-tunes) is not run.
 BASELINE_USERS = 8
 DEFAULT_SECONDS = 20.0
+# Other processes' CPU during a measurement (100 = one core) above which it counts as noisy.
+NOISY_CPU_PCT = 20
 DEFAULT_WARMUP = 3.0
 
 

@@ -34,14 +34,13 @@ import requests
 import sqlalchemy as sa
 
 from bench import benchmarks, load
-from bench.harness import Context
+from bench.harness import NOISY_CPU_PCT, Context
 from scripts import devenv, localdb
 
 ROOT = devenv.ROOT
 PG_DIR = "var/bench-postgres"
 RESULTS = ROOT / "bench" / "results"
 SERVER_LOG = ROOT / "var" / "bench-gunicorn.log"
-NOISY_CPU_PCT = 20  # other processes' CPU during a measurement, 100 = one core
 FIRST = ("healthz",)  # run before the others: it sets the baseline they are compared with
 
 

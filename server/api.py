@@ -46,6 +46,8 @@ class ErrorSchema(ma.Schema):
     )
     current = ma.fields.Dict(metadata={"description": "412: the record as it is now"})
     existing = ma.fields.Dict(metadata={"description": "409: the record this one duplicates"})
+    required = ma.fields.String(metadata={"description": "403: the permission needed"})
+    grid = ma.fields.Dict(metadata={"description": "422: the grid a point falls in"})
     request_id = ma.fields.String(metadata={"description": "Quote it when reporting a problem"})
 
 

@@ -65,6 +65,8 @@ class Config:
     # Reverse proxies in front of the app (nginx, a load balancer): their X-Forwarded-For
     # is trusted for the client address that rate limits and the audit trail use.
     TRUSTED_PROXIES = _env_int("TRUSTED_PROXIES", 0)
+    # Collected points less accurate than this are accepted and flagged for review.
+    GPS_REVIEW_ACCURACY_M = float(os.environ.get("GPS_REVIEW_ACCURACY_M", 50))
     MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 16 * 1024 * 1024)
     STORAGE_DIR = _env("STORAGE_DIR", os.path.join(os.getcwd(), "var", "storage"))
     LOG_LEVEL = _env("LOG_LEVEL", "INFO")
@@ -73,7 +75,7 @@ class Config:
     # Domain packages plugged into the platform, in dependency order. create_app imports
     # `<module>.models` (tables for migrations) and `<module>.views` (its `blueprints`), so
     # that server/ never imports grid/ by name.
-    INSTALLED_MODULES: tuple[str, ...] = ("grid.areas",)
+    INSTALLED_MODULES: tuple[str, ...] = ("grid.areas", "grid.registry")
     # The demo-data generator run once by `make run` (`flask seed-demo`).
     DEMO_SEEDER = "grid.demo:seed"
 

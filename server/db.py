@@ -155,7 +155,10 @@ class GpsTaggedMixin:
     gps_device_id: Mapped[str | None] = mapped_column(sa.String(128))
 
     def set_gps(self, fix: Any) -> None:
-        self.location = fix.wkt
+        from geoalchemy2.shape import from_shape
+        from shapely.geometry import Point
+
+        self.location = from_shape(Point(fix.lon, fix.lat), srid=4326)  # never SRID -1
         self.gps_crs = fix.crs
         self.gps_raw_lon, self.gps_raw_lat = fix.raw_lon, fix.raw_lat
         self.gps_accuracy_m = fix.accuracy_m

@@ -1,17 +1,20 @@
 """/healthz (no database) and /readyz (database): the baseline later benchmarks divide by.
 
-/healthz is tuned first: short runs at each concurrency in SWEEP_USERS, then the full run at
-the smallest concurrency within 3 % of the best requests/s (more users past that point only
-add queueing latency). /readyz runs at that same concurrency. `--users N` skips the sweep.
+/healthz is tuned first: short runs at each concurrency in SWEEP_USERS (a step during which
+other processes took CPU is redone, up to SWEEP_TRIES times, keeping the quietest), then the
+full run at the smallest concurrency within 3 % of the best requests/s (more users past that
+point only add queueing latency). /readyz runs at that same concurrency. `--users N` skips
+the sweep.
 """
 
 from __future__ import annotations
 
-from bench.harness import Context
+from bench.harness import NOISY_CPU_PCT, Context
 
-SWEEP_USERS = (1, 2, 4, 8, 16, 32)
+SWEEP_USERS = (1, 2, 4, 8, 16, 32, 64)
 SWEEP_SECONDS = 6.0
 SWEEP_WARMUP = 2.0
+SWEEP_TRIES = 3
 WITHIN = 0.03
 
 
@@ -21,8 +24,13 @@ def run(ctx: Context) -> dict:
         users = ctx.users
     else:
         for u in SWEEP_USERS:
-            sweep.append(ctx.measure("/healthz sweep", "/healthz", users=u,
-                                     seconds=SWEEP_SECONDS, warmup=SWEEP_WARMUP, ratio=False))
+            tries = []
+            while len(tries) < SWEEP_TRIES:  # a step disturbed by other processes is redone
+                tries.append(ctx.measure("/healthz sweep", "/healthz", users=u, ratio=False,
+                                         seconds=SWEEP_SECONDS, warmup=SWEEP_WARMUP))
+                if tries[-1]["other_cpu_pct"] <= NOISY_CPU_PCT:
+                    break
+            sweep.append(min(tries, key=lambda r: r["other_cpu_pct"]))
         best = max(r["rps"] for r in sweep)
         users = min(r["users"] for r in sweep if r["rps"] >= (1 - WITHIN) * best)
         print(f"  -> /healthz concurrency for the full run: {users} users", flush=True)
@@ -43,6 +51,7 @@ def run(ctx: Context) -> dict:
         "rows": [healthz, readyz],
         "users_chosen": users,
         "sweep": [{k: r[k] for k in ("users", "rps", "p50_ms", "p99_ms", "failures",
-                                     "server_cpu_pct", "loadgen_cpu_pct")} for r in sweep],
+                                     "server_cpu_pct", "loadgen_cpu_pct", "other_cpu_pct")}
+                  for r in sweep],
         "sql_ms": sql,
     }

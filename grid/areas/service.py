@@ -458,19 +458,29 @@ def add_department_member(s: Session, actor: Actor, department_id: int, user_id:
 # --- locate --------------------------------------------------------------------------------
 
 
-def locate(s: Session, lon: float, lat: float) -> list[Area]:
-    """The grid containing a WGS-84 point and its ancestors (top first).
+def grid_at(s: Session, lon: float, lat: float) -> Area | None:
+    """The finest grid-level area whose boundary covers a WGS-84 point, or None.
 
-    The finest area whose boundary covers the point wins (ST_Covers: a point on a shared
-    edge belongs to one of the grids instead of none). Uses the spatial index.
+    ST_Covers: a point on a shared edge belongs to one of the grids instead of none.
+    Uses the spatial index.
     """
     point = sa.func.ST_SetSRID(sa.func.ST_MakePoint(lon, lat), 4326)
     grid_rank = sa.select(AreaLevel.rank).where(AreaLevel.key == "grid").scalar_subquery()
-    finest = s.scalars(
+    return s.scalars(
         sa.select(Area).join(AreaLevel, AreaLevel.key == Area.level)
         .where(sa.func.ST_Covers(Area.boundary, point), AreaLevel.rank >= grid_rank)
         .order_by(AreaLevel.rank.desc(), Area.id).limit(1)
     ).first()
+
+
+def locate(s: Session, lon: float, lat: float) -> list[Area]:
+    """The grid containing a WGS-84 point and its ancestors (top first)."""
+    finest = grid_at(s, lon, lat)
     if finest is None:
         raise NotFound(f"The point ({lon:.6f}, {lat:.6f}) is outside every grid")
     return ancestors(s, finest)
+
+
+def area_in_scope(s: Session, actor: Actor, area_id: int) -> bool:
+    found = s.scalar(sa.select(Area.id).where(Area.id == area_id, in_scope(Area.id, actor)))
+    return found is not None

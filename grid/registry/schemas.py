@@ -1,0 +1,209 @@
+"""Request and response shapes of the register. Personal data leaves masked; the clear
+values come only from the audited reveal endpoint."""
+
+from __future__ import annotations
+
+from geoalchemy2.shape import to_shape
+from marshmallow import fields, validate, validates
+
+from geo.fields import GpsFix, Point
+from grid.registry import models as m
+from grid.registry.validation import normalize_id_number
+from server.api import Schema
+from server.validators import validate_mobile
+
+
+def _one_of(choices: dict) -> validate.OneOf:
+    return validate.OneOf(list(choices), labels=list(choices.values()))
+
+
+class RecordSchema(Schema):
+    """Fields every register record shows."""
+
+    id = fields.Integer(dump_only=True)
+    area_id = fields.Integer(dump_only=True)
+    source = fields.String(dump_only=True)
+    location = fields.Method("dump_location", dump_only=True, allow_none=True)
+    gps = fields.Method("dump_gps", dump_only=True)
+    needs_review = fields.Boolean(dump_only=True)
+    review_reasons = fields.List(fields.String(), dump_only=True, allow_none=True)
+    ended_at = fields.AwareDateTime(dump_only=True, allow_none=True)
+    end_reason = fields.String(dump_only=True, allow_none=True)
+    created_by = fields.Integer(dump_only=True, allow_none=True)
+    updated_by = fields.Integer(dump_only=True, allow_none=True)
+    created_at = fields.AwareDateTime(dump_only=True)
+    updated_at = fields.AwareDateTime(dump_only=True)
+    version = fields.Integer(dump_only=True)
+
+    def dump_location(self, record):
+        """The stored WGS-84 point, in the crs the request asked for (?crs=)."""
+        if record.location is None:
+            return None
+        point = to_shape(record.location)
+        return Point()._serialize(GpsFix(lon=point.x, lat=point.y), "location", record)
+
+    def dump_gps(self, record):
+        return {"crs": record.gps_crs, "raw_lon": record.gps_raw_lon, "raw_lat": record.gps_raw_lat,
+                "accuracy_m": record.gps_accuracy_m,
+                "captured_at": record.gps_captured_at.isoformat() if record.gps_captured_at
+                else None, "device_id": record.gps_device_id}
+
+
+class WriteSchema(Schema):
+    """Fields every create or update may carry."""
+
+    client_uuid = fields.UUID(load_only=True, metadata={
+        "description": "Creates: the phone's id for this request; a resend returns the original."})
+    version = fields.Integer(load_only=True, validate=validate.Range(min=1),
+                             metadata={"description": "Updates: the version edited."})
+    location = Point()
+
+
+class BuildingSchema(RecordSchema):
+    name = fields.String()
+    address = fields.String(allow_none=True)
+    use = fields.String()
+    floors = fields.Integer(allow_none=True)
+    units = fields.Integer(allow_none=True)
+    is_crowded_rental = fields.Boolean()
+    is_unsafe = fields.Boolean()
+    is_live_work_store = fields.Boolean()
+    leader_name = fields.String(allow_none=True)
+    leader_phone = fields.String(attribute="leader_phone_masked", allow_none=True)
+
+
+class BuildingWriteSchema(WriteSchema):
+    name = fields.String(validate=validate.Length(1, 100), metadata={"example": "3幢"})
+    address = fields.String(validate=validate.Length(max=200), allow_none=True)
+    use = fields.String(validate=_one_of(m.BUILDING_USES))
+    floors = fields.Integer(validate=validate.Range(1, 200), allow_none=True)
+    units = fields.Integer(validate=validate.Range(1, 100), allow_none=True)
+    is_crowded_rental = fields.Boolean()
+    is_unsafe = fields.Boolean()
+    is_live_work_store = fields.Boolean()
+    leader_name = fields.String(validate=validate.Length(max=50), allow_none=True)
+    leader_phone = fields.String(validate=validate_mobile, allow_none=True)
+
+
+class BuildingCreateSchema(BuildingWriteSchema):
+    name = fields.String(required=True, validate=validate.Length(1, 100))
+    location = Point(required=True)
+
+
+class TagSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    kind = fields.String(dump_only=True)
+    tag = fields.String(required=True, validate=validate.OneOf([*m.CARE_TAGS, *m.KEY_TAGS]))
+    label = fields.Method("tag_label", dump_only=True)
+    start_date = fields.Date()
+    end_date = fields.Date(dump_only=True, allow_none=True)
+    note = fields.String(validate=validate.Length(max=500), allow_none=True)
+
+    def tag_label(self, row) -> str:
+        return m.CARE_TAGS.get(row.tag) or m.KEY_TAGS.get(row.tag, row.tag)
+
+
+class PersonSchema(RecordSchema):
+    name = fields.String()
+    id_number = fields.String(attribute="id_number_masked", allow_none=True,
+                              metadata={"description": "Masked: 330183********1234"})
+    phone = fields.String(attribute="phone_masked", allow_none=True,
+                          metadata={"description": "Masked: 138****5678"})
+    sex = fields.String(allow_none=True)
+    birth_date = fields.Date(allow_none=True)
+    ethnicity = fields.String(allow_none=True)
+    household_id = fields.Integer(allow_none=True)
+    relation_to_head = fields.String(allow_none=True)
+    population_type = fields.String()
+    registration_situation = fields.String()
+    status = fields.String()
+    tags = fields.List(fields.Nested(TagSchema), dump_only=True)
+
+
+class PersonWriteSchema(WriteSchema):
+    name = fields.String(validate=validate.Length(1, 50), metadata={"example": "王秀英"})
+    id_number = fields.String(allow_none=True, metadata={"example": "110101202311012176"})
+    phone = fields.String(validate=validate_mobile, allow_none=True)
+    ethnicity = fields.String(validate=validate.Length(max=16), allow_none=True)
+    relation_to_head = fields.String(validate=_one_of(m.RELATIONS), allow_none=True)
+    population_type = fields.String(validate=_one_of(m.POPULATION_TYPES))
+    registration_situation = fields.String(validate=_one_of(m.REGISTRATION_SITUATIONS))
+
+    @validates("id_number")
+    def _id_number(self, value, **kwargs):
+        if value is not None:
+            normalize_id_number(value)  # raises ValidationError with the reason
+
+
+class PersonCreateSchema(PersonWriteSchema):
+    name = fields.String(required=True, validate=validate.Length(1, 50))
+    household_id = fields.Integer(allow_none=True)
+    tags = fields.List(fields.Nested(TagSchema), load_default=list)
+
+
+class PersonEndSchema(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(["moved_out", "deceased"]))
+    reason = fields.String(validate=validate.Length(max=64), allow_none=True)
+    version = fields.Integer(validate=validate.Range(min=1))
+
+
+class PersonMoveSchema(Schema):
+    household_id = fields.Integer(required=True)
+    relation_to_head = fields.String(validate=_one_of(m.RELATIONS), allow_none=True)
+    version = fields.Integer(validate=validate.Range(min=1))
+
+
+class EndSchema(Schema):
+    reason = fields.String(required=True, validate=validate.Length(1, 64),
+                           metadata={"example": "demolished"})
+    version = fields.Integer(validate=validate.Range(min=1))
+
+
+class TagEndSchema(Schema):
+    end_date = fields.Date()
+
+
+class StaySchema(Schema):
+    household_id = fields.Integer()
+    relation_to_head = fields.String(allow_none=True)
+    since = fields.AwareDateTime()
+    until = fields.AwareDateTime(allow_none=True)
+
+
+class RevealQuerySchema(Schema):
+    purpose = fields.String(required=True, validate=validate.Length(4, 200),
+                            metadata={"description": "Why the clear data is needed (audited)"})
+
+
+class RevealSchema(Schema):
+    id_number = fields.String(allow_none=True)
+    phone = fields.String(allow_none=True)
+
+
+class ListQuerySchema(Schema):
+    area_id = fields.Integer(metadata={"description": "Only this area's subtree"})
+    q = fields.String(metadata={"description": "Part of the name"})
+    needs_review = fields.Boolean()
+    include_ended = fields.Boolean(load_default=False)
+
+
+class BuildingQuerySchema(ListQuerySchema):
+    use = fields.String(validate=_one_of(m.BUILDING_USES))
+
+
+class PersonQuerySchema(ListQuerySchema):
+    household_id = fields.Integer()
+    population_type = fields.String(validate=_one_of(m.POPULATION_TYPES))
+    status = fields.String(validate=_one_of(m.PERSON_STATUSES))
+    sex = fields.String(validate=validate.OneOf(["M", "F"]))
+    tag = fields.String(validate=validate.OneOf([*m.CARE_TAGS, *m.KEY_TAGS]))
+    id_number = fields.String(metadata={"description": "Exact ID number (blind index)"})
+
+
+class HistorySchema(Schema):
+    id = fields.Integer()
+    at = fields.AwareDateTime()
+    actor_id = fields.Integer(allow_none=True)
+    action = fields.String()
+    changes = fields.Dict(allow_none=True)
+
