@@ -14,7 +14,7 @@ from marshmallow import ValidationError
 from swagger_ui_bundle import swagger_ui_path
 
 from geo.fields import set_output_crs
-from server import audit, db, health, idempotency, pii, ratelimit
+from server import audit, db, health, idempotency, pii, ratelimit, storage
 from server import config as config_module
 from server.api import error_payload, init_api
 from server.auth import service as auth_service
@@ -102,7 +102,7 @@ def _reject_nul_characters() -> None:
 
 
 # Platform modules whose tables the migrations cover (imported for their models).
-_PLATFORM_TABLES = (audit, idempotency, ratelimit)
+_PLATFORM_TABLES = (audit, idempotency, ratelimit, storage)
 
 
 class _MigrationTarget:

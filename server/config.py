@@ -75,7 +75,7 @@ class Config:
     # Domain packages plugged into the platform, in dependency order. create_app imports
     # `<module>.models` (tables for migrations) and `<module>.views` (its `blueprints`), so
     # that server/ never imports grid/ by name.
-    INSTALLED_MODULES: tuple[str, ...] = ("grid.areas", "grid.registry")
+    INSTALLED_MODULES: tuple[str, ...] = ("grid.areas", "grid.registry", "grid.visits")
     # The demo-data generator run once by `make run` (`flask seed-demo`).
     DEMO_SEEDER = "grid.demo:seed"
 

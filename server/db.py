@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from geoalchemy2 import Geometry
+from sqlalchemy.dialects.postgresql.base import ischema_names as pg_ischema_names
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -112,6 +113,20 @@ def utcnow() -> datetime:
     from datetime import UTC
 
     return datetime.now(UTC)
+
+
+class XID8(sa.types.UserDefinedType):
+    """PostgreSQL's 64-bit transaction id: which transaction last wrote a row. Sync cursors
+    compare it with a snapshot (pg_visible_in_snapshot) so that no commit is ever skipped."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "xid8"
+
+
+# Reflection (alembic's drift check) should know the type too.
+pg_ischema_names["xid8"] = XID8
 
 
 class TimestampMixin:

@@ -16,7 +16,7 @@ from geoalchemy2 import Geometry
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
-from server.db import Base, GpsTaggedMixin, TimestampMixin, VersionedMixin
+from server.db import XID8, Base, GpsTaggedMixin, TimestampMixin, VersionedMixin
 
 CHANGE_SEQ = sa.Sequence("registry_change_seq", metadata=Base.metadata)
 
@@ -62,10 +62,13 @@ class RegisterRecord(TimestampMixin, VersionedMixin, GpsTaggedMixin):
     review_reasons: Mapped[list[str] | None] = mapped_column(ARRAY(sa.Text))
     ended_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     end_reason: Mapped[str | None] = mapped_column(sa.String(64))
-    # Bumped by a trigger on every INSERT/UPDATE: the sync cursor.
+    # Set by a trigger on every INSERT/UPDATE: the order of changes (change_seq) and the
+    # transaction that made them (change_xid), which sync cursors compare with snapshots.
     change_seq: Mapped[int] = mapped_column(
         sa.BigInteger, CHANGE_SEQ, server_default=CHANGE_SEQ.next_value(), nullable=False
     )
+    change_xid = mapped_column(XID8, server_default=sa.text("pg_current_xact_id()"),
+                               nullable=False)
 
     @declared_attr
     def area_id(cls) -> Mapped[int]:
@@ -76,6 +79,7 @@ class RegisterRecord(TimestampMixin, VersionedMixin, GpsTaggedMixin):
         name = cls.__tablename__
         return (
             sa.Index(f"ix_{name}_area_seq", "area_id", "change_seq"),
+            sa.Index(f"ix_{name}_area_xid", "area_id", "change_xid"),
             sa.CheckConstraint(_check_in("source", SOURCES), name="source"),
             *getattr(cls, "__extra_args__", ()),
         )
@@ -272,6 +276,8 @@ class Tombstone(Base):
     id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
     change_seq: Mapped[int] = mapped_column(
         sa.BigInteger, CHANGE_SEQ, server_default=CHANGE_SEQ.next_value(), nullable=False)
+    change_xid = mapped_column(XID8, server_default=sa.text("pg_current_xact_id()"),
+                               nullable=False)
     object_type: Mapped[str] = mapped_column(sa.String(32), nullable=False)
     object_id: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
     area_id: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
@@ -279,4 +285,5 @@ class Tombstone(Base):
     at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=sa.func.now(),
                                          nullable=False)
 
-    __table_args__ = (sa.Index("ix_registry_tombstones_area_seq", "area_id", "change_seq"),)
+    __table_args__ = (sa.Index("ix_registry_tombstones_area_seq", "area_id", "change_seq"),
+                      sa.Index("ix_registry_tombstones_area_xid", "area_id", "change_xid"))

@@ -1,12 +1,13 @@
 """registry: buildings, houses, households, persons (+ tags, stays), organisations
 (+ monthly indicators), tombstones, client-UUID idempotency
 
-Reviewed by hand: the change sequence and the trigger that bumps it on every update are
-added here (autogenerate sees neither).
+Reviewed by hand: the change sequence and the trigger that stamps every insert and update
+with a new change_seq and the writing transaction's id are added here (autogenerate sees
+neither).
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-11-22 13:49:32.509983
+Create Date: 2026-11-22 13:53:23.450864
 """
 
 from alembic import op
@@ -24,6 +25,13 @@ depends_on = None
 REGISTER_TABLES = ("buildings", "houses", "households", "persons", "organisations")
 
 
+class XID8(sa.types.UserDefinedType):
+    cache_ok = True
+
+    def get_col_spec(self, **kw):
+        return "xid8"
+
+
 def upgrade():
     op.execute("CREATE SEQUENCE registry_change_seq")
     op.create_table('client_requests',
@@ -39,6 +47,7 @@ def upgrade():
     op.create_table('registry_tombstones',
     sa.Column('id', sa.BigInteger(), sa.Identity(always=False), nullable=False),
     sa.Column('change_seq', sa.BigInteger(), server_default=sa.text("nextval('registry_change_seq')"), nullable=False),
+    sa.Column('change_xid', XID8(), server_default=sa.text('pg_current_xact_id()'), nullable=False),
     sa.Column('object_type', sa.String(length=32), nullable=False),
     sa.Column('object_id', sa.BigInteger(), nullable=False),
     sa.Column('area_id', sa.BigInteger(), nullable=False),
@@ -47,6 +56,7 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_registry_tombstones'))
     )
     op.create_index('ix_registry_tombstones_area_seq', 'registry_tombstones', ['area_id', 'change_seq'], unique=False)
+    op.create_index('ix_registry_tombstones_area_xid', 'registry_tombstones', ['area_id', 'change_xid'], unique=False)
     op.create_geospatial_table('buildings',
     sa.Column('name', sa.String(length=100), nullable=False),
     sa.Column('address', sa.String(length=200), nullable=True),
@@ -69,6 +79,7 @@ def upgrade():
     sa.Column('ended_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('end_reason', sa.String(length=64), nullable=True),
     sa.Column('change_seq', sa.BigInteger(), server_default=sa.text("nextval('registry_change_seq')"), nullable=False),
+    sa.Column('change_xid', XID8(), server_default=sa.text('pg_current_xact_id()'), nullable=False),
     sa.Column('area_id', sa.BigInteger(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
@@ -89,6 +100,7 @@ def upgrade():
     op.create_geospatial_index('idx_buildings_footprint', 'buildings', ['footprint'], unique=False, postgresql_using='gist', postgresql_ops={})
     op.create_geospatial_index('idx_buildings_location', 'buildings', ['location'], unique=False, postgresql_using='gist', postgresql_ops={})
     op.create_index('ix_buildings_area_seq', 'buildings', ['area_id', 'change_seq'], unique=False)
+    op.create_index('ix_buildings_area_xid', 'buildings', ['area_id', 'change_xid'], unique=False)
     op.create_geospatial_table('houses',
     sa.Column('building_id', sa.BigInteger(), nullable=False),
     sa.Column('unit', sa.String(length=16), nullable=True),
@@ -110,6 +122,7 @@ def upgrade():
     sa.Column('ended_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('end_reason', sa.String(length=64), nullable=True),
     sa.Column('change_seq', sa.BigInteger(), server_default=sa.text("nextval('registry_change_seq')"), nullable=False),
+    sa.Column('change_xid', XID8(), server_default=sa.text('pg_current_xact_id()'), nullable=False),
     sa.Column('area_id', sa.BigInteger(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
@@ -129,6 +142,7 @@ def upgrade():
     )
     op.create_geospatial_index('idx_houses_location', 'houses', ['location'], unique=False, postgresql_using='gist', postgresql_ops={})
     op.create_index('ix_houses_area_seq', 'houses', ['area_id', 'change_seq'], unique=False)
+    op.create_index('ix_houses_area_xid', 'houses', ['area_id', 'change_xid'], unique=False)
     op.create_index(op.f('ix_houses_building_id'), 'houses', ['building_id'], unique=False)
     op.create_index('uq_houses_room', 'houses', ['building_id', sa.literal_column("coalesce(unit, '')"), 'room'], unique=True, postgresql_where=sa.text('ended_at IS NULL'))
     op.create_geospatial_table('organisations',
@@ -151,6 +165,7 @@ def upgrade():
     sa.Column('ended_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('end_reason', sa.String(length=64), nullable=True),
     sa.Column('change_seq', sa.BigInteger(), server_default=sa.text("nextval('registry_change_seq')"), nullable=False),
+    sa.Column('change_xid', XID8(), server_default=sa.text('pg_current_xact_id()'), nullable=False),
     sa.Column('area_id', sa.BigInteger(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
@@ -171,6 +186,7 @@ def upgrade():
     )
     op.create_geospatial_index('idx_organisations_location', 'organisations', ['location'], unique=False, postgresql_using='gist', postgresql_ops={})
     op.create_index('ix_organisations_area_seq', 'organisations', ['area_id', 'change_seq'], unique=False)
+    op.create_index('ix_organisations_area_xid', 'organisations', ['area_id', 'change_xid'], unique=False)
     op.create_index(op.f('ix_organisations_building_id'), 'organisations', ['building_id'], unique=False)
     op.create_index('uq_organisations_uscc', 'organisations', ['uscc'], unique=True, postgresql_where=sa.text('uscc IS NOT NULL'))
     op.create_geospatial_table('households',
@@ -187,6 +203,7 @@ def upgrade():
     sa.Column('ended_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('end_reason', sa.String(length=64), nullable=True),
     sa.Column('change_seq', sa.BigInteger(), server_default=sa.text("nextval('registry_change_seq')"), nullable=False),
+    sa.Column('change_xid', XID8(), server_default=sa.text('pg_current_xact_id()'), nullable=False),
     sa.Column('area_id', sa.BigInteger(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
@@ -206,6 +223,7 @@ def upgrade():
     )
     op.create_geospatial_index('idx_households_location', 'households', ['location'], unique=False, postgresql_using='gist', postgresql_ops={})
     op.create_index('ix_households_area_seq', 'households', ['area_id', 'change_seq'], unique=False)
+    op.create_index('ix_households_area_xid', 'households', ['area_id', 'change_xid'], unique=False)
     op.create_index(op.f('ix_households_house_id'), 'households', ['house_id'], unique=False)
     op.create_table('organisation_indicators',
     sa.Column('organisation_id', sa.BigInteger(), nullable=False),
@@ -245,6 +263,7 @@ def upgrade():
     sa.Column('ended_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('end_reason', sa.String(length=64), nullable=True),
     sa.Column('change_seq', sa.BigInteger(), server_default=sa.text("nextval('registry_change_seq')"), nullable=False),
+    sa.Column('change_xid', XID8(), server_default=sa.text('pg_current_xact_id()'), nullable=False),
     sa.Column('area_id', sa.BigInteger(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
@@ -267,6 +286,7 @@ def upgrade():
     )
     op.create_geospatial_index('idx_persons_location', 'persons', ['location'], unique=False, postgresql_using='gist', postgresql_ops={})
     op.create_index('ix_persons_area_seq', 'persons', ['area_id', 'change_seq'], unique=False)
+    op.create_index('ix_persons_area_xid', 'persons', ['area_id', 'change_xid'], unique=False)
     op.create_index(op.f('ix_persons_household_id'), 'persons', ['household_id'], unique=False)
     op.create_index(op.f('ix_persons_phone_bidx'), 'persons', ['phone_bidx'], unique=False)
     op.create_index('uq_persons_id_number', 'persons', ['id_number_bidx'], unique=True, postgresql_where=sa.text('id_number_bidx IS NOT NULL'))
@@ -300,23 +320,25 @@ def upgrade():
     )
     op.create_index(op.f('ix_person_tags_person_id'), 'person_tags', ['person_id'], unique=False)
     op.create_index('ix_person_tags_tag', 'person_tags', ['tag'], unique=False, postgresql_where=sa.text('end_date IS NULL'))
-    # Every change to a register row takes a new sequence number: GET /sync/pull pages by it.
+    # Every write to a register row takes a new sequence number and records its
+    # transaction: GET /sync/pull orders by the one and compares the other with snapshots.
     op.execute("""
-        CREATE FUNCTION registry_bump_change_seq() RETURNS trigger LANGUAGE plpgsql AS $$
+        CREATE FUNCTION registry_stamp_change() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
             NEW.change_seq := nextval('registry_change_seq');
+            NEW.change_xid := pg_current_xact_id();
             RETURN NEW;
         END $$
     """)
     for table in REGISTER_TABLES:
-        op.execute(f"CREATE TRIGGER {table}_change_seq BEFORE UPDATE ON {table} "
-                   "FOR EACH ROW EXECUTE FUNCTION registry_bump_change_seq()")
+        op.execute(f"CREATE TRIGGER {table}_stamp_change BEFORE UPDATE ON {table} "
+                   "FOR EACH ROW EXECUTE FUNCTION registry_stamp_change()")
 
 
 def downgrade():
     for table in REGISTER_TABLES:
-        op.execute(f"DROP TRIGGER {table}_change_seq ON {table}")
-    op.execute("DROP FUNCTION registry_bump_change_seq()")
+        op.execute(f"DROP TRIGGER {table}_stamp_change ON {table}")
+    op.execute("DROP FUNCTION registry_stamp_change()")
     op.drop_index('ix_person_tags_tag', table_name='person_tags', postgresql_where=sa.text('end_date IS NULL'))
     op.drop_index(op.f('ix_person_tags_person_id'), table_name='person_tags')
     op.drop_table('person_tags')
@@ -326,28 +348,34 @@ def downgrade():
     op.drop_index('uq_persons_id_number', table_name='persons', postgresql_where=sa.text('id_number_bidx IS NOT NULL'))
     op.drop_index(op.f('ix_persons_phone_bidx'), table_name='persons')
     op.drop_index(op.f('ix_persons_household_id'), table_name='persons')
+    op.drop_index('ix_persons_area_xid', table_name='persons')
     op.drop_index('ix_persons_area_seq', table_name='persons')
     op.drop_geospatial_index('idx_persons_location', table_name='persons', postgresql_using='gist', column_name='location')
     op.drop_geospatial_table('persons')
     op.drop_table('organisation_indicators')
     op.drop_index(op.f('ix_households_house_id'), table_name='households')
+    op.drop_index('ix_households_area_xid', table_name='households')
     op.drop_index('ix_households_area_seq', table_name='households')
     op.drop_geospatial_index('idx_households_location', table_name='households', postgresql_using='gist', column_name='location')
     op.drop_geospatial_table('households')
     op.drop_index('uq_organisations_uscc', table_name='organisations', postgresql_where=sa.text('uscc IS NOT NULL'))
     op.drop_index(op.f('ix_organisations_building_id'), table_name='organisations')
+    op.drop_index('ix_organisations_area_xid', table_name='organisations')
     op.drop_index('ix_organisations_area_seq', table_name='organisations')
     op.drop_geospatial_index('idx_organisations_location', table_name='organisations', postgresql_using='gist', column_name='location')
     op.drop_geospatial_table('organisations')
     op.drop_index('uq_houses_room', table_name='houses', postgresql_where=sa.text('ended_at IS NULL'))
     op.drop_index(op.f('ix_houses_building_id'), table_name='houses')
+    op.drop_index('ix_houses_area_xid', table_name='houses')
     op.drop_index('ix_houses_area_seq', table_name='houses')
     op.drop_geospatial_index('idx_houses_location', table_name='houses', postgresql_using='gist', column_name='location')
     op.drop_geospatial_table('houses')
+    op.drop_index('ix_buildings_area_xid', table_name='buildings')
     op.drop_index('ix_buildings_area_seq', table_name='buildings')
     op.drop_geospatial_index('idx_buildings_location', table_name='buildings', postgresql_using='gist', column_name='location')
     op.drop_geospatial_index('idx_buildings_footprint', table_name='buildings', postgresql_using='gist', column_name='footprint')
     op.drop_geospatial_table('buildings')
+    op.drop_index('ix_registry_tombstones_area_xid', table_name='registry_tombstones')
     op.drop_index('ix_registry_tombstones_area_seq', table_name='registry_tombstones')
     op.drop_table('registry_tombstones')
     op.drop_table('client_requests')

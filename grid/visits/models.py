@@ -1,0 +1,1 @@
+"""Visit tables (to be written)."""

@@ -1,0 +1,3 @@
+"""Visits API (to be written)."""
+
+blueprints: list = []

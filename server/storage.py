@@ -1,0 +1,1 @@
+"""Photo and attachment storage (to be written)."""
