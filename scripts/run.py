@@ -29,9 +29,10 @@ def main() -> int:
     try:
         subprocess.run([flask, "bootstrap-db"], env=env, cwd=devenv.ROOT, check=True)
         subprocess.run([flask, "seed-demo"], env=env, cwd=devenv.ROOT, check=True)
+        # No gunicorn access log: the app writes one JSON line per request itself.
         procs.append(subprocess.Popen(
             [str(devenv.BIN / "gunicorn"), "-w", workers, "-b", f"127.0.0.1:{port}",
-             "--access-logfile", "-", "wsgi:app"], env=env, cwd=devenv.ROOT))
+             "wsgi:app"], env=env, cwd=devenv.ROOT))
         procs.append(subprocess.Popen([flask, "worker"], env=env, cwd=devenv.ROOT))
         base = f"http://127.0.0.1:{port}"
         print(f"\n  API docs: {base}/api/docs   OpenAPI: {base}/api/openapi.json\n"
