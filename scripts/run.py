@@ -38,12 +38,20 @@ def main() -> int:
         print(f"\n  API docs: {base}/api/docs   OpenAPI: {base}/api/openapi.json\n"
               f"  Ready:    {base}/readyz     Demo accounts: see README.md\n"
               "  Ctrl-C stops everything.\n", flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
-        while all(p.poll() is None for p in procs):
+        stopping: list[int] = []
+        # Ctrl-C reaches the whole process group; SIGTERM only us. Either way: stop cleanly.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, frame: stopping.append(signum))
+        while not stopping and all(p.poll() is None for p in procs):
             time.sleep(0.5)
-        return next(p.returncode for p in procs if p.returncode is not None) or 1
-    except KeyboardInterrupt:
-        return 0
+        if stopping:
+            return 0
+        failed = next(p for p in procs if p.returncode is not None)
+        print(f"make run: {failed.args[0]} exited ({failed.returncode}); stopping",
+              file=sys.stderr)
+        return failed.returncode or 1
+    except KeyboardInterrupt:  # Ctrl-C during set-up
+        return 130
     except subprocess.CalledProcessError as exc:
         print(f"make run: {' '.join(exc.cmd[1:])} failed (exit {exc.returncode})",
               file=sys.stderr)
