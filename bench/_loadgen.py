@@ -11,6 +11,7 @@ milliseconds, too coarse for a sub-millisecond endpoint).
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import resource
@@ -41,18 +42,20 @@ def main() -> int:
         request_kw["json"] = spec["json"]
     elif spec.get("data") is not None:
         request_kw["data"] = spec["data"]
+    elif spec.get("data_b64") is not None:
+        request_kw["data"] = base64.b64decode(spec["data_b64"])
 
     class Client(FastHttpUser):
         host = spec["base_url"]
         wait_time = constant(0)  # closed loop: each user sends its next request at once
 
         def on_start(self) -> None:
-            self.next = next(offsets) % len(paths)
+            self.path_index = next(offsets) % len(paths)
 
         @task
         def hit(self) -> None:
-            path = paths[self.next]
-            self.next = (self.next + 1) % len(paths)
+            path = paths[self.path_index]
+            self.path_index = (self.path_index + 1) % len(paths)
             self.client.request(method, path, **request_kw)
 
     env = Environment(user_classes=[Client])

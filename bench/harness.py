@@ -30,7 +30,7 @@ from bench.stats import summary_ms
 
 # /healthz concurrency that gave the most requests/s when last tuned (bench/README.md);
 # used when a run needs the baseline but the `healthz` benchmark (which re-tunes) is not run.
-BASELINE_USERS = 8
+BASELINE_USERS = 32
 DEFAULT_SECONDS = 20.0
 # Other processes' CPU during a measurement (100 = one core) above which it counts as noisy.
 NOISY_CPU_PCT = 20
@@ -101,8 +101,9 @@ class Context:
     # ------------------------------------------------------------------ accounts
 
     def token(self, login: str = "worker", password: str | None = None) -> str:
-        """An access token for a demo account (grid/demo.py: admin, district, auditor,
-        dispatcher, staff, chief, worker, handler, resident). Logged in once per run and
+        """An access token for a demo account (grid/demo.py DEMO_ACCOUNTS: admin, district,
+        auditor, dispatcher, dispatcher2, staff, chief, worker, worker2, handler, resident;
+        password DEMO_PASSWORD unless given). Logged in once per run and
         cached: login is rate-limited (10 per account, 60 per IP per 5 minutes) and costs an
         argon2 hash. Renewed a minute before it expires."""
         cached = self._tokens.get(login)

@@ -13,6 +13,7 @@ what later benchmarks compare.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -78,7 +79,7 @@ def measure(
     if isinstance(body, dict | list):
         spec["json"] = body
     elif isinstance(body, bytes):
-        spec["data"] = body.decode()
+        spec["data_b64"] = base64.b64encode(body).decode()
     elif body is not None:
         spec["data"] = str(body)
 

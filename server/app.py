@@ -153,7 +153,8 @@ def create_app(config: dict | None = None) -> Flask:
         """Swagger UI from the swagger-ui-bundle package: the docs work offline."""
         return send_from_directory(str(swagger_ui_path), filename, max_age=86400)
 
-    for blp in (health.blp, auth_views.blp, auth_views.me_blp, auth_views.users_blp, audit.blp):
+    for blp in (health.blp, auth_views.blp, auth_views.me_blp, auth_views.users_blp, audit.blp,
+                storage.blp):
         api.register_blueprint(blp)
     for module in settings["INSTALLED_MODULES"]:
         importlib.import_module(f"{module}.models")

@@ -69,13 +69,16 @@ class Config:
     GPS_REVIEW_ACCURACY_M = float(os.environ.get("GPS_REVIEW_ACCURACY_M", 50))
     MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 16 * 1024 * 1024)
     STORAGE_DIR = _env("STORAGE_DIR", os.path.join(os.getcwd(), "var", "storage"))
+    # One photo's limit (413 beyond it); MAX_CONTENT_LENGTH bounds the whole request body.
+    PHOTO_MAX_BYTES = _env_int("PHOTO_MAX_BYTES", 10 * 1024 * 1024)
     LOG_LEVEL = _env("LOG_LEVEL", "INFO")
     DEFAULT_TIMEZONE = _env("DEFAULT_TIMEZONE", "Asia/Shanghai")
 
     # Domain packages plugged into the platform, in dependency order. create_app imports
     # `<module>.models` (tables for migrations) and `<module>.views` (its `blueprints`), so
     # that server/ never imports grid/ by name.
-    INSTALLED_MODULES: tuple[str, ...] = ("grid.areas", "grid.registry", "grid.visits")
+    INSTALLED_MODULES: tuple[str, ...] = ("grid.areas", "grid.registry", "grid.visits",
+                                         "grid.sync")
     # The demo-data generator run once by `make run` (`flask seed-demo`).
     DEMO_SEEDER = "grid.demo:seed"
 

@@ -3,18 +3,55 @@ values come only from the audited reveal endpoint."""
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, date
+
 from geoalchemy2.shape import to_shape
-from marshmallow import fields, validate, validates
+from marshmallow import ValidationError, fields, validate, validates
 
 from geo.fields import GpsFix, Point
 from grid.registry import models as m
-from grid.registry.validation import normalize_id_number
+from grid.registry.validation import normalize_id_number, normalize_uscc
 from server.api import Schema
 from server.validators import validate_mobile
 
 
 def _one_of(choices: dict) -> validate.OneOf:
     return validate.OneOf(list(choices), labels=list(choices.values()))
+
+
+def Id(**kwargs) -> fields.Integer:  # noqa: N802 - a field factory, used like a field class
+    """The id of another record: a positive bigint (a larger number is a 422, not a 500)."""
+    return fields.Integer(validate=validate.Range(1, 2**63 - 1), **kwargs)
+
+
+_MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+
+def parse_month(value: str) -> date:
+    """"2026-03" → date(2026, 3, 1). Raises ValidationError."""
+    match = _MONTH_RE.match(value or "")
+    if not match or int(match.group(1)) < 1900:
+        raise ValidationError("A month is YYYY-MM (e.g. 2026-03).")
+    return date(int(match.group(1)), int(match.group(2)), 1)
+
+
+class Month(fields.Field):
+    """A calendar month as "YYYY-MM" ⇄ the date of its first day."""
+
+    def __init__(self, **kwargs) -> None:
+        metadata = kwargs.pop("metadata", {})
+        metadata.setdefault("example", "2026-03")
+        super().__init__(metadata={"type": "string", "pattern": r"^\d{4}-(0[1-9]|1[0-2])$",
+                                   **metadata}, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs) -> date:
+        if not isinstance(value, str):
+            raise ValidationError("A month is YYYY-MM (e.g. 2026-03).")
+        return parse_month(value)
+
+    def _serialize(self, value, attr, obj, **kwargs) -> str | None:
+        return None if value is None else value.strftime("%Y-%m")
 
 
 class RecordSchema(Schema):
@@ -45,8 +82,8 @@ class RecordSchema(Schema):
     def dump_gps(self, record):
         return {"crs": record.gps_crs, "raw_lon": record.gps_raw_lon, "raw_lat": record.gps_raw_lat,
                 "accuracy_m": record.gps_accuracy_m,
-                "captured_at": record.gps_captured_at.isoformat() if record.gps_captured_at
-                else None, "device_id": record.gps_device_id}
+                "captured_at": record.gps_captured_at.astimezone(UTC).isoformat()
+                if record.gps_captured_at else None, "device_id": record.gps_device_id}
 
 
 class WriteSchema(Schema):
@@ -88,6 +125,66 @@ class BuildingWriteSchema(WriteSchema):
 class BuildingCreateSchema(BuildingWriteSchema):
     name = fields.String(required=True, validate=validate.Length(1, 100))
     location = Point(required=True)
+
+
+class HouseSchema(RecordSchema):
+    building_id = fields.Integer()
+    unit = fields.String(allow_none=True)
+    floor = fields.Integer(allow_none=True)
+    room = fields.String()
+    use = fields.String()
+    floor_area_m2 = fields.Float(allow_none=True)
+    owner_name = fields.String(allow_none=True)
+    owner_phone = fields.String(attribute="owner_phone_masked", allow_none=True,
+                                metadata={"description": "Masked: 138****5678"})
+    rental_start = fields.Date(allow_none=True)
+    rental_end = fields.Date(allow_none=True)
+
+
+class HouseWriteSchema(WriteSchema):
+    location = Point(metadata={"description": "Optional; if sent, in one of your grids."})
+    unit = fields.String(validate=validate.Length(max=16), allow_none=True,
+                         metadata={"example": "2单元"})
+    floor = fields.Integer(validate=validate.Range(-10, 200), allow_none=True)
+    room = fields.String(validate=validate.Length(1, 32), metadata={"example": "301"})
+    use = fields.String(validate=_one_of(m.HOUSE_USES))
+    floor_area_m2 = fields.Float(validate=validate.Range(0, 100_000, min_inclusive=False),
+                                 allow_none=True)
+    owner_name = fields.String(validate=validate.Length(max=50), allow_none=True)
+    owner_phone = fields.String(validate=validate_mobile, allow_none=True)
+    rental_start = fields.Date(allow_none=True)
+    rental_end = fields.Date(allow_none=True)
+
+
+class HouseCreateSchema(HouseWriteSchema):
+    building_id = Id(required=True, metadata={"description": "The building (its grid is "
+                                                             "the house's)."})
+    room = fields.String(required=True, validate=validate.Length(1, 32),
+                         metadata={"example": "301"})
+
+
+class HouseholdSchema(RecordSchema):
+    house_id = fields.Integer(allow_none=True)
+    household_no = fields.String(allow_none=True)
+    head_person_id = fields.Integer(allow_none=True)
+    type = fields.String()
+
+
+class HouseholdWriteSchema(WriteSchema):
+    house_id = Id(metadata={"description": "Moves the household (and its members) there."})
+    household_no = fields.String(validate=validate.Length(1, 32), allow_none=True,
+                                 metadata={"example": "330183000123"})
+    head_person_id = Id(allow_none=True, metadata={"description": "A current member."})
+    type = fields.String(validate=_one_of(m.HOUSEHOLD_TYPES))
+
+
+class HouseholdCreateSchema(WriteSchema):
+    house_id = Id(allow_none=True, metadata={
+        "description": "The house (its grid is the household's); without one, `location` "
+                       "is required and decides the grid."})
+    household_no = fields.String(validate=validate.Length(1, 32), allow_none=True,
+                                 metadata={"example": "330183000123"})
+    type = fields.String(validate=_one_of(m.HOUSEHOLD_TYPES))
 
 
 class TagSchema(Schema):
@@ -137,7 +234,9 @@ class PersonWriteSchema(WriteSchema):
 
 class PersonCreateSchema(PersonWriteSchema):
     name = fields.String(required=True, validate=validate.Length(1, 50))
-    household_id = fields.Integer(allow_none=True)
+    household_id = Id(allow_none=True, metadata={
+        "description": "The household (its grid is the person's); without one, `location` "
+                       "is required and decides the grid."})
     tags = fields.List(fields.Nested(TagSchema), load_default=list)
 
 
@@ -148,7 +247,7 @@ class PersonEndSchema(Schema):
 
 
 class PersonMoveSchema(Schema):
-    household_id = fields.Integer(required=True)
+    household_id = Id(required=True)
     relation_to_head = fields.String(validate=_one_of(m.RELATIONS), allow_none=True)
     version = fields.Integer(validate=validate.Range(min=1))
 
@@ -181,7 +280,7 @@ class RevealSchema(Schema):
 
 
 class ListQuerySchema(Schema):
-    area_id = fields.Integer(metadata={"description": "Only this area's subtree"})
+    area_id = Id(metadata={"description": "Only this area's subtree"})
     q = fields.String(metadata={"description": "Part of the name"})
     needs_review = fields.Boolean()
     include_ended = fields.Boolean(load_default=False)
@@ -192,12 +291,98 @@ class BuildingQuerySchema(ListQuerySchema):
 
 
 class PersonQuerySchema(ListQuerySchema):
-    household_id = fields.Integer()
+    household_id = Id()
     population_type = fields.String(validate=_one_of(m.POPULATION_TYPES))
     status = fields.String(validate=_one_of(m.PERSON_STATUSES))
     sex = fields.String(validate=validate.OneOf(["M", "F"]))
     tag = fields.String(validate=validate.OneOf([*m.CARE_TAGS, *m.KEY_TAGS]))
     id_number = fields.String(metadata={"description": "Exact ID number (blind index)"})
+
+
+class OrganisationSchema(RecordSchema):
+    uscc = fields.String(allow_none=True)
+    name = fields.String()
+    kind = fields.String()
+    industry = fields.String(allow_none=True)
+    legal_representative = fields.String(allow_none=True)
+    employees = fields.Integer(allow_none=True)
+    building_id = fields.Integer(allow_none=True)
+    address = fields.String(allow_none=True)
+    phone = fields.String(allow_none=True)
+    risk_flags = fields.List(fields.String())
+
+
+class OrganisationWriteSchema(WriteSchema):
+    location = Point(metadata={"description": "The main gate (GB/T 37149: WGS-84, ≥ 6 "
+                                              "decimals); decides the grid."})
+    uscc = fields.String(allow_none=True, metadata={
+        "description": "统一社会信用代码 (GB 32100)", "example": "91110000600037341L"})
+    name = fields.String(validate=validate.Length(1, 200))
+    kind = fields.String(validate=_one_of(m.ORG_KINDS))
+    industry = fields.String(validate=validate.Length(max=64), allow_none=True)
+    legal_representative = fields.String(validate=validate.Length(max=50), allow_none=True)
+    employees = fields.Integer(validate=validate.Range(0, 10_000_000), allow_none=True)
+    building_id = Id(allow_none=True)
+    address = fields.String(validate=validate.Length(max=200), allow_none=True)
+    phone = fields.String(validate=validate.Regexp(r"^[0-9+()\- ]{3,32}$", error=(
+        "A telephone number: digits, spaces, + - ( ), up to 32.")), allow_none=True)
+    risk_flags = fields.List(fields.String(validate=_one_of(m.ORG_RISK_FLAGS)),
+                             validate=validate.Length(max=len(m.ORG_RISK_FLAGS) * 2))
+
+    @validates("uscc")
+    def _uscc(self, value, **kwargs):
+        if value is not None:
+            normalize_uscc(value)  # raises ValidationError with the reason
+
+
+class OrganisationCreateSchema(OrganisationWriteSchema):
+    name = fields.String(required=True, validate=validate.Length(1, 200))
+    location = Point(required=True, metadata={
+        "description": "The main gate (GB/T 37149: WGS-84, ≥ 6 decimals); decides the grid."})
+
+
+class OrganisationQuerySchema(ListQuerySchema):
+    kind = fields.String(validate=_one_of(m.ORG_KINDS))
+    industry = fields.String()
+    risk_flag = fields.String(validate=_one_of(m.ORG_RISK_FLAGS))
+    building_id = Id()
+    uscc = fields.String(validate=validate.Length(max=18))
+
+
+class IndicatorWriteSchema(Schema):
+    """One month's indicators; the fields sent are set (null clears one), others kept."""
+
+    employees = fields.Integer(validate=validate.Range(0, 10_000_000), allow_none=True)
+    water_m3 = fields.Float(validate=validate.Range(0, 1e12), allow_none=True)
+    electricity_kwh = fields.Float(validate=validate.Range(0, 1e12), allow_none=True)
+    wage_arrears_yuan = fields.Float(validate=validate.Range(0, 999_999_999_999.99),
+                                     allow_none=True,
+                                     metadata={"description": "Yuan, kept to the fen (0.01)"})
+
+
+class IndicatorSchema(Schema):
+    month = Month()
+    employees = fields.Integer(allow_none=True)
+    water_m3 = fields.Float(allow_none=True)
+    electricity_kwh = fields.Float(allow_none=True)
+    wage_arrears_yuan = fields.Float(allow_none=True)
+    recorded_by = fields.Integer(allow_none=True)
+    recorded_at = fields.AwareDateTime()
+
+
+class IndicatorQuerySchema(Schema):
+    from_ = Month(data_key="from", metadata={"description": "First month (inclusive)"})
+    to = Month(metadata={"description": "Last month (inclusive)"})
+
+
+class HouseQuerySchema(ListQuerySchema):
+    building_id = Id()
+    use = fields.String(validate=_one_of(m.HOUSE_USES))
+
+
+class HouseholdQuerySchema(ListQuerySchema):
+    house_id = Id()
+    type = fields.String(validate=_one_of(m.HOUSEHOLD_TYPES))
 
 
 class HistorySchema(Schema):

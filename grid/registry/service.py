@@ -4,10 +4,14 @@ revealing personal data for a stated purpose.
 
 Rules that hold for every record (ARCHITECTURE §3):
 - scope: a record exists for an actor only if its grid is in their scope (404 otherwise);
+  a record a request body names (a house's building, a person's household…) must be in
+  scope and not ended (422 naming the field otherwise);
 - GPS: a collected point must lie in one of the collector's grids (422 naming the grid it
   falls in); poor accuracy is accepted and flagged for review;
 - idempotency: creates carry a client UUID (server.idempotency); updates carry the version
   they were based on (412 with the current record when stale, 428 when missing);
+- duplicates (an ID number, a USCC, a room of a building) are a 409 pointing at the existing
+  record, also when a concurrent request inserted it between our check and our insert;
 - history: every change is an audit row with the fields' old and new values (personal
   data masked in it), read back by `history()`;
 - personal data is encrypted at rest and masked; `reveal_person` decrypts for an actor
@@ -17,12 +21,18 @@ Rules that hold for every record (ARCHITECTURE §3):
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from flask import current_app
+from geoalchemy2.shape import to_shape
 from marshmallow import ValidationError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from geo.fields import GpsFix
@@ -31,17 +41,19 @@ from grid.areas.models import Area
 from grid.registry.models import (
     CARE_TAGS,
     KEY_TAGS,
+    ORG_RISK_FLAGS,
     Building,
     House,
     Household,
     HouseholdStay,
     Organisation,
+    OrganisationIndicator,
     Person,
     PersonTag,
     RegisterRecord,
     Tombstone,
 )
-from grid.registry.validation import id_number_facts, normalize_id_number
+from grid.registry.validation import id_number_facts, normalize_id_number, normalize_uscc
 from server import audit, db, idempotency, pii
 from server.audit import AuditEntry
 from server.auth.actor import Actor
@@ -61,10 +73,20 @@ KINDS: dict[str, type[RegisterRecord]] = {
 ID_FIELD, PHONE_FIELD = "person.id_number", "person.phone"
 # Fields whose values never enter the history in clear.
 _PII_FIELDS = {"id_number", "phone", "leader_phone", "owner_phone"}
+INDICATOR_FIELDS = ("employees", "water_m3", "electricity_kwh", "wage_arrears_yuan")
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _today() -> date:
+    """Today where the register is kept (DEFAULT_TIMEZONE), not where the server runs."""
+    return datetime.now(ZoneInfo(current_app.config["DEFAULT_TIMEZONE"])).date()
+
+
+def _singular(model: type[RegisterRecord]) -> str:
+    return model.__tablename__[:-1]
 
 
 # --- reading within scope ------------------------------------------------------------------
@@ -81,7 +103,19 @@ def get_record(s: Session, actor: Actor, model: type[RegisterRecord], record_id:
     stmt = scoped(model, actor).where(model.id == record_id)
     record = s.scalars(stmt.with_for_update() if for_update else stmt).first()
     if record is None:
-        raise NotFound(f"No such {model.__tablename__[:-1]}")
+        raise NotFound(f"No such {_singular(model)}")
+    return record
+
+
+def _referenced(s: Session, actor: Actor, model: type[RegisterRecord], record_id: int,
+                field: str) -> Any:
+    """A record a request body names (`field`): it must be in scope and not ended."""
+    record = s.scalars(scoped(model, actor).where(model.id == record_id)).first()
+    if record is None:
+        raise Invalid(field_errors(field, f"No such {_singular(model)}."))
+    if record.ended_at is not None:
+        raise Invalid(field_errors(field, f"This {_singular(model)} has ended "
+                                          f"({record.end_reason})."))
     return record
 
 
@@ -108,6 +142,10 @@ def list_records(s: Session, actor: Actor, model: type[RegisterRecord], filters:
         _check_tag_visible(actor, filters["tag"])
         stmt = stmt.where(Person.id.in_(sa.select(PersonTag.person_id).where(
             PersonTag.tag == filters["tag"], PersonTag.end_date.is_(None))))
+    if model is Organisation and filters.get("uscc"):
+        stmt = stmt.where(Organisation.uscc == filters["uscc"].strip().upper())
+    if model is Organisation and filters.get("risk_flag"):
+        stmt = stmt.where(Organisation.risk_flags.contains([filters["risk_flag"]]))
     return db.paginate(s, stmt, page)
 
 
@@ -115,7 +153,7 @@ _EXACT_FILTERS = {
     "buildings": ("use",), "houses": ("building_id", "use"),
     "households": ("house_id", "type"),
     "persons": ("household_id", "population_type", "status", "sex"),
-    "organisations": ("building_id", "kind", "industry", "uscc"),
+    "organisations": ("building_id", "kind", "industry"),
 }
 
 
@@ -127,7 +165,8 @@ def _collected_at(s: Session, actor: Actor, fix: GpsFix | None, fallback_area_id
     """The grid a new record belongs to, and why it needs review (if it does).
 
     The record's own point decides, and must be in one of the collector's grids; a record
-    without a point (a person in a known household) takes its parent's grid.
+    of a known parent (a house of a building, a person of a household) takes its parent's
+    grid, and a point of it outside that grid is flagged for review.
     """
     reasons: list[str] = []
     if fix is None:
@@ -147,6 +186,8 @@ def _collected_at(s: Session, actor: Actor, fix: GpsFix | None, fallback_area_id
     threshold = current_app.config["GPS_REVIEW_ACCURACY_M"]
     if fix.accuracy_m is not None and fix.accuracy_m > threshold:
         reasons.append(f"gps_accuracy_{fix.accuracy_m:.0f}m")
+    if fallback_area_id is not None and grid.id != fallback_area_id:
+        reasons.append(f"gps_in_other_grid_{grid.code}")
     return (fallback_area_id if fallback_area_id is not None else grid.id), reasons
 
 
@@ -178,6 +219,8 @@ def _history_value(name: str, value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, uuid.UUID):
         return str(value)
+    if isinstance(value, Decimal):
+        return float(value)
     if isinstance(value, list):
         return [_history_value(name, v) for v in value]
     if isinstance(value, dict):
@@ -196,10 +239,39 @@ def apply_changes(record: Any, changes: dict) -> dict:
     return diff
 
 
+# A unique rule of a table: (index name, how to find the record a new one clashes with,
+# the message of the 409). The service checks before writing; the index catches a
+# concurrent writer that passed the same check, and turns into the same 409.
+Unique = tuple[str, Callable[[], Any], str]
+
+
+def _constraint_of(exc: IntegrityError) -> str | None:
+    diag = getattr(exc.orig, "diag", None)
+    return getattr(diag, "constraint_name", None)
+
+
+def _flush(s: Session, actor: Actor, kind: str, record: Any, unique: Unique | None) -> None:
+    """Flush `record` (in a savepoint when a unique rule applies, so that a violation by a
+    concurrent writer becomes the 409 our own check would have given)."""
+    if unique is None:
+        s.add(record)
+        s.flush()
+        return
+    index, find, message = unique
+    try:
+        with s.begin_nested():
+            s.add(record)
+            s.flush()
+    except IntegrityError as exc:
+        existing = find() if _constraint_of(exc) == index else None
+        if existing is None:
+            raise
+        raise _duplicate(s, actor, kind, existing, message) from None
+
+
 def _created(s: Session, actor: Actor, kind: str, record: Any, client_uuid: uuid.UUID | None,
-             summary: dict) -> Any:
-    s.add(record)
-    s.flush()
+             summary: dict, unique: Unique | None = None) -> Any:
+    _flush(s, actor, kind, record, unique)
     if client_uuid is not None:
         idempotency.complete(s, client_uuid, kind, record.id)
     audit.record(s, actor, f"{kind}_created", kind, record.id,
@@ -219,11 +291,11 @@ def _replayed(s: Session, actor: Actor, kind: str, client_uuid: uuid.UUID | None
 
 
 def _updated(s: Session, actor: Actor, kind: str, record: Any, diff: dict,
-             old_area_id: int | None = None) -> Any:
+             old_area_id: int | None = None, unique: Unique | None = None) -> Any:
     if diff:
         record.updated_by = actor.user_id
         record.updated_at = _now()
-        s.flush()
+        _flush(s, actor, kind, record, unique)
         s.refresh(record)
         audit.record(s, actor, f"{kind}_updated", kind, record.id, changes=diff)
         if old_area_id is not None and old_area_id != record.area_id:
@@ -232,17 +304,78 @@ def _updated(s: Session, actor: Actor, kind: str, record: Any, diff: dict,
     return record
 
 
+def _point_of(record: Any) -> dict | None:
+    if record.location is None:
+        return None
+    point = to_shape(record.location)
+    return {"lon": round(point.x, 7), "lat": round(point.y, 7),
+            "accuracy_m": record.gps_accuracy_m}
+
+
+def _relocate(s: Session, actor: Actor, record: Any, fix: GpsFix,
+              parent_area_id: int | None) -> dict:
+    """Set a record's new point (the same rules as on create): its grid follows the point
+    unless a parent decides it. Returns the history diff."""
+    old = _point_of(record)
+    record.area_id, reasons = _collected_at(s, actor, fix, parent_area_id, require_point=True)
+    record.set_gps(fix)
+    diff = {"location": [old, _history_value("location", fix)]}
+    if reasons:
+        merged = list(dict.fromkeys([*(record.review_reasons or []), *reasons]))
+        diff.update(apply_changes(record, {"needs_review": True, "review_reasons": merged}))
+    return diff
+
+
+# What must end (or move) before a record can end: a building's houses, a house's
+# households, a household's members.
+_CHILDREN: dict[str, tuple[type[RegisterRecord], str]] = {
+    "building": (House, "building_id"), "house": (Household, "house_id"),
+    "household": (Person, "household_id"),
+}
+
+
 def end_record(s: Session, actor: Actor, kind: str, record_id: int, reason: str,
                expected_version: int | None, as_dict: Any) -> Any:
     """End a record (demolished, closed, moved away…): never deleted, kept in history."""
     actor.require("registry:write")
     record = get_record(s, actor, KINDS[kind], record_id, for_update=True)
-    check_version(record, expected_version, as_dict)
     if record.ended_at is not None:
-        return record  # ending twice is ending once (a phone may resend)
+        return record  # ending twice is ending once (a phone may resend with its old version)
+    check_version(record, expected_version, as_dict)
+    if kind in _CHILDREN:
+        child, link = _CHILDREN[kind]
+        count = s.scalar(sa.select(sa.func.count()).select_from(child).where(
+            getattr(child, link) == record.id, child.ended_at.is_(None)))
+        if count:
+            raise Conflict(f"This {kind} still has {count} current "
+                           f"{child.__tablename__ if count > 1 else _singular(child)}: "
+                           "end or move them first")
     record.ended_at, record.end_reason = _now(), reason
     return _updated(s, actor, kind, record, {"ended_at": [None, record.ended_at.isoformat()],
                                              "end_reason": [None, reason]})
+
+
+def _phone_changed(record: Any, prefix: str, phone: str | None) -> bool:
+    """Whether `phone` differs from the stored one (compared in clear: masks collide)."""
+    stored = pii.decrypt(getattr(record, f"{prefix}_phone_enc"), f"{record.__tablename__}.phone")
+    return stored != phone
+
+
+def _set_phone(record: Any, prefix: str, phone: str | None) -> None:
+    setattr(record, f"{prefix}_phone_enc", pii.encrypt(phone, f"{record.__tablename__}.phone"))
+    setattr(record, f"{prefix}_phone_masked", pii.mask_phone(phone))
+
+
+def _follow(s: Session, model: type[RegisterRecord], link: Any, old_area: int,
+            new_area: int) -> None:
+    """Records linked to a moved parent follow it into its new grid (with tombstones in the
+    old one, for phones that hold it)."""
+    ids = s.scalars(sa.select(model.id).where(link, model.area_id == old_area)).all()
+    if ids:
+        s.execute(sa.update(model).where(model.id.in_(ids)).values(area_id=new_area)
+                  .execution_options(synchronize_session=False))
+        s.add_all(Tombstone(object_type=_singular(model), object_id=i, area_id=old_area,
+                            reason="moved") for i in ids)
 
 
 # --- buildings -----------------------------------------------------------------------------
@@ -263,11 +396,6 @@ def create_building(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID
     return _created(s, actor, "building", building, client_uuid, data)
 
 
-def _set_phone(record: Any, prefix: str, phone: str | None) -> None:
-    setattr(record, f"{prefix}_phone_enc", pii.encrypt(phone, f"{record.__tablename__}.phone"))
-    setattr(record, f"{prefix}_phone_masked", pii.mask_phone(phone))
-
-
 def update_building(s: Session, actor: Actor, building_id: int, changes: dict,
                     expected_version: int | None, as_dict: Any) -> Building:
     actor.require("registry:write")
@@ -277,15 +405,10 @@ def update_building(s: Session, actor: Actor, building_id: int, changes: dict,
     diff: dict = {}
     old_area = building.area_id
     if "location" in changes:
-        fix = changes.pop("location")
-        building.area_id, reasons = _collected_at(s, actor, fix, None, require_point=True)
-        building.set_gps(fix)
-        diff["location"] = ["(moved)", "(moved)"]
-        if reasons:
-            building.needs_review, building.review_reasons = True, reasons
+        diff.update(_relocate(s, actor, building, changes.pop("location"), None))
     if "leader_phone" in changes:
         phone = changes.pop("leader_phone")
-        if pii.mask_phone(phone) != building.leader_phone_masked or phone is None:
+        if _phone_changed(building, "leader", phone):
             _set_phone(building, "leader", phone)
             diff["leader_phone"] = ["(changed)", "(changed)"]
     diff.update(apply_changes(building, changes))
@@ -296,19 +419,175 @@ def update_building(s: Session, actor: Actor, building_id: int, changes: dict,
 
 def _move_children_area(s: Session, building: Building, old_area: int) -> None:
     """Houses, households and people follow their building into its new grid."""
+    houses = sa.select(House.id).where(House.building_id == building.id)
+    households = sa.select(Household.id).where(Household.house_id.in_(houses))
     for model, link in ((House, House.building_id == building.id),
-                        (Household, Household.house_id.in_(
-                            sa.select(House.id).where(House.building_id == building.id))),
-                        (Person, Person.household_id.in_(
-                            sa.select(Household.id).join(House, House.id == Household.house_id)
-                            .where(House.building_id == building.id)))):
-        ids = s.scalars(sa.select(model.id).where(link, model.area_id == old_area)).all()
-        if ids:
-            s.execute(sa.update(model).where(model.id.in_(ids))
-                      .values(area_id=building.area_id)
-                      .execution_options(synchronize_session=False))
-            s.add_all(Tombstone(object_type=model.__tablename__[:-1], object_id=i,
-                                area_id=old_area, reason="moved") for i in ids)
+                        (Household, Household.house_id.in_(houses)),
+                        (Person, Person.household_id.in_(households))):
+        _follow(s, model, link, old_area, building.area_id)
+
+
+# --- houses --------------------------------------------------------------------------------
+
+
+def _room_key(fields: dict) -> tuple[str | None, str]:
+    """Unit and room as the unique index compares them (no unit = "")."""
+    unit = (fields.get("unit") or "").strip() or None
+    room = (fields.get("room") or "").strip()
+    if not room:
+        raise Invalid(field_errors("room", "A room number is required."))
+    return unit, room
+
+
+def _existing_house(s: Session, building_id: int, unit: str | None, room: str,
+                    exclude_id: int | None = None) -> House | None:
+    """The current house with this unit and room in the building (uq_houses_room)."""
+    return s.scalars(sa.select(House).where(
+        House.building_id == building_id, sa.func.coalesce(House.unit, "") == (unit or ""),
+        House.room == room, House.ended_at.is_(None), House.id != (exclude_id or -1))).first()
+
+
+def _house_unique(s: Session, building_id: int, unit: str | None, room: str,
+                  exclude_id: int | None = None) -> Unique:
+    return ("uq_houses_room", lambda: _existing_house(s, building_id, unit, room, exclude_id),
+            "This room is already registered in the building")
+
+
+def _check_rental(start: date | None, end: date | None) -> None:
+    if start is not None and end is not None and end < start:
+        raise Invalid(field_errors("rental_end", "The rental ends before it starts."))
+
+
+def create_house(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | None,
+                 source: str = "grid_worker") -> House:
+    """房屋: a room of a building, in the building's grid. A point is optional; when sent
+    it must be in the collector's grids."""
+    actor.require("registry:write")
+    replay = _replayed(s, actor, "house", client_uuid, data)
+    if replay is not None:
+        return replay
+    fields = dict(data)
+    fix = fields.pop("location", None)
+    phone = fields.pop("owner_phone", None)
+    building = _referenced(s, actor, Building, fields["building_id"], "building_id")
+    area_id, reasons = _collected_at(s, actor, fix, building.area_id, require_point=False)
+    fields["unit"], fields["room"] = _room_key(fields)
+    _check_rental(fields.get("rental_start"), fields.get("rental_end"))
+    unique = _house_unique(s, building.id, fields["unit"], fields["room"])
+    existing = unique[1]()
+    if existing is not None:
+        raise _duplicate(s, actor, "house", existing, unique[2])
+    house = _new(House, actor, area_id, source, fix, reasons, fields)
+    _set_phone(house, "owner", phone)
+    return _created(s, actor, "house", house, client_uuid, data, unique)
+
+
+def update_house(s: Session, actor: Actor, house_id: int, changes: dict,
+                 expected_version: int | None, as_dict: Any) -> House:
+    actor.require("registry:write")
+    house = get_record(s, actor, House, house_id, for_update=True)
+    check_version(house, expected_version, as_dict)
+    changes = dict(changes)
+    diff: dict = {}
+    if "location" in changes:
+        diff.update(_relocate(s, actor, house, changes.pop("location"), house.area_id))
+    if "owner_phone" in changes:
+        phone = changes.pop("owner_phone")
+        if _phone_changed(house, "owner", phone):
+            _set_phone(house, "owner", phone)
+            diff["owner_phone"] = ["(changed)", "(changed)"]
+    unique = None
+    if "unit" in changes or "room" in changes:
+        merged = {"unit": changes.get("unit", house.unit), "room": changes.get("room", house.room)}
+        changes["unit"], changes["room"] = _room_key(merged)
+        unique = _house_unique(s, house.building_id, changes["unit"], changes["room"], house.id)
+        if house.ended_at is None:
+            existing = unique[1]()
+            if existing is not None:
+                raise _duplicate(s, actor, "house", existing, unique[2])
+    _check_rental(changes.get("rental_start", house.rental_start),
+                  changes.get("rental_end", house.rental_end))
+    diff.update(apply_changes(house, changes))
+    return _updated(s, actor, "house", house, diff, unique=unique)
+
+
+# --- households ----------------------------------------------------------------------------
+
+
+def create_household(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | None,
+                     source: str = "grid_worker") -> Household:
+    """户: in a house (its grid), or located by its point when the house is not known."""
+    actor.require("registry:write")
+    replay = _replayed(s, actor, "household", client_uuid, data)
+    if replay is not None:
+        return replay
+    fields = dict(data)
+    fix = fields.pop("location", None)
+    house = None
+    if fields.get("house_id") is not None:
+        house = _referenced(s, actor, House, fields["house_id"], "house_id")
+    area_id, reasons = _collected_at(s, actor, fix, house.area_id if house else None,
+                                     require_point=house is None)
+    household = _new(Household, actor, area_id, source, fix, reasons, fields)
+    return _created(s, actor, "household", household, client_uuid, data)
+
+
+def _current_member(s: Session, household: Household, person_id: int) -> bool:
+    return s.scalar(sa.select(Person.id).where(
+        Person.id == person_id, Person.household_id == household.id,
+        Person.ended_at.is_(None))) is not None
+
+
+def update_household(s: Session, actor: Actor, household_id: int, changes: dict,
+                     expected_version: int | None, as_dict: Any) -> Household:
+    """Correct a household; a new house_id moves it (and its members) to that house."""
+    actor.require("registry:write")
+    household = get_record(s, actor, Household, household_id, for_update=True)
+    check_version(household, expected_version, as_dict)
+    changes = dict(changes)
+    diff: dict = {}
+    old_area = household.area_id
+    if changes.get("head_person_id") is not None and not _current_member(
+            s, household, changes["head_person_id"]):
+        raise Invalid(field_errors("head_person_id",
+                                   "Not a current member of this household."))
+    house_id = changes.pop("house_id", household.house_id)
+    if house_id != household.house_id:
+        house = _referenced(s, actor, House, house_id, "house_id")
+        diff.update(apply_changes(household, {"house_id": house.id, "area_id": house.area_id}))
+    if "location" in changes:
+        parent_area = household.area_id if household.house_id is not None else None
+        diff.update(_relocate(s, actor, household, changes.pop("location"), parent_area))
+    diff.update(apply_changes(household, changes))
+    if household.area_id != old_area:
+        _follow(s, Person, Person.household_id == household.id, old_area, household.area_id)
+    return _updated(s, actor, "household", household, diff, old_area)
+
+
+def household_members(s: Session, actor: Actor, household_id: int) -> list[Person]:
+    """The household's current members (the head first), with the tags the actor may see."""
+    household = get_record(s, actor, Household, household_id)
+    members = list(s.scalars(
+        scoped(Person, actor).where(Person.household_id == household.id,
+                                    Person.ended_at.is_(None))
+        .order_by(sa.case((Person.id == household.head_person_id, 0), else_=1), Person.id)))
+    return with_tags(s, actor, members)
+
+
+def _leave_household(s: Session, actor: Actor, person: Person, at: datetime,
+                     staying: bool = False) -> None:
+    """Close the person's current stay; a household they headed and leave (or die in) no
+    longer has that head. `staying`: a new stay in the same household (a new relation)."""
+    s.execute(sa.update(HouseholdStay).where(HouseholdStay.person_id == person.id,
+                                             HouseholdStay.until.is_(None)).values(until=at))
+    if person.household_id is None or staying:
+        return
+    household = s.scalars(sa.select(Household).where(
+        Household.id == person.household_id, Household.head_person_id == person.id)
+        .with_for_update()).first()
+    if household is not None:
+        diff = apply_changes(household, {"head_person_id": None})
+        _updated(s, actor, "household", household, diff)
 
 
 # --- persons -------------------------------------------------------------------------------
@@ -320,17 +599,32 @@ def _person_identity(s: Session, actor: Actor, id_number: str | None,
     if id_number is None:
         return {"id_number_enc": None, "id_number_bidx": None, "id_number_masked": None}
     try:
-        number = normalize_id_number(id_number)
+        number = normalize_id_number(id_number, today=_today())
     except ValidationError as exc:
         raise Invalid(field_errors("id_number", *exc.messages)) from None
     bidx = pii.blind_index(number, ID_FIELD)
-    existing = s.scalars(sa.select(Person).where(Person.id_number_bidx == bidx,
-                                                 Person.id != (exclude_id or -1))).first()
+    existing = _person_by_bidx(s, bidx, exclude_id)
     if existing is not None:
-        raise _duplicate(s, actor, "person", existing, "This ID number is already registered")
+        raise _duplicate(s, actor, "person", existing, _PERSON_DUPLICATE)
     sex, born = id_number_facts(number)
     return {"id_number_enc": pii.encrypt(number, ID_FIELD), "id_number_bidx": bidx,
             "id_number_masked": pii.mask_id_number(number), "sex": sex, "birth_date": born}
+
+
+_PERSON_DUPLICATE = "This ID number is already registered"
+
+
+def _person_by_bidx(s: Session, bidx: str | None, exclude_id: int | None = None
+                    ) -> Person | None:
+    if bidx is None:
+        return None
+    return s.scalars(sa.select(Person).where(Person.id_number_bidx == bidx,
+                                             Person.id != (exclude_id or -1))).first()
+
+
+def _person_unique(s: Session, bidx: str | None, exclude_id: int | None = None) -> Unique:
+    return ("uq_persons_id_number", lambda: _person_by_bidx(s, bidx, exclude_id),
+            _PERSON_DUPLICATE)
 
 
 def _duplicate(s: Session, actor: Actor, kind: str, existing: Any, message: str) -> Conflict:
@@ -339,7 +633,8 @@ def _duplicate(s: Session, actor: Actor, kind: str, existing: Any, message: str)
     if areas.area_in_scope(s, actor, existing.area_id):
         return Conflict(f"{message}: update or move the existing record instead",
                         existing={"type": kind, "id": existing.id, "version": existing.version,
-                                  "area_id": existing.area_id})
+                                  "area_id": existing.area_id,
+                                  "ended": existing.ended_at is not None})
     return Conflict(f"{message} in {area.name} ({area.code}); ask that grid to move it",
                     existing={"type": kind, "area_code": area.code, "area_name": area.name})
 
@@ -353,26 +648,32 @@ def _person_phone(phone: str | None) -> dict:
 def create_person(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | None,
                   source: str = "grid_worker") -> Person:
     actor.require("registry:write")
+    tags = data.get("tags") or []
+    if any(t["tag"] in KEY_TAGS for t in tags):
+        actor.require("person:read_key_tags")
     replay = _replayed(s, actor, "person", client_uuid, data)
     if replay is not None:
         return replay
     fields = dict(data)
     fix = fields.pop("location", None)
-    tags = fields.pop("tags", [])
+    fields.pop("tags", None)
     household = None
     if fields.get("household_id") is not None:
-        household = get_record(s, actor, Household, fields["household_id"])
+        household = _referenced(s, actor, Household, fields["household_id"], "household_id")
     area_id, reasons = _collected_at(s, actor, fix, household.area_id if household else None,
                                      require_point=household is None)
     identity = _person_identity(s, actor, fields.pop("id_number", None))
     phone = _person_phone(fields.pop("phone", None))
     person = _new(Person, actor, area_id, source, fix, reasons, {**fields, **identity, **phone})
-    _created(s, actor, "person", person, client_uuid, data)
+    # The tags are history rows of their own (key-person ones hidden from who may not see them).
+    summary = {k: v for k, v in data.items() if k != "tags"}
+    _created(s, actor, "person", person, client_uuid, summary,
+             _person_unique(s, identity["id_number_bidx"]))
     if household is not None:
         s.add(HouseholdStay(person_id=person.id, household_id=household.id,
                             relation_to_head=person.relation_to_head))
     for tag in tags:
-        add_tag(s, actor, person.id, tag, record_history=False)
+        add_tag(s, actor, person.id, tag)
     return person
 
 
@@ -384,12 +685,18 @@ def update_person(s: Session, actor: Actor, person_id: int, changes: dict,
     check_version(person, expected_version, as_dict)
     changes = dict(changes)
     diff: dict = {}
+    unique = None
+    old_area = person.area_id
     if "id_number" in changes:
         identity = _person_identity(s, actor, changes.pop("id_number"), exclude_id=person.id)
         if identity["id_number_bidx"] != person.id_number_bidx:
             for name, value in identity.items():
-                setattr(person, name, value)
+                if name in ("sex", "birth_date"):
+                    diff.update(apply_changes(person, {name: value}))
+                else:
+                    setattr(person, name, value)
             diff["id_number"] = ["(changed)", "(changed)"]
+            unique = _person_unique(s, identity["id_number_bidx"], person.id)
     if "phone" in changes:
         phone = _person_phone(changes.pop("phone"))
         if phone["phone_bidx"] != person.phone_bidx:
@@ -397,9 +704,10 @@ def update_person(s: Session, actor: Actor, person_id: int, changes: dict,
                 setattr(person, name, value)
             diff["phone"] = ["(changed)", "(changed)"]
     if "location" in changes:
-        person.set_gps(changes.pop("location"))
+        parent_area = person.area_id if person.household_id is not None else None
+        diff.update(_relocate(s, actor, person, changes.pop("location"), parent_area))
     diff.update(apply_changes(person, changes))
-    return _updated(s, actor, "person", person, diff)
+    return _updated(s, actor, "person", person, diff, old_area, unique)
 
 
 def end_person(s: Session, actor: Actor, person_id: int, status: str, reason: str | None,
@@ -407,40 +715,46 @@ def end_person(s: Session, actor: Actor, person_id: int, status: str, reason: st
     """A person moves out or dies: the status changes, the record ends, nothing is deleted."""
     actor.require("registry:write")
     person = get_record(s, actor, Person, person_id, for_update=True)
-    check_version(person, expected_version, as_dict)
     if person.ended_at is not None and person.status == status:
-        return person
-    diff = apply_changes(person, {"status": status, "ended_at": _now(),
+        return person  # a resend (with the version it had before) changes nothing
+    check_version(person, expected_version, as_dict)
+    now = _now()
+    _leave_household(s, actor, person, now)
+    diff = apply_changes(person, {"status": status, "ended_at": now,
                                   "end_reason": reason or status})
-    s.execute(sa.update(HouseholdStay).where(HouseholdStay.person_id == person.id,
-                                             HouseholdStay.until.is_(None)).values(until=_now()))
     return _updated(s, actor, "person", person, diff)
 
 
 def move_person(s: Session, actor: Actor, person_id: int, household_id: int,
                 relation: str | None, expected_version: int | None, as_dict: Any) -> Person:
-    """Move a person to another household (人进户); the old stay is closed, not erased."""
+    """Move a person to another household (人进户); the old stay is closed, not erased.
+    A person who had moved out and is back is present again; the deceased do not move."""
     actor.require("registry:write")
     person = get_record(s, actor, Person, person_id, for_update=True)
     check_version(person, expected_version, as_dict)
-    household = get_record(s, actor, Household, household_id)
-    if person.household_id == household.id and person.relation_to_head == relation:
+    if person.status == "deceased":
+        raise Conflict("This person is deceased and cannot move")
+    household = _referenced(s, actor, Household, household_id, "household_id")
+    if (person.household_id == household.id and person.relation_to_head == relation
+            and person.ended_at is None):
         return person
     now = _now()
-    s.execute(sa.update(HouseholdStay).where(HouseholdStay.person_id == person.id,
-                                             HouseholdStay.until.is_(None)).values(until=now))
+    _leave_household(s, actor, person, now, staying=person.household_id == household.id)
     s.add(HouseholdStay(person_id=person.id, household_id=household.id,
                         relation_to_head=relation, since=now))
     old_area = person.area_id
-    diff = apply_changes(person, {"household_id": household.id, "relation_to_head": relation,
-                                  "area_id": household.area_id})
+    changes: dict[str, Any] = {"household_id": household.id, "relation_to_head": relation,
+                               "area_id": household.area_id}
+    if person.ended_at is not None:
+        changes.update(status="present", ended_at=None, end_reason=None)
+    diff = apply_changes(person, changes)
     return _updated(s, actor, "person", person, diff, old_area)
 
 
 def household_stays(s: Session, actor: Actor, person_id: int) -> list[HouseholdStay]:
     get_record(s, actor, Person, person_id)
     return list(s.scalars(sa.select(HouseholdStay).where(HouseholdStay.person_id == person_id)
-                          .order_by(HouseholdStay.since)))
+                          .order_by(HouseholdStay.since, HouseholdStay.id)))
 
 
 def reveal_person(s: Session, actor: Actor, person_id: int, purpose: str) -> dict:
@@ -485,8 +799,9 @@ def visible_tags(s: Session, actor: Actor, person_ids: list[int]) -> dict[int, l
     return out
 
 
-def add_tag(s: Session, actor: Actor, person_id: int, data: dict,
-            record_history: bool = True) -> PersonTag:
+def add_tag(s: Session, actor: Actor, person_id: int, data: dict) -> PersonTag:
+    """Tag a person from `start_date` (today by default, never in the future); the tag is
+    current until it is ended."""
     actor.require("registry:write")
     tag = data["tag"]
     if tag in KEY_TAGS:
@@ -494,19 +809,20 @@ def add_tag(s: Session, actor: Actor, person_id: int, data: dict,
     elif tag not in CARE_TAGS:
         raise Invalid(field_errors("tag", f"Unknown tag {tag!r}."))
     person = get_record(s, actor, Person, person_id)
+    start = data.get("start_date") or _today()
+    if start > _today():
+        raise Invalid(field_errors("start_date", "A tag cannot start in the future."))
     open_same = s.scalars(sa.select(PersonTag).where(
         PersonTag.person_id == person.id, PersonTag.tag == tag,
         PersonTag.end_date.is_(None))).first()
     if open_same is not None:
         return open_same  # already tagged: a resent request changes nothing
     row = PersonTag(person_id=person.id, kind="key" if tag in KEY_TAGS else "care", tag=tag,
-                    start_date=data.get("start_date") or date.today(), note=data.get("note"),
-                    created_by=actor.user_id)
+                    start_date=start, note=data.get("note"), created_by=actor.user_id)
     s.add(row)
     s.flush()
-    if record_history:
-        audit.record(s, actor, "person_tag_added", "person", person.id,
-                     changes={"tag": tag, "start_date": row.start_date.isoformat()})
+    audit.record(s, actor, "person_tag_added", "person", person.id,
+                 changes={"tag": tag, "start_date": row.start_date.isoformat()})
     return row
 
 
@@ -515,27 +831,175 @@ def end_tag(s: Session, actor: Actor, person_id: int, tag_id: int, end_date: dat
     actor.require("registry:write")
     get_record(s, actor, Person, person_id)
     row = s.scalars(sa.select(PersonTag).where(PersonTag.id == tag_id,
-                                               PersonTag.person_id == person_id)).first()
+                                               PersonTag.person_id == person_id)
+                    .with_for_update()).first()
     if row is None or (row.kind == "key" and not actor.can("person:read_key_tags")):
         raise NotFound("No such tag")
     if row.end_date is None:
-        row.end_date = end_date or date.today()
-        if row.end_date < row.start_date:
+        end = end_date or _today()
+        if end < row.start_date:
             raise Invalid(field_errors("end_date", "Before the tag's start."))
+        if end > _today():
+            raise Invalid(field_errors("end_date", "A tag cannot end in the future."))
+        row.end_date = end
         audit.record(s, actor, "person_tag_ended", "person", person_id,
                      changes={"tag": row.tag, "end_date": row.end_date.isoformat()})
     return row
+
+
+# --- organisations -------------------------------------------------------------------------
+
+
+_USCC_DUPLICATE = "This USCC is already registered"
+
+
+def _org_by_uscc(s: Session, code: str | None, exclude_id: int | None = None
+                 ) -> Organisation | None:
+    if code is None:
+        return None
+    return s.scalars(sa.select(Organisation).where(
+        Organisation.uscc == code, Organisation.id != (exclude_id or -1))).first()
+
+
+def _org_uscc(s: Session, actor: Actor, value: str | None, exclude_id: int | None = None
+              ) -> tuple[str | None, Unique]:
+    """The normalized USCC (GB 32100; 422 naming uscc) and its unique rule; 409 on a
+    duplicate."""
+    code = None
+    if value is not None:
+        try:
+            code = normalize_uscc(value)
+        except ValidationError as exc:
+            raise Invalid(field_errors("uscc", *exc.messages)) from None
+        existing = _org_by_uscc(s, code, exclude_id)
+        if existing is not None:
+            raise _duplicate(s, actor, "organisation", existing, _USCC_DUPLICATE)
+    return code, ("uq_organisations_uscc", lambda: _org_by_uscc(s, code, exclude_id),
+                  _USCC_DUPLICATE)
+
+
+def _risk_flags(flags: list[str]) -> list[str]:
+    """Known flags, each once, in their catalogue order."""
+    unknown = sorted(set(flags) - set(ORG_RISK_FLAGS))
+    if unknown:
+        raise Invalid(field_errors("risk_flags", f"Unknown flags: {', '.join(unknown)}."))
+    return [f for f in ORG_RISK_FLAGS if f in flags]
+
+
+def create_organisation(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | None,
+                        source: str = "grid_worker") -> Organisation:
+    """实有单位 located at its main gate (the point decides the grid)."""
+    actor.require("registry:write")
+    replay = _replayed(s, actor, "organisation", client_uuid, data)
+    if replay is not None:
+        return replay
+    fields = dict(data)
+    fix = fields.pop("location", None)
+    area_id, reasons = _collected_at(s, actor, fix, None, require_point=True)
+    if fields.get("building_id") is not None:
+        _referenced(s, actor, Building, fields["building_id"], "building_id")
+    fields["uscc"], unique = _org_uscc(s, actor, fields.get("uscc"))
+    fields["risk_flags"] = _risk_flags(fields.get("risk_flags") or [])
+    org = _new(Organisation, actor, area_id, source, fix, reasons, fields)
+    return _created(s, actor, "organisation", org, client_uuid, data, unique)
+
+
+def update_organisation(s: Session, actor: Actor, org_id: int, changes: dict,
+                        expected_version: int | None, as_dict: Any) -> Organisation:
+    actor.require("registry:write")
+    org = get_record(s, actor, Organisation, org_id, for_update=True)
+    check_version(org, expected_version, as_dict)
+    changes = dict(changes)
+    diff: dict = {}
+    unique = None
+    old_area = org.area_id
+    if "location" in changes:
+        diff.update(_relocate(s, actor, org, changes.pop("location"), None))
+    if changes.get("building_id") is not None and changes["building_id"] != org.building_id:
+        _referenced(s, actor, Building, changes["building_id"], "building_id")
+    if "uscc" in changes:
+        changes["uscc"], unique = _org_uscc(s, actor, changes["uscc"], org.id)
+    if "risk_flags" in changes:
+        changes["risk_flags"] = _risk_flags(changes["risk_flags"] or [])
+    diff.update(apply_changes(org, changes))
+    return _updated(s, actor, "organisation", org, diff, old_area, unique)
+
+
+def _this_month() -> date:
+    return _today().replace(day=1)
+
+
+def set_indicators(s: Session, actor: Actor, org_id: int, month: date, values: dict
+                   ) -> OrganisationIndicator:
+    """Upsert one month's indicators: the fields sent are set (null clears one), the others
+    kept. Re-sending the same values changes nothing and writes no history."""
+    actor.require("registry:write")
+    org = get_record(s, actor, Organisation, org_id)
+    if month > _this_month():
+        raise Invalid(field_errors("month", "The month is in the future.", location="path"))
+    values = {k: _decimal(k, values[k]) for k in INDICATOR_FIELDS if k in values}
+    if not values:
+        raise Invalid(field_errors("_schema", "Send at least one indicator."))
+    inserted = s.execute(
+        pg_insert(OrganisationIndicator)
+        .values(organisation_id=org.id, month=month, recorded_by=actor.user_id, **values)
+        .on_conflict_do_nothing(index_elements=["organisation_id", "month"])
+        .returning(OrganisationIndicator.month)
+    ).first()
+    row = s.scalars(sa.select(OrganisationIndicator).where(
+        OrganisationIndicator.organisation_id == org.id, OrganisationIndicator.month == month)
+        .with_for_update().execution_options(populate_existing=True)).one()
+    if inserted is not None:
+        diff = {k: [None, _history_value(k, v)] for k, v in values.items() if v is not None}
+    else:
+        diff = apply_changes(row, values)
+        if diff:
+            row.recorded_by, row.recorded_at = actor.user_id, _now()
+            s.flush()
+    if inserted is not None or diff:
+        audit.record(s, actor, "organisation_indicators_set", "organisation", org.id,
+                     changes={"month": month.strftime("%Y-%m"), **diff})
+    return row
+
+
+def _decimal(name: str, value: Any) -> Any:
+    """Money as the Numeric(14, 2) column holds it, so that a resend compares equal."""
+    if name == "wage_arrears_yuan" and value is not None:
+        return Decimal(str(value)).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    return value
+
+
+def list_indicators(s: Session, actor: Actor, org_id: int, since: date | None,
+                    until: date | None) -> list[OrganisationIndicator]:
+    """The monthly series between two months (inclusive), oldest first. The read is audited
+    (wage arrears are sensitive business data)."""
+    org = get_record(s, actor, Organisation, org_id)
+    if since is not None and until is not None and until < since:
+        raise Invalid(field_errors("to", "Before `from`.", location="query"))
+    stmt = sa.select(OrganisationIndicator).where(
+        OrganisationIndicator.organisation_id == org.id).order_by(OrganisationIndicator.month)
+    if since is not None:
+        stmt = stmt.where(OrganisationIndicator.month >= since)
+    if until is not None:
+        stmt = stmt.where(OrganisationIndicator.month <= until)
+    rows = list(s.scalars(stmt))
+    audit.record(s, actor, "organisation_indicators_read", "organisation", org.id,
+                 changes={"from": since.strftime("%Y-%m") if since else None,
+                          "to": until.strftime("%Y-%m") if until else None,
+                          "months": len(rows)})
+    return rows
 
 
 # --- history -------------------------------------------------------------------------------
 
 
 def history(s: Session, actor: Actor, kind: str, record_id: int, page: Any) -> list:
-    """Who changed what and when, from the audit trail. Key-person tag events only for
-    roles that may see key-person groups."""
+    """Who changed what and when, from the audit trail (reads are in the audit trail, not
+    here). Key-person tag events only for roles that may see key-person groups."""
     get_record(s, actor, KINDS[kind], record_id)
     stmt = (sa.select(AuditEntry).where(AuditEntry.object_type == kind,
-                                        AuditEntry.object_id == str(record_id))
+                                        AuditEntry.object_id == str(record_id),
+                                        AuditEntry.action.not_like(r"%\_read"))
             .order_by(AuditEntry.id))
     if not actor.can("person:read_key_tags"):
         tag = sa.func.coalesce(AuditEntry.changes["tag"].astext, "")

@@ -3,22 +3,49 @@
 from __future__ import annotations
 
 from flask.views import MethodView
+from marshmallow import ValidationError
 
 from grid.registry import schemas, service
-from grid.registry.models import Building, Person
+from grid.registry.models import Building, House, Household, Organisation, Person
 from server import db
 from server.api import Blueprint, etag, expected_version
 from server.auth.actor import current_actor, login_required
+from server.errors import Invalid, field_errors
 
 buildings_blp = Blueprint("buildings", __name__, url_prefix="/buildings",
                           description="Buildings (楼栋)")
+houses_blp = Blueprint("houses", __name__, url_prefix="/houses",
+                       description="Houses and rooms (房屋)")
+households_blp = Blueprint("households", __name__, url_prefix="/households",
+                           description="Households (户)")
 persons_blp = Blueprint("persons", __name__, url_prefix="/persons",
                         description="People (实有人口)")
-blueprints = [buildings_blp, persons_blp]
+organisations_blp = Blueprint("organisations", __name__, url_prefix="/organisations",
+                              description="Organisations (实有单位)")
+blueprints = [buildings_blp, houses_blp, households_blp, persons_blp, organisations_blp]
 
 
 def _building(record):
     return schemas.BuildingSchema().dump(record)
+
+
+def _house(record):
+    return schemas.HouseSchema().dump(record)
+
+
+def _household(record):
+    return schemas.HouseholdSchema().dump(record)
+
+
+def _organisation(record):
+    return schemas.OrganisationSchema().dump(record)
+
+
+def _create_args(data: dict):
+    """(client_uuid, fields) of a create body."""
+    client_uuid = data.pop("client_uuid", None)
+    data.pop("version", None)
+    return client_uuid, data
 
 
 def _person(record):
@@ -83,8 +110,9 @@ def end_building(data, building_id):
     """End a building (demolished…); it stays in the history."""
     version = expected_version(data)
     with db.unit_of_work() as s:
-        return service.end_record(s, current_actor(), "building", building_id, data["reason"],
-                                  version, _building)
+        building = service.end_record(s, current_actor(), "building", building_id,
+                                      data["reason"], version, _building)
+    return building, 200, etag(building.version)
 
 
 @buildings_blp.route("/<int:building_id>/history")
@@ -151,7 +179,7 @@ def end_person(data, person_id):
     with db.unit_of_work() as s:
         person = service.end_person(s, current_actor(), person_id, data["status"],
                                     data.get("reason"), version, _person_dict)
-    return _person(person)
+    return _person(person), 200, etag(person.version)
 
 
 @persons_blp.route("/<int:person_id>/move", methods=["POST"])
@@ -164,7 +192,7 @@ def move_person(data, person_id):
     with db.unit_of_work() as s:
         person = service.move_person(s, current_actor(), person_id, data["household_id"],
                                      data.get("relation_to_head"), version, _person_dict)
-    return _person(person)
+    return _person(person), 200, etag(person.version)
 
 
 @persons_blp.route("/<int:person_id>/stays")
@@ -212,3 +240,247 @@ def person_history(person_id, pagination_parameters):
     """Every change: who, when, which fields, old and new (personal data masked)."""
     return service.history(db.session(), current_actor(), "person", person_id,
                            pagination_parameters)
+
+
+# --- houses --------------------------------------------------------------------------------
+
+
+@houses_blp.route("")
+class Houses(MethodView):
+    @houses_blp.arguments(schemas.HouseQuerySchema, location="query")
+    @houses_blp.response(200, schemas.HouseSchema(many=True))
+    @houses_blp.paginate()
+    @login_required
+    def get(self, filters, pagination_parameters):
+        """Houses in the caller's grids (owner phones masked)."""
+        return service.list_records(db.session(), current_actor(), House, filters,
+                                    pagination_parameters)
+
+    @houses_blp.arguments(schemas.HouseCreateSchema)
+    @houses_blp.response(201, schemas.HouseSchema)
+    @login_required
+    def post(self, data):
+        """Record a room of a building (in the building's grid); idempotent by client_uuid.
+        409 pointing at the house if the room is already registered."""
+        client_uuid, data = _create_args(data)
+        with db.unit_of_work() as s:
+            house = service.create_house(s, current_actor(), data, client_uuid)
+        return house, 201, etag(house.version)
+
+
+@houses_blp.route("/<int:house_id>")
+class HouseById(MethodView):
+    @houses_blp.response(200, schemas.HouseSchema)
+    @login_required
+    def get(self, house_id):
+        house = service.get_record(db.session(), current_actor(), House, house_id)
+        return house, 200, etag(house.version)
+
+    @houses_blp.arguments(schemas.HouseWriteSchema)
+    @houses_blp.response(200, schemas.HouseSchema)
+    @login_required
+    def patch(self, data, house_id):
+        """Correct a house; needs the version edited (412 with the current one if stale)."""
+        version = expected_version(data)
+        data.pop("client_uuid", None)
+        with db.unit_of_work() as s:
+            house = service.update_house(s, current_actor(), house_id, data, version, _house)
+        return house, 200, etag(house.version)
+
+
+@houses_blp.route("/<int:house_id>/end", methods=["POST"])
+@houses_blp.arguments(schemas.EndSchema)
+@houses_blp.response(200, schemas.HouseSchema)
+@login_required
+def end_house(data, house_id):
+    """End a house (demolished, merged…) once its households have ended or moved."""
+    version = expected_version(data)
+    with db.unit_of_work() as s:
+        house = service.end_record(s, current_actor(), "house", house_id, data["reason"],
+                                   version, _house)
+    return house, 200, etag(house.version)
+
+
+@houses_blp.route("/<int:house_id>/history")
+@houses_blp.response(200, schemas.HistorySchema(many=True))
+@houses_blp.paginate()
+@login_required
+def house_history(house_id, pagination_parameters):
+    return service.history(db.session(), current_actor(), "house", house_id,
+                           pagination_parameters)
+
+
+# --- households ----------------------------------------------------------------------------
+
+
+@households_blp.route("")
+class Households(MethodView):
+    @households_blp.arguments(schemas.HouseholdQuerySchema, location="query")
+    @households_blp.response(200, schemas.HouseholdSchema(many=True))
+    @households_blp.paginate()
+    @login_required
+    def get(self, filters, pagination_parameters):
+        """Households in the caller's grids."""
+        return service.list_records(db.session(), current_actor(), Household, filters,
+                                    pagination_parameters)
+
+    @households_blp.arguments(schemas.HouseholdCreateSchema)
+    @households_blp.response(201, schemas.HouseholdSchema)
+    @login_required
+    def post(self, data):
+        """Record a household in a house, or at a point when the house is not known;
+        idempotent by client_uuid. Members join it through POST /persons/{id}/move."""
+        client_uuid, data = _create_args(data)
+        with db.unit_of_work() as s:
+            household = service.create_household(s, current_actor(), data, client_uuid)
+        return household, 201, etag(household.version)
+
+
+@households_blp.route("/<int:household_id>")
+class HouseholdById(MethodView):
+    @households_blp.response(200, schemas.HouseholdSchema)
+    @login_required
+    def get(self, household_id):
+        household = service.get_record(db.session(), current_actor(), Household, household_id)
+        return household, 200, etag(household.version)
+
+    @households_blp.arguments(schemas.HouseholdWriteSchema)
+    @households_blp.response(200, schemas.HouseholdSchema)
+    @login_required
+    def patch(self, data, household_id):
+        """Correct a household (the head must be a current member); needs the version."""
+        version = expected_version(data)
+        data.pop("client_uuid", None)
+        with db.unit_of_work() as s:
+            household = service.update_household(s, current_actor(), household_id, data,
+                                                 version, _household)
+        return household, 200, etag(household.version)
+
+
+@households_blp.route("/<int:household_id>/end", methods=["POST"])
+@households_blp.arguments(schemas.EndSchema)
+@households_blp.response(200, schemas.HouseholdSchema)
+@login_required
+def end_household(data, household_id):
+    """End a household once its members have moved or ended."""
+    version = expected_version(data)
+    with db.unit_of_work() as s:
+        household = service.end_record(s, current_actor(), "household", household_id,
+                                       data["reason"], version, _household)
+    return household, 200, etag(household.version)
+
+
+@households_blp.route("/<int:household_id>/members")
+@households_blp.response(200, schemas.PersonSchema(many=True))
+@login_required
+def household_members(household_id):
+    """The current members (the head first), masked, with the tags the caller may see."""
+    return service.household_members(db.session(), current_actor(), household_id)
+
+
+@households_blp.route("/<int:household_id>/history")
+@households_blp.response(200, schemas.HistorySchema(many=True))
+@households_blp.paginate()
+@login_required
+def household_history(household_id, pagination_parameters):
+    return service.history(db.session(), current_actor(), "household", household_id,
+                           pagination_parameters)
+
+
+# --- organisations -------------------------------------------------------------------------
+
+
+@organisations_blp.route("")
+class Organisations(MethodView):
+    @organisations_blp.arguments(schemas.OrganisationQuerySchema, location="query")
+    @organisations_blp.response(200, schemas.OrganisationSchema(many=True))
+    @organisations_blp.paginate()
+    @login_required
+    def get(self, filters, pagination_parameters):
+        """Organisations in the caller's grids (filters: kind, industry, risk_flag…)."""
+        return service.list_records(db.session(), current_actor(), Organisation, filters,
+                                    pagination_parameters)
+
+    @organisations_blp.arguments(schemas.OrganisationCreateSchema)
+    @organisations_blp.response(201, schemas.OrganisationSchema)
+    @login_required
+    def post(self, data):
+        """Record an organisation at its main gate; the USCC is checked (GB 32100) and a
+        duplicate is a 409 pointing at the existing record. Idempotent by client_uuid."""
+        client_uuid, data = _create_args(data)
+        with db.unit_of_work() as s:
+            org = service.create_organisation(s, current_actor(), data, client_uuid)
+        return org, 201, etag(org.version)
+
+
+@organisations_blp.route("/<int:org_id>")
+class OrganisationById(MethodView):
+    @organisations_blp.response(200, schemas.OrganisationSchema)
+    @login_required
+    def get(self, org_id):
+        org = service.get_record(db.session(), current_actor(), Organisation, org_id)
+        return org, 200, etag(org.version)
+
+    @organisations_blp.arguments(schemas.OrganisationWriteSchema)
+    @organisations_blp.response(200, schemas.OrganisationSchema)
+    @login_required
+    def patch(self, data, org_id):
+        """Correct an organisation; needs the version edited (412 if stale)."""
+        version = expected_version(data)
+        data.pop("client_uuid", None)
+        with db.unit_of_work() as s:
+            org = service.update_organisation(s, current_actor(), org_id, data, version,
+                                              _organisation)
+        return org, 200, etag(org.version)
+
+
+@organisations_blp.route("/<int:org_id>/end", methods=["POST"])
+@organisations_blp.arguments(schemas.EndSchema)
+@organisations_blp.response(200, schemas.OrganisationSchema)
+@login_required
+def end_organisation(data, org_id):
+    """End an organisation (closed, moved away…); it stays in the history."""
+    version = expected_version(data)
+    with db.unit_of_work() as s:
+        org = service.end_record(s, current_actor(), "organisation", org_id, data["reason"],
+                                 version, _organisation)
+    return org, 200, etag(org.version)
+
+
+@organisations_blp.route("/<int:org_id>/history")
+@organisations_blp.response(200, schemas.HistorySchema(many=True))
+@organisations_blp.paginate()
+@login_required
+def organisation_history(org_id, pagination_parameters):
+    return service.history(db.session(), current_actor(), "organisation", org_id,
+                           pagination_parameters)
+
+
+def _month(value: str):
+    try:
+        return schemas.parse_month(value)
+    except ValidationError as exc:
+        raise Invalid(field_errors("month", *exc.messages, location="path")) from None
+
+
+@organisations_blp.route("/<int:org_id>/indicators/<string:month>", methods=["PUT"])
+@organisations_blp.arguments(schemas.IndicatorWriteSchema)
+@organisations_blp.response(200, schemas.IndicatorSchema)
+@login_required
+def put_indicators(data, org_id, month):
+    """Set one month's indicators (YYYY-MM, not in the future): employees, water,
+    electricity, wage arrears. The fields sent are set, the others kept; a resend of the
+    same values changes nothing. Audited."""
+    with db.unit_of_work() as s:
+        return service.set_indicators(s, current_actor(), org_id, _month(month), data)
+
+
+@organisations_blp.route("/<int:org_id>/indicators")
+@organisations_blp.arguments(schemas.IndicatorQuerySchema, location="query")
+@organisations_blp.response(200, schemas.IndicatorSchema(many=True))
+@login_required
+def get_indicators(args, org_id):
+    """The monthly series from `from` to `to` (inclusive), oldest first. Audited."""
+    with db.unit_of_work() as s:
+        return service.list_indicators(s, current_actor(), org_id, args.get("from_"),
+                                       args.get("to"))

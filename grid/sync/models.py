@@ -1,0 +1,1 @@
+"""No tables: sync reads the register's change stamps and tombstones (grid.registry)."""
