@@ -481,6 +481,22 @@ def locate(s: Session, lon: float, lat: float) -> list[Area]:
     return ancestors(s, finest)
 
 
+def collector_grid(s: Session, actor: Actor, lon: float, lat: float) -> Area:
+    """The grid where something was collected, which must be one of the actor's grids:
+    422 naming the grid the point falls in otherwise (the one GPS rule of every module)."""
+    grid = grid_at(s, lon, lat)
+    if grid is None:
+        raise Invalid(field_errors("location", "The point is outside every grid."))
+    if not area_in_scope(s, actor, grid.id):
+        raise Invalid(
+            field_errors("location", f"The point falls in {grid.name} ({grid.code}), which is "
+                                     "not one of your grids."),
+            message=f"The point falls in {grid.name} ({grid.code}), outside your grids",
+            grid={"id": grid.id, "code": grid.code, "name": grid.name},
+        )
+    return grid
+
+
 def area_in_scope(s: Session, actor: Actor, area_id: int) -> bool:
     found = s.scalar(sa.select(Area.id).where(Area.id == area_id, in_scope(Area.id, actor)))
     return found is not None

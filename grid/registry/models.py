@@ -80,6 +80,9 @@ class RegisterRecord(TimestampMixin, VersionedMixin, GpsTaggedMixin):
         return (
             sa.Index(f"ix_{name}_area_seq", "area_id", "change_seq"),
             sa.Index(f"ix_{name}_area_xid", "area_id", "change_xid"),
+            # The worker's review list: a handful of rows per grid among thousands.
+            sa.Index(f"ix_{name}_needs_review", "area_id",
+                     postgresql_where=sa.text("needs_review AND ended_at IS NULL")),
             sa.CheckConstraint(_check_in("source", SOURCES), name="source"),
             *getattr(cls, "__extra_args__", ()),
         )

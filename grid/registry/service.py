@@ -173,16 +173,7 @@ def _collected_at(s: Session, actor: Actor, fix: GpsFix | None, fallback_area_id
         if fallback_area_id is None or require_point:
             raise Invalid(field_errors("location", "A location is required."))
         return fallback_area_id, reasons
-    grid = areas.grid_at(s, fix.lon, fix.lat)
-    if grid is None:
-        raise Invalid(field_errors("location", "The point is outside every grid."))
-    if not areas.area_in_scope(s, actor, grid.id):
-        raise Invalid(
-            field_errors("location", f"The point falls in {grid.name} ({grid.code}), which is "
-                                     "not one of your grids."),
-            message=f"The point falls in {grid.name} ({grid.code}), outside your grids",
-            grid={"id": grid.id, "code": grid.code, "name": grid.name},
-        )
+    grid = areas.collector_grid(s, actor, fix.lon, fix.lat)
     threshold = current_app.config["GPS_REVIEW_ACCURACY_M"]
     if fix.accuracy_m is not None and fix.accuracy_m > threshold:
         reasons.append(f"gps_accuracy_{fix.accuracy_m:.0f}m")

@@ -7,7 +7,7 @@ from marshmallow import ValidationError
 
 from grid.registry import schemas, service
 from grid.registry.models import Building, House, Household, Organisation, Person
-from server import db
+from server import db, storage
 from server.api import Blueprint, etag, expected_version
 from server.auth.actor import current_actor, login_required
 from server.errors import Invalid, field_errors
@@ -484,3 +484,9 @@ def get_indicators(args, org_id):
     with db.unit_of_work() as s:
         return service.list_indicators(s, current_actor(), org_id, args.get("from_"),
                                        args.get("to"))
+
+
+# Photos of a record are visible to whoever may see the record (server.storage's hook).
+for _kind, _model in service.KINDS.items():
+    storage.object_access[_kind] = (
+        lambda s, actor, record_id, model=_model: service.get_record(s, actor, model, record_id))

@@ -40,7 +40,7 @@ from grid.registry.models import (
     PersonTag,
 )
 from grid.visits.models import DEFAULT_POLICIES, Visit, VisitPolicy
-from server import audit, db, idempotency
+from server import audit, db, idempotency, storage
 from server.auth.actor import Actor
 from server.errors import Conflict, Forbidden, Invalid, NotFound, PreconditionFailed, field_errors
 
@@ -114,16 +114,7 @@ def _target(s: Session, actor: Actor, fields: dict) -> tuple[str, Any]:
 
 def _check_point(s: Session, actor: Actor, fix: GpsFix) -> None:
     """The visit happened in one of the visitor's grids (422 naming the grid otherwise)."""
-    grid = areas.grid_at(s, fix.lon, fix.lat)
-    if grid is None:
-        raise Invalid(field_errors("location", "The point is outside every grid."))
-    if not areas.area_in_scope(s, actor, grid.id):
-        raise Invalid(
-            field_errors("location", f"The point falls in {grid.name} ({grid.code}), which is "
-                                     "not one of your grids."),
-            message=f"The point falls in {grid.name} ({grid.code}), outside your grids",
-            grid={"id": grid.id, "code": grid.code, "name": grid.name},
-        )
+    areas.collector_grid(s, actor, fix.lon, fix.lat)
 
 
 def create_visit(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | None) -> Visit:
@@ -151,6 +142,8 @@ def create_visit(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | 
     s.flush()
     if client_uuid is not None:
         idempotency.complete(s, client_uuid, "visit", visit.id)
+    for photo_id in visit.photo_ids or ():
+        storage.link(s, actor, photo_id, "visit", visit.id)  # the worker's own uploads only
     audit.record(s, actor, "visit_created", "visit", visit.id, changes={
         "target": {"type": kind, "id": target.id}, "type": visit.type,
         "visited_at": visit.visited_at.isoformat(), "area_id": visit.area_id,

@@ -331,13 +331,16 @@ def upgrade():
         END $$
     """)
     for table in REGISTER_TABLES:
-        op.execute(f"CREATE TRIGGER {table}_stamp_change BEFORE UPDATE ON {table} "
+        op.create_index(f"ix_{table}_needs_review", table, ["area_id"], unique=False,
+                        postgresql_where=sa.text("needs_review AND ended_at IS NULL"))
+        op.execute(f"CREATE TRIGGER {table}_stamp_change BEFORE INSERT OR UPDATE ON {table} "
                    "FOR EACH ROW EXECUTE FUNCTION registry_stamp_change()")
 
 
 def downgrade():
     for table in REGISTER_TABLES:
         op.execute(f"DROP TRIGGER {table}_stamp_change ON {table}")
+        op.drop_index(f"ix_{table}_needs_review", table_name=table)
     op.execute("DROP FUNCTION registry_stamp_change()")
     op.drop_index('ix_person_tags_tag', table_name='person_tags', postgresql_where=sa.text('end_date IS NULL'))
     op.drop_index(op.f('ix_person_tags_person_id'), table_name='person_tags')

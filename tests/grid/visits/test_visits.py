@@ -3,10 +3,12 @@ immutability except the follow-up's completion, listing and scope."""
 
 from __future__ import annotations
 
+import io
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
+from PIL import Image
 
 from server.audit import AuditEntry
 from tests.conftest import assert_error_shape
@@ -29,21 +31,35 @@ def _body(**kw) -> dict:
     return body
 
 
+def _upload_photo(client, headers, colour: str) -> int:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), colour).save(out, "PNG")
+    response = client.post("/attachments", headers=headers, content_type="multipart/form-data",
+                           data={"file": (io.BytesIO(out.getvalue()), "p.png", "image/png")})
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["id"]
+
+
 def test_create_visit_to_a_person(client, member, reg, db_session):
     headers, worker = member("grid_worker", G111)
     building = reg.building(G111, IN_G111)
     elder = reg.person("王秀英", household=reg.household(building))
     reg.commit()
+    photos = [_upload_photo(client, headers, "red"), _upload_photo(client, headers, "blue")]
 
     response = client.post("/visits", headers=headers, json=_body(
         person_id=elder.id, follow_up="下周复查燃气管道", follow_up_due="2026-12-01",
-        photo_ids=[11, 12], location=point(*IN_G111, accuracy_m=8, device_id="phone-1")))
+        photo_ids=photos, location=point(*IN_G111, accuracy_m=8, device_id="phone-1")))
     assert response.status_code == 201, response.get_json()
     body = response.get_json()
     assert body["target"] == {"type": "person", "id": elder.id}
     assert body["area_id"] == reg.tree[G111] and body["worker_id"] == worker.id
     assert body["type"] == "care" and body["type_label"] == "关爱"
-    assert body["photo_ids"] == [11, 12] and body["follow_up_done"] is False
+    assert body["photo_ids"] == photos and body["follow_up_done"] is False
+    # The photos are now the visit's: listed with it, and not linkable to anything else.
+    listed = client.get(f"/attachments?object_type=visit&object_id={body['id']}",
+                        headers=headers).get_json()
+    assert sorted(a["id"] for a in listed) == sorted(photos)
     assert body["location"] == {"lon": IN_G111[0], "lat": IN_G111[1], "crs": "wgs84"}
     assert body["gps"]["accuracy_m"] == 8 and body["gps"]["device_id"] == "phone-1"
     assert response.headers["ETag"] == '"1"'
