@@ -102,28 +102,6 @@ class BuildingById(MethodView):
         return building, 200, etag(building.version)
 
 
-@buildings_blp.route("/<int:building_id>/end", methods=["POST"])
-@buildings_blp.arguments(schemas.EndSchema)
-@buildings_blp.response(200, schemas.BuildingSchema)
-@login_required
-def end_building(data, building_id):
-    """End a building (demolished…); it stays in the history."""
-    version = expected_version(data)
-    with db.unit_of_work() as s:
-        building = service.end_record(s, current_actor(), "building", building_id,
-                                      data["reason"], version, _building)
-    return building, 200, etag(building.version)
-
-
-@buildings_blp.route("/<int:building_id>/history")
-@buildings_blp.response(200, schemas.HistorySchema(many=True))
-@buildings_blp.paginate()
-@login_required
-def building_history(building_id, pagination_parameters):
-    return service.history(db.session(), current_actor(), "building", building_id,
-                           pagination_parameters)
-
-
 @persons_blp.route("")
 class Persons(MethodView):
     @persons_blp.arguments(schemas.PersonQuerySchema, location="query")
@@ -232,16 +210,6 @@ def end_tag(data, person_id, tag_id):
         return service.end_tag(s, current_actor(), person_id, tag_id, data.get("end_date"))
 
 
-@persons_blp.route("/<int:person_id>/history")
-@persons_blp.response(200, schemas.HistorySchema(many=True))
-@persons_blp.paginate()
-@login_required
-def person_history(person_id, pagination_parameters):
-    """Every change: who, when, which fields, old and new (personal data masked)."""
-    return service.history(db.session(), current_actor(), "person", person_id,
-                           pagination_parameters)
-
-
 # --- houses --------------------------------------------------------------------------------
 
 
@@ -286,28 +254,6 @@ class HouseById(MethodView):
         with db.unit_of_work() as s:
             house = service.update_house(s, current_actor(), house_id, data, version, _house)
         return house, 200, etag(house.version)
-
-
-@houses_blp.route("/<int:house_id>/end", methods=["POST"])
-@houses_blp.arguments(schemas.EndSchema)
-@houses_blp.response(200, schemas.HouseSchema)
-@login_required
-def end_house(data, house_id):
-    """End a house (demolished, merged…) once its households have ended or moved."""
-    version = expected_version(data)
-    with db.unit_of_work() as s:
-        house = service.end_record(s, current_actor(), "house", house_id, data["reason"],
-                                   version, _house)
-    return house, 200, etag(house.version)
-
-
-@houses_blp.route("/<int:house_id>/history")
-@houses_blp.response(200, schemas.HistorySchema(many=True))
-@houses_blp.paginate()
-@login_required
-def house_history(house_id, pagination_parameters):
-    return service.history(db.session(), current_actor(), "house", house_id,
-                           pagination_parameters)
 
 
 # --- households ----------------------------------------------------------------------------
@@ -357,34 +303,12 @@ class HouseholdById(MethodView):
         return household, 200, etag(household.version)
 
 
-@households_blp.route("/<int:household_id>/end", methods=["POST"])
-@households_blp.arguments(schemas.EndSchema)
-@households_blp.response(200, schemas.HouseholdSchema)
-@login_required
-def end_household(data, household_id):
-    """End a household once its members have moved or ended."""
-    version = expected_version(data)
-    with db.unit_of_work() as s:
-        household = service.end_record(s, current_actor(), "household", household_id,
-                                       data["reason"], version, _household)
-    return household, 200, etag(household.version)
-
-
 @households_blp.route("/<int:household_id>/members")
 @households_blp.response(200, schemas.PersonSchema(many=True))
 @login_required
 def household_members(household_id):
     """The current members (the head first), masked, with the tags the caller may see."""
     return service.household_members(db.session(), current_actor(), household_id)
-
-
-@households_blp.route("/<int:household_id>/history")
-@households_blp.response(200, schemas.HistorySchema(many=True))
-@households_blp.paginate()
-@login_required
-def household_history(household_id, pagination_parameters):
-    return service.history(db.session(), current_actor(), "household", household_id,
-                           pagination_parameters)
 
 
 # --- organisations -------------------------------------------------------------------------
@@ -434,28 +358,6 @@ class OrganisationById(MethodView):
         return org, 200, etag(org.version)
 
 
-@organisations_blp.route("/<int:org_id>/end", methods=["POST"])
-@organisations_blp.arguments(schemas.EndSchema)
-@organisations_blp.response(200, schemas.OrganisationSchema)
-@login_required
-def end_organisation(data, org_id):
-    """End an organisation (closed, moved away…); it stays in the history."""
-    version = expected_version(data)
-    with db.unit_of_work() as s:
-        org = service.end_record(s, current_actor(), "organisation", org_id, data["reason"],
-                                 version, _organisation)
-    return org, 200, etag(org.version)
-
-
-@organisations_blp.route("/<int:org_id>/history")
-@organisations_blp.response(200, schemas.HistorySchema(many=True))
-@organisations_blp.paginate()
-@login_required
-def organisation_history(org_id, pagination_parameters):
-    return service.history(db.session(), current_actor(), "organisation", org_id,
-                           pagination_parameters)
-
-
 def _month(value: str):
     try:
         return schemas.parse_month(value)
@@ -490,3 +392,39 @@ def get_indicators(args, org_id):
 for _kind, _model in service.KINDS.items():
     storage.object_access[_kind] = (
         lambda s, actor, record_id, model=_model: service.get_record(s, actor, model, record_id))
+
+
+# --- what every record has: end (not for persons: they move out or die) and history -------
+
+
+def _record_routes(blp: Blueprint, kind: str, schema: type, as_dict, end: bool = True) -> None:
+    """POST /<id>/end and GET /<id>/history, the same for every kind of record."""
+    if end:
+        @blp.route("/<int:record_id>/end", methods=["POST"], endpoint=f"end_{kind}")
+        @blp.arguments(schemas.EndSchema)
+        @blp.response(200, schema)
+        @login_required
+        def end_record(data, record_id):
+            """End the record (demolished, closed, moved away…): never deleted. A record
+            with current children (houses, households, members) must lose them first."""
+            version = expected_version(data)
+            with db.unit_of_work() as s:
+                record = service.end_record(s, current_actor(), kind, record_id,
+                                            data["reason"], version, as_dict)
+            return record, 200, etag(record.version)
+
+    @blp.route("/<int:record_id>/history", endpoint=f"{kind}_history")
+    @blp.response(200, schemas.HistorySchema(many=True))
+    @blp.paginate()
+    @login_required
+    def record_history(record_id, pagination_parameters):
+        """Every change: who, when, which fields, old and new (personal data masked)."""
+        return service.history(db.session(), current_actor(), kind, record_id,
+                               pagination_parameters)
+
+
+_record_routes(buildings_blp, "building", schemas.BuildingSchema, _building)
+_record_routes(houses_blp, "house", schemas.HouseSchema, _house)
+_record_routes(households_blp, "household", schemas.HouseholdSchema, _household)
+_record_routes(organisations_blp, "organisation", schemas.OrganisationSchema, _organisation)
+_record_routes(persons_blp, "person", schemas.PersonSchema, _person_dict, end=False)
