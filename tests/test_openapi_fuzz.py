@@ -100,7 +100,9 @@ def admin_headers(make_user, login, target_user) -> dict[str, str]:
     """An administrator logged in through the API. Its rows (and the target user's) are
     committed into the test's transaction (released savepoints) before any case opens its own
     savepoint, so rolling a case back keeps them and the admin's session."""
-    admin = make_user("admin", username="fuzzadmin")
+    # admin + district_admin: every permission, so register, visit and sync operations are
+    # exercised past their permission checks too (an admin alone may not read personal data).
+    admin = make_user("admin", "district_admin", username="fuzzadmin")
     tokens = login(admin.username)  # its unit of work commits the session: all released
     db.session.remove()
     return {"Authorization": f"Bearer {tokens['access_token']}"}
