@@ -74,14 +74,17 @@ def load_actor() -> Actor:
     except (KeyError, ValueError) as exc:
         raise Unauthorized("Malformed token") from exc
     s = db.session()
+    # One round trip: the account, its session and its roles (this runs on every request).
+    roles_of_user = (sa.select(sa.func.coalesce(sa.func.array_agg(UserRole.role), sa.text("'{}'")))
+                     .where(UserRole.user_id == User.id).scalar_subquery())
     row = s.execute(
-        sa.select(User.is_active, AuthSession.revoked_at)
+        sa.select(User.is_active, AuthSession.revoked_at, roles_of_user.label("roles"))
         .join(AuthSession, AuthSession.user_id == User.id)
         .where(User.id == user_id, AuthSession.id == session_id)
     ).first()
     if row is None or not row.is_active or row.revoked_at is not None:
         raise Unauthorized("This session has ended; log in again")
-    roles = frozenset(s.scalars(sa.select(UserRole.role).where(UserRole.user_id == user_id)))
+    roles = frozenset(row.roles)
     actor = Actor(
         user_id=user_id,
         roles=roles,
