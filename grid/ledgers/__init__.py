@@ -1,0 +1,1 @@
+"""Ledgers (台账): importing and exporting the register as the spreadsheets communities keep."""
