@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -17,6 +19,12 @@ from server.auth import service as auth_service
 from server.auth.models import User
 
 TEST_PASSWORD = "Grid-test-2026"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def today_local() -> date:
+    """Today in Asia/Shanghai (the areas' zone): the server counts dates there, not in UTC."""
+    return datetime.now(UTC).astimezone(SHANGHAI).date()
 
 
 def _urls() -> dict[str, str]:

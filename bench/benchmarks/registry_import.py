@@ -40,7 +40,10 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import sqlalchemy as sa
+
+from bench import load
 
 N = int(os.environ.get("BENCH_IMPORT_N", "200000"))
 GRIDS = int(os.environ.get("BENCH_IMPORT_GRIDS", "500"))
@@ -167,6 +170,48 @@ def write_copy_rows(ctx, path: Path, n: int, grids: list[str]) -> None:
 # --- measurements ---------------------------------------------------------------------------
 
 
+class CpuWindow:
+    """CPU over a timed phase, 100 = one core: PostgreSQL (the local cluster), this process
+    with its children (the importing process), and everything else on the machine (noise,
+    as bench.load reports it for HTTP lines)."""
+
+    def __init__(self, ctx) -> None:
+        self.db_pid = ctx.db_pid
+
+    def _own(self) -> float:
+        t = psutil.Process().cpu_times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def __enter__(self):
+        self.t0, self.machine0 = time.perf_counter(), psutil.cpu_times()
+        self.db0, self.own0 = load._cpu_seconds(self.db_pid), self._own()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        elapsed = time.perf_counter() - self.t0
+        machine = load._busy_pct(self.machine0, psutil.cpu_times()) * psutil.cpu_count()
+        db = 100 * (load._cpu_seconds(self.db_pid) - self.db0) / elapsed
+        own = 100 * (self._own() - self.own0) / elapsed
+        self.result = {"db_cpu_pct": round(db), "bench_cpu_pct": round(own),
+                       "other_cpu_pct": round(max(0.0, machine - db - own))}
+
+
+def checkpoint(ctx) -> bool:
+    """CHECKPOINT (a superuser's) before a timed load, so that each starts with no dirty
+    buffers and a fresh WAL segment; False when the run has no superuser URL."""
+    url = ctx.urls.get("ADMIN_DATABASE_URL")
+    if not url or url == ctx.urls.get("DATABASE_URL"):
+        return False
+    try:
+        engine = sa.create_engine(url.rsplit("/", 1)[0] + "/" + ctx.engine.url.database,
+                                  poolclass=sa.NullPool)
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").execute(sa.text("CHECKPOINT"))
+        return True
+    except sa.exc.SQLAlchemyError:
+        return False
+
+
 def copy_baseline(ctx, path: Path) -> dict:
     raw = ctx.engine.raw_connection()
     try:
@@ -183,12 +228,16 @@ def copy_baseline(ctx, path: Path) -> dict:
         seconds = time.perf_counter() - t0
     finally:
         raw.close()
+    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "max_id": before}
+
+
+def remove_copied(ctx, before: int) -> None:
+    """The COPY'd people go again, so that the import starts from the same table."""
     with ctx.owner_engine().connect() as conn:
         conn.execute(sa.text("DELETE FROM persons WHERE id > :b"), {"b": before})
         conn.commit()
         conn.execution_options(isolation_level="AUTOCOMMIT").execute(
             sa.text("VACUUM ANALYZE persons"))
-    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds}
 
 
 def import_in_child(ctx, path: Path) -> dict:
@@ -260,17 +309,25 @@ def run(ctx) -> dict:
     print(f"  data: {N:,} people over {len(grids)} grids, ledger {size_mib:.1f} MiB "
           f"(prepared in {prepared:.0f} s)", flush=True)
 
-    copy = copy_baseline(ctx, copy_file)
+    checkpointed = checkpoint(ctx)
+    with CpuWindow(ctx) as cpu:
+        copy = copy_baseline(ctx, copy_file)
+    copy["cpu"] = cpu.result
+    remove_copied(ctx, copy.pop("max_id"))
     print(f"  COPY persons (precomputed ciphertexts): {copy['rows']:,} rows in "
-          f"{copy['seconds']:.1f} s = {copy['rows_per_s']:,.0f} rows/s", flush=True)
-    imp = import_in_child(ctx, ledger)
+          f"{copy['seconds']:.1f} s = {copy['rows_per_s']:,.0f} rows/s; CPU {copy['cpu']}",
+          flush=True)
+    checkpoint(ctx)
+    with CpuWindow(ctx) as cpu:
+        imp = import_in_child(ctx, ledger)
+    imp["cpu"] = cpu.result
     imp["rows_per_s"] = imp["valid"] / imp["seconds"]
     ratio = imp["rows_per_s"] / copy["rows_per_s"]
     print(f"  import (service, in-process): {imp['valid']:,} rows in {imp['seconds']:.1f} s "
           f"= {imp['rows_per_s']:,.0f} rows/s = {ratio:.0%} of COPY; Python CPU "
           f"{imp['cpu_seconds']:.0f} s; peak RSS {imp['peak_rss_bytes'] / 2**20:.0f} MiB "
           f"(after app start {imp['rss_before_bytes'] / 2**20:.0f} MiB); written "
-          f"{imp['written']}", flush=True)
+          f"{imp['written']}; CPU {imp['cpu']}", flush=True)
 
     with ctx.owner_engine().connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT").execute(sa.text("ANALYZE"))
@@ -294,7 +351,7 @@ def run(ctx) -> dict:
         http,
     ]
     return {"rows": rows, "n": N, "grids": len(grids), "ledger_mib": size_mib,
-            "copy": copy, "import": imp, "import_vs_copy": ratio,
+            "copy": copy, "import": imp, "import_vs_copy": ratio, "checkpointed": checkpointed,
             "lookup_ms": lookup, "select1_ms": floor,
             "copy_input": "precomputed ciphertexts, blind indexes and masks (no Python work "
                           "timed)"}

@@ -52,10 +52,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import IO, Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from flask import current_app
 from openpyxl.utils import get_column_letter
 from psycopg2 import errors as pg_errors
 from sqlalchemy.orm import Session
@@ -67,6 +65,7 @@ from grid.ledgers import files
 from grid.registry import models as m
 from server import audit
 from server.auth.actor import Actor
+from server.clock import local_today
 from server.errors import Conflict, Invalid, field_errors
 
 BATCH_ROWS = 1000
@@ -74,9 +73,6 @@ MAX_PROBLEMS = 1000  # problems listed in a report (the count goes on)
 HEADER_SEARCH_ROWS = 10  # a title row or two may sit above the header
 _LOCK = "grid.ledgers.import"
 
-
-def _today() -> date:
-    return datetime.now(ZoneInfo(current_app.config["DEFAULT_TIMEZONE"])).date()
 
 
 # --- the report ----------------------------------------------------------------------------
@@ -690,7 +686,7 @@ def import_ledger(s: Session, actor: Actor, kind: str, stream: IO[bytes], *,
     report = Report(kind=kind, dry_run=dry_run, skip_invalid=skip_invalid)
     grids = _Grids(s, actor)
     default_area = grids.by_id(area_id) if area_id is not None else None
-    today = _today()
+    today = local_today()
     cols = c.columns(kind, today)
     key_tags = actor.can("person:read_key_tags")
     with files.open_table(stream) as table:

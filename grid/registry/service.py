@@ -25,7 +25,6 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from flask import current_app
@@ -57,6 +56,7 @@ from grid.registry.validation import id_number_facts, normalize_id_number, norma
 from server import audit, db, idempotency, pii
 from server.audit import AuditEntry
 from server.auth.actor import Actor
+from server.clock import local_today
 from server.errors import (
     Conflict,
     Invalid,
@@ -79,10 +79,6 @@ INDICATOR_FIELDS = ("employees", "water_m3", "electricity_kwh", "wage_arrears_yu
 def _now() -> datetime:
     return datetime.now(UTC)
 
-
-def _today() -> date:
-    """Today where the register is kept (DEFAULT_TIMEZONE), not where the server runs."""
-    return datetime.now(ZoneInfo(current_app.config["DEFAULT_TIMEZONE"])).date()
 
 
 def _singular(model: type[RegisterRecord]) -> str:
@@ -590,7 +586,7 @@ def _person_identity(s: Session, actor: Actor, id_number: str | None,
     if id_number is None:
         return {"id_number_enc": None, "id_number_bidx": None, "id_number_masked": None}
     try:
-        number = normalize_id_number(id_number, today=_today())
+        number = normalize_id_number(id_number, today=local_today())
     except ValidationError as exc:
         raise Invalid(field_errors("id_number", *exc.messages)) from None
     bidx = pii.blind_index(number, ID_FIELD)
@@ -800,8 +796,8 @@ def add_tag(s: Session, actor: Actor, person_id: int, data: dict) -> PersonTag:
     elif tag not in CARE_TAGS:
         raise Invalid(field_errors("tag", f"Unknown tag {tag!r}."))
     person = get_record(s, actor, Person, person_id)
-    start = data.get("start_date") or _today()
-    if start > _today():
+    start = data.get("start_date") or local_today()
+    if start > local_today():
         raise Invalid(field_errors("start_date", "A tag cannot start in the future."))
     open_same = s.scalars(sa.select(PersonTag).where(
         PersonTag.person_id == person.id, PersonTag.tag == tag,
@@ -827,10 +823,10 @@ def end_tag(s: Session, actor: Actor, person_id: int, tag_id: int, end_date: dat
     if row is None or (row.kind == "key" and not actor.can("person:read_key_tags")):
         raise NotFound("No such tag")
     if row.end_date is None:
-        end = end_date or _today()
+        end = end_date or local_today()
         if end < row.start_date:
             raise Invalid(field_errors("end_date", "Before the tag's start."))
-        if end > _today():
+        if end > local_today():
             raise Invalid(field_errors("end_date", "A tag cannot end in the future."))
         row.end_date = end
         audit.record(s, actor, "person_tag_ended", "person", person_id,
@@ -917,7 +913,7 @@ def update_organisation(s: Session, actor: Actor, org_id: int, changes: dict,
 
 
 def _this_month() -> date:
-    return _today().replace(day=1)
+    return local_today().replace(day=1)
 
 
 def set_indicators(s: Session, actor: Actor, org_id: int, month: date, values: dict

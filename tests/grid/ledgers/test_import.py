@@ -291,15 +291,18 @@ def test_ledger_sex_and_birth_date_must_agree_with_the_id_number(staff, tree):
 # --- the other kinds -----------------------------------------------------------------------
 
 
-def test_households_ledger(staff, db_session, tree):
+@pytest.mark.parametrize("batch_rows", [1000, 2], ids=["one batch", "batches of 2"])
+def test_households_ledger(staff, db_session, tree, monkeypatch, batch_rows):
+    monkeypatch.setattr(ledgers, "BATCH_ROWS", batch_rows)
     staff.household(location=at(G111), household_no="H1")
     rows = [["户号", "户类型", "网格编码"], ["H1", "户籍户", G111], ["H1", "流动户", G112],
-            ["H2", "流动", G111], ["H2", "", G111]]
+            ["H2", "流动", G111], ["H2", "", G111], ["H1", "", G112]]
     body = assert_error_shape(upload(staff, "households", csv_bytes(rows)), 422)
     errors = {e["row"]: e["message"] for e in body["report"]["errors"]}
-    assert set(errors) == {2, 5}
+    assert set(errors) == {2, 5, 6}
     assert errors[2].startswith("户号 H1 is already registered in this grid: household")
     assert errors[5] == "Same 户号 in the grid as row 4."
+    assert errors[6] == "Same 户号 in the grid as row 3."
     staff.ok(upload(staff, "households", csv_bytes(rows), skip_invalid=True), 201)
     households = {(h.household_no, h.area_id): h for h in db_session.scalars(
         sa.select(Household).where(Household.source == "import"))}

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 import pytest
 
-from tests.conftest import assert_error_shape
+from tests.conftest import assert_error_shape, today_local
 from tests.grid.areas.conftest import G112, G211, NAMES
 from tests.grid.registry.conftest import G111, USCC_A, USCC_B, at, audit_rows, total
 
 
 def _months_ago(n: int) -> str:
-    today = date.today()
+    today = today_local()
     index = today.year * 12 + today.month - 1 - n
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 

@@ -5,12 +5,12 @@ never holds personal data in clear."""
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import assert_error_shape
+from tests.conftest import assert_error_shape, today_local
 from tests.grid.areas.conftest import S1
 from tests.grid.registry.conftest import G111, ID_FEMALE_1988, ID_MALE_2023, at, audit_rows
 
@@ -103,7 +103,7 @@ def test_the_chief_sees_key_person_tags(tagged):
     assert [t["tag"] for t in person["tags"]] == ["elderly_alone", "community_correction"]
     key = person["tags"][1]
     assert (key["kind"], key["label"], key["note"]) == ("key", "社区矫正", "矫正期至2027年")
-    assert key["start_date"] == date.today().isoformat() and key["end_date"] is None
+    assert key["start_date"] == today_local().isoformat() and key["end_date"] is None
     assert person["tags"][0]["start_date"] == "2025-01-01"
     found = chief.ok(chief.get("/persons?tag=community_correction"))
     assert [p["id"] for p in found] == [person["id"]]
@@ -153,7 +153,7 @@ def test_a_worker_cannot_add_or_end_a_key_person_tag(tagged, worker, db_session)
 def test_tags_have_start_and_end_dates(worker):
     person = worker.person()
     pid = person["id"]
-    start = (date.today() - timedelta(days=30)).isoformat()
+    start = (today_local() - timedelta(days=30)).isoformat()
     tag = worker.ok(worker.post(f"/persons/{pid}/tags", {"tag": "unemployed",
                                                          "start_date": start}), 201)
     assert (tag["start_date"], tag["end_date"], tag["kind"]) == (start, None, "care")
@@ -162,21 +162,21 @@ def test_tags_have_start_and_end_dates(worker):
     assert again["id"] == tag["id"]
     assert [p["id"] for p in worker.ok(worker.get("/persons?tag=unemployed"))] == [pid]
     # an end before the start, or in the future, is refused
-    before = (date.today() - timedelta(days=31)).isoformat()
+    before = (today_local() - timedelta(days=31)).isoformat()
     response = worker.post(f"/persons/{pid}/tags/{tag['id']}/end", {"end_date": before})
     assert "end_date" in assert_error_shape(response, 422)["errors"]["json"]
-    tomorrow = (date.today() + timedelta(days=2)).isoformat()
+    tomorrow = (today_local() + timedelta(days=2)).isoformat()
     response = worker.post(f"/persons/{pid}/tags/{tag['id']}/end", {"end_date": tomorrow})
     assert "end_date" in assert_error_shape(response, 422)["errors"]["json"]
     response = worker.post(f"/persons/{pid}/tags", {"tag": "disabled", "start_date": tomorrow})
     assert "start_date" in assert_error_shape(response, 422)["errors"]["json"]
     ended = worker.ok(worker.post(f"/persons/{pid}/tags/{tag['id']}/end", {}))
-    assert ended["end_date"] == date.today().isoformat()
+    assert ended["end_date"] == today_local().isoformat()
     # an ended tag is kept (with its period) but no longer current
     assert worker.ok(worker.get("/persons?tag=unemployed")) == []
     tags = worker.ok(worker.get(f"/persons/{pid}"))["tags"]
     assert [(t["tag"], t["start_date"], t["end_date"]) for t in tags] == [
-        ("unemployed", start, date.today().isoformat())]
+        ("unemployed", start, today_local().isoformat())]
     # and the group can start again later
     renewed = worker.ok(worker.post(f"/persons/{pid}/tags", {"tag": "unemployed"}), 201)
     assert renewed["id"] != tag["id"]

@@ -9,7 +9,6 @@ states exactly who lives where and since when.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -18,6 +17,7 @@ from shapely.geometry import Point as ShapelyPoint
 
 from grid.registry.models import KEY_TAGS, Building, House, Household, Person, PersonTag
 from grid.visits.models import Visit
+from tests.conftest import SHANGHAI, today_local  # noqa: F401
 from tests.grid.areas import conftest as areas_conftest
 from tests.grid.areas.conftest import C11, C12, G111, G112, G121, D, total  # noqa: F401
 
@@ -27,7 +27,6 @@ member = areas_conftest.member
 make_user = areas_conftest.make_user
 admin = areas_conftest.admin
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 IN_G111 = (119.905, 30.015)
 IN_G112 = (119.915, 30.015)
 IN_G121 = (119.905, 30.005)
@@ -35,11 +34,6 @@ IN_G121 = (119.905, 30.005)
 
 def point(lon: float, lat: float, **extra) -> dict:
     return {"lon": lon, "lat": lat, **extra}
-
-
-def today_local() -> date:
-    """Today in Asia/Shanghai (the areas' zone), as the due list counts days."""
-    return datetime.now(UTC).astimezone(SHANGHAI).date()
 
 
 class Register:
