@@ -78,7 +78,7 @@ class Config:
     # `<module>.models` (tables for migrations) and `<module>.views` (its `blueprints`), so
     # that server/ never imports grid/ by name.
     INSTALLED_MODULES: tuple[str, ...] = ("grid.areas", "grid.registry", "grid.visits",
-                                         "grid.sync", "grid.ledgers")
+                                         "grid.sync", "grid.ledgers", "notifications")
     # The demo-data generator run once by `make run` (`flask seed-demo`).
     DEMO_SEEDER = "grid.demo:seed"
 

@@ -1,0 +1,1 @@
+"""Notifications: device tokens, the in-app inbox, the outbox and its FCM sender."""

@@ -1,0 +1,3 @@
+"""Notifications API (devices, inbox): added with issue 6."""
+
+blueprints: list = []
