@@ -73,12 +73,20 @@ class Config:
     PHOTO_MAX_BYTES = _env_int("PHOTO_MAX_BYTES", 10 * 1024 * 1024)
     LOG_LEVEL = _env("LOG_LEVEL", "INFO")
     DEFAULT_TIMEZONE = _env("DEFAULT_TIMEZONE", "Asia/Shanghai")
+    # 综合评价 weights: 立案数分值, 结案率, 按期处置率, 1−返工率 (cities weigh them differently).
+    CASE_SCORE_WEIGHTS = {
+        k: float(v) for k, _, v in (item.partition(":") for item in _env(
+            "CASE_SCORE_WEIGHTS",
+            "accepted:0.1,closure_rate:0.3,on_time_handling_rate:0.3,no_rework:0.3",
+        ).split(","))
+    }
 
     # Domain packages plugged into the platform, in dependency order. create_app imports
     # `<module>.models` (tables for migrations) and `<module>.views` (its `blueprints`), so
     # that server/ never imports grid/ by name.
     INSTALLED_MODULES: tuple[str, ...] = ("grid.areas", "grid.registry", "grid.visits",
-                                         "grid.sync", "grid.ledgers", "notifications")
+                                         "grid.sync", "grid.ledgers", "notifications",
+                                         "grid.calendar", "grid.cases")
     # The demo-data generator run once by `make run` (`flask seed-demo`).
     DEMO_SEEDER = "grid.demo:seed"
 

@@ -1,0 +1,341 @@
+"""Case request and response shapes."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from webargs.fields import DelimitedList
+
+from geo import crs as crs_mod
+from geo.fields import GpsFix, Point
+from grid.calendar.service import UNITS
+from grid.cases.models import CHANNELS, STAGES, STATES
+from server.api import Schema, UtcDateTime
+from server.validators import validate_mobile
+
+_text = ma.validate.Length(min=1, max=4000)
+_photo_ids = ma.fields.List(ma.fields.Integer(validate=ma.validate.Range(min=1, max=2**62)),
+                            validate=ma.validate.Length(max=9), load_default=list)
+LIGHTS = ("green", "yellow", "red")
+
+
+# --- categories ----------------------------------------------------------------------------
+
+
+class LimitSchema(Schema):
+    amount = ma.fields.Float(required=True, validate=ma.validate.Range(min=0, max=10_000,
+                                                                       min_inclusive=False))
+    unit = ma.fields.String(required=True, validate=ma.validate.OneOf(list(UNITS)))
+
+
+class AttributeValueSchema(Schema):
+    key = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=64))
+    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=100))
+
+
+class AttributeSchema(Schema):
+    """An extra question (Open311 attribute)."""
+
+    code = ma.fields.String(required=True, validate=ma.validate.Regexp(r"^[a-z][a-z0-9_]{0,31}$"))
+    datatype = ma.fields.String(required=True, validate=ma.validate.OneOf(
+        ["string", "number", "datetime", "text", "singlevaluelist", "multivaluelist"]))
+    required = ma.fields.Boolean(load_default=False)
+    description = ma.fields.String(required=True, validate=ma.validate.Length(max=200))
+    order = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0, max=1000))
+    values = ma.fields.List(ma.fields.Nested(AttributeValueSchema), load_default=list,
+                            validate=ma.validate.Length(max=100))
+
+    @ma.validates_schema
+    def _lists_have_values(self, data, **kwargs):
+        if data["datatype"].endswith("valuelist") and not data.get("values"):
+            raise ma.ValidationError("A value list needs values.", "values")
+
+
+class CategorySchema(Schema):
+    id = ma.fields.Integer(dump_only=True)
+    code = ma.fields.String(required=True, validate=ma.validate.Regexp(r"^[0-9A-Za-z_]{1,16}$"))
+    parent_id = ma.fields.Integer(allow_none=True)
+    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=64))
+    name_en = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=100))
+    description = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=2000))
+    default_department_id = ma.fields.Integer(allow_none=True)
+    priority = ma.fields.Integer(validate=ma.validate.Range(min=1, max=4))
+    time_limits = ma.fields.Dict(keys=ma.fields.String(validate=ma.validate.OneOf(list(STAGES))),
+                                 values=ma.fields.Nested(LimitSchema))
+    result_photo_required = ma.fields.Boolean()
+    duplicate_radius_m = ma.fields.Float(validate=ma.validate.Range(min=0, max=5000))
+    duplicate_days = ma.fields.Integer(validate=ma.validate.Range(min=0, max=365))
+    attributes = ma.fields.List(ma.fields.Nested(AttributeSchema),
+                                validate=ma.validate.Length(max=50))
+    active = ma.fields.Boolean()
+    version = ma.fields.Integer(dump_only=True)
+
+
+class CategoryUpdateSchema(CategorySchema):
+    code = ma.fields.String(dump_only=True)
+    name = ma.fields.String(validate=ma.validate.Length(min=1, max=64))
+    version = ma.fields.Integer(load_only=True)
+
+
+class RouteSchema(Schema):
+    area_id = ma.fields.Integer(required=True)
+    department_id = ma.fields.Integer(required=True, allow_none=True)
+
+
+# --- cases ---------------------------------------------------------------------------------
+
+
+class SelfHandleSchema(Schema):
+    result = ma.fields.String(required=True, validate=_text)
+    photo_ids = _photo_ids
+
+
+class CaseCreateSchema(Schema):
+    client_uuid = ma.fields.UUID()
+    category_id = ma.fields.Integer(required=True, validate=ma.validate.Range(min=1, max=2**62))
+    location = Point(required=True)
+    address = ma.fields.String(validate=ma.validate.Length(max=200))
+    description = ma.fields.String(required=True, validate=_text)
+    attributes = ma.fields.Dict(keys=ma.fields.String(validate=ma.validate.Length(max=32)),
+                                load_default=dict)
+    photo_ids = _photo_ids
+    anonymous = ma.fields.Boolean(load_default=False,
+                                  metadata={"description": "Hide the reporter from handlers"})
+    channel = ma.fields.String(validate=ma.validate.OneOf(list(CHANNELS)))
+    contact_name = ma.fields.String(validate=ma.validate.Length(max=64))
+    contact_phone = ma.fields.String(validate=validate_mobile)
+    self_handle = ma.fields.Nested(SelfHandleSchema, metadata={
+        "description": "自行处置: the problem is already solved; result and photo"})
+
+
+class HotlineCaseSchema(Schema):
+    ticket_no = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=64))
+    category_code = ma.fields.String(required=True, validate=ma.validate.Length(max=16))
+    description = ma.fields.String(required=True, validate=_text)
+    location = Point()
+    grid_code = ma.fields.String(validate=ma.validate.Regexp(r"^\d{15}$"))
+    address = ma.fields.String(validate=ma.validate.Length(max=200))
+    attributes = ma.fields.Dict(keys=ma.fields.String(validate=ma.validate.Length(max=32)),
+                                load_default=dict)
+    contact_name = ma.fields.String(validate=ma.validate.Length(max=64))
+    contact_phone = ma.fields.String(validate=validate_mobile)
+
+
+class ActionSchema(Schema):
+    """One workflow action; which fields it needs is in grid/cases/workflow.py."""
+
+    version = ma.fields.Integer(metadata={"description": "Or If-Match"})
+    note = ma.fields.String(validate=ma.validate.Length(max=4000))
+    reason = ma.fields.String(validate=_text)
+    result = ma.fields.String(validate=_text)
+    photo_ids = _photo_ids
+    department_id = ma.fields.Integer(validate=ma.validate.Range(min=1, max=2**62))
+    assignee_id = ma.fields.Integer(validate=ma.validate.Range(min=1, max=2**62))
+    into_case_id = ma.fields.Integer(validate=ma.validate.Range(min=1, max=2**62))
+    rating = ma.fields.Integer(validate=ma.validate.Range(min=1, max=5))
+    comment = ma.fields.String(validate=ma.validate.Length(max=2000))
+    extension_hours = ma.fields.Float(validate=ma.validate.Range(min=0, max=2000,
+                                                                 min_inclusive=False))
+
+
+class _CasePoint(Point):
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        return super()._serialize(GpsFix(lon=value[0], lat=value[1]), attr, obj, **kwargs)
+
+
+class CaseSchema(Schema):
+    id = ma.fields.Integer()
+    code = ma.fields.String()
+    category_id = ma.fields.Integer()
+    channel = ma.fields.String()
+    state = ma.fields.String(metadata={"enum": list(STATES)})
+    state_label = ma.fields.Function(lambda c: STATES[c.state])
+    area_id = ma.fields.Integer()
+    location = _CasePoint(attribute="point")
+    address = ma.fields.String(allow_none=True)
+    description = ma.fields.String()
+    attributes = ma.fields.Dict()
+    priority = ma.fields.Integer()
+    reporter_id = ma.fields.Integer(allow_none=True)
+    anonymous = ma.fields.Boolean(attribute="reporter_anonymous")
+    contact_name = ma.fields.String(allow_none=True)
+    contact_phone = ma.fields.String(attribute="contact_phone_masked", allow_none=True)
+    external_ref = ma.fields.String(allow_none=True)
+    department_id = ma.fields.Integer(allow_none=True)
+    assignee_id = ma.fields.Integer(allow_none=True)
+    merged_into_id = ma.fields.Integer(allow_none=True)
+    self_handled = ma.fields.Boolean()
+    joined_count = ma.fields.Integer()
+    result = ma.fields.String(allow_none=True)
+    stage = ma.fields.String(allow_none=True)
+    light = ma.fields.String(allow_none=True, metadata={"enum": list(LIGHTS)})
+    warn_at = ma.fields.AwareDateTime(allow_none=True)
+    due_at = ma.fields.AwareDateTime(allow_none=True)
+    hold_kind = ma.fields.String(allow_none=True)
+    escalation = ma.fields.Integer()
+    overdue = ma.fields.Boolean()
+    reported_at = ma.fields.AwareDateTime()
+    accepted_at = ma.fields.AwareDateTime(allow_none=True)
+    dispatched_at = ma.fields.AwareDateTime(allow_none=True)
+    handled_at = ma.fields.AwareDateTime(allow_none=True)
+    closed_at = ma.fields.AwareDateTime(allow_none=True)
+    rework_count = ma.fields.Integer()
+    return_count = ma.fields.Integer()
+    rating = ma.fields.Integer(allow_none=True)
+    rating_comment = ma.fields.String(allow_none=True)
+    actions = ma.fields.List(ma.fields.String(), metadata={
+        "description": "What you may do to this case now"})
+    version = ma.fields.Integer()
+
+
+class DuplicateSchema(Schema):
+    id = ma.fields.Integer()
+    code = ma.fields.String()
+    state = ma.fields.String()
+    joined_count = ma.fields.Integer()
+    address = ma.fields.String(allow_none=True)
+    reported_at = ma.fields.AwareDateTime()
+    distance_m = ma.fields.Float()
+
+
+class ReportedCaseSchema(CaseSchema):
+    likely_duplicates = ma.fields.List(ma.fields.Nested(DuplicateSchema), metadata={
+        "description": "Open cases of the same category nearby: join one instead?"})
+
+
+class CaseQuerySchema(Schema):
+    state = DelimitedList(ma.fields.String(validate=ma.validate.OneOf(list(STATES))))
+    open = ma.fields.Boolean()
+    category_id = ma.fields.Integer(validate=ma.validate.Range(min=1, max=2**62))
+    area_id = ma.fields.Integer(validate=ma.validate.Range(min=1, max=2**62))
+    department_id = ma.fields.Integer(validate=ma.validate.Range(min=1, max=2**62))
+    light = ma.fields.String(validate=ma.validate.OneOf(LIGHTS))
+    overdue = ma.fields.Boolean()
+    escalation = ma.fields.Integer(validate=ma.validate.Range(min=0, max=2))
+    assigned_to_me = ma.fields.Boolean()
+    reported_by_me = ma.fields.Boolean()
+    bbox = DelimitedList(ma.fields.Float(allow_nan=False), metadata={
+        "description": "min_lon,min_lat,max_lon,max_lat in `crs`"})
+    near = DelimitedList(ma.fields.Float(allow_nan=False), metadata={
+        "description": "lon,lat,radius_m in `crs`"})
+    crs = ma.fields.String(load_default="wgs84", validate=ma.validate.OneOf(crs_mod.CRS))
+    reported_from = UtcDateTime()
+    reported_to = UtcDateTime()
+    sort = ma.fields.String(validate=ma.validate.OneOf(
+        ["reported_at", "-reported_at", "due_at", "priority", "updated_at"]))
+
+    @ma.post_load
+    def _points_to_wgs84(self, data, **kwargs):
+        crs = data.pop("crs")
+        if data.get("bbox") is not None:
+            box = data["bbox"]
+            if len(box) != 4 or not (box[0] < box[2] and box[1] < box[3]) or \
+                    not all(-180 <= v <= 180 for v in box):
+                raise ma.ValidationError("min_lon,min_lat,max_lon,max_lat", "bbox")
+            a, b = crs_mod.to_wgs84(box[0], box[1], crs), crs_mod.to_wgs84(box[2], box[3], crs)
+            data["bbox"] = (a[0], a[1], b[0], b[1])
+        if data.get("near") is not None:
+            near = data["near"]
+            if len(near) != 3 or not (-180 <= near[0] <= 180 and -90 <= near[1] <= 90
+                                      and 0 < near[2] <= 50_000):
+                raise ma.ValidationError("lon,lat,radius_m (radius ≤ 50 km)", "near")
+            lon, lat = crs_mod.to_wgs84(near[0], near[1], crs)
+            data["near"] = (lon, lat, near[2])
+        return data
+
+
+class CaseCountsSchema(Schema):
+    counts = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer())
+    total = ma.fields.Integer()
+
+
+class EventSchema(Schema):
+    id = ma.fields.Integer()
+    at = ma.fields.AwareDateTime()
+    actor_id = ma.fields.Integer(allow_none=True)
+    action = ma.fields.String()
+    from_state = ma.fields.String(allow_none=True)
+    to_state = ma.fields.String(allow_none=True)
+    note = ma.fields.String(allow_none=True)
+    data = ma.fields.Dict()
+    photo_ids = ma.fields.List(ma.fields.Integer())
+
+
+class RequestSchema(Schema):
+    id = ma.fields.Integer()
+    kind = ma.fields.String()
+    reason = ma.fields.String()
+    extension_hours = ma.fields.Float(allow_none=True)
+    state = ma.fields.String()
+    requested_by = ma.fields.Integer()
+    requested_at = ma.fields.AwareDateTime()
+    decided_by = ma.fields.Integer(allow_none=True)
+    decided_at = ma.fields.AwareDateTime(allow_none=True)
+    decision_note = ma.fields.String(allow_none=True)
+
+
+class PurposeSchema(Schema):
+    purpose = ma.fields.String(required=True, validate=ma.validate.Length(min=2, max=200))
+
+
+class CaseContactSchema(Schema):
+    contact_name = ma.fields.String(allow_none=True)
+    contact_phone = ma.fields.String(allow_none=True)
+
+
+class FollowSchema(Schema):
+    following = ma.fields.Boolean(load_default=True)
+
+
+# --- statistics ----------------------------------------------------------------------------
+
+
+class PerformanceQuerySchema(Schema):
+    area_id = ma.fields.Integer(validate=ma.validate.Range(min=1, max=2**62))
+    department_id = ma.fields.Integer(validate=ma.validate.Range(min=1, max=2**62))
+    start = UtcDateTime(data_key="from", required=True)
+    end = UtcDateTime(data_key="to", required=True)
+
+    @ma.validates_schema
+    def _ordered(self, data, **kwargs):
+        if data["start"] >= data["end"]:
+            raise ma.ValidationError("`from` must be before `to`.", "to")
+
+
+class PerformanceRowSchema(Schema):
+    id = ma.fields.Integer(allow_none=True)
+    code = ma.fields.String(allow_none=True)
+    name = ma.fields.String(allow_none=True)
+    reported = ma.fields.Integer(metadata={"description": "上报数"})
+    accepted = ma.fields.Integer(metadata={"description": "立案数"})
+    dispatched = ma.fields.Integer(metadata={"description": "派遣数"})
+    correctly_dispatched = ma.fields.Integer(metadata={"description": "准确派遣数"})
+    correct_dispatch_rate = ma.fields.Float(allow_none=True, metadata={"description": "准确派遣率"})
+    handled = ma.fields.Integer(metadata={"description": "处置数"})
+    handled_in_time = ma.fields.Integer(metadata={"description": "按期处置数"})
+    handled_late = ma.fields.Integer(metadata={"description": "超期处置数"})
+    on_time_handling_rate = ma.fields.Float(allow_none=True, metadata={"description": "按期处置率"})
+    due_for_closure = ma.fields.Integer(metadata={"description": "应结案数"})
+    closed = ma.fields.Integer(metadata={"description": "结案数"})
+    closure_rate = ma.fields.Float(allow_none=True, metadata={"description": "结案率"})
+    closed_in_time = ma.fields.Integer(metadata={"description": "按期结案数"})
+    on_time_closure_rate = ma.fields.Float(allow_none=True, metadata={"description": "按期结案率"})
+    self_handled = ma.fields.Integer(metadata={"description": "自行处置数"})
+    reworks = ma.fields.Integer(metadata={"description": "返工数"})
+    rework_rate = ma.fields.Float(allow_none=True, metadata={"description": "返工率"})
+    mean_handling_hours = ma.fields.Float(allow_none=True, metadata={
+        "description": "平均处置时长 (working hours)"})
+    rated = ma.fields.Integer()
+    satisfaction_rate = ma.fields.Float(allow_none=True, metadata={"description": "满意率"})
+    score = ma.fields.Float(allow_none=True, metadata={"description": "综合评价分"})
+    grade = ma.fields.String(allow_none=True)
+
+
+class PerformanceSchema(Schema):
+    start = ma.fields.AwareDateTime(data_key="from")
+    end = ma.fields.AwareDateTime(data_key="to")
+    weights = ma.fields.Dict()
+    total = ma.fields.Nested(PerformanceRowSchema)
+    departments = ma.fields.List(ma.fields.Nested(PerformanceRowSchema))
+    grids = ma.fields.List(ma.fields.Nested(PerformanceRowSchema))

@@ -1,0 +1,1107 @@
+"""Cases: intake from every channel, the workflow of grid/cases/workflow.py, deadlines and
+escalation (督办), queues, and the evaluation statistics (综合评价).
+
+Every change happens under a row lock on the case with the client's version checked first
+(412 with the current case if stale), appends a timeline row, writes the audit row and the
+notifications (outbox) in the same transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from geoalchemy2 import Geography
+from sqlalchemy.orm import Session
+
+from grid.areas import service as areas
+from grid.areas.models import Area, Department, DepartmentMember, Membership
+from grid.calendar import service as calendar
+from grid.cases import workflow
+from grid.cases.models import (
+    OPEN_STATES,
+    STAGE_OF_STATE,
+    Case,
+    CaseCategory,
+    CaseEvent,
+    CaseFollower,
+    CaseRequest,
+    CategoryRoute,
+)
+from notifications.service import notify, register_template
+from server import audit, db, idempotency, pii, storage
+from server.auth.actor import Actor
+from server.clock import local_zone, now
+from server.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+    field_errors,
+)
+
+# Stage limits when a category names none (a short limit for the office's own steps;
+# 30 minutes for verification is the common default).
+DEFAULT_LIMITS = {
+    "accept": {"amount": 1, "unit": "working_hours"},
+    "dispatch": {"amount": 1, "unit": "working_hours"},
+    "sign": {"amount": 2, "unit": "working_hours"},
+    "handle": {"amount": 1, "unit": "working_days"},
+    "verify": {"amount": 0.5, "unit": "working_hours"},
+    "close": {"amount": 1, "unit": "working_hours"},
+}
+WARN_AT, RED_AT = 0.8, 1.5  # green ≤ 80 % of the limit; red card at 150 %
+REOPEN_DAYS = 7
+CLOCKED_STATES = tuple(STAGE_OF_STATE)
+
+# --- notification texts (zh-CN, en) --------------------------------------------------------
+
+register_template("case_new", ("新事件待受理", "{code} {category}：{address}"),
+                  ("New case to accept", "{code} {category}: {address}"))
+register_template("case_changed", ("事件{action}", "{code} {category}：{state}"),
+                  ("Case update: {action_en}", "{code} {category}: {state_en}"))
+register_template("case_dispatched", ("新派遣事件", "{code} {category}：{address}，请及时签收"),
+                  ("Case dispatched to you", "{code} {category}: {address}"))
+register_template("case_request", ("待审批申请", "{code}：{action}，理由：{reason}"),
+                  ("Request awaiting approval", "{code}: {action_en}: {reason}"))
+register_template("case_escalated", ("事件督办：{card}", "{code} {category} 已超期，请尽快处置"),
+                  ("Case escalated: {card_en}", "{code} {category} is overdue"), urgent=True)
+register_template("case_joined", ("有居民反映了同一问题", "{code} 共 {joined} 人反映"),
+                  ("Someone reported the same problem", "{code}: {joined} reports"))
+
+
+# --- scope and loading ---------------------------------------------------------------------
+
+
+def visible(actor: Actor) -> sa.ColumnElement[bool]:
+    """THE case scope: grids in the actor's areas, cases of their departments, and cases
+    they reported, joined or follow."""
+    if actor.unrestricted:
+        return sa.true()
+    if actor.user_id is None or not actor.can("case:read"):
+        return sa.false()
+    mine = sa.select(CaseFollower.case_id).where(CaseFollower.user_id == actor.user_id)
+    ors = [Case.reporter_id == actor.user_id, Case.id.in_(mine)]
+    if actor.area_paths:
+        ors.append(areas.in_scope(Case.area_id, actor))
+    if actor.department_ids:
+        ors.append(Case.department_id.in_(actor.department_ids))
+    return sa.or_(*ors)
+
+
+def get_case(s: Session, actor: Actor, case_id: int, *, for_update: bool = False) -> Case:
+    stmt = sa.select(Case).where(Case.id == case_id, visible(actor))
+    case = s.scalars(stmt.with_for_update(of=Case) if for_update else stmt).first()
+    if case is None:
+        raise NotFound("No such case")
+    return case
+
+
+storage.object_access["case"] = lambda s, actor, case_id: get_case(s, actor, case_id)
+
+
+def light_of(case: Case, at: datetime | None = None) -> str | None:
+    """绿灯/黄灯/红灯 of the current stage (frozen while on hold)."""
+    if case.due_at is None:
+        return None
+    at = case.held_at or at or now()
+    if at <= case.warn_at:
+        return "green"
+    return "yellow" if at <= case.due_at else "red"
+
+
+def light_sql() -> sa.ColumnElement[str]:
+    at = sa.func.coalesce(Case.held_at, sa.func.now())
+    return sa.case((Case.due_at.is_(None), None), (at <= Case.warn_at, "green"),
+                   (at <= Case.due_at, "yellow"), else_="red")
+
+
+# --- reference data ------------------------------------------------------------------------
+
+
+def list_categories(s: Session, include_inactive: bool = False) -> list[CaseCategory]:
+    stmt = sa.select(CaseCategory).order_by(CaseCategory.code)
+    if not include_inactive:
+        stmt = stmt.where(CaseCategory.active)
+    return list(s.scalars(stmt))
+
+
+def get_category(s: Session, category_id: int | None = None, code: str | None = None
+                 ) -> CaseCategory:
+    cond = CaseCategory.id == category_id if category_id is not None else \
+        CaseCategory.code == code
+    category = s.scalars(sa.select(CaseCategory).where(cond)).first()
+    if category is None:
+        raise NotFound("No such category")
+    return category
+
+
+def _check_limits(limits: dict) -> None:
+    for stage, limit in limits.items():
+        if stage not in DEFAULT_LIMITS:
+            raise Invalid(field_errors("time_limits", f"Unknown stage {stage!r}."))
+        if limit.get("unit") not in calendar.UNITS or not 0 < float(limit.get("amount", 0)) \
+                <= 10_000:
+            raise Invalid(field_errors(
+                "time_limits", f"{stage}: amount > 0 in one of {', '.join(calendar.UNITS)}."))
+
+
+def save_category(s: Session, actor: Actor, data: dict, category_id: int | None = None,
+                  expected: int | None = None) -> CaseCategory:
+    """Create or change a category (area:manage: district administrators)."""
+    actor.require("area:manage")
+    if "time_limits" in data:
+        _check_limits(data["time_limits"])
+    if data.get("parent_id") is not None:
+        parent = get_category(s, data["parent_id"])
+        if parent.parent_id is not None:
+            raise Invalid(field_errors("parent_id", "Categories have two levels (大类/小类)."))
+    if category_id is None:
+        if s.scalar(sa.select(CaseCategory.id).where(CaseCategory.code == data["code"])):
+            raise Conflict("Another category has this code")
+        category = CaseCategory(**data)
+        s.add(category)
+    else:
+        category = s.scalars(sa.select(CaseCategory).where(CaseCategory.id == category_id)
+                             .with_for_update()).first()
+        if category is None:
+            raise NotFound("No such category")
+        if expected is None:
+            raise PreconditionRequired("Send the version you edited (If-Match or `version`)")
+        if expected != category.version:
+            raise PreconditionFailed("The category changed since you read it",
+                                     current={"version": category.version})
+        for key, value in data.items():
+            setattr(category, key, value)
+    s.flush()
+    audit.record(s, actor, "category_saved", "case_category", category.id,
+                 changes={k: v for k, v in data.items()})
+    return category
+
+
+def set_route(s: Session, actor: Actor, category_id: int, area_id: int,
+              department_id: int | None) -> None:
+    """A street's own department for a category (None removes the override)."""
+    actor.require("case:dispatch")
+    get_category(s, category_id)
+    if not areas.area_in_scope(s, actor, area_id):
+        raise NotFound("No such area")
+    s.execute(sa.delete(CategoryRoute).where(CategoryRoute.category_id == category_id,
+                                             CategoryRoute.area_id == area_id))
+    if department_id is not None:
+        if s.get(Department, department_id) is None:
+            raise Invalid(field_errors("department_id", "No such department."))
+        s.add(CategoryRoute(category_id=category_id, area_id=area_id,
+                            department_id=department_id))
+    s.flush()
+    audit.record(s, actor, "category_route_set", "case_category", category_id,
+                 changes={"area_id": area_id, "department_id": department_id})
+
+
+def suggested_department(s: Session, case: Case) -> int | None:
+    """The department a case goes to: its street's override, else the category's default."""
+    grid_path = sa.select(Area.path).where(Area.id == case.area_id).scalar_subquery()
+    routed = s.scalar(
+        sa.select(CategoryRoute.department_id).join(Area, Area.id == CategoryRoute.area_id)
+        .where(CategoryRoute.category_id == case.category_id, grid_path.startswith(Area.path))
+        .order_by(sa.func.length(Area.path).desc()).limit(1))
+    if routed is not None:
+        return routed
+    return s.scalar(sa.select(CaseCategory.default_department_id)
+                    .where(CaseCategory.id == case.category_id))
+
+
+# --- extra attributes (typed questions) ---------------------------------------------------
+
+
+def _check_value(spec: dict, value: Any) -> str | None:
+    kind = spec.get("datatype", "string")
+    keys = {v["key"] for v in spec.get("values", [])}
+    if kind in ("string", "text"):
+        return None if isinstance(value, str) and len(value) <= 2000 else "Must be text."
+    if kind == "number":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and abs(value) < 1e15 and value == value
+        return None if ok else "Must be a number."
+    if kind == "datetime":
+        try:
+            datetime.fromisoformat(str(value))
+        except ValueError:
+            return "Must be an ISO-8601 date and time."
+        return None
+    if kind == "singlevaluelist":
+        return None if isinstance(value, str) and value in keys else \
+            f"Must be one of: {', '.join(sorted(keys))}."
+    if kind == "multivaluelist":
+        ok = isinstance(value, list) and value and all(isinstance(v, str) and v in keys
+                                                        for v in value)
+        return None if ok else f"Must be a list of: {', '.join(sorted(keys))}."
+    return None
+
+
+def check_attributes(category: CaseCategory, values: dict) -> dict:
+    """The answers to a category's extra questions: required ones present, each of its
+    type; unknown ones refused. 422 naming each bad attribute."""
+    specs = {a["code"]: a for a in category.attributes}
+    errors: dict[str, list[str]] = {}
+    for code in values:
+        if code not in specs:
+            errors[code] = ["This category has no such attribute."]
+    for code, spec in specs.items():
+        if code not in values or values[code] in (None, "", []):
+            if spec.get("required"):
+                errors[code] = ["Required."]
+            continue
+        problem = _check_value(spec, values[code])
+        if problem:
+            errors[code] = [problem]
+    if errors:
+        raise Invalid({"json": {"attributes": errors}})
+    return {k: v for k, v in values.items() if v not in (None, "", [])}
+
+
+# --- the clock -----------------------------------------------------------------------------
+
+
+def _working_time(s: Session, case: Case) -> calendar.WorkingTime:
+    return calendar.working_time(s, s.get(Area, case.area_id))
+
+
+def _start_stage(s: Session, case: Case, at: datetime) -> None:
+    """Start the clock of the stage the case's state belongs to (or stop it)."""
+    stage = STAGE_OF_STATE.get(case.state)
+    case.stage = stage
+    if stage is None:
+        case.stage_unit = case.stage_started_at = case.warn_at = case.due_at = None
+        case.red_at = None
+        return
+    category = s.get(CaseCategory, case.category_id)
+    limit = category.time_limits.get(stage) or DEFAULT_LIMITS[stage]
+    wt = _working_time(s, case)
+    amount, unit = float(limit["amount"]), limit["unit"]
+    case.stage_unit, case.stage_started_at = unit, at
+    case.warn_at = calendar.limit_end(wt, at, amount * WARN_AT, unit)
+    case.due_at = calendar.limit_end(wt, at, amount, unit)
+    case.red_at = calendar.limit_end(wt, at, amount * RED_AT, unit)
+
+
+def _shift_clock(wt: calendar.WorkingTime, case: Case, since: datetime, at: datetime) -> float:
+    """Move the stage's pending thresholds by the time spent on hold from `since` to `at`;
+    returns that time in working seconds (for the handling-time statistics)."""
+    unit = case.stage_unit or "working_hours"
+    for name in ("warn_at", "due_at", "red_at"):
+        moment = getattr(case, name)
+        if moment is not None and moment > since:
+            remaining = calendar.elapsed(wt, since, moment, unit)
+            setattr(case, name, calendar.limit_end(wt, at, remaining / 3600, "working_hours")
+                    if unit.startswith("working") else at + (moment - since))
+    return wt.between(since, at)
+
+
+# --- recipients ----------------------------------------------------------------------------
+
+
+def _members_above(s: Session, case: Case, role: str) -> list[int]:
+    """Users with `role` in an area that contains the case's grid (its street, district…)."""
+    grid_path = sa.select(Area.path).where(Area.id == case.area_id).scalar_subquery()
+    return list(s.scalars(
+        sa.select(Membership.user_id).join(Area, Area.id == Membership.area_id)
+        .where(Membership.role == role, grid_path.startswith(Area.path))))
+
+
+def _department_people(s: Session, department_id: int | None, heads_only: bool = False
+                       ) -> list[int]:
+    if department_id is None:
+        return []
+    stmt = sa.select(DepartmentMember.user_id).where(
+        DepartmentMember.department_id == department_id)
+    if heads_only:
+        stmt = stmt.where(DepartmentMember.is_head)
+    return list(s.scalars(stmt))
+
+
+def _followers(s: Session, case: Case) -> list[int]:
+    return list(s.scalars(sa.select(CaseFollower.user_id)
+                          .where(CaseFollower.case_id == case.id)))
+
+
+def _grid_workers(s: Session, case: Case) -> list[int]:
+    return list(s.scalars(sa.select(Membership.user_id).where(
+        Membership.area_id == case.area_id,
+        Membership.role.in_(("grid_worker", "grid_chief")))))
+
+
+def _notice_data(s: Session, case: Case, **extra: Any) -> dict:
+    from grid.cases.models import STATES
+
+    category = s.get(CaseCategory, case.category_id)
+    return {"case_id": case.id, "code": case.code, "category": category.name,
+            "address": case.address or "", "state": STATES[case.state],
+            "state_en": case.state, **extra}
+
+
+def _tell(s: Session, case: Case, kind: str, recipients: list[int | None], actor: Actor | None,
+          **extra: Any) -> None:
+    """Notify everyone concerned except the one who acted."""
+    skip = actor.user_id if actor is not None else None
+    notify(s, [r for r in recipients if r != skip], kind, _notice_data(s, case, **extra),
+           collapse_key=f"case:{case.id}")
+
+
+# --- timeline ------------------------------------------------------------------------------
+
+
+def _event(s: Session, case: Case, actor: Actor | None, action: str, from_state: str | None,
+           note: str | None = None, photo_ids: list[int] | None = None,
+           **data: Any) -> None:
+    s.add(CaseEvent(case_id=case.id, actor_id=actor.user_id if actor else None, action=action,
+                    from_state=from_state, to_state=case.state, note=note,
+                    photo_ids=photo_ids or [], data={k: v for k, v in data.items()
+                                                      if v is not None}))
+
+
+def timeline(s: Session, actor: Actor, case_id: int) -> list[CaseEvent]:
+    get_case(s, actor, case_id)
+    return list(s.scalars(sa.select(CaseEvent).where(CaseEvent.case_id == case_id)
+                          .order_by(CaseEvent.id)))
+
+
+def _link_photos(s: Session, actor: Actor, case: Case, photo_ids: list[int]) -> None:
+    for photo_id in photo_ids:
+        storage.link(s, actor, photo_id, "case", case.id)
+
+
+# --- intake --------------------------------------------------------------------------------
+
+ROLE_CHANNELS = (("grid_worker", "worker_app"), ("grid_chief", "worker_app"),
+                 ("resident", "resident_app"))
+STAFF_CHANNELS = ("console", "wechat", "visit", "other_system")
+
+
+def _channel(actor: Actor, asked: str | None) -> str:
+    """The channel a report came by: the app the role uses, or what staff entered."""
+    staff = bool(actor.roles & {"community_staff", "street_dispatcher", "admin",
+                                "district_admin"})
+    if asked is not None:
+        if asked == "hotline":
+            raise Invalid(field_errors("channel", "Hotline cases come through /cases/hotline."))
+        if asked in STAFF_CHANNELS and staff or asked == _channel(actor, None):
+            return asked
+        raise Invalid(field_errors("channel", "You cannot enter cases for this channel."))
+    for role, channel in ROLE_CHANNELS:
+        if role in actor.roles:
+            return channel
+    return "console"
+
+
+def likely_duplicates(s: Session, actor: Actor, category: CaseCategory, lon: float,
+                      lat: float, exclude_id: int | None = None) -> list[dict]:
+    """Open cases of the same category within its radius, reported in its last N days."""
+    here = sa.cast(sa.func.ST_SetSRID(sa.func.ST_MakePoint(lon, lat), 4326), Geography)
+    there = sa.cast(Case.location, Geography)
+    distance = sa.func.ST_Distance(there, here)
+    rows = s.execute(
+        sa.select(Case.id, Case.code, Case.state, Case.joined_count, Case.address,
+                  Case.reported_at, distance.label("distance_m"))
+        .where(Case.category_id == category.id, Case.state.in_(OPEN_STATES),
+               Case.reported_at >= sa.func.now() - timedelta(days=category.duplicate_days),
+               sa.func.ST_DWithin(there, here, category.duplicate_radius_m),
+               Case.id != (exclude_id or -1))
+        .order_by(distance).limit(10)).all()
+    return [dict(r._mapping) for r in rows]
+
+
+def _new_case(s: Session, category: CaseCategory, grid: Area, channel: str, data: dict,
+              reporter_id: int | None) -> Case:
+    at = now()
+    case_id = s.scalar(sa.select(sa.func.nextval(sa.func.pg_get_serial_sequence("cases", "id"))))
+    case = Case(id=case_id, code=f"{grid.code[:6]}{at.astimezone(local_zone()):%Y%m%d}"
+                                 f"{case_id:06d}",
+                category_id=category.id, channel=channel, state="reported", area_id=grid.id,
+                address=data.get("address"), description=data["description"],
+                attributes=data.get("attributes") or {}, priority=category.priority,
+                reporter_id=reporter_id, reporter_anonymous=data.get("anonymous", False),
+                contact_name=data.get("contact_name"), external_ref=data.get("external_ref"),
+                reported_at=at)
+    if data.get("contact_phone"):
+        case.contact_phone_enc = pii.encrypt(data["contact_phone"], "case.contact_phone")
+        case.contact_phone_masked = pii.mask_phone(data["contact_phone"])
+    if data.get("location") is not None:
+        case.set_gps(data["location"])
+    return case
+
+
+def report_case(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | None = None
+                ) -> tuple[Case, list[dict], bool]:
+    """Report a problem (上报). Returns the case, its likely duplicates and whether this
+    request created it (False: a replay of the same client_uuid).
+
+    With `self_handle` ({result, photo_ids}) a grid worker reports a problem they already
+    solved on the spot (自行处置): the case starts handled and goes to verification.
+    """
+    actor.require("case:report")
+    if client_uuid is not None:
+        prior = idempotency.claim(s, client_uuid, actor.user_id, "report_case", data)
+        if prior is not None:
+            case = get_case(s, actor, int(prior[1]))
+            return case, [], False
+    category = get_category(s, data["category_id"])
+    if category.parent_id is None or not category.active:
+        raise Invalid(field_errors("category_id", "Choose an active 小类 (sub-category)."))
+    data["attributes"] = check_attributes(category, data.get("attributes") or {})
+    fix = data["location"]
+    grid = areas.grid_at(s, fix.lon, fix.lat)
+    if grid is None:
+        raise Invalid(field_errors("location", "The point is outside every grid."))
+    channel = _channel(actor, data.get("channel"))
+    self_handle = data.get("self_handle")
+    if self_handle is not None:
+        actor.require("case:handle")
+        if not (actor.roles & {"grid_worker", "grid_chief"}) or \
+                not areas.area_in_scope(s, actor, grid.id):
+            raise Forbidden("Only a worker of this grid can handle a problem on the spot")
+        if category.result_photo_required and not self_handle.get("photo_ids"):
+            raise Invalid({"json": {"self_handle": {"photo_ids": ["A result photo is "
+                                                                  "required."]}}})
+    duplicates = likely_duplicates(s, actor, category, fix.lon, fix.lat)
+    case = _new_case(s, category, grid, channel, data, actor.user_id)
+    s.add(case)
+    s.flush()
+    s.add(CaseFollower(case_id=case.id, user_id=actor.user_id, kind="reporter"))
+    _link_photos(s, actor, case, data.get("photo_ids") or [])
+    _event(s, case, actor, "report", None, note=data["description"],
+           photo_ids=data.get("photo_ids"), channel=channel)
+    if self_handle is not None:
+        _self_handled(s, actor, case, self_handle)
+    else:
+        _start_stage(s, case, case.reported_at)
+        _tell(s, case, "case_new", _members_above(s, case, "street_dispatcher"), actor)
+    audit.record(s, actor, "case_reported", "case", case.id,
+                 changes={"category": category.code, "channel": channel,
+                          "self_handled": self_handle is not None})
+    if client_uuid is not None:
+        idempotency.complete(s, client_uuid, "case", case.id)
+    s.flush()
+    return case, duplicates, True
+
+
+def _self_handled(s: Session, actor: Actor, case: Case, data: dict) -> None:
+    at = case.reported_at
+    _link_photos(s, actor, case, data.get("photo_ids") or [])
+    case.state, case.self_handled, case.result = "handled", True, data["result"]
+    case.accepted_at = case.dispatched_at = case.handled_at = at
+    case.handled_in_time, case.handling_working_s = True, 0.0
+    _event(s, case, actor, "self_handle", "reported", note=data["result"],
+           photo_ids=data.get("photo_ids"))
+    _start_stage(s, case, at)
+    _tell(s, case, "case_changed", _grid_workers(s, case)
+          + _members_above(s, case, "street_dispatcher"), actor, action="自行处置待核查",
+          action_en="self-handled, to verify")
+
+
+def report_from_hotline(s: Session, actor: Actor, data: dict) -> tuple[Case, bool]:
+    """A 12345 hotline ticket (server to server): idempotent by the ticket number — the
+    same ticket again returns its case, the same number with other content is a 409."""
+    ticket = data["ticket_no"]
+    content = idempotency.content_hash({k: v for k, v in data.items() if k != "location"}
+                                       | {"location": _fix_key(data.get("location"))})
+    existing = s.scalars(sa.select(Case).where(Case.channel == "hotline",
+                                               Case.external_ref == ticket)).first()
+    if existing is not None:
+        first = s.scalar(sa.select(CaseEvent.data["content_hash"].astext)
+                         .where(CaseEvent.case_id == existing.id, CaseEvent.action == "report"))
+        if first != content:
+            raise Conflict("This ticket number was already used for other content",
+                           existing={"id": existing.id, "code": existing.code})
+        return existing, False
+    category = get_category(s, code=data["category_code"])
+    if category.parent_id is None or not category.active:
+        raise Invalid(field_errors("category_code", "Choose an active 小类 (sub-category)."))
+    data["attributes"] = check_attributes(category, data.get("attributes") or {})
+    grid = _hotline_grid(s, data)
+    case = _new_case(s, category, grid, "hotline", data | {"external_ref": ticket}, None)
+    s.add(case)
+    try:
+        with s.begin_nested():
+            s.flush()
+    except sa.exc.IntegrityError:  # the same ticket arriving twice at the same moment
+        if case in s:
+            s.expunge(case)
+        return report_from_hotline(s, actor, data)
+    _event(s, case, None, "report", None, note=data["description"], channel="hotline",
+           ticket_no=ticket, client=actor.request_id, content_hash=content)
+    _start_stage(s, case, case.reported_at)
+    _tell(s, case, "case_new", _members_above(s, case, "street_dispatcher"), None)
+    audit.record(s, actor, "case_reported", "case", case.id,
+                 changes={"category": category.code, "channel": "hotline", "ticket": ticket})
+    s.flush()
+    return case, True
+
+
+def _fix_key(fix: Any) -> Any:
+    return None if fix is None else [fix.raw_lon, fix.raw_lat, fix.crs]
+
+
+def _hotline_grid(s: Session, data: dict) -> Area:
+    if data.get("location") is not None:
+        grid = areas.grid_at(s, data["location"].lon, data["location"].lat)
+        if grid is None:
+            raise Invalid(field_errors("location", "The point is outside every grid."))
+        return grid
+    if data.get("grid_code"):
+        grid = s.scalars(sa.select(Area).where(Area.code == data["grid_code"])).first()
+        if grid is None:
+            raise Invalid(field_errors("grid_code", "No such grid."))
+        return grid
+    raise Invalid(field_errors("location", "Give a location or a grid_code."))
+
+
+# --- "me too", follow, merge -----------------------------------------------------------------
+
+
+def join_case(s: Session, actor: Actor, case_id: int) -> Case:
+    """A resident who sees the same problem joins the open case instead of filing anew:
+    counted once, and notified of its progress from now on."""
+    actor.require("case:report")
+    case = s.scalars(sa.select(Case).where(Case.id == case_id).with_for_update()).first()
+    if case is None or case.state not in OPEN_STATES:
+        raise NotFound("No such open case")
+    inserted = s.execute(
+        sa.dialects.postgresql.insert(CaseFollower)
+        .values(case_id=case.id, user_id=actor.user_id, kind="joined")
+        .on_conflict_do_nothing().returning(CaseFollower.user_id)).first()
+    if inserted is not None:
+        case.joined_count += 1
+        _event(s, case, actor, "join", case.state)
+        _tell(s, case, "case_joined", [case.reporter_id], actor, joined=case.joined_count + 1)
+        s.flush()
+    return case
+
+
+def follow_case(s: Session, actor: Actor, case_id: int, following: bool) -> None:
+    case = get_case(s, actor, case_id)
+    if following:
+        s.execute(sa.dialects.postgresql.insert(CaseFollower)
+                  .values(case_id=case.id, user_id=actor.user_id, kind="follower")
+                  .on_conflict_do_nothing())
+    else:
+        s.execute(sa.delete(CaseFollower).where(CaseFollower.case_id == case.id,
+                                                CaseFollower.user_id == actor.user_id,
+                                                CaseFollower.kind == "follower"))
+
+
+# --- the workflow --------------------------------------------------------------------------
+
+
+def _relation_ok(s: Session, actor: Actor, case: Case, who: str) -> bool:
+    if actor.unrestricted:
+        return True
+    in_area = bool(actor.area_paths) and areas.area_in_scope(s, actor, case.area_id)
+    if who == "street":
+        return in_area and bool(actor.roles & {"street_dispatcher", "district_admin"})
+    if who == "department":
+        if case.department_id not in actor.department_ids:
+            return False
+        if case.assignee_id is None or case.assignee_id == actor.user_id:
+            return True
+        return actor.user_id in _department_people(s, case.department_id, heads_only=True)
+    if who == "reporter":
+        return case.reporter_id == actor.user_id
+    if who == "verifier":
+        if case.self_handled and case.reporter_id == actor.user_id:
+            return False  # whoever solved it on the spot does not check their own work
+        return in_area or case.reporter_id == actor.user_id
+    if who == "involved":
+        return in_area or case.reporter_id == actor.user_id or \
+            case.department_id in actor.department_ids
+    raise ValueError(who)
+
+
+def allowed_actions(s: Session, actor: Actor, case: Case) -> list[str]:
+    """What this actor may do to this case now (409 bodies and the case's `actions`)."""
+    return [t.action for t in workflow.transitions_from(case.state)
+            if actor.can(t.permission) and _relation_ok(s, actor, case, t.who)]
+
+
+def _pending_request(s: Session, case: Case) -> CaseRequest | None:
+    return s.scalars(sa.select(CaseRequest).where(CaseRequest.case_id == case.id,
+                                                  CaseRequest.state == "pending")).first()
+
+
+def _require(transition: workflow.Transition, data: dict) -> None:
+    missing = {name: ["Required for this action."] for name in transition.requires
+               if data.get(name) in (None, "", [])}
+    if missing:
+        raise Invalid({"json": missing})
+
+
+def act(s: Session, actor: Actor, case_id: int, action: str, data: dict,
+        expected: int | None, as_dict: Any) -> Case:
+    """Apply one workflow action. 404 outside scope, 428 without a version, 412 stale,
+    409 not possible in this state (with the allowed actions), 403 not yours, 422 data."""
+    transition = workflow.BY_ACTION.get(action)
+    if transition is None:
+        raise NotFound(f"No such action {action!r}")
+    case = get_case(s, actor, case_id, for_update=True)
+    if expected is None:
+        raise PreconditionRequired("Send the version you acted on (If-Match or `version`)")
+    if expected != case.version:
+        raise PreconditionFailed("The case changed since you read it",
+                                 current=as_dict(case, allowed_actions(s, actor, case)))
+    if case.state not in transition.sources:
+        raise Conflict(f"Cannot {action} a case that is {case.state}",
+                       allowed=allowed_actions(s, actor, case))
+    actor.require(transition.permission)
+    if not _relation_ok(s, actor, case, transition.who):
+        raise Forbidden(f"This case is not yours to {action}")
+    _require(transition, data)
+    before = case.state
+    at = now()
+    handler = _HANDLERS[action]
+    recipients, note = handler(s, actor, case, data, at)
+    if transition.target is not None:
+        case.state = transition.target
+        _start_stage(s, case, at)
+    photo_ids = data.get("photo_ids") or []
+    _link_photos(s, actor, case, photo_ids)
+    _event(s, case, actor, action, before, note=note, photo_ids=photo_ids,
+           **{k: v for k, v in data.items() if k in ("department_id", "assignee_id",
+                                                     "into_case_id", "rating",
+                                                     "extension_hours", "request_id")})
+    audit.record(s, actor, f"case_{action}", "case", case.id,
+                 changes={"state": [before, case.state]})
+    if recipients:
+        _tell(s, case, "case_changed", recipients, actor, action=transition.label,
+              action_en=action)
+    s.flush()
+    return case
+
+
+def _case_people(s: Session, case: Case) -> list[int]:
+    return _followers(s, case) + ([case.reporter_id] if case.reporter_id else [])
+
+
+def _on_accept(s, actor, case, data, at):
+    case.accepted_at = at
+    return _case_people(s, case), data.get("note")
+
+
+def _on_reject(s, actor, case, data, at):
+    return _case_people(s, case), data["reason"]
+
+
+def _on_merge(s, actor, case, data, at):
+    kept = get_case(s, actor, data["into_case_id"], for_update=True)
+    if kept.id == case.id or kept.state not in OPEN_STATES or kept.merged_into_id:
+        raise Invalid(field_errors("into_case_id", "Merge into another open case."))
+    case.merged_into_id = kept.id
+    followers = s.execute(sa.select(CaseFollower.user_id, CaseFollower.kind)
+                          .where(CaseFollower.case_id == case.id)).all()
+    ids = {u for u, _ in followers} | ({case.reporter_id} if case.reporter_id else set())
+    for user_id in ids:
+        s.execute(sa.dialects.postgresql.insert(CaseFollower)
+                  .values(case_id=kept.id, user_id=user_id, kind="joined")
+                  .on_conflict_do_nothing())
+    kept.joined_count += case.joined_count + 1
+    _event(s, kept, actor, "merged_in", kept.state, note=data.get("note"),
+           merged_case_id=case.id)
+    return list(ids), data.get("note")
+
+
+def _on_dispatch(s, actor, case, data, at):
+    department = s.get(Department, data["department_id"])
+    if department is None:
+        raise Invalid(field_errors("department_id", "No such department."))
+    assignee = data.get("assignee_id")
+    if assignee is not None and assignee not in _department_people(s, department.id):
+        raise Invalid(field_errors("assignee_id", "Not a handler of that department."))
+    case.department_id, case.assignee_id = department.id, assignee
+    case.dispatched_at = case.dispatched_at or at
+    targets = [assignee] if assignee else _department_people(s, department.id)
+    _tell(s, case, "case_dispatched", targets, actor)
+    return _case_people(s, case), data.get("note")
+
+
+def _on_sign(s, actor, case, data, at):
+    case.assignee_id = case.assignee_id or actor.user_id
+    return _case_people(s, case), data.get("note")
+
+
+def _on_return(s, actor, case, data, at):
+    case.return_count += 1
+    previous = case.department_id
+    case.department_id = case.assignee_id = None
+    return _members_above(s, case, "street_dispatcher"), \
+        f"{data['reason']}（退回自部门 {previous}）"
+
+
+def _on_handle(s, actor, case, data, at):
+    category = s.get(CaseCategory, case.category_id)
+    if category.result_photo_required and not data.get("photo_ids"):
+        raise Invalid(field_errors("photo_ids", "This category needs a result photo."))
+    wt = _working_time(s, case)
+    case.result, case.handled_at = data["result"], at
+    case.handled_in_time = case.due_at is None or at <= case.due_at
+    case.handling_working_s = max(0.0, wt.between(case.dispatched_at or case.reported_at, at)
+                                  - case.held_working_s)
+    return (_grid_workers(s, case) + _members_above(s, case, "street_dispatcher")
+            + _case_people(s, case)), data["result"]
+
+
+def _on_verify(s, actor, case, data, at):
+    return _members_above(s, case, "street_dispatcher"), data.get("note")
+
+
+def _on_reject_result(s, actor, case, data, at):
+    case.rework_count += 1
+    people = _department_people(s, case.department_id)
+    return (people or _grid_workers(s, case)), data["reason"]
+
+
+def _on_close(s, actor, case, data, at):
+    case.closed_at = at
+    case.closed_in_time = bool(case.handled_in_time) and (case.due_at is None
+                                                          or at <= case.due_at)
+    return _case_people(s, case), data.get("note")
+
+
+def _on_evaluate(s, actor, case, data, at):
+    case.rating, case.rating_comment = data["rating"], data.get("comment")
+    return _members_above(s, case, "street_dispatcher"), data.get("comment")
+
+
+def _on_reopen(s, actor, case, data, at):
+    if case.closed_at is None or at - case.closed_at > timedelta(days=REOPEN_DAYS):
+        raise Conflict(f"A case can be reopened within {REOPEN_DAYS} days of closing",
+                       allowed=[])
+    case.rework_count += 1
+    case.closed_at = case.closed_in_time = None
+    return _members_above(s, case, "street_dispatcher"), data["reason"]
+
+
+def _on_request(kind: str):
+    def handler(s, actor, case, data, at):
+        if _pending_request(s, case) is not None:
+            raise Conflict("Another request on this case awaits a decision",
+                           allowed=["approve", "refuse"])
+        if kind == "extension" and not 0 < data["extension_hours"] <= 2000:
+            raise Invalid(field_errors("extension_hours", "Between 0 and 2000 working hours."))
+        request = CaseRequest(case_id=case.id, kind=kind, reason=data["reason"],
+                              extension_hours=data.get("extension_hours")
+                              if kind == "extension" else None,
+                              requested_by=actor.user_id)
+        s.add(request)
+        s.flush()
+        data["request_id"] = request.id
+        _tell(s, case, "case_request", _members_above(s, case, "street_dispatcher"), actor,
+              action=workflow.BY_ACTION[f"request_{kind}"].label, action_en=f"request {kind}",
+              reason=data["reason"])
+        return [], data["reason"]
+    return handler
+
+
+def _decide(approve: bool):
+    def handler(s, actor, case, data, at):
+        request = _pending_request(s, case)
+        if request is None:
+            raise Conflict("No request awaits a decision", allowed=[])
+        if request.requested_by == actor.user_id:
+            raise Forbidden("A request is decided by someone other than who made it")
+        request.state = "approved" if approve else "refused"
+        request.decided_by, request.decided_at = actor.user_id, at
+        request.decision_note = data.get("reason") or data.get("note")
+        data["request_id"] = request.id
+        if approve:
+            _apply_request(s, case, request, at)
+        return [request.requested_by] + _case_people(s, case), \
+            f"{request.kind}: {request.decision_note or ''}".strip(": ")
+    return handler
+
+
+def _apply_request(s: Session, case: Case, request: CaseRequest, at: datetime) -> None:
+    if request.kind == "void":
+        case.state = "voided"
+        _start_stage(s, case, at)
+    elif request.kind == "extension":
+        wt = _working_time(s, case)
+        seconds = request.extension_hours * 3600
+        for name, share in (("warn_at", WARN_AT), ("due_at", 1.0), ("red_at", RED_AT)):
+            moment = getattr(case, name)
+            if moment is not None:
+                setattr(case, name, wt.add(max(moment, at) if name != "warn_at" else moment,
+                                           seconds * share))
+    else:  # defer (缓办) or backlog (挂账): the clock stops until resumed
+        case.held_from_state, case.hold_kind, case.held_at = case.state, request.kind, at
+        case.state = "on_hold"
+
+
+def _on_resume(s, actor, case, data, at):
+    wt = _working_time(s, case)
+    case.held_working_s += _shift_clock(wt, case, case.held_at, at)
+    case.state, case.held_at, case.hold_kind = case.held_from_state, None, None
+    case.held_from_state = None
+    return _department_people(s, case.department_id) + _case_people(s, case), data.get("note")
+
+
+_HANDLERS = {
+    "accept": _on_accept, "reject": _on_reject, "merge": _on_merge, "dispatch": _on_dispatch,
+    "sign": _on_sign, "return": _on_return, "handle": _on_handle, "verify": _on_verify,
+    "reject_result": _on_reject_result, "close": _on_close, "evaluate": _on_evaluate,
+    "reopen": _on_reopen, "request_extension": _on_request("extension"),
+    "request_defer": _on_request("defer"), "request_backlog": _on_request("backlog"),
+    "request_void": _on_request("void"), "approve": _decide(True), "refuse": _decide(False),
+    "resume": _on_resume,
+}
+assert set(_HANDLERS) == set(workflow.BY_ACTION), "every transition needs its handler"
+
+
+# --- the sweep (督办) ------------------------------------------------------------------------
+
+CARDS = {1: ("黄牌", "yellow card"), 2: ("红牌", "red card")}
+
+
+def sweep(s: Session, at: datetime | None = None) -> dict:
+    """Mark overdue cases and escalate them: past due → yellow card (the street's
+    dispatchers and the department's head), past 150 % → red card (also the district's
+    leaders). Set-based: one UPDATE per level, then the timeline and notifications."""
+    at = at or now()
+    done = {}
+    for level, threshold in ((1, Case.due_at), (2, Case.red_at)):
+        rows = s.execute(
+            sa.update(Case).where(Case.state.in_(CLOCKED_STATES), threshold < at,
+                                  Case.escalation < level)
+            .values(escalation=level, overdue=True, version=Case.version + 1)
+            .returning(Case.id)
+            .execution_options(synchronize_session=False)).scalars().all()
+        card, card_en = CARDS[level]
+        if rows:
+            s.execute(sa.insert(CaseEvent), [
+                {"case_id": i, "action": "escalate", "note": card, "data": {"level": level},
+                 "from_state": None, "to_state": None} for i in rows])
+        for case in s.scalars(sa.select(Case).where(Case.id.in_(rows))):
+            targets = _members_above(s, case, "street_dispatcher") + \
+                _department_people(s, case.department_id, heads_only=True)
+            if level == 2:
+                targets += _members_above(s, case, "district_admin")
+            notify(s, targets, "case_escalated",
+                   _notice_data(s, case, card=card, card_en=card_en),
+                   collapse_key=f"case:{case.id}:escalation")
+        done[card_en] = len(rows)
+    return done if any(done.values()) else {}
+
+
+def register_sweep() -> None:
+    from server.cli import PeriodicTask, periodic_tasks
+
+    if not any(t.name == "case_sweep" for t in periodic_tasks):
+        periodic_tasks.append(PeriodicTask("case_sweep", 60, lambda s: sweep(s)))
+
+
+register_sweep()
+
+
+# --- queues --------------------------------------------------------------------------------
+
+
+def _filtered(s: Session, actor: Actor, f: dict) -> sa.Select:
+    stmt = sa.select(Case).where(visible(actor))
+    if f.get("state"):
+        stmt = stmt.where(Case.state.in_(f["state"]))
+    if f.get("open"):
+        stmt = stmt.where(Case.state.in_(OPEN_STATES))
+    if f.get("category_id") is not None:
+        sub = sa.select(CaseCategory.id).where(sa.or_(
+            CaseCategory.id == f["category_id"], CaseCategory.parent_id == f["category_id"]))
+        stmt = stmt.where(Case.category_id.in_(sub))
+    if f.get("area_id") is not None:
+        area = areas.get_area(s, actor, f["area_id"])
+        subtree = sa.select(Area.id).where(Area.path.startswith(area.path, autoescape=True))
+        stmt = stmt.where(Case.area_id.in_(subtree))
+    if f.get("department_id") is not None:
+        stmt = stmt.where(Case.department_id == f["department_id"])
+    if f.get("light"):
+        stmt = stmt.where(light_sql() == f["light"])
+    if f.get("overdue") is not None:
+        late = sa.and_(Case.state.in_(CLOCKED_STATES), Case.due_at < sa.func.now())
+        stmt = stmt.where(late if f["overdue"] else sa.not_(late))
+    if f.get("escalation") is not None:
+        stmt = stmt.where(Case.escalation == f["escalation"])
+    if f.get("assigned_to_me"):
+        mine = sa.or_(Case.assignee_id == actor.user_id, sa.and_(
+            Case.assignee_id.is_(None), Case.department_id.in_(actor.department_ids or [-1])))
+        stmt = stmt.where(mine)
+    if f.get("reported_by_me"):
+        stmt = stmt.where(Case.reporter_id == actor.user_id)
+    if f.get("bbox") is not None:
+        stmt = stmt.where(Case.location.intersects(
+            sa.func.ST_MakeEnvelope(*f["bbox"], 4326)))
+    if f.get("near") is not None:
+        lon, lat, radius = f["near"]
+        here = sa.cast(sa.func.ST_SetSRID(sa.func.ST_MakePoint(lon, lat), 4326), Geography)
+        stmt = stmt.where(sa.func.ST_DWithin(sa.cast(Case.location, Geography), here, radius))
+    if f.get("reported_from"):
+        stmt = stmt.where(Case.reported_at >= f["reported_from"])
+    if f.get("reported_to"):
+        stmt = stmt.where(Case.reported_at < f["reported_to"])
+    return stmt
+
+
+SORTS = {"reported_at": Case.reported_at.desc(), "-reported_at": Case.reported_at.asc(),
+         "due_at": Case.due_at.asc().nulls_last(), "priority": Case.priority.asc(),
+         "updated_at": Case.updated_at.desc()}
+
+
+def list_cases(s: Session, actor: Actor, filters: dict, page: Any) -> list[Case]:
+    stmt = _filtered(s, actor, filters).order_by(SORTS[filters.get("sort") or "reported_at"],
+                                                 Case.id.desc())
+    return db.paginate(s, stmt, page)
+
+
+def count_by_state(s: Session, actor: Actor, filters: dict) -> dict[str, int]:
+    """Badges: how many cases per state under the same filters (state filter ignored)."""
+    base = _filtered(s, actor, {k: v for k, v in filters.items() if k != "state"}).subquery()
+    rows = s.execute(sa.select(base.c.state, sa.func.count()).group_by(base.c.state)).all()
+    return {state: n for state, n in rows}
+
+
+def requests_of(s: Session, actor: Actor, case_id: int) -> list[CaseRequest]:
+    get_case(s, actor, case_id)
+    return list(s.scalars(sa.select(CaseRequest).where(CaseRequest.case_id == case_id)
+                          .order_by(CaseRequest.id)))
+
+
+def contact_of(s: Session, actor: Actor, case_id: int, purpose: str) -> dict:
+    """The hotline caller's phone in clear, for a stated purpose (audited)."""
+    actor.require("case:accept")
+    case = get_case(s, actor, case_id)
+    audit.record(s, actor, "case_contact_revealed", "case", case.id, purpose=purpose)
+    return {"contact_name": case.contact_name,
+            "contact_phone": pii.decrypt(case.contact_phone_enc, "case.contact_phone")}
+
+
+# --- presenting a case ---------------------------------------------------------------------
+
+
+class CaseView:
+    """A case as one actor may see it: the reporter hidden from handlers when the resident
+    asked to stay anonymous, and the actions this actor may take now."""
+
+    def __init__(self, case: Case, actor: Actor, actions: list[str] | None = None,
+                 duplicates: list[dict] | None = None) -> None:
+        self._case = case
+        self.actions = actions
+        self.likely_duplicates = duplicates
+        hidden = case.reporter_anonymous and case.reporter_id != actor.user_id \
+            and not actor.can("case:accept")
+        self.reporter_id = None if hidden else case.reporter_id
+        self.contact_name = None if hidden else case.contact_name
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._case, name)
+
+
+def view(s: Session, actor: Actor, case: Case, duplicates: list[dict] | None = None
+         ) -> CaseView:
+    return CaseView(case, actor, allowed_actions(s, actor, case), duplicates)
+
+
+# --- statistics (综合评价) ------------------------------------------------------------------
+
+GRADES = (("A", 90), ("B", 75), ("C", 60), ("D", 40))
+
+
+def _rate(part: Any, whole: Any) -> Any:
+    return sa.func.round(sa.cast(100.0 * part / sa.func.nullif(whole, 0), sa.Numeric), 2)
+
+
+def _measures() -> list:
+    n = sa.func.count
+    accepted = n().filter(Case.accepted_at.is_not(None))
+    dispatched = n().filter(Case.dispatched_at.is_not(None), sa.not_(Case.self_handled))
+    correct = n().filter(Case.dispatched_at.is_not(None), sa.not_(Case.self_handled),
+                         Case.return_count == 0)
+    handled = n().filter(Case.handled_at.is_not(None))
+    in_time = n().filter(Case.handled_in_time.is_(True))
+    closed = n().filter(Case.closed_at.is_not(None))
+    closed_in_time = n().filter(Case.closed_in_time.is_(True))
+    reworked = n().filter(Case.rework_count > 0)
+    rated = n().filter(Case.rating.is_not(None))
+    satisfied = n().filter(Case.rating >= 4)
+    return [
+        n().label("reported"), accepted.label("accepted"), dispatched.label("dispatched"),
+        correct.label("correctly_dispatched"),
+        _rate(correct, dispatched).label("correct_dispatch_rate"),
+        handled.label("handled"), in_time.label("handled_in_time"),
+        (handled - in_time).label("handled_late"),
+        _rate(in_time, handled).label("on_time_handling_rate"),
+        handled.label("due_for_closure"), closed.label("closed"),
+        _rate(closed, accepted).label("closure_rate"),
+        closed_in_time.label("closed_in_time"),
+        _rate(closed_in_time, closed).label("on_time_closure_rate"),
+        n().filter(Case.self_handled).label("self_handled"),
+        sa.func.coalesce(sa.func.sum(Case.rework_count), 0).label("reworks"),
+        _rate(reworked, handled).label("rework_rate"),
+        sa.func.round(sa.cast(sa.func.avg(Case.handling_working_s) / 3600, sa.Numeric), 2)
+        .label("mean_handling_hours"),
+        rated.label("rated"), _rate(satisfied, rated).label("satisfaction_rate"),
+    ]
+
+
+def _score(row: dict, max_accepted: int, weights: dict) -> None:
+    """立案数分值×w1 + 结案率×w2 + 按期处置率×w3 + (1−返工率)×w4, each on 0–100; the
+    立案数 score is relative to the busiest row of the same table."""
+    parts = {
+        "accepted": 100.0 * row["accepted"] / max_accepted if max_accepted else None,
+        "closure_rate": row["closure_rate"],
+        "on_time_handling_rate": row["on_time_handling_rate"],
+        "no_rework": None if row["rework_rate"] is None else 100 - float(row["rework_rate"]),
+    }
+    if row["accepted"] == 0 or any(v is None for v in parts.values()):
+        row["score"], row["grade"] = None, None
+        return
+    score = sum(float(parts[k]) * weights[k] for k in parts)
+    row["score"] = round(score, 2)
+    row["grade"] = next((g for g, floor in GRADES if score >= floor), "E")
+
+
+def _rows(s: Session, stmt: sa.Select, weights: dict) -> list[dict]:
+    rows = [dict(r._mapping) for r in s.execute(stmt)]
+    for row in rows:
+        for key, value in row.items():
+            if hasattr(value, "as_integer_ratio") and not isinstance(value, (int, float)):
+                row[key] = float(value)
+    top = max((r["accepted"] for r in rows), default=0)
+    for row in rows:
+        _score(row, top, weights)
+    return rows
+
+
+def performance(s: Session, actor: Actor, filters: dict, weights: dict) -> dict:
+    """The evaluation of one period (cases reported in [from, to)), for everything the
+    actor may see under the filters: the total, per department, per grid. All in SQL."""
+    actor.require("stats:read")
+    cond = [visible(actor), Case.reported_at >= filters["start"],
+            Case.reported_at < filters["end"], Case.state != "merged"]
+    if filters.get("area_id") is not None:
+        area = areas.get_area(s, actor, filters["area_id"])
+        cond.append(Case.area_id.in_(sa.select(Area.id).where(
+            Area.path.startswith(area.path, autoescape=True))))
+    if filters.get("department_id") is not None:
+        cond.append(Case.department_id == filters["department_id"])
+    measures = _measures()
+    total = _rows(s, sa.select(*measures).where(*cond), weights)[0]
+    departments = _rows(s, sa.select(Department.id, Department.code, Department.name,
+                                     *measures)
+                        .join(Department, Department.id == Case.department_id)
+                        .where(*cond).group_by(Department.id).order_by(Department.code),
+                        weights)
+    grids = _rows(s, sa.select(Area.id, Area.code, Area.name, *measures)
+                  .join(Area, Area.id == Case.area_id)
+                  .where(*cond).group_by(Area.id).order_by(Area.code), weights)
+    _score(total, total["accepted"], weights)
+    return {"start": filters["start"], "end": filters["end"], "weights": weights,
+            "total": total, "departments": departments, "grids": grids}

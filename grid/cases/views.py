@@ -1,0 +1,222 @@
+"""Cases API: /case-categories, /cases (intake, queue, actions, timeline), /cases/hotline,
+/stats/performance."""
+
+from __future__ import annotations
+
+from flask import current_app, request
+from flask.views import MethodView
+
+from grid.cases import schemas, service
+from server import apiclients, db
+from server.api import Blueprint, etag, expected_version
+from server.auth.actor import current_actor, login_required
+
+categories_blp = Blueprint("case_categories", __name__, url_prefix="/case-categories",
+                           description="Case categories (大类/小类), limits and routing")
+cases_blp = Blueprint("cases", __name__, url_prefix="/cases",
+                      description="Cases (事件): report, triage, dispatch, handle, close")
+stats_blp = Blueprint("stats", __name__, url_prefix="/stats",
+                      description="Evaluation (综合评价)")
+blueprints = [categories_blp, cases_blp, stats_blp]
+
+
+# --- categories ----------------------------------------------------------------------------
+
+
+@categories_blp.route("")
+class Categories(MethodView):
+    @categories_blp.response(200, schemas.CategorySchema(many=True))
+    @login_required
+    def get(self):
+        """Active categories, 大类 and their 小类 (report with a 小类's id)."""
+        return service.list_categories(db.session())
+
+    @categories_blp.arguments(schemas.CategorySchema)
+    @categories_blp.response(201, schemas.CategorySchema)
+    @login_required
+    def post(self, data):
+        """Add a category (area:manage)."""
+        with db.unit_of_work() as s:
+            category = service.save_category(s, current_actor(), data)
+        return category, 201, etag(category.version)
+
+
+@categories_blp.route("/<int:category_id>")
+class CategoryById(MethodView):
+    @categories_blp.response(200, schemas.CategorySchema)
+    @login_required
+    def get(self, category_id):
+        category = service.get_category(db.session(), category_id)
+        return category, 200, etag(category.version)
+
+    @categories_blp.arguments(schemas.CategoryUpdateSchema)
+    @categories_blp.response(200, schemas.CategorySchema)
+    @login_required
+    def patch(self, data, category_id):
+        """Change limits, department, questions… (area:manage; needs the version)."""
+        version = expected_version(data)
+        with db.unit_of_work() as s:
+            category = service.save_category(s, current_actor(), data, category_id, version)
+        return category, 200, etag(category.version)
+
+
+@categories_blp.route("/<int:category_id>/routes", methods=["PUT"])
+@categories_blp.arguments(schemas.RouteSchema)
+@categories_blp.response(204)
+@login_required
+def put_route(data, category_id):
+    """A street's own department for this category (null removes the override)."""
+    with db.unit_of_work() as s:
+        service.set_route(s, current_actor(), category_id, data["area_id"],
+                          data["department_id"])
+
+
+# --- cases ---------------------------------------------------------------------------------
+
+
+@cases_blp.route("")
+class Cases(MethodView):
+    @cases_blp.arguments(schemas.CaseQuerySchema, location="query")
+    @cases_blp.response(200, schemas.CaseSchema(many=True))
+    @cases_blp.paginate()
+    @login_required
+    def get(self, filters, pagination_parameters):
+        """The caller's queue: cases of their grids, street, department, or their own."""
+        actor = current_actor()
+        cases = service.list_cases(db.session(), actor, filters, pagination_parameters)
+        return [service.CaseView(c, actor) for c in cases]
+
+    @cases_blp.arguments(schemas.CaseCreateSchema)
+    @cases_blp.response(201, schemas.ReportedCaseSchema)
+    @login_required
+    def post(self, data):
+        """Report a problem (上报); the answer lists likely duplicates nearby. Idempotent by
+        client_uuid (a replay answers 200 with the original case)."""
+        client_uuid = data.pop("client_uuid", None)
+        actor = current_actor()
+        with db.unit_of_work() as s:
+            case, duplicates, created = service.report_case(s, actor, data, client_uuid)
+            shown = service.view(s, actor, case, duplicates)
+        return shown, 201 if created else 200, etag(case.version)
+
+
+@cases_blp.route("/counts")
+@cases_blp.arguments(schemas.CaseQuerySchema, location="query")
+@cases_blp.response(200, schemas.CaseCountsSchema)
+@login_required
+def counts(filters):
+    """Badges: cases per state under the same filters as the queue."""
+    counted = service.count_by_state(db.session(), current_actor(), filters)
+    return {"counts": counted, "total": sum(counted.values())}
+
+
+@cases_blp.route("/hotline", methods=["POST"])
+@cases_blp.arguments(schemas.HotlineCaseSchema)
+@cases_blp.response(201, schemas.CaseSchema)
+@cases_blp.doc(security=[{"hotlineSignature": []}])
+def hotline(data):
+    """12345 hotline tickets, server to server: `X-Api-Key`, `X-Timestamp` (Unix seconds)
+    and `X-Signature` = hex HMAC-SHA256(secret, timestamp + "." + body). Idempotent by
+    ticket_no: 200 with the original case when sent again."""
+    with db.unit_of_work() as s:
+        _, actor = apiclients.by_signature(
+            s, request.headers.get("X-Api-Key"), request.headers.get("X-Timestamp"),
+            request.headers.get("X-Signature"), request.get_data(), "hotline",
+            request.remote_addr, None)
+    with db.unit_of_work() as s:
+        case, created = service.report_from_hotline(s, actor, data)
+    return service.CaseView(case, actor), 201 if created else 200, etag(case.version)
+
+
+@cases_blp.route("/<int:case_id>")
+@cases_blp.response(200, schemas.CaseSchema)
+@login_required
+def get_case(case_id):
+    """One case with the actions you may take now."""
+    s, actor = db.session(), current_actor()
+    case = service.get_case(s, actor, case_id)
+    return service.view(s, actor, case), 200, etag(case.version)
+
+
+@cases_blp.route("/<int:case_id>/actions/<string:action>", methods=["POST"])
+@cases_blp.arguments(schemas.ActionSchema)
+@cases_blp.response(200, schemas.CaseSchema)
+@login_required
+def act(data, case_id, action):
+    """Move the case along its loop (accept, reject, merge, dispatch, sign, return, handle,
+    verify, reject_result, close, evaluate, reopen, request_extension, request_defer,
+    request_backlog, request_void, approve, refuse, resume). Needs the version (If-Match or
+    `version`): 412 with the current case if stale, 409 with `allowed` if not possible now."""
+    version = expected_version(data)
+    actor = current_actor()
+    with db.unit_of_work() as s:
+        case = service.act(s, actor, case_id, action, data, version,
+                           lambda c, allowed: _as_dict(c, actor, allowed))
+        shown = service.view(s, actor, case)
+    return shown, 200, etag(case.version)
+
+
+def _as_dict(case, actor, allowed) -> dict:
+    return schemas.CaseSchema().dump(service.CaseView(case, actor, allowed))
+
+
+@cases_blp.route("/<int:case_id>/join", methods=["POST"])
+@cases_blp.response(200, schemas.CaseSchema)
+@login_required
+def join(case_id):
+    """"Me too": a resident who sees the same problem joins this open case."""
+    actor = current_actor()
+    with db.unit_of_work() as s:
+        case = service.join_case(s, actor, case_id)
+        shown = service.view(s, actor, case)
+    return shown, 200, etag(case.version)
+
+
+@cases_blp.route("/<int:case_id>/follow", methods=["POST"])
+@cases_blp.arguments(schemas.FollowSchema)
+@cases_blp.response(204)
+@login_required
+def follow(data, case_id):
+    """Follow (or stop following) a case you can see: you are told when it moves."""
+    with db.unit_of_work() as s:
+        service.follow_case(s, current_actor(), case_id, data["following"])
+
+
+@cases_blp.route("/<int:case_id>/timeline")
+@cases_blp.response(200, schemas.EventSchema(many=True))
+@login_required
+def get_timeline(case_id):
+    """Every action on the case, oldest first (流转记录)."""
+    return service.timeline(db.session(), current_actor(), case_id)
+
+
+@cases_blp.route("/<int:case_id>/requests")
+@cases_blp.response(200, schemas.RequestSchema(many=True))
+@login_required
+def get_requests(case_id):
+    """Extension, defer, backlog and void requests with their decisions."""
+    return service.requests_of(db.session(), current_actor(), case_id)
+
+
+@cases_blp.route("/<int:case_id>/contact", methods=["POST"])
+@cases_blp.arguments(schemas.PurposeSchema)
+@cases_blp.response(200, schemas.CaseContactSchema)
+@login_required
+def reveal_contact(data, case_id):
+    """The caller's phone in clear, for a stated purpose (dispatchers; audited)."""
+    with db.unit_of_work() as s:
+        return service.contact_of(s, current_actor(), case_id, data["purpose"])
+
+
+# --- statistics ----------------------------------------------------------------------------
+
+
+@stats_blp.route("/performance")
+@stats_blp.arguments(schemas.PerformanceQuerySchema, location="query")
+@stats_blp.response(200, schemas.PerformanceSchema)
+@login_required
+def get_performance(filters):
+    """上报数 … 满意率 and the composite score per department and per grid, for cases
+    reported in [from, to) that you may see (CASE_SCORE_WEIGHTS sets the weights)."""
+    return service.performance(db.session(), current_actor(), filters,
+                               current_app.config["CASE_SCORE_WEIGHTS"])

@@ -1,0 +1,181 @@
+"""Keys of other systems that call us server to server (the 12345 hotline, Open311 apps).
+
+A client has a public key id and a secret, shown once when an admin creates it and kept
+encrypted (the secret must be readable to check HMAC signatures). Open311 sends
+`api_key=<key_id>.<secret>`; the hotline sends `X-Api-Key: <key_id>` and signs each body:
+`X-Signature: hex(HMAC-SHA256(secret, "<X-Timestamp>." + body))`, timestamps within 5 min.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import replace
+from datetime import datetime
+
+import sqlalchemy as sa
+from flask.views import MethodView
+from marshmallow import fields, validate
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from server import audit, db, pii, ratelimit
+from server.api import Blueprint, Schema
+from server.auth.actor import Actor, current_actor, login_required
+from server.db import Base
+from server.errors import NotFound, Unauthorized
+
+KINDS = {"hotline": "12345热线", "open311": "Open311 应用", "system": "其他系统"}
+CLOCK_SKEW_S = 300
+# What a client may do, by kind (it acts as a system actor with these permissions).
+KIND_PERMISSIONS = {"hotline": frozenset({"case:report"}), "open311": frozenset({"case:report"}),
+                    "system": frozenset({"case:report"})}
+
+
+class ApiClient(Base):
+    __tablename__ = "api_clients"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    key_id: Mapped[str] = mapped_column(sa.String(32), nullable=False, unique=True)
+    name: Mapped[str] = mapped_column(sa.String(100), nullable=False)
+    kind: Mapped[str] = mapped_column(sa.String(16), nullable=False)
+    secret_enc: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    requests_per_minute: Mapped[int] = mapped_column(sa.Integer, nullable=False,
+                                                     server_default="120")
+    active: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, server_default=sa.true())
+    created_by: Mapped[int | None] = mapped_column(sa.BigInteger)
+    created_at: Mapped[datetime] = mapped_column(
+        sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False)
+
+    __table_args__ = (sa.CheckConstraint("kind IN ('hotline', 'open311', 'system')",
+                                         name="kind"),)
+
+
+def create_client(s: Session, actor: Actor, data: dict) -> tuple[ApiClient, str]:
+    actor.require("user:manage")
+    secret = secrets.token_urlsafe(32)
+    client = ApiClient(key_id=secrets.token_hex(8), name=data["name"], kind=data["kind"],
+                       secret_enc=pii.encrypt(secret, "api_client.secret"),
+                       requests_per_minute=data.get("requests_per_minute", 120),
+                       created_by=actor.user_id)
+    s.add(client)
+    s.flush()
+    audit.record(s, actor, "api_client_created", "api_client", client.id,
+                 changes={"name": client.name, "kind": client.kind})
+    return client, secret
+
+
+def set_active(s: Session, actor: Actor, client_id: int, active: bool) -> ApiClient:
+    actor.require("user:manage")
+    client = s.get(ApiClient, client_id)
+    if client is None:
+        raise NotFound("No such API client")
+    client.active = active
+    audit.record(s, actor, "api_client_" + ("enabled" if active else "disabled"),
+                 "api_client", client.id)
+    s.flush()
+    return client
+
+
+def _client_actor(s: Session, client: ApiClient, ip: str | None, request_id: str | None
+                  ) -> Actor:
+    ratelimit.hit(s, f"api_client:{client.id}", client.requests_per_minute, 60,
+                  "Too many requests for this API key")
+    return replace(Actor(user_id=None, ip=ip, request_id=request_id),
+                   roles=frozenset({f"api:{client.kind}"}),
+                   permissions=KIND_PERMISSIONS[client.kind])
+
+
+def _active(s: Session, key_id: str, kind: str) -> ApiClient:
+    client = s.scalars(sa.select(ApiClient).where(ApiClient.key_id == key_id,
+                                                  ApiClient.kind == kind,
+                                                  ApiClient.active)).first()
+    if client is None:
+        raise Unauthorized("Unknown or disabled API key")
+    return client
+
+
+def by_api_key(s: Session, api_key: str | None, kind: str, ip: str | None = None,
+               request_id: str | None = None) -> tuple[ApiClient, Actor]:
+    """The client of an `api_key` (key_id.secret), as a rate-limited system actor."""
+    key_id, _, secret = (api_key or "").partition(".")
+    client = _active(s, key_id, kind)
+    if not hmac.compare_digest(secret, pii.decrypt(client.secret_enc, "api_client.secret")):
+        raise Unauthorized("Unknown or disabled API key")
+    return client, _client_actor(s, client, ip, request_id)
+
+
+def by_signature(s: Session, key_id: str | None, timestamp: str | None,
+                 signature: str | None, body: bytes, kind: str, ip: str | None = None,
+                 request_id: str | None = None, at: float | None = None
+                 ) -> tuple[ApiClient, Actor]:
+    """The client that signed `body`; 401 for a bad key, signature or stale timestamp."""
+    client = _active(s, key_id or "", kind)
+    try:
+        sent_at = int(timestamp or "")
+    except ValueError:
+        raise Unauthorized("X-Timestamp must be Unix seconds") from None
+    if abs((at or time.time()) - sent_at) > CLOCK_SKEW_S:
+        raise Unauthorized("X-Timestamp is more than 5 minutes away from our clock")
+    secret = pii.decrypt(client.secret_enc, "api_client.secret").encode()
+    expected = hmac.new(secret, f"{sent_at}.".encode() + body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, (signature or "").lower()):
+        raise Unauthorized("Bad signature")
+    return client, _client_actor(s, client, ip, request_id)
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """What a caller puts in X-Signature (for integrators and tests)."""
+    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body,
+                    hashlib.sha256).hexdigest()
+
+
+# --- HTTP (admins) ------------------------------------------------------------------------
+
+
+class ApiClientSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    key_id = fields.String(dump_only=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    kind = fields.String(required=True, validate=validate.OneOf(list(KINDS)))
+    requests_per_minute = fields.Integer(validate=validate.Range(min=1, max=100_000))
+    active = fields.Boolean(dump_only=True)
+    created_at = fields.AwareDateTime(dump_only=True)
+
+
+class NewApiClientSchema(ApiClientSchema):
+    secret = fields.String(dump_only=True, metadata={"description": "Shown once"})
+    api_key = fields.String(dump_only=True, metadata={"description": "key_id.secret"})
+
+
+blp = Blueprint("api_clients", __name__, url_prefix="/api-clients",
+                description="Keys of other systems (12345 hotline, Open311 apps)")
+
+
+@blp.route("")
+class ApiClients(MethodView):
+    @blp.response(200, ApiClientSchema(many=True))
+    @login_required
+    def get(self):
+        """Every client key (user:manage); secrets are never shown again."""
+        current_actor().require("user:manage")
+        return list(db.session().scalars(sa.select(ApiClient).order_by(ApiClient.id)))
+
+    @blp.arguments(ApiClientSchema)
+    @blp.response(201, NewApiClientSchema)
+    @login_required
+    def post(self, data):
+        """Issue a key: the answer carries the secret, once."""
+        with db.unit_of_work() as s:
+            client, secret = create_client(s, current_actor(), data)
+        return {**ApiClientSchema().dump(client), "secret": secret,
+                "api_key": f"{client.key_id}.{secret}"}, 201
+
+
+@blp.route("/<int:client_id>/disable", methods=["POST"])
+@blp.response(200, ApiClientSchema)
+@login_required
+def disable(client_id):
+    with db.unit_of_work() as s:
+        return set_active(s, current_actor(), client_id, False)
