@@ -86,11 +86,17 @@ def visible(actor: Actor) -> sa.ColumnElement[bool]:
         return sa.false()
     mine = sa.select(CaseFollower.case_id).where(CaseFollower.user_id == actor.user_id)
     ors = [Case.reporter_id == actor.user_id, Case.id.in_(mine)]
-    if actor.area_paths:
+    if _works_in_areas(actor):
         ors.append(areas.in_scope(Case.area_id, actor))
     if actor.department_ids:
         ors.append(Case.department_id.in_(actor.department_ids))
     return sa.or_(*ors)
+
+
+def _works_in_areas(actor: Actor) -> bool:
+    """Staff see the cases of their areas; a resident's membership only says where they
+    live (they see their own cases, not their neighbours')."""
+    return bool(actor.area_paths) and bool(actor.roles - {"resident"})
 
 
 def get_case(s: Session, actor: Actor, case_id: int, *, for_update: bool = False) -> Case:
@@ -600,7 +606,7 @@ def follow_case(s: Session, actor: Actor, case_id: int, following: bool) -> None
 def _relation_ok(s: Session, actor: Actor, case: Case, who: str) -> bool:
     if actor.unrestricted:
         return True
-    in_area = bool(actor.area_paths) and areas.area_in_scope(s, actor, case.area_id)
+    in_area = _works_in_areas(actor) and areas.area_in_scope(s, actor, case.area_id)
     if who == "street":
         return in_area and bool(actor.roles & {"street_dispatcher", "district_admin"})
     if who == "department":
@@ -623,8 +629,14 @@ def _relation_ok(s: Session, actor: Actor, case: Case, who: str) -> bool:
 
 def allowed_actions(s: Session, actor: Actor, case: Case) -> list[str]:
     """What this actor may do to this case now (409 bodies and the case's `actions`)."""
-    return [t.action for t in workflow.transitions_from(case.state)
-            if actor.can(t.permission) and _relation_ok(s, actor, case, t.who)]
+    candidates = [t for t in workflow.transitions_from(case.state)
+                  if actor.can(t.permission) and _relation_ok(s, actor, case, t.who)]
+    if not candidates:
+        return []
+    pending = _pending_request(s, case) is not None
+    return [t.action for t in candidates
+            if not (t.action in ("approve", "refuse") and not pending)
+            and not (t.action in workflow.REQUEST_ACTIONS and pending)]
 
 
 def _pending_request(s: Session, case: Case) -> CaseRequest | None:
