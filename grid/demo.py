@@ -22,7 +22,7 @@ from grid.areas import service as area_service
 from grid.areas.models import Area, Department, DepartmentMember, Membership
 from server.auth import service as auth_service
 from server.auth.actor import Actor
-from server.auth.models import User
+from server.auth.models import User, UserRole
 
 SEED = 20261122
 DEMO_PASSWORD = "Demo-grid-2026"
@@ -186,8 +186,119 @@ def seed(s: Session, force: bool = False) -> str:
                 DepartmentMember, (departments[place].id, user.id)) is None:
             s.add(DepartmentMember(department_id=departments[place].id, user_id=user.id))
     s.flush()
+    cases = seed_cases(s, departments)
     grids = sum(1 for f in features if f["properties"]["level"] == "grid")
     memberships = s.scalar(sa.select(sa.func.count()).select_from(Membership))
     return (f"demo district created: {len(report.created)} areas ({grids} grids), "
             f"{len(DEPARTMENTS)} departments, {len(DEMO_ACCOUNTS)} accounts, "
-            f"{memberships} memberships (password {DEMO_PASSWORD})")
+            f"{memberships} memberships, {cases} cases (password {DEMO_PASSWORD})")
+
+
+# --- cases in every state -------------------------------------------------------------------
+
+# 大类 → department code; a few 小类 go elsewhere.
+CATEGORY_DEPARTMENTS = {"01": "CG", "02": "CG", "03": "ZJ", "04": "YJ", "05": "CG", "06": "MZ",
+                        "07": "YJ", "08": "MZ", "09": "CG", "0402": "SW", "0404": "SW",
+                        "0703": "SCJG", "0902": "GD"}
+# (sub-category, grid, description, address, the actions that bring it to its state)
+DEMO_CASES = [
+    ("0102", "330183001001001", "小区门口垃圾堆放两天未清运", "东门路12号", []),
+    ("0503", "330183001001001", "消防通道被私家车占用", "东门路18号", ["accept"]),
+    ("0501", "330183001001002", "菜场门口流动摊贩占道", "农贸市场东门", ["accept", "dispatch"]),
+    ("0901", "330183001001001", "人行道井盖松动", "富春路与东门路口",
+     ["accept", "dispatch", "sign"]),
+    ("0903", "330183001001002", "交通护栏被撞倒", "秋丽路3号", ["accept", "dispatch", "sign",
+                                                             "handle"]),
+    ("0104", "330183001001001", "路面油污", "东门路5号",
+     ["accept", "dispatch", "sign", "handle", "verify"]),
+    ("0201", "330183001001001", "楼道小广告", "东门新村5幢",
+     ["accept", "dispatch", "sign", "handle", "verify", "close"]),
+    ("0506", "330183001001001", "夜间露天烧烤油烟扰民", "东门夜市",
+     ["accept", "dispatch", "sign", "handle", "verify", "close", "evaluate"]),
+    ("0801", "330183001001001", "咨询社保卡补办", "东门社区", ["reject"]),
+    ("0504", "330183001001002", "楼下乱堆建材", "秋丽新村2幢",
+     ["accept", "dispatch", "return"]),
+    ("0101", "330183001001001", "屋顶违章搭建", "东门新村8幢",
+     ["accept", "dispatch", "sign", "request_backlog", "approve"]),
+    ("0905", "330183001001002", "垃圾箱破损", "秋丽路8号", ["request_void", "approve"]),
+]
+
+
+def _photo(s: Session, actor: Actor, seed: int) -> int:
+    import io
+
+    from flask import current_app
+    from PIL import Image
+
+    from server import storage
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (320, 240), (40 + seed * 17 % 200, 120, 90)).save(buffer, "JPEG")
+    attachment, _ = storage.upload(s, actor, storage.blob_store(), buffer.getvalue(),
+                                   max_bytes=current_app.config["PHOTO_MAX_BYTES"])
+    return attachment.id
+
+
+def seed_cases(s: Session, departments: dict) -> int:
+    """Categories routed to the demo departments, and cases in every state of the loop,
+    moved there through the case service by the demo accounts themselves."""
+    from geo.fields import GpsFix
+    from grid.cases import service as cases
+    from grid.cases.models import Case, CaseCategory
+    from server.auth.permissions import permissions_for
+
+    for category in s.scalars(sa.select(CaseCategory).where(CaseCategory.parent_id.is_not(None))):
+        code = CATEGORY_DEPARTMENTS.get(category.code) or CATEGORY_DEPARTMENTS[category.code[:2]]
+        category.default_department_id = departments[code].id
+    if s.scalar(sa.select(Case.id).limit(1)) is not None:
+        return 0
+
+    def actor(username: str) -> Actor:
+        user = s.scalars(sa.select(User).where(User.username == username)).one()
+        roles = frozenset(s.scalars(sa.select(UserRole.role).where(UserRole.user_id == user.id)))
+        return area_service.resolve_scope(s, Actor(user_id=user.id, roles=roles,
+                                                   permissions=permissions_for(roles)))
+
+    who = {name: actor(name) for name in ("resident", "worker", "dispatcher", "handler",
+                                          "district", "chief")}
+    by_action = {"accept": "dispatcher", "reject": "dispatcher", "dispatch": "dispatcher",
+                 "sign": "handler", "return": "handler", "handle": "handler",
+                 "verify": "worker", "close": "dispatcher", "evaluate": "resident",
+                 "request_backlog": "handler", "request_void": "dispatcher",
+                 "approve": "district"}
+    rng = random.Random(SEED)
+    made = 0
+    for i, (code, grid, text, address, steps) in enumerate(DEMO_CASES):
+        lon, lat = s.execute(sa.select(sa.func.ST_X(sa.func.ST_PointOnSurface(Area.boundary)),
+                                       sa.func.ST_Y(sa.func.ST_PointOnSurface(Area.boundary)))
+                             .where(Area.code == grid)).one()
+        fix = GpsFix(lon=lon + rng.uniform(-3e-4, 3e-4), lat=lat + rng.uniform(-3e-4, 3e-4),
+                     accuracy_m=8.0)
+        category = s.scalars(sa.select(CaseCategory).where(CaseCategory.code == code)).one()
+        reporter = who["worker"] if i % 3 == 0 else who["resident"]
+        answers = {a["code"]: a["values"][0]["key"] if a.get("values") else 1
+                   for a in category.attributes if a.get("required")}
+        case, _, _ = cases.report_case(s, reporter, {
+            "category_id": category.id, "location": fix, "address": address,
+            "description": text, "attributes": answers})
+        for step in steps:
+            acting = who[by_action[step]]
+            data = {"department_id": category.default_department_id, "reason": "演示",
+                    "result": "已按要求处置完毕", "rating": 5, "comment": "处理及时"}
+            if step in ("verify", "handle") and category.result_photo_required or \
+                    step == "verify":
+                data["photo_ids"] = [_photo(s, acting, i * 10 + len(step))]
+            if step == "evaluate" and case.reporter_id != acting.user_id:
+                acting = reporter
+            case = cases.act(s, acting, case.id, step, data, case.version, lambda c, a: {})
+        made += 1
+    # a worker's own fix on the spot, waiting for verification (自行处置)
+    category = s.scalars(sa.select(CaseCategory).where(CaseCategory.code == "0102")).one()
+    lon, lat = s.execute(sa.select(sa.func.ST_X(sa.func.ST_PointOnSurface(Area.boundary)),
+                                   sa.func.ST_Y(sa.func.ST_PointOnSurface(Area.boundary)))
+                         .where(Area.code == "330183001001001")).one()
+    cases.report_case(s, who["worker"], {
+        "category_id": category.id, "location": GpsFix(lon=lon, lat=lat),
+        "address": "东门路20号", "description": "绿化带内少量垃圾", "attributes": {},
+        "self_handle": {"result": "已当场清理", "photo_ids": [_photo(s, who["worker"], 99)]}})
+    return made + 1

@@ -96,12 +96,19 @@ def _active(s: Session, key_id: str, kind: str) -> ApiClient:
     return client
 
 
+def _same(a: str, b: str) -> bool:
+    """Constant-time comparison of what a caller sent (any characters: compare_digest
+    refuses non-ASCII str with a TypeError, which would be a 500) with what we expect."""
+    return hmac.compare_digest(a.encode("utf-8", "surrogateescape"),
+                               b.encode("utf-8", "surrogateescape"))
+
+
 def by_api_key(s: Session, api_key: str | None, kind: str, ip: str | None = None,
                request_id: str | None = None) -> tuple[ApiClient, Actor]:
     """The client of an `api_key` (key_id.secret), as a rate-limited system actor."""
     key_id, _, secret = (api_key or "").partition(".")
     client = _active(s, key_id, kind)
-    if not hmac.compare_digest(secret, pii.decrypt(client.secret_enc, "api_client.secret")):
+    if not _same(secret, pii.decrypt(client.secret_enc, "api_client.secret")):
         raise Unauthorized("Unknown or disabled API key")
     return client, _client_actor(s, client, ip, request_id)
 
@@ -120,7 +127,7 @@ def by_signature(s: Session, key_id: str | None, timestamp: str | None,
         raise Unauthorized("X-Timestamp is more than 5 minutes away from our clock")
     secret = pii.decrypt(client.secret_enc, "api_client.secret").encode()
     expected = hmac.new(secret, f"{sent_at}.".encode() + body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, (signature or "").lower()):
+    if not _same(expected, (signature or "").lower()):
         raise Unauthorized("Bad signature")
     return client, _client_actor(s, client, ip, request_id)
 
@@ -169,8 +176,8 @@ class ApiClients(MethodView):
         """Issue a key: the answer carries the secret, once."""
         with db.unit_of_work() as s:
             client, secret = create_client(s, current_actor(), data)
-        return {**ApiClientSchema().dump(client), "secret": secret,
-                "api_key": f"{client.key_id}.{secret}"}, 201
+        client.secret, client.api_key = secret, f"{client.key_id}.{secret}"  # shown once
+        return client, 201
 
 
 @blp.route("/<int:client_id>/disable", methods=["POST"])

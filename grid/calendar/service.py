@@ -22,7 +22,9 @@ from server import audit
 from server.auth.actor import Actor
 from server.errors import Invalid, NotFound, field_errors
 
-MAX_DAYS = 3 * 366  # no limit spans more than this; a bad calendar cannot loop forever
+# Limits may span years (up to 10,000 working days), so `add` is not bounded by a span but
+# by idleness: a calendar with no working day in a whole year is broken, not busy.
+MAX_IDLE_DAYS = 366
 
 
 def _clock(text: str) -> time:
@@ -64,8 +66,10 @@ class WorkingTime:
         remaining = max(0.0, seconds)
         local = start.astimezone(self.zone)
         day = local.date()
-        for _ in range(MAX_DAYS):
-            for a, b in self._intervals(day):
+        idle = 0
+        while idle <= MAX_IDLE_DAYS:
+            intervals = self._intervals(day)
+            for a, b in intervals:
                 begin = max(a, local)
                 if begin >= b:
                     continue
@@ -73,8 +77,9 @@ class WorkingTime:
                 if remaining <= available:
                     return (begin + timedelta(seconds=remaining)).astimezone(UTC)
                 remaining -= available
+            idle = 0 if intervals else idle + 1
             day += timedelta(days=1)
-        raise ValueError("the calendar has no working time within three years")
+        raise ValueError("the calendar has no working day within a year")
 
     def between(self, start: datetime, end: datetime) -> float:
         """Working seconds from `start` to `end` (0 when end ≤ start)."""

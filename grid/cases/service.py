@@ -162,8 +162,13 @@ def save_category(s: Session, actor: Actor, data: dict, category_id: int | None 
     actor.require("area:manage")
     if "time_limits" in data:
         _check_limits(data["time_limits"])
+    if data.get("default_department_id") is not None and \
+            s.get(Department, data["default_department_id"]) is None:
+        raise Invalid(field_errors("default_department_id", "No such department."))
     if data.get("parent_id") is not None:
-        parent = get_category(s, data["parent_id"])
+        parent = s.get(CaseCategory, data["parent_id"])
+        if parent is None:
+            raise Invalid(field_errors("parent_id", "No such category."))
         if parent.parent_id is not None:
             raise Invalid(field_errors("parent_id", "Categories have two levels (大类/小类)."))
     if category_id is None:

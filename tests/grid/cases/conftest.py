@@ -15,11 +15,16 @@ import sqlalchemy as sa
 from grid.areas.models import Department, DepartmentMember
 from grid.cases.models import Case, CaseCategory
 from notifications.models import Notification
-from tests.grid.areas.conftest import D, S1, S2  # noqa: F401
+from tests.grid.areas.conftest import S1, S2, D  # noqa: F401
+from tests.grid.registry import conftest as registry_conftest
 from tests.grid.registry.conftest import Api, at, audit_rows, new_uuid, total  # noqa: F401
-from tests.grid.registry.conftest import api, make_user, member, tree  # noqa: F401
 
-SHANGHAI_OFFSET = "+08:00"
+# The area tree, its members and the Api helper, as the register tests use them.
+tree = registry_conftest.tree
+member = registry_conftest.member
+make_user = registry_conftest.make_user
+api = registry_conftest.api
+
 
 
 @pytest.fixture
