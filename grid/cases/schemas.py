@@ -184,7 +184,7 @@ class CaseSchema(Schema):
     return_count = ma.fields.Integer()
     rating = ma.fields.Integer(allow_none=True)
     rating_comment = ma.fields.String(allow_none=True)
-    actions = ma.fields.List(ma.fields.String(), metadata={
+    actions = ma.fields.List(ma.fields.String(), allow_none=True, metadata={
         "description": "What you may do to this case now"})
     version = ma.fields.Integer()
 
@@ -200,7 +200,8 @@ class DuplicateSchema(Schema):
 
 
 class ReportedCaseSchema(CaseSchema):
-    likely_duplicates = ma.fields.List(ma.fields.Nested(DuplicateSchema), metadata={
+    likely_duplicates = ma.fields.List(ma.fields.Nested(DuplicateSchema), allow_none=True,
+                                       metadata={
         "description": "Open cases of the same category nearby: join one instead?"})
 
 

@@ -1080,9 +1080,10 @@ def _score(row: dict, max_accepted: int, weights: dict) -> None:
     if row["accepted"] == 0 or any(v is None for v in parts.values()):
         row["score"], row["grade"] = None, None
         return
-    score = sum(float(parts[k]) * weights[k] for k in parts)
-    row["score"] = round(score, 2)
-    row["grade"] = next((g for g, floor in GRADES if score >= floor), "E")
+    # Graded on the score as shown: the rates are already rounded to 0.01 (5/6 → 83.33), so
+    # an exact 90 can come out as 89.998 (and float sums drift): one figure, one grade.
+    row["score"] = round(sum(float(parts[k]) * weights[k] for k in parts), 2)
+    row["grade"] = next((g for g, floor in GRADES if row["score"] >= floor), "E")
 
 
 def _rows(s: Session, stmt: sa.Select, weights: dict) -> list[dict]:
