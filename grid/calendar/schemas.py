@@ -16,6 +16,8 @@ class CalendarDaySchema(Schema):
 
 
 class CalendarPutSchema(Schema):
+    version = ma.fields.Integer(metadata={"description": "Of the area's own calendar, when "
+                                                         "replacing it (or If-Match)"})
     name = ma.fields.String(validate=ma.validate.Length(min=1, max=100))
     timezone = ma.fields.String(load_default="Asia/Shanghai",
                                 validate=ma.validate.Length(max=64))

@@ -20,7 +20,13 @@ from grid.areas.models import Area
 from grid.calendar.models import DEFAULT_WINDOWS, CalendarDay, WorkCalendar
 from server import audit
 from server.auth.actor import Actor
-from server.errors import Invalid, NotFound, field_errors
+from server.errors import (
+    Invalid,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+    field_errors,
+)
 
 # Limits may span years (up to 10,000 working days), so `add` is not bounded by a span but
 # by idleness: a calendar with no working day in a whole year is broken, not busy.
@@ -170,8 +176,10 @@ def _check_windows(windows: list) -> None:
         raise Invalid(field_errors("windows", "At least one working window is needed."))
 
 
-def set_calendar(s: Session, actor: Actor, area: Area, data: dict) -> WorkCalendar:
-    """Create or replace a district's calendar: windows, zone and the listed days."""
+def set_calendar(s: Session, actor: Actor, area: Area, data: dict,
+                 expected: int | None = None) -> WorkCalendar:
+    """Create or replace an area's calendar: windows, zone and the listed days. Replacing
+    one needs the version it was based on (428 without, 412 when stale)."""
     actor.require("area:manage")
     if not areas.area_in_scope(s, actor, area.id):
         raise NotFound("No such area")  # an ancestor one can see but not change
@@ -182,6 +190,11 @@ def set_calendar(s: Session, actor: Actor, area: Area, data: dict) -> WorkCalend
         raise Invalid(field_errors("timezone", "Unknown time zone.")) from exc
     row = s.scalars(sa.select(WorkCalendar).where(WorkCalendar.area_id == area.id)
                     .with_for_update()).first()
+    if row is not None and expected is None:
+        raise PreconditionRequired("Send the calendar's version (If-Match or `version`)")
+    if row is not None and expected != row.version:
+        raise PreconditionFailed("The calendar changed since you read it",
+                                 current={"version": row.version})
     if row is None:
         row = WorkCalendar(area_id=area.id, name=data.get("name") or f"{area.name}工作日历",
                            windows=data["windows"])

@@ -7,7 +7,7 @@ from flask.views import MethodView
 from grid.areas import service as areas
 from grid.calendar import schemas, service
 from server import db
-from server.api import Blueprint, etag
+from server.api import Blueprint, etag, expected_version
 from server.auth.actor import current_actor, login_required
 
 blp = Blueprint("calendars", __name__, url_prefix="/calendars",
@@ -34,9 +34,11 @@ class CalendarOfArea(MethodView):
     @blp.response(200, schemas.CalendarSchema)
     @login_required
     def put(self, data, area_id):
-        """Set an area's own calendar (area:manage): windows, zone, and every listed day."""
+        """Set an area's own calendar (area:manage): windows, zone, and every listed day.
+        Replacing an area's own calendar needs its version (If-Match or `version`)."""
+        version = expected_version(data)
         with db.unit_of_work() as s:
             area = areas.get_area(s, current_actor(), area_id)
-            row = service.set_calendar(s, current_actor(), area, data)
+            row = service.set_calendar(s, current_actor(), area, data, version)
             row, days = service.get_calendar(s, area)
         return _dump(row, days), 200, etag(row.version)

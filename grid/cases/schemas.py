@@ -224,7 +224,8 @@ class CaseQuerySchema(Schema):
     reported_from = UtcDateTime()
     reported_to = UtcDateTime()
     sort = ma.fields.String(validate=ma.validate.OneOf(
-        ["reported_at", "-reported_at", "due_at", "priority", "updated_at"]))
+        ["-reported_at", "reported_at", "due_at", "priority", "-updated_at"]),
+        metadata={"description": "A leading '-' is newest first (the default: -reported_at)"})
 
     @ma.post_load
     def _points_to_wgs84(self, data, **kwargs):

@@ -286,6 +286,7 @@ def _start_stage(s: Session, case: Case, at: datetime) -> None:
     """Start the clock of the stage the case's state belongs to (or stop it)."""
     stage = STAGE_OF_STATE.get(case.state)
     case.stage = stage
+    case.escalation, case.overdue = 0, False  # 督办 is per stage: a new stage starts clean
     if stage is None:
         case.stage_unit = case.stage_started_at = case.warn_at = case.due_at = None
         case.red_at = None
@@ -967,13 +968,13 @@ def _filtered(s: Session, actor: Actor, f: dict) -> sa.Select:
     return stmt
 
 
-SORTS = {"reported_at": Case.reported_at.desc(), "-reported_at": Case.reported_at.asc(),
+SORTS = {"-reported_at": Case.reported_at.desc(), "reported_at": Case.reported_at.asc(),
          "due_at": Case.due_at.asc().nulls_last(), "priority": Case.priority.asc(),
-         "updated_at": Case.updated_at.desc()}
+         "-updated_at": Case.updated_at.desc()}
 
 
 def list_cases(s: Session, actor: Actor, filters: dict, page: Any) -> list[Case]:
-    stmt = _filtered(s, actor, filters).order_by(SORTS[filters.get("sort") or "reported_at"],
+    stmt = _filtered(s, actor, filters).order_by(SORTS[filters.get("sort") or "-reported_at"],
                                                  Case.id.desc())
     return db.paginate(s, stmt, page)
 

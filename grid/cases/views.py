@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from flask import current_app, request
+import functools
+
+from flask import current_app, g, request
 from flask.views import MethodView
 
 from grid.cases import schemas, service
@@ -110,19 +112,32 @@ def counts(filters):
     return {"counts": counted, "total": sum(counted.values())}
 
 
+def signed_by(kind: str):
+    """The caller is the API client that signed the body (401 otherwise), checked before
+    the body is even parsed: an unsigned caller learns nothing about what we accept."""
+    def decorator(func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            with db.unit_of_work() as s:
+                _, g.actor = apiclients.by_signature(
+                    s, request.headers.get("X-Api-Key"), request.headers.get("X-Timestamp"),
+                    request.headers.get("X-Signature"), request.get_data(), kind,
+                    request.remote_addr, g.get("request_id"))
+            return func(*args, **kwargs)
+        return wrapper
+    return decorator
+
+
 @cases_blp.route("/hotline", methods=["POST"])
-@cases_blp.arguments(schemas.HotlineCaseSchema)
 @cases_blp.response(201, schemas.CaseSchema)
+@signed_by("hotline")
+@cases_blp.arguments(schemas.HotlineCaseSchema)
 @cases_blp.doc(security=[{"hotlineSignature": []}])
 def hotline(data):
     """12345 hotline tickets, server to server: `X-Api-Key`, `X-Timestamp` (Unix seconds)
     and `X-Signature` = hex HMAC-SHA256(secret, timestamp + "." + body). Idempotent by
     ticket_no: 200 with the original case when sent again."""
-    with db.unit_of_work() as s:
-        _, actor = apiclients.by_signature(
-            s, request.headers.get("X-Api-Key"), request.headers.get("X-Timestamp"),
-            request.headers.get("X-Signature"), request.get_data(), "hotline",
-            request.remote_addr, None)
+    actor = current_actor()
     with db.unit_of_work() as s:
         case, created = service.report_from_hotline(s, actor, data)
     return service.CaseView(case, actor), 201 if created else 200, etag(case.version)

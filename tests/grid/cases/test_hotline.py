@@ -228,10 +228,6 @@ def test_each_key_has_its_rate_limit(new_key):
     assert other.send(ticket("T-other")).status_code == 201
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "grid/cases/views.py hotline(): @arguments(HotlineCaseSchema) validates the body before "
-    "the signature is checked, so an unsigned caller gets 422 with the schema's field "
-    "errors instead of 401"))
 def test_an_unsigned_request_learns_nothing_about_the_body(client):
     response = client.post("/cases/hotline", json={"ticket_no": ""})
     assert_error_shape(response, 401)

@@ -205,8 +205,8 @@ def test_sort_and_pagination(people, cases, db_session):
         set_case_times(db_session, case["id"], reported_at=utc(when))
     newest_first = [cases[G112]["id"], cases[G121]["id"], cases[G111]["id"]]
     assert _ids(p.dispatcher) == newest_first
-    assert _ids(p.dispatcher, "?sort=reported_at") == newest_first
-    assert _ids(p.dispatcher, "?sort=-reported_at") == newest_first[::-1]
+    assert _ids(p.dispatcher, "?sort=-reported_at") == newest_first
+    assert _ids(p.dispatcher, "?sort=reported_at") == newest_first[::-1]
 
     response = p.dispatcher.get("/cases?page_size=2&page=1")
     assert total(response) == 3 and len(response.get_json()) == 2

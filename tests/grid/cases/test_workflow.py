@@ -347,3 +347,25 @@ def test_an_anonymous_reporter_is_hidden_from_handlers(people, category, departm
     seen = _as(p.handler, case)
     assert seen["reporter_id"] is None and seen["anonymous"] is True
     assert _as(p.resident, case)["reporter_id"] == p.resident.user.id
+
+
+def test_supervision_is_per_stage(people, category, department, db_session):
+    """A yellow card for late signing does not follow the case into handling."""
+    from datetime import timedelta
+
+    from grid.cases import service
+    from server.clock import now
+    from tests.grid.cases.conftest import set_case_times
+
+    p = people
+    case = _accepted(p, category, department)
+    past = now() - timedelta(days=1)
+    set_case_times(db_session, case["id"], warn_at=past, due_at=past, red_at=past)
+    service.sweep(db_session)
+    db_session.commit()
+    db_session.expire_all()
+    late = _as(p.handler, case)
+    assert (late["escalation"], late["overdue"], late["light"]) == (2, True, "red")
+    signed = act(p.handler, late, "sign")
+    assert (signed["escalation"], signed["overdue"], signed["stage"]) == (0, False, "handle")
+    assert signed["light"] == "green"
