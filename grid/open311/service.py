@@ -304,17 +304,15 @@ def _status_notes(s: Session, page: list[Case]) -> dict[int, str]:
     """Why a request is where it is: 不予立案 with its reason, merged into which request,
     作废 with the reason approved, 结案 with the result; the state's name otherwise."""
     ids = {c.id for c in page}
-    rejected = dict(s.execute(
-        sa.select(CaseEvent.case_id, CaseEvent.note).where(
-            CaseEvent.case_id.in_(ids), CaseEvent.action == "reject")
-        .order_by(CaseEvent.case_id, CaseEvent.id.desc())
-        .distinct(CaseEvent.case_id)).all())
-    voided = dict(s.execute(
-        sa.select(CaseRequest.case_id, CaseRequest.reason).where(
-            CaseRequest.case_id.in_(ids), CaseRequest.kind == "void",
-            CaseRequest.state == "approved")
-        .order_by(CaseRequest.case_id, CaseRequest.id.desc())
-        .distinct(CaseRequest.case_id)).all())
+    last_reject = sa.select(sa.func.max(CaseEvent.id)).where(
+        CaseEvent.case_id.in_(ids), CaseEvent.action == "reject").group_by(CaseEvent.case_id)
+    rejected = dict(s.execute(sa.select(CaseEvent.case_id, CaseEvent.note)
+                              .where(CaseEvent.id.in_(last_reject))).all())
+    last_void = sa.select(sa.func.max(CaseRequest.id)).where(
+        CaseRequest.case_id.in_(ids), CaseRequest.kind == "void",
+        CaseRequest.state == "approved").group_by(CaseRequest.case_id)
+    voided = dict(s.execute(sa.select(CaseRequest.case_id, CaseRequest.reason)
+                            .where(CaseRequest.id.in_(last_void))).all())
     kept = dict(s.execute(sa.select(Case.id, Case.code).where(
         Case.id.in_({c.merged_into_id for c in page if c.merged_into_id})).where(_published())
     ).all())
