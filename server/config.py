@@ -86,7 +86,7 @@ class Config:
     # that server/ never imports grid/ by name.
     INSTALLED_MODULES: tuple[str, ...] = ("grid.areas", "grid.registry", "grid.visits",
                                          "grid.sync", "grid.ledgers", "notifications",
-                                         "grid.calendar", "grid.cases")
+                                         "grid.calendar", "grid.cases", "grid.open311")
     # The demo-data generator run once by `make run` (`flask seed-demo`).
     DEMO_SEEDER = "grid.demo:seed"
 

@@ -19,7 +19,7 @@ from server.db import Base, GpsTaggedMixin, TimestampMixin, VersionedMixin
 
 CHANNELS = {"worker_app": "网格员上报", "resident_app": "居民上报", "console": "坐席录入",
             "hotline": "12345热线", "wechat": "微信", "visit": "走访录入",
-            "other_system": "其他系统"}
+            "other_system": "其他系统", "open311": "Open311应用"}
 STATES = {"reported": "待受理", "accepted": "已立案", "rejected": "不予立案", "merged": "已合并",
           "dispatched": "已派遣", "returned": "已退回", "in_progress": "处置中",
           "handled": "已处置", "verified": "已核查", "closed": "已结案", "evaluated": "已评价",

@@ -519,46 +519,74 @@ def report_from_hotline(s: Session, actor: Actor, data: dict) -> tuple[Case, boo
     """A 12345 hotline ticket (server to server): idempotent by the ticket number — the
     same ticket again returns its case, the same number with other content is a 409."""
     ticket = data["ticket_no"]
+    case, _, created = report_from_system(s, actor, data, "hotline", ticket,
+                                          event_data={"ticket_no": ticket},
+                                          audit_data={"ticket": ticket})
+    return case, created
+
+
+def report_from_system(s: Session, actor: Actor, data: dict, channel: str, ref: str | None,
+                       *, category_field: str = "category_code",
+                       event_data: dict | None = None, audit_data: dict | None = None
+                       ) -> tuple[Case, list[dict], bool]:
+    """A report another system sends server to server (12345 hotline, Open311 apps): the
+    actor is the client's system actor, so there is no reporter user, only the contact
+    it gave. `data` names the 小类 by `category_code` and the place by `location` (a GpsFix)
+    or `grid_code`. Returns the case, its likely duplicates and whether it was created.
+
+    With `ref`, the caller's own id of the report (unique per channel, kept as
+    external_ref), it is idempotent: the same ref with the same content returns the
+    original case (created False), with other content it is a 409.
+    """
     content = idempotency.content_hash({k: v for k, v in data.items() if k != "location"}
                                        | {"location": _fix_key(data.get("location"))})
-    existing = s.scalars(sa.select(Case).where(Case.channel == "hotline",
-                                               Case.external_ref == ticket)).first()
-    if existing is not None:
-        first = s.scalar(sa.select(CaseEvent.data["content_hash"].astext)
-                         .where(CaseEvent.case_id == existing.id, CaseEvent.action == "report"))
-        if first != content:
-            raise Conflict("This ticket number was already used for other content",
-                           existing={"id": existing.id, "code": existing.code})
-        return existing, False
+    if ref is not None:
+        existing = s.scalars(sa.select(Case).where(Case.channel == channel,
+                                                   Case.external_ref == ref)).first()
+        if existing is not None:
+            first = s.scalar(sa.select(CaseEvent.data["content_hash"].astext)
+                             .where(CaseEvent.case_id == existing.id,
+                                    CaseEvent.action == "report"))
+            if first != content:
+                raise Conflict("This reference was already used for other content",
+                               existing={"id": existing.id, "code": existing.code})
+            return existing, [], False
     category = get_category(s, code=data["category_code"])
     if category.parent_id is None or not category.active:
-        raise Invalid(field_errors("category_code", "Choose an active 小类 (sub-category)."))
+        raise Invalid(field_errors(category_field, "Choose an active 小类 (sub-category)."))
     data["attributes"] = check_attributes(category, data.get("attributes") or {})
-    grid = _hotline_grid(s, data)
-    case = _new_case(s, category, grid, "hotline", data | {"external_ref": ticket}, None)
+    grid = _system_grid(s, data)
+    fix = data.get("location")
+    duplicates = [] if fix is None else likely_duplicates(s, actor, category, fix.lon, fix.lat)
+    case = _new_case(s, category, grid, channel, data | {"external_ref": ref}, None)
     s.add(case)
     try:
         with s.begin_nested():
             s.flush()
-    except sa.exc.IntegrityError:  # the same ticket arriving twice at the same moment
+    except sa.exc.IntegrityError:  # the same reference arriving twice at the same moment
         if case in s:
             s.expunge(case)
-        return report_from_hotline(s, actor, data)
-    _event(s, case, None, "report", None, note=data["description"], channel="hotline",
-           ticket_no=ticket, client=actor.request_id, content_hash=content)
+        if ref is None:
+            raise
+        return report_from_system(s, actor, data, channel, ref, category_field=category_field,
+                                  event_data=event_data, audit_data=audit_data)
+    _event(s, case, None, "report", None, note=data["description"], channel=channel,
+           **(event_data or {}), client=actor.request_id, content_hash=content,
+           likely_duplicates=[d["id"] for d in duplicates] or None)
     _start_stage(s, case, case.reported_at)
     _tell(s, case, "case_new", _members_above(s, case, "street_dispatcher"), None)
     audit.record(s, actor, "case_reported", "case", case.id,
-                 changes={"category": category.code, "channel": "hotline", "ticket": ticket})
+                 changes={"category": category.code, "channel": channel,
+                          **(audit_data or {})})
     s.flush()
-    return case, True
+    return case, duplicates, True
 
 
 def _fix_key(fix: Any) -> Any:
     return None if fix is None else [fix.raw_lon, fix.raw_lat, fix.crs]
 
 
-def _hotline_grid(s: Session, data: dict) -> Area:
+def _system_grid(s: Session, data: dict) -> Area:
     if data.get("location") is not None:
         grid = areas.grid_at(s, data["location"].lon, data["location"].lat)
         if grid is None:
