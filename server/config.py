@@ -73,6 +73,12 @@ class Config:
     PHOTO_MAX_BYTES = _env_int("PHOTO_MAX_BYTES", 10 * 1024 * 1024)
     LOG_LEVEL = _env("LOG_LEVEL", "INFO")
     DEFAULT_TIMEZONE = _env("DEFAULT_TIMEZONE", "Asia/Shanghai")
+    # Open311 (GeoReport v2): reads per minute per address without a key, and what the
+    # discovery document tells integrators.
+    OPEN311_READS_PER_MINUTE = _env_int("OPEN311_READS_PER_MINUTE", 60)
+    OPEN311_CONTACT = _env("OPEN311_CONTACT", "网格化社会治理平台管理员")
+    OPEN311_KEY_SERVICE = _env("OPEN311_KEY_SERVICE", "api_key: ask the platform's "
+                               "administrators (POST /api-clients, kind open311)")
     # 综合评价 weights: 立案数分值, 结案率, 按期处置率, 1−返工率 (cities weigh them differently).
     CASE_SCORE_WEIGHTS = {
         k: float(v) for k, _, v in (item.partition(":") for item in _env(

@@ -916,6 +916,7 @@ def sweep(s: Session, at: datetime | None = None) -> dict:
     leaders). Set-based: one UPDATE per level, then the timeline and notifications."""
     at = at or now()
     done = {}
+    _categories = s.scalars(sa.select(CaseCategory)).all()  # held: s.get per case hits them
     for level, threshold in ((1, Case.due_at), (2, Case.red_at)):
         rows = s.execute(
             sa.update(Case).where(Case.state.in_(CLOCKED_STATES), threshold < at,

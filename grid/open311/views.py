@@ -54,8 +54,7 @@ def _caller(s, params: MultiDict, required: bool = False):
     api_key = params.get("api_key") or request.args.get("api_key")
     return service.caller(s, api_key, request.remote_addr, g.get("request_id"),
                           required=required,
-                          per_ip_per_minute=current_app.config.get("OPEN311_READS_PER_MINUTE",
-                                                                   60))
+                          per_ip_per_minute=current_app.config["OPEN311_READS_PER_MINUTE"])
 
 
 @blp.route("/discovery.<fmt>")
@@ -66,9 +65,7 @@ def discovery(fmt: str) -> Response:
     with db.unit_of_work() as s:
         _caller(s, request.args)
         body = service.discovery(
-            s, request.url_root, config.get("OPEN311_CONTACT", "网格化社会治理平台管理员"),
-            config.get("OPEN311_KEY_SERVICE", "api_key: ask the platform's administrators "
-                                              "(POST /api-clients, kind open311)"))
+            s, request.url_root, config["OPEN311_CONTACT"], config["OPEN311_KEY_SERVICE"])
     return formats.render(fmt, "discovery", body)
 
 
