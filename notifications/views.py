@@ -48,7 +48,7 @@ class Devices(MethodView):
         return device, 201 if created else 200
 
 
-@me_blp.route("/devices/<string:token>")
+@me_blp.route("/devices/<string:token>", methods=["DELETE"])
 @me_blp.response(204)
 @login_required
 def delete_device(token):
