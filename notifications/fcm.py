@@ -212,23 +212,36 @@ class FcmSender:
         return outcomes
 
     def _send_batch(self, pushes: list[Push]) -> list[Outcome]:
-        outcomes: list[Outcome | None] = [None] * len(pushes)
-        messages, positions = [], []
-        for i, push in enumerate(pushes):
+        messages = [build_message(p) for p in pushes]
+        try:
+            self._ensure_token()
+            return self._send_each(messages)
+        except ValueError:
+            # The SDK encodes the whole batch first: one message it refuses sinks all.
+            return self._send_valid_ones(messages)
+        except Exception as exc:  # noqa: BLE001 - token endpoint down, thread pool…
+            log.warning("FCM batch failed", extra={"error": repr(exc)[:300]})
+            return [classify(exc)] * len(messages)
+
+    def _send_each(self, messages: list[messaging.Message]) -> list[Outcome]:
+        responses = messaging.send_each(messages, app=self.app).responses
+        return [OK if r.success else classify(r.exception) for r in responses]
+
+    def _send_valid_ones(self, messages: list[messaging.Message]) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(messages)
+        valid = []
+        for i, message in enumerate(messages):
             try:
-                messages.append(build_message(push))
-                positions.append(i)
-            except ValueError as exc:  # the SDK's own validation: FCM would refuse it too
+                messaging._MessagingService.encode_message(message)
+                valid.append(i)
+            except ValueError as exc:  # FCM would refuse it too: INVALID_ARGUMENT
                 outcomes[i] = Outcome("reject", f"ValueError: {exc}"[:500])
-        if messages:
+        if valid:
             try:
-                self._ensure_token()
-                responses = messaging.send_each(messages, app=self.app).responses
-                results = [OK if r.success else classify(r.exception) for r in responses]
-            except Exception as exc:  # noqa: BLE001 - token endpoint down, thread pool…
-                log.warning("FCM batch failed", extra={"error": repr(exc)[:300]})
-                results = [classify(exc)] * len(messages)
-            for i, outcome in zip(positions, results, strict=True):
+                sent = self._send_each([messages[i] for i in valid])
+            except Exception as exc:  # noqa: BLE001
+                sent = [classify(exc)] * len(valid)
+            for i, outcome in zip(valid, sent, strict=True):
                 outcomes[i] = outcome
         return outcomes  # type: ignore[return-value]
 

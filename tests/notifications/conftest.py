@@ -14,8 +14,13 @@ from notifications import service, worker
 from notifications.fcm import FcmSender
 from server import clock
 from server.auth.actor import Actor
-from tests.grid.areas.conftest import admin, make_user, member, tree  # noqa: F401
+from tests.grid.areas import conftest as areas_conftest
 from tests.notifications.fcm_standin import FcmStandIn
+
+# The area fixtures, reused as they are (the tree, members with roles in it).
+tree = areas_conftest.tree
+member = areas_conftest.member
+make_user = areas_conftest.make_user
 
 # A kind of our own, registered as grid.cases would register its kinds.
 service.register_template("test.case_moved",

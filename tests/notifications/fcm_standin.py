@@ -109,6 +109,7 @@ class _State:
     attempts: dict[str, int] = field(default_factory=dict)  # token → sends tried
     token_grants: int = 0
     requests: int = 0
+    connections: int = 0  # TCP connections accepted (keep-alive reuses them)
     keep: bool = True  # keep accepted messages (off for load: memory)
     delay_s: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -121,6 +122,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format, *args):  # noqa: A002 - quiet
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.state.lock:
+            self.state.connections += 1
 
     def _reply(self, status: int, body: dict, headers: dict | None = None) -> None:
         data = json.dumps(body).encode()
