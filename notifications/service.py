@@ -377,7 +377,8 @@ def _outbox_dict(row: OutboxMessage, kind: str) -> dict:
 
 
 def requeue(s: Session, actor: Actor, outbox_id: int) -> dict:
-    """Send a failed or dead row again, from a fresh count of attempts."""
+    """Send a failed or dead row again, to every active device, from a fresh count of
+    attempts."""
     actor.require("notification:admin")
     row = s.scalars(sa.select(OutboxMessage).where(OutboxMessage.id == outbox_id)
                     .with_for_update()).first()
@@ -388,6 +389,9 @@ def requeue(s: Session, actor: Actor, outbox_id: int) -> dict:
     previous = row.state
     row.state, row.attempts, row.due_at = "pending", 0, clock.now()
     row.claimed_until = row.claim_token = None
+    # Every active device again, the one that refused it included (a phone that already
+    # got it gets the same collapse key: the push replaces itself).
+    row.done_device_ids = []
     row.note = f"requeued from {previous}"
     audit.record(s, actor, "outbox_requeued", "outbox", row.id,
                  changes={"state": [previous, "pending"]})

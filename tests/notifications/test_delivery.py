@@ -415,3 +415,20 @@ def test_retry_after_as_seconds_or_http_date():
     assert retry_after_seconds("30") == 30
     assert retry_after_seconds("Sun, 22 Nov 2026 12:01:00 GMT", now) == 60
     assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
+
+
+def test_a_failed_push_requeued_goes_to_the_device_again(db_session, client, fcm, sender,
+                                                         recipient, auth_headers):
+    user = recipient(("tok-rejected", "android", "zh-CN"))
+    fcm.fail("tok-rejected", "INVALID_ARGUMENT")
+    nid = _notify(db_session, user)
+    deliver(db_session, sender)
+    row = _outbox(db_session, nid)
+    assert row.state == "failed"
+    listed = client.get("/notifications/outbox?state=failed", headers=auth_headers("admin"))
+    assert [i["id"] for i in listed.get_json()] == [row.id]
+    assert client.post(f"/notifications/outbox/{row.id}/requeue",
+                       headers=auth_headers("admin")).status_code == 200
+    deliver(db_session, sender)
+    assert _outbox(db_session, nid).state == "sent"
+    assert len(fcm.received_for("tok-rejected")) == 1
