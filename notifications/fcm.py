@@ -194,12 +194,15 @@ class FcmSender:
         session = service._client.session
         session.mount(endpoint, requests.adapters.HTTPAdapter(
             pool_connections=1, pool_maxsize=self.batch_size, max_retries=0))
-        # While trust_env is on, requests re-reads the proxy variables and ~/.netrc on every
-        # request: 0.3 ms of CPU per push measured, a quarter of the sender's cost. Keep it
-        # only when the environment configures a proxy or a CA bundle (from mainland China,
-        # FCM is usually reached through a proxy).
-        session.trust_env = bool(urllib.request.getproxies()) or any(
-            os.environ.get(v) for v in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"))
+        # While trust_env is on, requests re-reads the proxy variables, ~/.netrc and the CA
+        # bundle variables on every request: 0.3 ms of CPU per push measured, a quarter of
+        # the sender's cost. Keep it only when the environment configures a proxy (from
+        # mainland China FCM is usually reached through one); a CA bundle it names is set
+        # once instead.
+        session.trust_env = bool(urllib.request.getproxies())
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle and not session.trust_env:
+            session.verify = bundle
         self._token_lock = threading.Lock()
 
     @classmethod

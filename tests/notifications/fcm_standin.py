@@ -70,7 +70,8 @@ def make_service_account(token_uri: str, project_id: str = "grid-standin") -> tu
         "project_id": project_id,
         "private_key_id": uuid.uuid4().hex,
         "private_key": private_pem,
-        "client_email": f"firebase-adminsdk@{project_id}.iam.gserviceaccount.com",
+        "client_email": f"firebase-adminsdk-{uuid.uuid4().hex[:5]}@{project_id}"
+                        ".iam.gserviceaccount.com",
         "client_id": str(uuid.uuid4().int)[:21],
         "auth_uri": "https://accounts.google.com/o/oauth2/auth",
         "token_uri": token_uri,

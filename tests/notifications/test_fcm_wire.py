@@ -97,3 +97,28 @@ def test_wrong_credentials_are_retried_not_lost(own_standin):
         sender.close()
     assert [o.status for o in outcomes] == ["retry"] * 3
     assert fcm.received == []
+
+
+def test_requests_reads_the_environment_once_unless_a_proxy_is_set(fcm, monkeypatch):
+    """A CA bundle named in the environment is kept (set once); a proxy keeps requests'
+    per-request look at the environment on."""
+    from firebase_admin import credentials, messaging
+
+    def session_of(sender: FcmSender):
+        return messaging._get_messaging_service(sender.app)._client.session
+
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+                 "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    plain = FcmSender(credentials.Certificate(fcm.service_account()), endpoint=fcm.endpoint)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    proxied = FcmSender(credentials.Certificate(fcm.service_account()), endpoint=fcm.endpoint)
+    try:
+        assert session_of(plain).trust_env is False
+        assert session_of(plain).verify == "/etc/ssl/certs/ca-certificates.crt"
+        assert session_of(proxied).trust_env is True
+        assert [o.status for o in plain.send(_pushes(2))] == ["ok", "ok"]
+    finally:
+        plain.close()
+        proxied.close()
