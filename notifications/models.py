@@ -6,16 +6,19 @@ transaction: a rolled-back change sends nothing, a committed one is sent by the 
 
 from __future__ import annotations
 
-from datetime import datetime
+import uuid
+from datetime import datetime, time
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.db import Base
 
 PLATFORMS = {"android": "Android", "ios": "iOS", "web": "Web"}
 OUTBOX_STATES = {"pending": "待发送", "sent": "已发送", "failed": "发送失败", "dead": "死信"}
+BROADCAST_LEVELS = {"info": "通知", "warning": "预警", "emergency": "紧急"}
+BROADCAST_STATES = {"pending": "待展开", "done": "已展开"}
 
 
 class Device(Base):
@@ -31,6 +34,11 @@ class Device(Base):
     platform: Mapped[str] = mapped_column(sa.String(16), nullable=False)
     app_version: Mapped[str | None] = mapped_column(sa.String(32))
     locale: Mapped[str] = mapped_column(sa.String(16), nullable=False, server_default="zh-CN")
+    # The login the token was registered under: when it ends (logout, password change,
+    # disabled account) the device gets no more pushes, and the worker deletes it.
+    session_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), sa.ForeignKey("auth_sessions.id", ondelete="CASCADE"), index=True
+    )
     # Set when FCM says the token is gone (UNREGISTERED, SENDER_ID_MISMATCH).
     disabled_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     disabled_reason: Mapped[str | None] = mapped_column(sa.String(64))
@@ -85,8 +93,20 @@ class OutboxMessage(Base):
     due_at: Mapped[datetime] = mapped_column(
         sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
     )
+    # Counted when claimed, so a row that kills its worker still ends in the dead letters.
     attempts: Mapped[int] = mapped_column(sa.SmallInteger, nullable=False, server_default="0")
+    # The lease: a claim not recorded by then (the worker died) is claimed again; results
+    # are recorded only under the claim's own token.
+    claimed_until: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    claim_token: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    # Devices this row is finished with (delivered, disabled or rejected): a retry goes
+    # only to the others.
+    done_device_ids: Mapped[list[int]] = mapped_column(
+        ARRAY(sa.BigInteger), nullable=False, server_default="{}"
+    )
     last_error: Mapped[str | None] = mapped_column(sa.Text)
+    # What happened without an error: inbox only (no device, FCM not configured), superseded…
+    note: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(
         sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
     )
@@ -95,4 +115,68 @@ class OutboxMessage(Base):
     __table_args__ = (
         sa.CheckConstraint("state IN ('pending', 'sent', 'failed', 'dead')", name="state"),
         sa.Index("ix_outbox_due", "due_at", postgresql_where=sa.text("state = 'pending'")),
+        # The dead letters admins look at (a handful among millions of sent rows).
+        sa.Index("ix_outbox_undelivered", "id",
+                 postgresql_where=sa.text("state IN ('failed', 'dead')")),
+    )
+
+
+class Preference(Base):
+    """A user's push settings (推送设置): muted kinds and quiet hours (免打扰时段) in their
+    zone. The inbox gets every notification regardless; urgent pushes ignore both."""
+
+    __tablename__ = "notification_preferences"
+
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    muted_kinds: Mapped[list[str]] = mapped_column(
+        ARRAY(sa.String(64)), nullable=False, server_default="{}"
+    )
+    quiet_start: Mapped[time | None] = mapped_column(sa.Time)
+    quiet_end: Mapped[time | None] = mapped_column(sa.Time)
+    timezone: Mapped[str | None] = mapped_column(sa.String(64))  # None: DEFAULT_TIMEZONE
+    updated_at: Mapped[datetime] = mapped_column(
+        sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+    )
+
+    __table_args__ = (
+        sa.CheckConstraint("(quiet_start IS NULL) = (quiet_end IS NULL)", name="quiet_pair"),
+    )
+
+
+class Broadcast(Base):
+    """An alert or notice (通知/预警/紧急) to everyone with a membership in an area subtree.
+
+    The request writes this row only; the worker expands it into inbox and outbox rows in
+    batches of users, ordered by user id: `cursor_user_id` is the last user reached, moved
+    in the same transaction as the batch it covers, so a crash repeats nothing.
+    """
+
+    __tablename__ = "broadcasts"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    sender_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    area_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("areas.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    level: Mapped[str] = mapped_column(sa.String(16), nullable=False)
+    title: Mapped[str] = mapped_column(sa.String(100), nullable=False)
+    text: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    link: Mapped[str | None] = mapped_column(sa.String(500))
+    state: Mapped[str] = mapped_column(sa.String(16), nullable=False, server_default="pending")
+    cursor_user_id: Mapped[int] = mapped_column(sa.BigInteger, nullable=False,
+                                                server_default="0")
+    recipients: Mapped[int] = mapped_column(sa.Integer, nullable=False, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(
+        sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+    )
+    done_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+    __table_args__ = (
+        sa.CheckConstraint("level IN ('info', 'warning', 'emergency')", name="level"),
+        sa.CheckConstraint("state IN ('pending', 'done')", name="state"),
+        sa.Index("ix_broadcasts_pending", "id", postgresql_where=sa.text("state = 'pending'")),
     )

@@ -1,18 +1,40 @@
-"""`notify()`: what other modules call to tell people something.
+"""Notifications (消息通知): `notify()` for other modules, templates, the inbox, devices,
+push preferences, area broadcasts and the dead letters.
 
 Templates are registered by the module that owns the kind (grid.cases registers the case
 kinds), so that each message's words live beside the rule that sends it.
+
+`notify()` writes an inbox row and, unless the recipient muted the kind, an outbox row per
+recipient in the caller's transaction (a rolled-back change sends nothing); the worker
+(notifications.worker) pushes the outbox to the recipients' devices.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from notifications.models import Notification, OutboxMessage
+from notifications.models import (
+    BROADCAST_LEVELS,
+    Broadcast,
+    Device,
+    Notification,
+    OutboxMessage,
+    Preference,
+)
+from server import audit, clock, db, idempotency, ratelimit
+from server.auth.actor import Actor
+from server.errors import Conflict, Invalid, NotFound, field_errors
+
+# --- templates -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -26,6 +48,7 @@ class Template:
 
 TEMPLATES: dict[str, Template] = {}
 DEFAULT_LOCALE = "zh-CN"
+LOCALES = ("zh-CN", "en")
 
 
 def register_template(kind: str, zh: tuple[str, str], en: tuple[str, str], *,
@@ -50,20 +73,328 @@ def render(kind: str, data: dict, locale: str | None = None) -> tuple[str, str]:
     return title.format_map(values), body.format_map(values)
 
 
-def notify(s: Session, recipients: Iterable[int | None], kind: str, data: dict, *,
-           urgent: bool | None = None, collapse_key: str | None = None) -> list[int]:
-    """Tell each recipient (user ids; None and repeats are skipped) about something: an
-    inbox row and an outbox row each, in the caller's transaction. Returns the inbox ids."""
-    users = sorted({r for r in recipients if r is not None})
-    if not users:
-        return []
-    if urgent is None:
-        urgent = kind in TEMPLATES and TEMPLATES[kind].urgent
+# Broadcasts are kinds of their own, so a resident can mute notices but not warnings;
+# emergencies are urgent (they ignore mutes and quiet hours).
+register_template("broadcast.info", zh=("【通知】{title}", "{text}"),
+                  en=("[Notice] {title}", "{text}"))
+register_template("broadcast.warning", zh=("【预警】{title}", "{text}"),
+                  en=("[Warning] {title}", "{text}"))
+register_template("broadcast.emergency", zh=("【紧急】{title}", "{text}"),
+                  en=("[Emergency] {title}", "{text}"), urgent=True)
+
+
+# --- notify --------------------------------------------------------------------------------
+
+
+def quiet_until(now: datetime, start: time | None, end: time | None,
+                zone: ZoneInfo) -> datetime | None:
+    """When the quiet hours (local start–end, e.g. 22:00–07:00 across midnight) around `now`
+    end, or None when `now` is not in them (or none are set, or start == end)."""
+    if start is None or end is None or start == end:
+        return None
+    local = now.astimezone(zone)
+    t = local.time().replace(tzinfo=None)
+    if start < end:
+        quiet, end_day = start <= t < end, local.date()
+    else:  # across midnight: quiet from start to 24:00 and from 00:00 to end
+        quiet = t >= start or t < end
+        end_day = local.date() + timedelta(days=1) if t >= start else local.date()
+    if not quiet:
+        return None
+    # fold/gap safe: build the local wall time, then let zoneinfo place it
+    return datetime.combine(end_day, end, tzinfo=zone).astimezone(now.tzinfo)
+
+
+def _zone(name: str | None) -> ZoneInfo:
+    from flask import current_app, has_app_context
+
+    default = current_app.config["DEFAULT_TIMEZONE"] if has_app_context() else "Asia/Shanghai"
+    return ZoneInfo(name or default)
+
+
+def _write(s: Session, users: list[int], kind: str, data: dict, urgent: bool,
+           collapse_key: str | None, now: datetime) -> list[int]:
+    """Inbox rows for `users` (sorted, distinct) and their outbox rows, preferences applied:
+    a muted kind gets no push, quiet hours delay a non-urgent one to their end."""
     ids = list(s.scalars(
         sa.insert(Notification).returning(Notification.id, sort_by_parameter_order=True),
         [{"user_id": u, "kind": kind, "data": data, "urgent": urgent,
           "collapse_key": collapse_key} for u in users],
     ))
-    s.execute(sa.insert(OutboxMessage),
-              [{"notification_id": i, "user_id": u} for i, u in zip(ids, users, strict=True)])
+    prefs = {} if urgent else {p.user_id: p for p in s.execute(
+        sa.select(Preference.user_id, Preference.muted_kinds, Preference.quiet_start,
+                  Preference.quiet_end, Preference.timezone)
+        .where(Preference.user_id.in_(users)))}
+    rows = []
+    for notification_id, user_id in zip(ids, users, strict=True):
+        due = now
+        pref = prefs.get(user_id)
+        if pref is not None:
+            if kind in pref.muted_kinds:
+                continue  # inbox only
+            due = quiet_until(now, pref.quiet_start, pref.quiet_end, _zone(pref.timezone)) or now
+        rows.append({"notification_id": notification_id, "user_id": user_id, "due_at": due})
+    if rows:
+        s.execute(sa.insert(OutboxMessage), rows)
     return ids
+
+
+def notify(s: Session, recipients: Iterable[int | None], kind: str, data: dict, *,
+           urgent: bool | None = None, collapse_key: str | None = None) -> list[int]:
+    """Tell each recipient (user ids; None and repeats are skipped) about something: an
+    inbox row and an outbox row each, in the caller's transaction. Returns the inbox ids.
+
+    `collapse_key` names a thread (e.g. "case:42"): a newer push of it replaces an older one
+    on the phone. Urgent ones (the template's default unless given) ignore mutes and quiet
+    hours."""
+    users = sorted({r for r in recipients if r is not None})
+    if not users:
+        return []
+    if urgent is None:
+        urgent = kind in TEMPLATES and TEMPLATES[kind].urgent
+    return _write(s, users, kind, data, urgent, collapse_key, clock.now())
+
+
+# --- inbox (站内消息) ------------------------------------------------------------------------
+
+
+def inbox_item(n: Notification, locale: str | None) -> dict:
+    title, body = render(n.kind, n.data, locale)
+    return {"id": n.id, "kind": n.kind, "title": title, "body": body, "data": n.data,
+            "urgent": n.urgent, "collapse_key": n.collapse_key, "created_at": n.created_at,
+            "read_at": n.read_at, "read": n.read_at is not None}
+
+
+def list_inbox(s: Session, actor: Actor, filters: dict, page: Any,
+               locale: str | None) -> list[dict]:
+    """One's notifications, newest first, in `locale`."""
+    stmt = (sa.select(Notification).where(Notification.user_id == actor.user_id)
+            .order_by(Notification.id.desc()))
+    if filters.get("unread"):
+        stmt = stmt.where(Notification.read_at.is_(None))
+    elif filters.get("unread") is False:
+        stmt = stmt.where(Notification.read_at.is_not(None))
+    if filters.get("kind"):
+        stmt = stmt.where(Notification.kind == filters["kind"])
+    return [inbox_item(n, locale) for n in db.paginate(s, stmt, page)]
+
+
+def unread_count(s: Session, actor: Actor) -> int:
+    return s.scalar(sa.select(sa.func.count()).select_from(Notification).where(
+        Notification.user_id == actor.user_id, Notification.read_at.is_(None))) or 0
+
+
+def mark_read(s: Session, actor: Actor, notification_id: int) -> Notification:
+    """Mark one's notification read (again is harmless: the first time is kept)."""
+    n = s.scalars(sa.select(Notification).where(
+        Notification.id == notification_id, Notification.user_id == actor.user_id)
+        .with_for_update()).first()
+    if n is None:
+        raise NotFound("No such notification")
+    if n.read_at is None:
+        n.read_at = clock.now()
+    return n
+
+
+def mark_all_read(s: Session, actor: Actor, up_to_id: int | None = None) -> int:
+    """Mark every unread notification read (or those up to `up_to_id`: what the app has
+    shown, so that one arriving meanwhile stays unread). Returns how many."""
+    stmt = sa.update(Notification).where(Notification.user_id == actor.user_id,
+                                         Notification.read_at.is_(None))
+    if up_to_id is not None:
+        stmt = stmt.where(Notification.id <= up_to_id)
+    return s.execute(stmt.values(read_at=clock.now())).rowcount
+
+
+# --- devices -------------------------------------------------------------------------------
+
+
+def register_device(s: Session, actor: Actor, data: dict) -> tuple[Device, bool]:
+    """Register (or refresh) this phone's FCM token for the caller's current login. A token
+    known under another account moves to this one (a shared phone changed hands); a token
+    FCM had disabled is enabled again. Returns (device, created)."""
+    now = clock.now()
+    values = {"user_id": actor.user_id, "session_id": actor.session_id,
+              "platform": data["platform"], "app_version": data.get("app_version"),
+              "locale": data.get("locale") or DEFAULT_LOCALE, "last_seen_at": now,
+              "disabled_at": None, "disabled_reason": None}
+    stmt = pg_insert(Device).values(token=data["token"], **values)
+    stmt = stmt.on_conflict_do_update(index_elements=[Device.token], set_=values)
+    row = s.execute(stmt.returning(Device.id, sa.literal_column("xmax = 0").label("created"))
+                    ).one()
+    device = s.get(Device, row.id, populate_existing=True)
+    return device, bool(row.created)
+
+
+def list_devices(s: Session, actor: Actor) -> list[Device]:
+    return list(s.scalars(sa.select(Device).where(Device.user_id == actor.user_id)
+                          .order_by(Device.id)))
+
+
+def remove_device(s: Session, actor: Actor, token: str) -> None:
+    """Forget one of one's devices (the app calls it at logout; the token of someone else
+    is not found)."""
+    deleted = s.execute(sa.delete(Device).where(Device.token == token,
+                                                Device.user_id == actor.user_id)).rowcount
+    if not deleted:
+        raise NotFound("No such device")
+
+
+# --- preferences ---------------------------------------------------------------------------
+
+
+def get_preferences(s: Session, actor: Actor) -> dict:
+    pref = s.get(Preference, actor.user_id)
+    return _preferences_dict(pref)
+
+
+def _preferences_dict(pref: Preference | None) -> dict:
+    from flask import current_app
+
+    default_zone = current_app.config["DEFAULT_TIMEZONE"]
+    if pref is None:
+        return {"muted_kinds": [], "quiet_hours": None, "timezone": default_zone}
+    quiet = None
+    if pref.quiet_start is not None:
+        quiet = {"start": pref.quiet_start.strftime("%H:%M"),
+                 "end": pref.quiet_end.strftime("%H:%M")}
+    return {"muted_kinds": sorted(pref.muted_kinds), "quiet_hours": quiet,
+            "timezone": pref.timezone or default_zone}
+
+
+def set_preferences(s: Session, actor: Actor, data: dict) -> dict:
+    """Replace one's push settings: muted kinds, quiet hours (None: none) and their zone."""
+    zone = data.get("timezone")
+    if zone is not None:
+        try:
+            ZoneInfo(zone)
+        except Exception:  # noqa: BLE001 - ZoneInfo raises several kinds for odd names
+            raise Invalid(field_errors("timezone", "Not a known IANA time zone.")) from None
+    quiet = data.get("quiet_hours")
+    values = {"muted_kinds": sorted(set(data.get("muted_kinds") or [])),
+              "quiet_start": time.fromisoformat(quiet["start"]) if quiet else None,
+              "quiet_end": time.fromisoformat(quiet["end"]) if quiet else None,
+              "timezone": zone, "updated_at": clock.now()}
+    stmt = pg_insert(Preference).values(user_id=actor.user_id, **values)
+    s.execute(stmt.on_conflict_do_update(index_elements=[Preference.user_id], set_=values))
+    return _preferences_dict(s.get(Preference, actor.user_id, populate_existing=True))
+
+
+# --- broadcasts (通知公告/预警) -------------------------------------------------------------
+
+
+def _broadcast_area(s: Session, actor: Actor, area_id: int):
+    # grid.areas owns the one scope filter; only broadcasts (never notify()) reach it, so
+    # grid.* may keep importing notifications.service without a cycle.
+    from grid.areas.models import Area
+    from grid.areas.service import in_scope
+
+    area = s.scalars(sa.select(Area).where(Area.id == area_id, in_scope(Area.id, actor))).first()
+    if area is None:
+        raise NotFound("No such area")
+    return area
+
+
+def create_broadcast(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | None,
+                     limit: int, window_s: int) -> Broadcast:
+    """Send an alert or notice to everyone with a membership in an area subtree of one's
+    own scope (404 outside it). One row here; the worker fans it out. Idempotent by
+    client_uuid; at most `limit` per sender per `window_s` (429 with Retry-After)."""
+    actor.require("notice:broadcast")
+    area = _broadcast_area(s, actor, data["area_id"])
+    payload = {k: data.get(k) for k in ("area_id", "level", "title", "text", "link")}
+    if client_uuid is not None and s.get(idempotency.ClientRequest, client_uuid) is not None:
+        original = idempotency.claim(s, client_uuid, actor.user_id, "broadcast", payload)
+        return s.get(Broadcast, int(original[1]))
+    # A replay above costs nothing; a new broadcast counts against the sender's limit.
+    ratelimit.hit(s, f"broadcast:user:{actor.user_id}", limit, window_s,
+                  "Too many broadcasts; try again later")
+    if client_uuid is not None:
+        original = idempotency.claim(s, client_uuid, actor.user_id, "broadcast", payload)
+        if original is not None:  # a concurrent twin won
+            return s.get(Broadcast, int(original[1]))
+    broadcast = Broadcast(sender_id=actor.user_id, area_id=area.id, level=data["level"],
+                          title=data["title"], text=data["text"], link=data.get("link"))
+    s.add(broadcast)
+    s.flush()
+    if client_uuid is not None:
+        idempotency.complete(s, client_uuid, "broadcast", broadcast.id)
+    audit.record(s, actor, "broadcast_sent", "broadcast", broadcast.id,
+                 changes={"area_id": area.id, "area_code": area.code, "level": broadcast.level,
+                          "title": broadcast.title})
+    return broadcast
+
+
+def _broadcasts_in_scope(actor: Actor) -> sa.Select:
+    from grid.areas.service import in_scope
+
+    actor.require("notice:broadcast")
+    return sa.select(Broadcast).where(in_scope(Broadcast.area_id, actor))
+
+
+def list_broadcasts(s: Session, actor: Actor, filters: dict, page: Any) -> list[Broadcast]:
+    """Broadcasts to areas of one's scope, newest first."""
+    stmt = _broadcasts_in_scope(actor).order_by(Broadcast.id.desc())
+    for name in ("area_id", "level", "state"):
+        if filters.get(name) is not None:
+            stmt = stmt.where(getattr(Broadcast, name) == filters[name])
+    return db.paginate(s, stmt, page)
+
+
+def get_broadcast(s: Session, actor: Actor, broadcast_id: int) -> Broadcast:
+    broadcast = s.scalars(_broadcasts_in_scope(actor).where(Broadcast.id == broadcast_id)
+                          ).first()
+    if broadcast is None:
+        raise NotFound("No such broadcast")
+    return broadcast
+
+
+def broadcast_kind(level: str) -> str:
+    assert level in BROADCAST_LEVELS
+    return f"broadcast.{level}"
+
+
+# --- the outbox for administrators (死信) ---------------------------------------------------
+
+
+def list_outbox(s: Session, actor: Actor, filters: dict, page: Any) -> list:
+    """Outbox rows with their notification's kind: by default the failed and dead ones."""
+    actor.require("notification:admin")
+    stmt = (sa.select(OutboxMessage, Notification.kind)
+            .join(Notification, Notification.id == OutboxMessage.notification_id)
+            .order_by(OutboxMessage.id.desc()))
+    states = [filters["state"]] if filters.get("state") else ["failed", "dead"]
+    stmt = stmt.where(OutboxMessage.state.in_(states))
+    if filters.get("user_id") is not None:
+        stmt = stmt.where(OutboxMessage.user_id == filters["user_id"])
+    return [_outbox_dict(row, kind) for row, kind in db.paginate(s, stmt, page)]
+
+
+def _outbox_dict(row: OutboxMessage, kind: str) -> dict:
+    return {c: getattr(row, c) for c in (
+        "id", "notification_id", "user_id", "state", "attempts", "due_at", "claimed_until",
+        "last_error", "note", "created_at", "sent_at")} | {"kind": kind}
+
+
+def requeue(s: Session, actor: Actor, outbox_id: int) -> dict:
+    """Send a failed or dead row again, to every active device, from a fresh count of
+    attempts."""
+    actor.require("notification:admin")
+    row = s.scalars(sa.select(OutboxMessage).where(OutboxMessage.id == outbox_id)
+                    .with_for_update()).first()
+    if row is None:
+        raise NotFound("No such outbox row")
+    if row.state not in ("failed", "dead"):
+        raise Conflict(f"A {row.state} row cannot be requeued", allowed=[])
+    previous = row.state
+    row.state, row.attempts, row.due_at = "pending", 0, clock.now()
+    row.claimed_until = row.claim_token = None
+    # Every active device again, the one that refused it included (a phone that already
+    # got it gets the same collapse key: the push replaces itself).
+    row.done_device_ids = []
+    row.note = f"requeued from {previous}"
+    audit.record(s, actor, "outbox_requeued", "outbox", row.id,
+                 changes={"state": [previous, "pending"]})
+    s.flush()
+    kind = s.scalar(sa.select(Notification.kind).where(Notification.id == row.notification_id))
+    return _outbox_dict(row, kind)

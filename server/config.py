@@ -87,6 +87,21 @@ class Config:
         ).split(","))
     }
 
+    # Push notifications (notifications/): without a service-account file the worker fills
+    # the inbox and logs what it would push. FCM_ENDPOINT replaces https://fcm.googleapis.com
+    # (a proxy, or the local FCM stand-in of the tests and the benchmark).
+    FIREBASE_CREDENTIALS = _env("FIREBASE_CREDENTIALS", "")
+    FCM_ENDPOINT = _env("FCM_ENDPOINT", "https://fcm.googleapis.com")
+    FCM_TIMEOUT_S = float(os.environ.get("FCM_TIMEOUT_S", 10))
+    NOTIFY_BATCH_SIZE = _env_int("NOTIFY_BATCH_SIZE", 500)  # rows per claim; ≤ 500 per send_each
+    NOTIFY_MAX_ATTEMPTS = _env_int("NOTIFY_MAX_ATTEMPTS", 8)  # then dead-lettered
+    NOTIFY_LEASE_S = _env_int("NOTIFY_LEASE_S", 120)  # a claim not recorded by then is retaken
+    NOTIFY_BACKOFF_BASE_S = _env_int("NOTIFY_BACKOFF_BASE_S", 10)
+    NOTIFY_BACKOFF_MAX_S = _env_int("NOTIFY_BACKOFF_MAX_S", 3600)
+    BROADCAST_LIMIT_PER_SENDER = _env_int("BROADCAST_LIMIT_PER_SENDER", 10)
+    BROADCAST_LIMIT_WINDOW_S = _env_int("BROADCAST_LIMIT_WINDOW_S", 3600)
+    BROADCAST_BATCH_SIZE = _env_int("BROADCAST_BATCH_SIZE", 1000)  # users per fan-out step
+
     # Domain packages plugged into the platform, in dependency order. create_app imports
     # `<module>.models` (tables for migrations) and `<module>.views` (its `blueprints`), so
     # that server/ never imports grid/ by name.

@@ -47,6 +47,7 @@ stats:read              .   .   x   x   x   x   x   .   .
 notice:broadcast        .   .   .   x   x   .   x   .   .
 service:manage          .   .   .   x   x   .   x   .   .
 service:book            x   .   .   .   .   .   .   .   .
+notification:admin      .   .   .   .   .   .   .   .   x
 """
 # fmt: on
 
