@@ -20,6 +20,7 @@ from typing import Any
 
 import marshmallow as ma
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from geo.fields import point_out
@@ -135,7 +136,8 @@ def _tags(visible: list[sa.ColumnElement[bool]]) -> sa.ColumnElement[str]:
     listed = sa.func.string_agg(one, aggregate_order_by(_const(","), t.c.start_date, t.c.id))
     return sa.func.coalesce(
         sa.select(_concat(_const("["), listed, _const("]")))
-        .where(t.c.person_id == m.Person.__table__.c.id, *visible).scalar_subquery(),
+        # the person's id as text: the subquery is compiled on its own (see `_sql`)
+        .where(t.c.person_id == sa.literal_column("persons.id"), *visible).scalar_subquery(),
         _const("[]"))
 
 
@@ -151,7 +153,17 @@ def _halves(model: type[m.RegisterRecord], schema: type[ma.Schema],
     pairs = _fields(schema(), table, special)
     head = _concat(_const("{"), *_object([p for p in pairs if p[0] < LOCATION]), _const(","))
     tail = _concat(*_object([p for p in pairs if p[0] > LOCATION], lead=True), _const("}"))
-    return head, tail
+    return _sql(head), _sql(tail)
+
+
+def _sql(expr: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+    """The expression as SQL text, compiled once. SQLAlchemy walks a statement's whole tree
+    for its cache key on every execution: these thousands of nodes cost ~15-35 ms a page;
+    one text is one string."""
+    text = str(expr.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    if "%" in text:  # would be taken for a psycopg2 placeholder
+        raise ValueError("a % in the SQL of a sync record")
+    return sa.literal_column(f"({text})", sa.Text)
 
 
 def data_columns(model: type[m.RegisterRecord], schema: type[ma.Schema],
