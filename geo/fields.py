@@ -32,6 +32,13 @@ def output_crs() -> str:
     return _output_crs.get()
 
 
+def point_out(lon: float, lat: float) -> dict:
+    """A stored WGS-84 point as responses show it: in the request's crs, 7 decimals."""
+    target = output_crs()
+    lon, lat = crs_mod.from_wgs84(lon, lat, target)
+    return {"lon": round(lon, 7), "lat": round(lat, 7), "crs": target}
+
+
 @dataclass(frozen=True)
 class GpsFix:
     """A location as collected: WGS-84 for storage plus what the phone actually sent."""
@@ -112,9 +119,7 @@ class Point(ma.fields.Field):
     def _serialize(self, value, attr, obj, **kwargs) -> dict | None:
         if value is None:
             return None
-        target = output_crs()
-        lon, lat = crs_mod.from_wgs84(value.lon, value.lat, target)
-        return {"lon": round(lon, 7), "lat": round(lat, 7), "crs": target}
+        return point_out(value.lon, value.lat)
 
 
 class GeoJSONGeometry(ma.fields.Field):

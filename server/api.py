@@ -13,7 +13,7 @@ from datetime import UTC
 
 import flask_smorest
 import marshmallow as ma
-from flask import Flask, g, request
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from server.errors import DomainError, PreconditionFailed
@@ -74,6 +74,11 @@ def error_payload(code: int, status: str, message: str | None, errors=None, **ex
     if rid:
         payload["request_id"] = rid
     return payload
+
+
+def json_text_response(text: str) -> Response:
+    """A JSON text built elsewhere (e.g. by PostgreSQL), sent as jsonify sends a body."""
+    return Response(text + "\n", mimetype="application/json")
 
 
 class Api(flask_smorest.Api):

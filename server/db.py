@@ -7,6 +7,8 @@ session to an outer transaction with savepoints and roll it back after each test
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -46,13 +48,38 @@ session: scoped_session[Session] = scoped_session(SessionFactory)
 _engines: dict[str, sa.Engine] = {}
 
 
+# A connection back from the pool after this long idle is pinged first.
+PING_AFTER_IDLE_S = 10.0
+
+
 def engine_for(url: str, pool_size: int = 5) -> sa.Engine:
     """One engine per URL per process (create_app may run several times in tests)."""
     if url not in _engines:
-        _engines[url] = sa.create_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
-        )
+        engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+        _ping_when_idle(engine)
+        _engines[url] = engine
     return _engines[url]
+
+
+def _ping_when_idle(engine: sa.Engine) -> None:
+    """pool_pre_ping, but only for a connection that sat idle in the pool: pinging on every
+    checkout cost a round trip per request. A connection in steady use that PostgreSQL
+    dropped meanwhile (a restart) fails one request, and SQLAlchemy then invalidates the
+    whole pool; an idle one (the usual victim of restarts and firewalls) is replaced
+    before use."""
+
+    @sa.event.listens_for(engine, "checkin")
+    def _idle_from(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        if time.monotonic() - record.info.get("idle_since", math.inf) < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # any failure: the pool retries with a new connection
+            raise sa.exc.DisconnectionError() from exc
 
 
 def init_db(app: Any) -> sa.Engine:

@@ -10,16 +10,18 @@ sees which community and street their grid is in) but not editable.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from typing import Any
 
 import sqlalchemy as sa
 from geoalchemy2 import Geography
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from grid.areas.models import Area, AreaLevel, Department, DepartmentMember, Membership
 from server import audit, db, pii
-from server.auth.actor import Actor, actor_enrichers
+from server.auth.actor import Actor, ActorEnricher, actor_enrichers
 from server.auth.models import User, UserRole
 from server.errors import (
     Conflict,
@@ -45,18 +47,27 @@ ROLE_LEVELS: dict[str, tuple[str, ...]] = {
 # --- scope ---------------------------------------------------------------------------------
 
 
-def resolve_scope(s: Session, actor: Actor) -> Actor:
-    """Add the actor's membership paths and departments (once per request)."""
-    # One round trip for both (this runs on every authenticated request).
+def _scope_columns(user_id: Any) -> list[sa.Label]:
+    """The user's membership paths and departments, as scalar subqueries (load_actor selects
+    them with the account: one round trip per request)."""
     paths = (sa.select(sa.func.array_agg(Area.path))
              .join(Membership, Membership.area_id == Area.id)
-             .where(Membership.user_id == actor.user_id).scalar_subquery())
+             .where(Membership.user_id == user_id).scalar_subquery())
     departments = (sa.select(sa.func.array_agg(DepartmentMember.department_id))
-                   .where(DepartmentMember.user_id == actor.user_id).scalar_subquery())
-    row = s.execute(sa.select(paths.label("paths"), departments.label("departments"))).one()
-    paths, departments = row.paths or [], row.departments or []
+                   .where(DepartmentMember.user_id == user_id).scalar_subquery())
+    return [paths.label("scope_paths"), departments.label("scope_departments")]
+
+
+def _with_scope(actor: Actor, row: Any) -> Actor:
+    paths, departments = row.scope_paths or [], row.scope_departments or []
     return dataclasses.replace(actor, area_paths=_outermost(tuple(set(paths))),
                                department_ids=tuple(sorted(departments)))
+
+
+def resolve_scope(s: Session, actor: Actor) -> Actor:
+    """Add the actor's membership paths and departments (for actors made outside a request;
+    a request's actor gets them from load_actor's own query)."""
+    return _with_scope(actor, s.execute(sa.select(*_scope_columns(actor.user_id))).one())
 
 
 def _outermost(paths: tuple[str, ...]) -> tuple[str, ...]:
@@ -68,7 +79,7 @@ def _outermost(paths: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(kept))
 
 
-actor_enrichers.append(resolve_scope)
+actor_enrichers.append(ActorEnricher(_scope_columns, _with_scope))
 
 
 def in_scope(area_id_column: Any, actor: Actor) -> sa.ColumnElement[bool]:
@@ -459,27 +470,49 @@ def add_department_member(s: Session, actor: Actor, department_id: int, user_id:
 # --- locate --------------------------------------------------------------------------------
 
 
-def grid_at(s: Session, lon: float, lat: float) -> Area | None:
-    """The finest grid-level area whose boundary covers a WGS-84 point, or None.
+def _finest_grid(*columns: Any) -> sa.Select:
+    """`columns` of the finest grid-level area whose boundary covers the point (:lon, :lat).
 
     ST_Covers: a point on a shared edge belongs to one of the grids instead of none.
     Uses the spatial index.
     """
-    point = sa.func.ST_SetSRID(sa.func.ST_MakePoint(lon, lat), 4326)
+    point = sa.func.ST_SetSRID(sa.func.ST_MakePoint(sa.bindparam("lon", type_=sa.Float),
+                                                    sa.bindparam("lat", type_=sa.Float)), 4326)
     grid_rank = sa.select(AreaLevel.rank).where(AreaLevel.key == "grid").scalar_subquery()
-    return s.scalars(
-        sa.select(Area).join(AreaLevel, AreaLevel.key == Area.level)
-        .where(sa.func.ST_Covers(Area.boundary, point), AreaLevel.rank >= grid_rank)
-        .order_by(AreaLevel.rank.desc(), Area.id).limit(1)
-    ).first()
+    return (sa.select(*columns).join(AreaLevel, AreaLevel.key == Area.level)
+            .where(sa.func.ST_Covers(Area.boundary, point), AreaLevel.rank >= grid_rank)
+            .order_by(AreaLevel.rank.desc(), Area.id).limit(1))
 
 
-def locate(s: Session, lon: float, lat: float) -> list[Area]:
-    """The grid containing a WGS-84 point and its ancestors (top first)."""
-    finest = grid_at(s, lon, lat)
-    if finest is None:
+# Built once: per-request construction of these expressions cost more than the lookup.
+@functools.cache
+def _grid_at_statement() -> sa.Select:
+    return _finest_grid(Area)
+
+
+@functools.cache
+def _locate_statement() -> sa.Select:
+    """The grid and its ancestors (top first) in one round trip, without boundaries."""
+    grid = _finest_grid(Area.path).cte("grid")
+    ids = sa.cast(sa.func.string_to_array(sa.func.rtrim(grid.c.path, "."), "."),
+                  ARRAY(sa.BigInteger))
+    return (sa.select(Area.id, Area.code, Area.name, Area.level)
+            .join(grid, Area.id == sa.any_(ids))
+            .order_by(sa.func.array_position(ids, Area.id)))
+
+
+def grid_at(s: Session, lon: float, lat: float) -> Area | None:
+    """The finest grid-level area whose boundary covers a WGS-84 point, or None."""
+    return s.scalars(_grid_at_statement(), {"lon": lon, "lat": lat}).first()
+
+
+def locate(s: Session, lon: float, lat: float) -> list[sa.Row]:
+    """The grid containing a WGS-84 point and its ancestors, top first: rows of (id, code,
+    name, level)."""
+    chain = s.connection().execute(_locate_statement(), {"lon": lon, "lat": lat}).all()
+    if not chain:
         raise NotFound(f"The point ({lon:.6f}, {lat:.6f}) is outside every grid")
-    return ancestors(s, finest)
+    return chain
 
 
 def collector_grid(s: Session, actor: Actor, lon: float, lat: float) -> Area:

@@ -775,11 +775,19 @@ def _check_tag_visible(actor: Actor, tag: str) -> None:
         raise NotFound("No such tag")  # key-person groups do not exist for this role
 
 
+_CARE_TAGS_ONLY = (PersonTag.__table__.c.kind == "care",)
+
+
+def tags_visible_to(actor: Actor) -> tuple[sa.ColumnElement[bool], ...]:
+    """Which tags the actor may see (key-person groups only with person:read_key_tags).
+    Constant expressions: sync caches the SQL built from them."""
+    return () if actor.can("person:read_key_tags") else _CARE_TAGS_ONLY
+
+
 def visible_tags(s: Session, actor: Actor, person_ids: list[int]) -> dict[int, list[PersonTag]]:
     """Current and past tags of these persons that the actor may see, by person."""
-    stmt = sa.select(PersonTag).where(PersonTag.person_id.in_(person_ids or [-1]))
-    if not actor.can("person:read_key_tags"):
-        stmt = stmt.where(PersonTag.kind == "care")
+    stmt = sa.select(PersonTag).where(PersonTag.person_id.in_(person_ids or [-1]),
+                                      *tags_visible_to(actor))
     out: dict[int, list[PersonTag]] = {}
     for tag in s.scalars(stmt.order_by(PersonTag.start_date, PersonTag.id)):
         out.setdefault(tag.person_id, []).append(tag)

@@ -37,10 +37,11 @@ Cursor format (opaque to phones): base64url (no padding) of compact JSON:
 `p` null means "from the beginning" (a full sync). A full sync sends current records only
 (ended ones and tombstones would only tell an empty phone to delete what it does not hold).
 
-Queries per page: one per record type (by (area_id, change_xid) or, on a full sync,
-(area_id, change_seq)) + one for tombstones (not on a full sync) + the snapshot + the
-persons' tags. Each type query takes at most limit+1 rows; the page is the first `limit`
-of their merge by change_seq.
+Statements per page: the snapshot, and the page. The page statement takes, per record type,
+at most limit+1 rows from the (area_id, change_xid) or, on a full sync, (area_id,
+change_seq) index, and tombstones (not on a full sync); keeps the first limit+1 by
+change_seq; and builds each record's JSON (masked, with the tags the actor may see) in
+PostgreSQL (grid.sync.pages), byte for byte what the register's schemas would dump.
 
 Push: a batch of operations, each in its own savepoint
 ------------------------------------------------------
@@ -81,6 +82,7 @@ from grid.registry.models import (
     Tombstone,
 )
 from grid.registry.validation import normalize_id_number, normalize_uscc
+from grid.sync import pages
 from grid.sync.schemas import BATCH_MAX, PushItemSchema
 from server import pii
 from server.api import error_payload
@@ -280,8 +282,10 @@ def _counts_in(snap: Snapshot, xid_col: Any, seq_col: Any) -> sa.ColumnElement[b
     visible = sa.func.pg_visible_in_snapshot(xid_col, sa.cast(snap.text, PgSnapshot()))
     if snap.xid is None:
         return visible
-    return sa.or_(visible, sa.and_(xid_col == sa.cast(str(snap.xid), XID8()),
-                                   seq_col <= snap.seq))
+    # The own xid by its sequence numbers only: a snapshot leaves it out of its in-progress
+    # list, so it reads as visible as soon as a later transaction has ended.
+    own = xid_col == sa.cast(str(snap.xid), XID8())
+    return sa.or_(sa.and_(visible, sa.not_(own)), sa.and_(own, seq_col <= snap.seq))
 
 
 def _window(model: Any, prev: Snapshot | None, cur: Snapshot, after: int) -> list:
@@ -296,41 +300,31 @@ def _window(model: Any, prev: Snapshot | None, cur: Snapshot, after: int) -> lis
     return conds
 
 
-def _never_decrypted(model: Any) -> list:
-    """Sync sends masked copies only: the encrypted values and blind indexes are not even
-    loaded (and touching one would raise instead of loading it row by row)."""
-    return [sa.orm.defer(getattr(model, c.key), raiseload=True) for c in model.__table__.columns
-            if c.key.endswith(("_enc", "_bidx"))]
+_TOMBSTONE = len(TYPES)  # the branch number of tombstones (types are 0..4, in TYPES' order)
 
 
-@dataclass(order=True)
-class _Row:
-    seq: int
-    kind: str = field(compare=False)
-    record: Any = field(compare=False, default=None)  # None: a tombstone
-    id: int = field(compare=False, default=0)
-
-
-def _changed(s: Session, actor: Actor, prev: Snapshot | None, cur: Snapshot, after: int,
-             n: int) -> list[_Row]:
-    """The first `n` changes of the window, by change_seq (one query per type)."""
-    rows: list[_Row] = []
-    for kind, spec in TYPES.items():
+def _changed(actor: Actor, prev: Snapshot | None, cur: Snapshot, after: int, n: int
+             ) -> sa.CTE:
+    """The first `n` changes of the window by change_seq: (seq, branch, kind, id). Each
+    type's rows come from a range of its own index (at most n of them), tombstones too."""
+    branches = []
+    for branch, (kind, spec) in enumerate(TYPES.items()):
         model = spec.model
-        stmt = (registry.scoped(model, actor).where(*_window(model, prev, cur, after))
-                .options(*_never_decrypted(model)))
+        stmt = (registry.scoped(model, actor)
+                .with_only_columns(model.change_seq.label("seq"),
+                                   sa.literal_column(str(branch)).label("branch"),
+                                   sa.literal_column(f"'{kind}'", sa.String).label("kind"),
+                                   model.id.label("id"))
+                .where(*_window(model, prev, cur, after)).order_by(model.change_seq).limit(n))
         if prev is None:
             stmt = stmt.where(model.ended_at.is_(None))
-        rows += [_Row(r.change_seq, kind, r, r.id)
-                 for r in s.scalars(stmt.order_by(model.change_seq).limit(n))]
+        branches.append(sa.select(stmt.subquery()))
     if prev is not None:
-        rows += _tombstones(s, actor, prev, cur, after, n)
-    rows.sort()
-    return rows[:n]
+        branches.append(sa.select(_tombstones(actor, prev, cur, after, n).subquery()))
+    return sa.union_all(*branches).order_by("seq", "branch").limit(n).cte("page")
 
 
-def _tombstones(s: Session, actor: Actor, prev: Snapshot, cur: Snapshot, after: int,
-                n: int) -> list[_Row]:
+def _tombstones(actor: Actor, prev: Snapshot, cur: Snapshot, after: int, n: int) -> sa.Select:
     """Records that left the actor's grids in the window (one item per record, at its last
     tombstone), except those back in the actor's grids now: a record that moved between
     two of the actor's grids, or left and came back, must not be deleted by the phone."""
@@ -339,33 +333,48 @@ def _tombstones(s: Session, actor: Actor, prev: Snapshot, cur: Snapshot, after: 
         spec.model.id == t.object_id, areas.in_scope(spec.model.area_id, actor)))
         for kind, spec in TYPES.items()))
     last = sa.func.max(t.change_seq).label("seq")
-    stmt = (sa.select(t.object_type, t.object_id, last)
+    return (sa.select(last, sa.literal_column(str(_TOMBSTONE)).label("branch"),
+                      t.object_type.label("kind"), t.object_id.label("id"))
             .where(areas.in_scope(t.area_id, actor), t.object_type.in_(list(TYPES)),
                    *_window(t, prev, cur, after), sa.not_(back))
             .group_by(t.object_type, t.object_id).order_by(last).limit(n))
-    return [_Row(r.seq, r.object_type, None, r.object_id) for r in s.execute(stmt)]
 
 
-def _items(s: Session, actor: Actor, rows: list[_Row]) -> list[dict]:
-    """Serialize a page: each type dumped in one go (persons' tags in one query)."""
-    data: dict[tuple[str, int], dict] = {}
-    for kind, spec in TYPES.items():
-        records = [r.record for r in rows if r.kind == kind and r.record is not None]
-        if records:
-            for record, dumped in zip(records, spec.dump(s, actor, records), strict=True):
-                data[kind, record.id] = dumped
-    items = []
-    for r in rows:
-        if r.record is None:
-            items.append({"type": r.kind, "id": r.id, "change_seq": r.seq, "deleted": True})
-        else:
-            items.append({"type": r.kind, "id": r.id, "version": r.record.version,
-                          "change_seq": r.seq, "data": data[r.kind, r.id]})
-    return items
+def _page(actor: Actor, prev: Snapshot | None, cur: Snapshot, after: int, n: int
+          ) -> sa.CompoundSelect:
+    """The page in one statement: its changes, and each record's JSON built by PostgreSQL
+    (grid.sync.pages), in change order."""
+    page = _changed(actor, prev, cur, after, n)
+    tags = registry.tags_visible_to(actor)
+    branches = []
+    for branch, (kind, spec) in enumerate(TYPES.items()):
+        table = spec.model.__table__
+        branches.append(
+            sa.select(page.c.seq, page.c.kind, page.c.id, table.c.version,
+                      *pages.data_columns(spec.model, spec.schema,
+                                          tags if kind == "person" else None))
+            .select_from(page.join(table, sa.and_(page.c.branch == branch,
+                                                  table.c.id == page.c.id))))
+    nothing = [sa.cast(sa.null(), type_) for type_ in (sa.Integer, sa.Text, sa.Text, sa.Float,
+                                                      sa.Float)]
+    branches.append(sa.select(page.c.seq, page.c.kind, page.c.id, *nothing)
+                    .where(page.c.branch == _TOMBSTONE))
+    return sa.union_all(*branches).order_by("seq")
 
 
-def pull(s: Session, actor: Actor, cursor_text: str | None, limit: int) -> dict:
-    """One page of changes in the actor's grids since the cursor (see the module doc)."""
+def _item(row: sa.Row) -> str:
+    """One item's JSON text, keys sorted as the app's JSON encoder writes them."""
+    if row.head is None:
+        return f'{{"change_seq":{row.seq},"deleted":true,"id":{row.id},"type":"{row.kind}"}}'
+    return (f'{{"change_seq":{row.seq},"data":{row.head}"location":'
+            f'{pages.point_json(row.lon, row.lat)}{row.tail},"id":{row.id},'
+            f'"type":"{row.kind}","version":{row.version}}}')
+
+
+def pull_json(s: Session, actor: Actor, cursor_text: str | None, limit: int) -> str:
+    """One page of changes in the actor's grids since the cursor (see the module doc), as
+    the JSON text of PullSchema: two statements (the snapshot, the page) whatever its size.
+    """
     actor.require("registry:read")
     cursor = parse_cursor(cursor_text)
     now = current_snapshot(s)
@@ -381,13 +390,18 @@ def pull(s: Session, actor: Actor, cursor_text: str | None, limit: int) -> dict:
         prev, cur, after = cursor.prev, now, 0
     else:
         prev, cur, after = cursor.prev, cursor.cur, cursor.after
-    rows = _changed(s, actor, prev, cur, after, limit + 1)
+    rows = s.execute(_page(actor, prev, cur, after, limit + 1)).all()
     has_more = len(rows) > limit
     rows = rows[:limit]
     # Mid-pull: the same two snapshots, after the last change sent. Done: from `cur` on.
     following = Cursor(scope, prev, cur, rows[-1].seq) if has_more else Cursor(scope, cur)
-    return {"items": _items(s, actor, rows), "next_cursor": following.encode(),
-            "has_more": has_more, "reset": reset}
+    return (f'{{"has_more":{json.dumps(has_more)},"items":[{",".join(map(_item, rows))}],'
+            f'"next_cursor":{json.dumps(following.encode())},"reset":{json.dumps(reset)}}}')
+
+
+def pull(s: Session, actor: Actor, cursor_text: str | None, limit: int) -> dict:
+    """`pull_json`, parsed (for callers in Python)."""
+    return json.loads(pull_json(s, actor, cursor_text, limit))
 
 
 # --- push --------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from grid.sync import schemas, service
 from server import db
-from server.api import Blueprint
+from server.api import Blueprint, json_text_response
 from server.auth.actor import current_actor, login_required
 
 blp = Blueprint("sync", __name__, url_prefix="/sync",
@@ -27,7 +27,9 @@ def pull(args):
     sync, also when your grids or permissions changed): drop every record you hold first.
     A cursor this server cannot read is a 422: sync again without one.
     """
-    return service.pull(db.session(), current_actor(), args.get("cursor"), args["limit"])
+    # Built as JSON text by the service (PostgreSQL): not dumped again by PullSchema.
+    return json_text_response(service.pull_json(db.session(), current_actor(),
+                                                args.get("cursor"), args["limit"]))
 
 
 @blp.route("/push", methods=["POST"])

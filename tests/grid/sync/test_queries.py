@@ -57,8 +57,8 @@ def test_a_page_costs_the_same_statements_whatever_its_size(db_session, member, 
         cursor = body["next_cursor"]
         return len([sql for sql, _ in seen if not sql.startswith("SAVEPOINT")])  # (tests')
 
-    # snapshot + one query per type + tombstones + the persons' tags
-    assert count(2) == count(60) == 1 + len(sync.TYPES) + 1 + 1
+    # the snapshot, and the page (changes of every type, tombstones, tags and the JSON)
+    assert count(2) == count(60) == 2
 
 
 def test_an_incremental_pull_is_an_index_range_on_area_and_xid(db_session, member, tree):
@@ -70,8 +70,7 @@ def test_an_incremental_pull_is_an_index_range_on_area_and_xid(db_session, membe
     _persons(db_session, tree[G111], 5)
     with statements(db_session) as seen:
         assert len(sync.pull(db_session, actor, cursor, 500)["items"]) == 5
-    persons_query = next((sql, params) for sql, params in seen
-                         if sql.startswith("SELECT persons."))
+    persons_query = next((sql, params) for sql, params in seen if "FROM persons" in sql)
     # What is asserted is that the index *can* serve the predicate; whether the planner
     # prefers it on a given table size depends on statistics earlier tests left behind.
     conn = db_session.connection()
