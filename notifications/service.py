@@ -114,29 +114,48 @@ def _zone(name: str | None) -> ZoneInfo:
 
 def _write(s: Session, users: list[int], kind: str, data: dict, urgent: bool,
            collapse_key: str | None, now: datetime) -> list[int]:
-    """Inbox rows for `users` (sorted, distinct) and their outbox rows, preferences applied:
-    a muted kind gets no push, quiet hours delay a non-urgent one to their end."""
+    """Inbox rows for `users` (sorted, distinct) and their outbox rows."""
+    return _write_rows(s, [{"user_id": u, "kind": kind, "data": data, "urgent": urgent,
+                            "collapse_key": collapse_key} for u in users], now)
+
+
+def _write_rows(s: Session, rows: list[dict], now: datetime) -> list[int]:
+    """Inbox rows and their outbox rows in two statements, preferences applied: a muted
+    kind gets no push, quiet hours delay a non-urgent one to their end."""
     ids = list(s.scalars(
         sa.insert(Notification).returning(Notification.id, sort_by_parameter_order=True),
-        [{"user_id": u, "kind": kind, "data": data, "urgent": urgent,
-          "collapse_key": collapse_key} for u in users],
-    ))
-    prefs = {} if urgent else {p.user_id: p for p in s.execute(
+        rows))
+    calm = {r["user_id"] for r in rows if not r["urgent"]}
+    prefs = {p.user_id: p for p in s.execute(
         sa.select(Preference.user_id, Preference.muted_kinds, Preference.quiet_start,
                   Preference.quiet_end, Preference.timezone)
-        .where(Preference.user_id.in_(users)))}
-    rows = []
-    for notification_id, user_id in zip(ids, users, strict=True):
+        .where(Preference.user_id.in_(calm)))} if calm else {}
+    outbox = []
+    for notification_id, row in zip(ids, rows, strict=True):
         due = now
-        pref = prefs.get(user_id)
+        pref = None if row["urgent"] else prefs.get(row["user_id"])
         if pref is not None:
-            if kind in pref.muted_kinds:
+            if row["kind"] in pref.muted_kinds:
                 continue  # inbox only
             due = quiet_until(now, pref.quiet_start, pref.quiet_end, _zone(pref.timezone)) or now
-        rows.append({"notification_id": notification_id, "user_id": user_id, "due_at": due})
-    if rows:
-        s.execute(sa.insert(OutboxMessage), rows)
+        outbox.append({"notification_id": notification_id, "user_id": row["user_id"],
+                       "due_at": due})
+    if outbox:
+        s.execute(sa.insert(OutboxMessage), outbox)
     return ids
+
+
+def notify_each(s: Session, messages: Iterable[tuple[Iterable[int | None], str, dict,
+                                                      str | None]]) -> int:
+    """Many notifications at once — (recipients, kind, data, collapse_key) each — in two
+    statements (the sweep escalates thousands of cases in one run). Returns the inbox rows."""
+    rows = []
+    for recipients, kind, data, collapse_key in messages:
+        urgent = kind in TEMPLATES and TEMPLATES[kind].urgent
+        rows += [{"user_id": u, "kind": kind, "data": data, "urgent": urgent,
+                  "collapse_key": collapse_key}
+                 for u in sorted({r for r in recipients if r is not None})]
+    return len(_write_rows(s, rows, clock.now())) if rows else 0
 
 
 def notify(s: Session, recipients: Iterable[int | None], kind: str, data: dict, *,
