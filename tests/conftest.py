@@ -85,6 +85,15 @@ def db_session(app) -> Iterator[sa.orm.Session]:
 
 
 @pytest.fixture
+def engine(urls) -> Iterator[sa.Engine]:
+    """Connections of their own, outside the test's rolled-back transaction: for tests of
+    real concurrency over committed rows (which clean up after themselves)."""
+    engine = sa.create_engine(urls["DATABASE_URL"], poolclass=sa.pool.NullPool)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

@@ -20,12 +20,6 @@ from server.auth.models import User
 USERS, PER_USER = 6, 50
 
 
-@pytest.fixture
-def engine(urls) -> Iterator[sa.Engine]:
-    engine = sa.create_engine(urls["DATABASE_URL"], poolclass=sa.pool.NullPool)
-    yield engine
-    engine.dispose()
-
 
 @pytest.fixture
 def committed_outbox(engine) -> Iterator[list[int]]:

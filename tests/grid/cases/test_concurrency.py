@@ -19,13 +19,6 @@ from server.errors import PreconditionFailed
 
 
 @pytest.fixture
-def engine(urls) -> Iterator[sa.Engine]:
-    engine = sa.create_engine(urls["DATABASE_URL"], poolclass=sa.pool.NullPool)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
 def committed_case(engine) -> Iterator[dict]:
     """An accepted case in a grid of a street of their own, and two departments."""
     code = f"8{uuid.uuid4().int % 10**8:08d}"

@@ -19,13 +19,6 @@ from server.auth.permissions import permissions_for
 
 
 @pytest.fixture
-def engine(urls) -> Iterator[sa.Engine]:
-    engine = sa.create_engine(urls["DATABASE_URL"], poolclass=sa.pool.NullPool)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
 def own_grid(engine) -> Iterator[int]:
     """A grid committed for real, and its removal (with its buildings and tombstones)."""
     code = f"9{uuid.uuid4().int % 10**14:014d}"
