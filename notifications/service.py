@@ -11,6 +11,7 @@ recipient in the caller's transaction (a rolled-back change sends nothing); the 
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -112,31 +113,43 @@ def _zone(name: str | None) -> ZoneInfo:
     return ZoneInfo(name or default)
 
 
+# One round trip in the common case: the inbox rows, and the outbox rows of recipients
+# without preferences (or of an urgent notification), in one statement; it returns the
+# preferences of the others, whose outbox rows Python then writes.
+_WRITE = sa.text("""
+WITH n AS (
+    INSERT INTO notifications (user_id, kind, data, urgent, collapse_key)
+    SELECT u, :kind, CAST(:data AS jsonb), :urgent, :collapse_key
+    FROM unnest(CAST(:users AS bigint[])) AS u ORDER BY u
+    RETURNING id, user_id
+), o AS (
+    INSERT INTO outbox (notification_id, user_id, due_at)
+    SELECT n.id, n.user_id, :now FROM n
+    WHERE :urgent OR NOT EXISTS (
+        SELECT 1 FROM notification_preferences p WHERE p.user_id = n.user_id)
+)
+SELECT n.id, n.user_id, p.user_id IS NOT NULL AND NOT :urgent AS has_preferences,
+       p.muted_kinds, p.quiet_start, p.quiet_end, p.timezone
+FROM n LEFT JOIN notification_preferences p ON p.user_id = n.user_id
+ORDER BY n.user_id
+""")
+
+
 def _write(s: Session, users: list[int], kind: str, data: dict, urgent: bool,
            collapse_key: str | None, now: datetime) -> list[int]:
     """Inbox rows for `users` (sorted, distinct) and their outbox rows, preferences applied:
     a muted kind gets no push, quiet hours delay a non-urgent one to their end."""
-    ids = list(s.scalars(
-        sa.insert(Notification).returning(Notification.id, sort_by_parameter_order=True),
-        [{"user_id": u, "kind": kind, "data": data, "urgent": urgent,
-          "collapse_key": collapse_key} for u in users],
-    ))
-    prefs = {} if urgent else {p.user_id: p for p in s.execute(
-        sa.select(Preference.user_id, Preference.muted_kinds, Preference.quiet_start,
-                  Preference.quiet_end, Preference.timezone)
-        .where(Preference.user_id.in_(users)))}
-    rows = []
-    for notification_id, user_id in zip(ids, users, strict=True):
-        due = now
-        pref = prefs.get(user_id)
-        if pref is not None:
-            if kind in pref.muted_kinds:
-                continue  # inbox only
-            due = quiet_until(now, pref.quiet_start, pref.quiet_end, _zone(pref.timezone)) or now
-        rows.append({"notification_id": notification_id, "user_id": user_id, "due_at": due})
-    if rows:
-        s.execute(sa.insert(OutboxMessage), rows)
-    return ids
+    rows = s.execute(_WRITE, {"users": users, "kind": kind, "data": json.dumps(data),
+                              "urgent": urgent, "collapse_key": collapse_key, "now": now}).all()
+    later = []
+    for r in rows:
+        if not r.has_preferences or kind in r.muted_kinds:
+            continue  # queued above, or muted: inbox only
+        due = quiet_until(now, r.quiet_start, r.quiet_end, _zone(r.timezone)) or now
+        later.append({"notification_id": r.id, "user_id": r.user_id, "due_at": due})
+    if later:
+        s.execute(sa.insert(OutboxMessage), later)
+    return [r.id for r in rows]
 
 
 def notify(s: Session, recipients: Iterable[int | None], kind: str, data: dict, *,
