@@ -11,6 +11,7 @@ recipient in the caller's transaction (a rolled-back change sends nothing); the 
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -112,11 +113,59 @@ def _zone(name: str | None) -> ZoneInfo:
     return ZoneInfo(name or default)
 
 
+# One round trip in the common case: the inbox rows, and the outbox rows of recipients
+# without preferences (or of an urgent notification), in one statement; it returns the
+# preferences of the others, whose outbox rows Python then writes.
+_WRITE = sa.text("""
+WITH n AS (
+    INSERT INTO notifications (user_id, kind, data, urgent, collapse_key)
+    SELECT u, :kind, CAST(:data AS jsonb), :urgent, :collapse_key
+    FROM unnest(CAST(:users AS bigint[])) AS u ORDER BY u
+    RETURNING id, user_id
+), o AS (
+    INSERT INTO outbox (notification_id, user_id, due_at)
+    SELECT n.id, n.user_id, :now FROM n
+    WHERE :urgent OR NOT EXISTS (
+        SELECT 1 FROM notification_preferences p WHERE p.user_id = n.user_id)
+)
+SELECT n.id, n.user_id, p.user_id IS NOT NULL AND NOT :urgent AS has_preferences,
+       p.muted_kinds, p.quiet_start, p.quiet_end, p.timezone
+FROM n LEFT JOIN notification_preferences p ON p.user_id = n.user_id
+ORDER BY n.user_id
+""")
+
+
 def _write(s: Session, users: list[int], kind: str, data: dict, urgent: bool,
            collapse_key: str | None, now: datetime) -> list[int]:
-    """Inbox rows for `users` (sorted, distinct) and their outbox rows."""
-    return _write_rows(s, [{"user_id": u, "kind": kind, "data": data, "urgent": urgent,
-                            "collapse_key": collapse_key} for u in users], now)
+    """Inbox rows for `users` (sorted, distinct) and their outbox rows, preferences applied:
+    a muted kind gets no push, quiet hours delay a non-urgent one to their end."""
+    rows = s.execute(_WRITE, {"users": users, "kind": kind, "data": json.dumps(data),
+                              "urgent": urgent, "collapse_key": collapse_key, "now": now}).all()
+    later = []
+    for r in rows:
+        if not r.has_preferences or kind in r.muted_kinds:
+            continue  # queued above, or muted: inbox only
+        due = quiet_until(now, r.quiet_start, r.quiet_end, _zone(r.timezone)) or now
+        later.append({"notification_id": r.id, "user_id": r.user_id, "due_at": due})
+    if later:
+        s.execute(sa.insert(OutboxMessage), later)
+    return [r.id for r in rows]
+
+
+def notify(s: Session, recipients: Iterable[int | None], kind: str, data: dict, *,
+           urgent: bool | None = None, collapse_key: str | None = None) -> list[int]:
+    """Tell each recipient (user ids; None and repeats are skipped) about something: an
+    inbox row and an outbox row each, in the caller's transaction. Returns the inbox ids.
+
+    `collapse_key` names a thread (e.g. "case:42"): a newer push of it replaces an older one
+    on the phone. Urgent ones (the template's default unless given) ignore mutes and quiet
+    hours."""
+    users = sorted({r for r in recipients if r is not None})
+    if not users:
+        return []
+    if urgent is None:
+        urgent = kind in TEMPLATES and TEMPLATES[kind].urgent
+    return _write(s, users, kind, data, urgent, collapse_key, clock.now())
 
 
 def _write_rows(s: Session, rows: list[dict], now: datetime) -> list[int]:
@@ -156,22 +205,6 @@ def notify_each(s: Session, messages: Iterable[tuple[Iterable[int | None], str, 
                   "collapse_key": collapse_key}
                  for u in sorted({r for r in recipients if r is not None})]
     return len(_write_rows(s, rows, clock.now())) if rows else 0
-
-
-def notify(s: Session, recipients: Iterable[int | None], kind: str, data: dict, *,
-           urgent: bool | None = None, collapse_key: str | None = None) -> list[int]:
-    """Tell each recipient (user ids; None and repeats are skipped) about something: an
-    inbox row and an outbox row each, in the caller's transaction. Returns the inbox ids.
-
-    `collapse_key` names a thread (e.g. "case:42"): a newer push of it replaces an older one
-    on the phone. Urgent ones (the template's default unless given) ignore mutes and quiet
-    hours."""
-    users = sorted({r for r in recipients if r is not None})
-    if not users:
-        return []
-    if urgent is None:
-        urgent = kind in TEMPLATES and TEMPLATES[kind].urgent
-    return _write(s, users, kind, data, urgent, collapse_key, clock.now())
 
 
 # --- inbox (站内消息) ------------------------------------------------------------------------
