@@ -37,11 +37,12 @@ Cursor format (opaque to phones): base64url (no padding) of compact JSON:
 `p` null means "from the beginning" (a full sync). A full sync sends current records only
 (ended ones and tombstones would only tell an empty phone to delete what it does not hold).
 
-Statements per page: the snapshot, and the page. The page statement takes, per record type,
-at most limit+1 rows from the (area_id, change_xid) or, on a full sync, (area_id,
-change_seq) index, and tombstones (not on a full sync); keeps the first limit+1 by
-change_seq; and builds each record's JSON (masked, with the tags the actor may see) in
-PostgreSQL (grid.sync.pages), byte for byte what the register's schemas would dump.
+Statements per page: the snapshot; the changes, taking per record type at most limit+1 rows
+from the (area_id, change_xid) or, on a full sync, (area_id, change_seq) index, and
+tombstones (not on a full sync), and keeping the first limit+1 by change_seq; and the JSON
+of the records among them (masked, with the tags the actor may see), built by PostgreSQL
+(grid.sync.pages), byte for byte what the register's schemas would dump. The last one is
+left out when there is no record to send (an empty pull is two cheap statements).
 
 Push: a batch of operations, each in its own savepoint
 ------------------------------------------------------
@@ -63,6 +64,7 @@ from typing import Any
 
 import marshmallow as ma
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -304,7 +306,7 @@ _TOMBSTONE = len(TYPES)  # the branch number of tombstones (types are 0..4, in T
 
 
 def _changed(actor: Actor, prev: Snapshot | None, cur: Snapshot, after: int, n: int
-             ) -> sa.CTE:
+             ) -> sa.CompoundSelect:
     """The first `n` changes of the window by change_seq: (seq, branch, kind, id). Each
     type's rows come from a range of its own index (at most n of them), tombstones too."""
     branches = []
@@ -321,7 +323,7 @@ def _changed(actor: Actor, prev: Snapshot | None, cur: Snapshot, after: int, n: 
         branches.append(sa.select(stmt.subquery()))
     if prev is not None:
         branches.append(sa.select(_tombstones(actor, prev, cur, after, n).subquery()))
-    return sa.union_all(*branches).order_by("seq", "branch").limit(n).cte("page")
+    return sa.union_all(*branches).order_by("seq", "branch").limit(n)
 
 
 def _tombstones(actor: Actor, prev: Snapshot, cur: Snapshot, after: int, n: int) -> sa.Select:
@@ -340,40 +342,53 @@ def _tombstones(actor: Actor, prev: Snapshot, cur: Snapshot, after: int, n: int)
             .group_by(t.object_type, t.object_id).order_by(last).limit(n))
 
 
-def _page(actor: Actor, prev: Snapshot | None, cur: Snapshot, after: int, n: int
-          ) -> sa.CompoundSelect:
-    """The page in one statement: its changes, and each record's JSON built by PostgreSQL
-    (grid.sync.pages), in change order."""
-    page = _changed(actor, prev, cur, after, n)
+def _records(actor: Actor, ids: dict[str, list[int]]) -> sa.CompoundSelect:
+    """The JSON of these records (grid.sync.pages), still in the actor's grids: a record
+    that left them since the changes were read comes back as a tombstone next pull."""
     tags = registry.tags_visible_to(actor)
     branches = []
-    for branch, (kind, spec) in enumerate(TYPES.items()):
-        table = spec.model.__table__
+    for kind, record_ids in ids.items():
+        model = TYPES[kind].model
         branches.append(
-            sa.select(page.c.seq, page.c.kind, page.c.id, table.c.version,
-                      *pages.data_columns(spec.model, spec.schema,
-                                          tags if kind == "person" else None))
-            .select_from(page.join(table, sa.and_(page.c.branch == branch,
-                                                  table.c.id == page.c.id))))
-    nothing = [sa.cast(sa.null(), type_) for type_ in (sa.Integer, sa.Text, sa.Text, sa.Float,
-                                                      sa.Float)]
-    branches.append(sa.select(page.c.seq, page.c.kind, page.c.id, *nothing)
-                    .where(page.c.branch == _TOMBSTONE))
-    return sa.union_all(*branches).order_by("seq")
+            registry.scoped(model, actor)
+            .with_only_columns(sa.literal_column(f"'{kind}'", sa.String).label("kind"),
+                               model.id, model.version,
+                               *pages.data_columns(model, TYPES[kind].schema,
+                                                   tags if kind == "person" else None))
+            .where(model.id == sa.any_(sa.bindparam(f"{kind}_ids", record_ids,
+                                                    type_=ARRAY(sa.BigInteger)))))
+    return sa.union_all(*branches)
 
 
-def _item(row: sa.Row) -> str:
+def _item(change: sa.Row, record: sa.Row) -> str:
     """One item's JSON text, keys sorted as the app's JSON encoder writes them."""
-    if row.head is None:
-        return f'{{"change_seq":{row.seq},"deleted":true,"id":{row.id},"type":"{row.kind}"}}'
-    return (f'{{"change_seq":{row.seq},"data":{row.head}"location":'
-            f'{pages.point_json(row.lon, row.lat)}{row.tail},"id":{row.id},'
-            f'"type":"{row.kind}","version":{row.version}}}')
+    return (f'{{"change_seq":{change.seq},"data":{record.head}"location":'
+            f'{pages.point_json(record.lon, record.lat)}{record.tail},"id":{change.id},'
+            f'"type":"{change.kind}","version":{record.version}}}')
+
+
+def _items(s: Session, actor: Actor, changes: list[sa.Row]) -> str:
+    """The page's items: tombstones as they are, records with their JSON (one statement
+    for the types the page holds, none for a page of nothing or only tombstones)."""
+    ids: dict[str, list[int]] = {}
+    for change in changes:
+        if change.branch != _TOMBSTONE:
+            ids.setdefault(change.kind, []).append(change.id)
+    records = {(r.kind, r.id): r for r in s.execute(_records(actor, ids))} if ids else {}
+    items = []
+    for change in changes:
+        if change.branch == _TOMBSTONE:
+            items.append(f'{{"change_seq":{change.seq},"deleted":true,"id":{change.id},'
+                         f'"type":"{change.kind}"}}')
+        elif (change.kind, change.id) in records:
+            items.append(_item(change, records[change.kind, change.id]))
+    return ",".join(items)
 
 
 def pull_json(s: Session, actor: Actor, cursor_text: str | None, limit: int) -> str:
     """One page of changes in the actor's grids since the cursor (see the module doc), as
-    the JSON text of PullSchema: two statements (the snapshot, the page) whatever its size.
+    the JSON text of PullSchema: three statements (the snapshot, the changes, the records'
+    JSON) whatever its size.
     """
     actor.require("registry:read")
     cursor = parse_cursor(cursor_text)
@@ -390,12 +405,12 @@ def pull_json(s: Session, actor: Actor, cursor_text: str | None, limit: int) -> 
         prev, cur, after = cursor.prev, now, 0
     else:
         prev, cur, after = cursor.prev, cursor.cur, cursor.after
-    rows = s.execute(_page(actor, prev, cur, after, limit + 1)).all()
-    has_more = len(rows) > limit
-    rows = rows[:limit]
+    changes = s.execute(_changed(actor, prev, cur, after, limit + 1)).all()
+    has_more = len(changes) > limit
+    changes = changes[:limit]
     # Mid-pull: the same two snapshots, after the last change sent. Done: from `cur` on.
-    following = Cursor(scope, prev, cur, rows[-1].seq) if has_more else Cursor(scope, cur)
-    return (f'{{"has_more":{json.dumps(has_more)},"items":[{",".join(map(_item, rows))}],'
+    following = Cursor(scope, prev, cur, changes[-1].seq) if has_more else Cursor(scope, cur)
+    return (f'{{"has_more":{json.dumps(has_more)},"items":[{_items(s, actor, changes)}],'
             f'"next_cursor":{json.dumps(following.encode())},"reset":{json.dumps(reset)}}}')
 
 

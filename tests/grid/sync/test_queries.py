@@ -57,8 +57,8 @@ def test_a_page_costs_the_same_statements_whatever_its_size(db_session, member, 
         cursor = body["next_cursor"]
         return len([sql for sql, _ in seen if not sql.startswith("SAVEPOINT")])  # (tests')
 
-    # the snapshot, and the page (changes of every type, tombstones, tags and the JSON)
-    assert count(2) == count(60) == 2
+    # the snapshot, the changes (every type and tombstones), the records' JSON (with tags)
+    assert count(2) == count(60) == 3
 
 
 def test_an_incremental_pull_is_an_index_range_on_area_and_xid(db_session, member, tree):
