@@ -72,6 +72,9 @@ def db_session(app) -> Iterator[sa.orm.Session]:
     connection = engine.connect()
     outer = connection.begin()
     db.SessionFactory.configure(bind=connection, join_transaction_mode="create_savepoint")
+    from grid.calendar.service import clear_cache
+
+    clear_cache()  # calendars of a rolled-back test must not be remembered
     ctx = app.app_context()
     ctx.push()
     try:

@@ -487,7 +487,8 @@ def _finest_grid(*columns: Any) -> sa.Select:
 # Built once: per-request construction of these expressions cost more than the lookup.
 @functools.cache
 def _grid_at_statement() -> sa.Select:
-    return _finest_grid(Area)
+    # Callers want the grid's id, code and path, not its boundary (kilobytes per row).
+    return _finest_grid(Area).options(sa.orm.defer(Area.boundary))
 
 
 @functools.cache

@@ -8,6 +8,7 @@ N working days = N × that many working seconds.
 
 from __future__ import annotations
 
+import time as time_module
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -143,8 +144,29 @@ def _calendar_row(s: Session, area: Area | None) -> WorkCalendar | None:
     return by_area.get(None)
 
 
+# Per process: the working time of an area's path, for CACHE_S seconds (every intake and
+# transition needs it; calendars change a few times a year). `set_calendar` clears it here;
+# other processes see a change within CACHE_S.
+CACHE_S = 60.0
+_cache: dict[str, tuple[float, WorkingTime]] = {}
+
+
+def clear_cache() -> None:
+    _cache.clear()
+
+
 def working_time(s: Session, area: Area | None) -> WorkingTime:
     """The working time that applies in an area (its district's calendar, else the default)."""
+    key = area.path if area is not None else ""
+    hit = _cache.get(key)
+    if hit is not None and hit[0] > time_module.monotonic():
+        return hit[1]
+    wt = _load_working_time(s, area)
+    _cache[key] = (time_module.monotonic() + CACHE_S, wt)
+    return wt
+
+
+def _load_working_time(s: Session, area: Area | None) -> WorkingTime:
     row = _calendar_row(s, area)
     if row is None:
         return WorkingTime.of("Asia/Shanghai", DEFAULT_WINDOWS, [])
@@ -214,6 +236,7 @@ def set_calendar(s: Session, actor: Actor, area: Area, data: dict,
             s.add(CalendarDay(calendar_id=row.id, day=d["day"], kind=d["kind"],
                               name=d.get("name")))
     s.flush()
+    clear_cache()
     audit.record(s, actor, "calendar_set", "area", area.id,
                  changes={"windows": data["windows"], "days": len(data.get("days", []))})
     return row

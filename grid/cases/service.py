@@ -8,6 +8,7 @@ notifications (outbox) in the same transaction.
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -369,9 +370,9 @@ def _tell(s: Session, case: Case, kind: str, recipients: list[int | None], actor
 
 def _event(s: Session, case: Case, actor: Actor | None, action: str, from_state: str | None,
            note: str | None = None, photo_ids: list[int] | None = None,
-           **data: Any) -> None:
+           to_state: str | None = None, **data: Any) -> None:
     s.add(CaseEvent(case_id=case.id, actor_id=actor.user_id if actor else None, action=action,
-                    from_state=from_state, to_state=case.state, note=note,
+                    from_state=from_state, to_state=to_state or case.state, note=note,
                     photo_ids=photo_ids or [], data={k: v for k, v in data.items()
                                                       if v is not None}))
 
@@ -413,14 +414,18 @@ def _channel(actor: Actor, asked: str | None) -> str:
 def likely_duplicates(s: Session, actor: Actor, category: CaseCategory, lon: float,
                       lat: float, exclude_id: int | None = None) -> list[dict]:
     """Open cases of the same category within its radius, reported in its last N days."""
-    here = sa.cast(sa.func.ST_SetSRID(sa.func.ST_MakePoint(lon, lat), 4326), Geography)
-    there = sa.cast(Case.location, Geography)
+    point = sa.func.ST_SetSRID(sa.func.ST_MakePoint(lon, lat), 4326)
+    here, there = sa.cast(point, Geography), sa.cast(Case.location, Geography)
     distance = sa.func.ST_Distance(there, here)
+    # A bound in degrees first (a metre of longitude is the most degrees), so that the
+    # geometry's GiST index finds the candidates; then the exact distance in metres.
+    degrees = category.duplicate_radius_m / (111_320 * max(0.01, math.cos(math.radians(lat))))
     rows = s.execute(
         sa.select(Case.id, Case.code, Case.state, Case.joined_count, Case.address,
                   Case.reported_at, distance.label("distance_m"))
         .where(Case.category_id == category.id, Case.state.in_(OPEN_STATES),
                Case.reported_at >= sa.func.now() - timedelta(days=category.duplicate_days),
+               sa.func.ST_DWithin(Case.location, point, degrees * 1.01),
                sa.func.ST_DWithin(there, here, category.duplicate_radius_m),
                Case.id != (exclude_id or -1))
         .order_by(distance).limit(10)).all()
@@ -481,16 +486,25 @@ def report_case(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | N
                                                                   "required."]}}})
     duplicates = likely_duplicates(s, actor, category, fix.lon, fix.lat)
     case = _new_case(s, category, grid, channel, data, actor.user_id)
+    if self_handle is not None:
+        case.state, case.self_handled, case.result = "handled", True, self_handle["result"]
+        case.accepted_at = case.dispatched_at = case.handled_at = case.reported_at
+        case.handled_in_time, case.handling_working_s = True, 0.0
+    _start_stage(s, case, case.reported_at)  # the clock goes in with the INSERT
     s.add(case)
     s.flush()
     s.add(CaseFollower(case_id=case.id, user_id=actor.user_id, kind="reporter"))
     _link_photos(s, actor, case, data.get("photo_ids") or [])
     _event(s, case, actor, "report", None, note=data["description"],
-           photo_ids=data.get("photo_ids"), channel=channel)
+           photo_ids=data.get("photo_ids"), to_state="reported", channel=channel)
     if self_handle is not None:
-        _self_handled(s, actor, case, self_handle)
+        _link_photos(s, actor, case, self_handle.get("photo_ids") or [])
+        _event(s, case, actor, "self_handle", "reported", note=self_handle["result"],
+               photo_ids=self_handle.get("photo_ids"))
+        _tell(s, case, "case_changed", _grid_workers(s, case)
+              + _members_above(s, case, "street_dispatcher"), actor, action="自行处置待核查",
+              action_en="self-handled, to verify")
     else:
-        _start_stage(s, case, case.reported_at)
         _tell(s, case, "case_new", _members_above(s, case, "street_dispatcher"), actor)
     audit.record(s, actor, "case_reported", "case", case.id,
                  changes={"category": category.code, "channel": channel,
@@ -499,20 +513,6 @@ def report_case(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | N
         idempotency.complete(s, client_uuid, "case", case.id)
     s.flush()
     return case, duplicates, True
-
-
-def _self_handled(s: Session, actor: Actor, case: Case, data: dict) -> None:
-    at = case.reported_at
-    _link_photos(s, actor, case, data.get("photo_ids") or [])
-    case.state, case.self_handled, case.result = "handled", True, data["result"]
-    case.accepted_at = case.dispatched_at = case.handled_at = at
-    case.handled_in_time, case.handling_working_s = True, 0.0
-    _event(s, case, actor, "self_handle", "reported", note=data["result"],
-           photo_ids=data.get("photo_ids"))
-    _start_stage(s, case, at)
-    _tell(s, case, "case_changed", _grid_workers(s, case)
-          + _members_above(s, case, "street_dispatcher"), actor, action="自行处置待核查",
-          action_en="self-handled, to verify")
 
 
 def report_from_hotline(s: Session, actor: Actor, data: dict) -> tuple[Case, bool]:
@@ -559,6 +559,7 @@ def report_from_system(s: Session, actor: Actor, data: dict, channel: str, ref: 
     fix = data.get("location")
     duplicates = [] if fix is None else likely_duplicates(s, actor, category, fix.lon, fix.lat)
     case = _new_case(s, category, grid, channel, data | {"external_ref": ref}, None)
+    _start_stage(s, case, case.reported_at)  # the clock goes in with the INSERT
     s.add(case)
     try:
         with s.begin_nested():
@@ -573,7 +574,6 @@ def report_from_system(s: Session, actor: Actor, data: dict, channel: str, ref: 
     _event(s, case, None, "report", None, note=data["description"], channel=channel,
            **(event_data or {}), client=actor.request_id, content_hash=content,
            likely_duplicates=[d["id"] for d in duplicates] or None)
-    _start_stage(s, case, case.reported_at)
     _tell(s, case, "case_new", _members_above(s, case, "street_dispatcher"), None)
     audit.record(s, actor, "case_reported", "case", case.id,
                  changes={"category": category.code, "channel": channel,
