@@ -163,6 +163,8 @@ class CaseSchema(Schema):
     contact_phone = ma.fields.String(attribute="contact_phone_masked", allow_none=True)
     external_ref = ma.fields.String(allow_none=True)
     department_id = ma.fields.Integer(allow_none=True)
+    suggested_department_id = ma.fields.Integer(allow_none=True, metadata={
+        "description": "Where `dispatch` sends the case without a department_id (路由)"})
     assignee_id = ma.fields.Integer(allow_none=True)
     merged_into_id = ma.fields.Integer(allow_none=True)
     self_handled = ma.fields.Boolean()

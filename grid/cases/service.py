@@ -759,6 +759,10 @@ def _on_merge(s, actor, case, data, at):
 
 
 def _on_dispatch(s, actor, case, data, at):
+    data["department_id"] = data.get("department_id") or suggested_department(s, case)
+    if data["department_id"] is None:
+        raise Invalid(field_errors("department_id", "This category has no department to "
+                                                    "route to: name one."))
     department = s.get(Department, data["department_id"])
     if department is None:
         raise Invalid(field_errors("department_id", "No such department."))
@@ -1057,9 +1061,11 @@ class CaseView:
     asked to stay anonymous, and the actions this actor may take now."""
 
     def __init__(self, case: Case, actor: Actor, actions: list[str] | None = None,
-                 duplicates: list[dict] | None = None) -> None:
+                 duplicates: list[dict] | None = None,
+                 suggested_department_id: int | None = None) -> None:
         self._case = case
         self.actions = actions
+        self.suggested_department_id = suggested_department_id
         self.likely_duplicates = duplicates
         hidden = case.reporter_anonymous and case.reporter_id != actor.user_id \
             and not actor.can("case:accept")
@@ -1072,7 +1078,9 @@ class CaseView:
 
 def view(s: Session, actor: Actor, case: Case, duplicates: list[dict] | None = None
          ) -> CaseView:
-    return CaseView(case, actor, allowed_actions(s, actor, case), duplicates)
+    actions = allowed_actions(s, actor, case)
+    suggested = suggested_department(s, case) if "dispatch" in actions else None
+    return CaseView(case, actor, actions, duplicates, suggested)
 
 
 # --- statistics (综合评价) ------------------------------------------------------------------

@@ -9,6 +9,9 @@ what the action must carry.
 - "verifier":   a worker/chief of the case's grid, a dispatcher of its street, or its reporter
 - "reporter":   the user who reported the case
 - "involved":   anyone who may act on the case at all (requests of void)
+
+`dispatch` without a department_id sends the case where its category is routed (the
+street's own department for it, else the category's default).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition("accept",   "立案",     ("reported",),                "accepted",    "case:accept",   "street"),
     Transition("reject",   "不予立案", ("reported",),                "rejected",    "case:accept",   "street",     ("reason",)),
     Transition("merge",    "合并",     ("reported", "accepted"),     "merged",      "case:merge",    "street",     ("into_case_id",)),
-    Transition("dispatch", "派遣",     ("accepted", "returned"),     "dispatched",  "case:dispatch", "street",     ("department_id",)),
+    Transition("dispatch", "派遣",     ("accepted", "returned"),     "dispatched",  "case:dispatch", "street"),
     Transition("sign",     "签收",     ("dispatched",),              "in_progress", "case:handle",   "department"),
     Transition("return",   "退回",     ("dispatched",),              "returned",    "case:handle",   "department", ("reason",)),
     Transition("handle",   "处置反馈", ("in_progress",),             "handled",     "case:handle",   "department", ("result",)),

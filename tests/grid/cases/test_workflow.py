@@ -110,14 +110,45 @@ def test_only_the_right_people_act(people, category, department):
     assert case["assignee_id"] == p.handler.user.id
 
 
-def test_missing_data_is_a_422_naming_the_fields(people, category, department):
+def test_missing_data_is_a_422_naming_the_fields(people, category, department, db_session):
     p = people
     case = _as(p.dispatcher, report(p.resident, category))
     body = act(p.dispatcher, case, "reject", status=422)
     assert "reason" in body["errors"]["json"]
     case = act(p.dispatcher, case, "accept")
+    category.default_department_id = None  # no route: the dispatcher must name one
+    db_session.commit()
     body = act(p.dispatcher, case, "dispatch", status=422)
     assert "department_id" in body["errors"]["json"]
+
+
+def test_dispatch_follows_the_street_route_then_the_category_default(people, category,
+                                                                    department, db_session,
+                                                                    tree):
+    from grid.areas.models import Department
+
+    p = people
+    case = _as(p.dispatcher, act(p.dispatcher, _as(p.dispatcher, report(p.resident, category)),
+                                 "accept"))
+    assert case["suggested_department_id"] == department.id
+    street_own = Department(code="T-S1-CG", name="西街道城管中队",
+                            service_area_id=tree["330183001"])
+    db_session.add(street_own)
+    db_session.commit()
+    response = p.worker.put(f"/case-categories/{category.id}/routes",
+                            {"area_id": tree["330183001"], "department_id": street_own.id})
+    assert response.status_code == 403  # routes are the dispatchers' (case:dispatch)
+    other_street = p.dispatcher2.put(f"/case-categories/{category.id}/routes",
+                                     {"area_id": tree["330183001"],
+                                      "department_id": street_own.id})
+    assert other_street.status_code == 404
+    assert p.dispatcher.put(f"/case-categories/{category.id}/routes",
+                            {"area_id": tree["330183001"],
+                             "department_id": street_own.id}).status_code == 204
+    case = _as(p.dispatcher, case)
+    assert case["suggested_department_id"] == street_own.id
+    case = act(p.dispatcher, case, "dispatch")
+    assert case["department_id"] == street_own.id
 
 
 def test_rejection_and_the_reporter_hears_of_it(people, category, db_session):
