@@ -24,6 +24,7 @@ from grid.cases import workflow
 from grid.cases.models import (
     OPEN_STATES,
     STAGE_OF_STATE,
+    STATES,
     Case,
     CaseCategory,
     CaseEvent,
@@ -349,8 +350,6 @@ def _grid_workers(s: Session, case: Case) -> list[int]:
 
 
 def _notice_data(s: Session, case: Case, **extra: Any) -> dict:
-    from grid.cases.models import STATES
-
     category = s.get(CaseCategory, case.category_id)
     return {"case_id": case.id, "code": case.code, "category": category.name,
             "address": case.address or "", "state": STATES[case.state],
@@ -919,8 +918,6 @@ def sweep(s: Session, at: datetime | None = None) -> dict:
     dispatchers and the department's head), past 150 % → red card (also the district's
     leaders). Set-based: one UPDATE per level, then one read of the escalated cases, of the
     people to tell and of the timeline and notification rows each, whatever their number."""
-    from grid.cases.models import STATES
-
     at = at or now()
     done = {}
     leaders = s.execute(
