@@ -571,7 +571,8 @@ def line_stats(ctx: Context) -> tuple[list[dict], dict]:
                                 Config.CASE_SCORE_WEIGHTS)
             in_process_ms = (time.perf_counter() - t0) * 1000
     stats_sql = [st for st in stmts if "count(*) FILTER" in st["sql"]]
-    names = ("total", "departments", "grids")
+    # one statement since GROUPING SETS (three before: total, departments, grids)
+    names = [f"statement_{i + 1}" for i in range(len(stats_sql))]
     plans = {n: explain(ctx, st["sql"], st["params"])
              for n, st in zip(names, stats_sql, strict=True)}
     timed = {n: ctx.sql_timings(st["sql"], st["params"], n=5, warmup=1)
