@@ -50,18 +50,26 @@ ROLE_LEVELS: dict[str, tuple[str, ...]] = {
 def _scope_columns(user_id: Any) -> list[sa.Label]:
     """The user's membership paths and departments, as scalar subqueries (load_actor selects
     them with the account: one round trip per request)."""
-    paths = (sa.select(sa.func.array_agg(Area.path))
-             .join(Membership, Membership.area_id == Area.id)
-             .where(Membership.user_id == user_id).scalar_subquery())
+    def paths(living: bool) -> sa.ScalarSelect:
+        role = Membership.role == "resident"
+        return (sa.select(sa.func.array_agg(Area.path))
+                .join(Membership, Membership.area_id == Area.id)
+                .where(Membership.user_id == user_id, role if living else ~role)
+                .scalar_subquery())
+
     departments = (sa.select(sa.func.array_agg(DepartmentMember.department_id))
                    .where(DepartmentMember.user_id == user_id).scalar_subquery())
-    return [paths.label("scope_paths"), departments.label("scope_departments")]
+    return [paths(False).label("scope_paths"), paths(True).label("home_paths"),
+            departments.label("scope_departments")]
 
 
 def _with_scope(actor: Actor, row: Any) -> Actor:
-    paths, departments = row.scope_paths or [], row.scope_departments or []
+    """A worker who also lives somewhere works only in their work areas: the community
+    they live in is their scope only when living there is all they do (residents)."""
+    works = bool(actor.roles - {"resident"})
+    paths = (row.scope_paths if works else row.home_paths) or []
     return dataclasses.replace(actor, area_paths=_outermost(tuple(set(paths))),
-                               department_ids=tuple(sorted(departments)))
+                               department_ids=tuple(sorted(row.scope_departments or [])))
 
 
 def resolve_scope(s: Session, actor: Actor) -> Actor:

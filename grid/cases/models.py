@@ -34,6 +34,12 @@ STAGES = {"accept": "受理立案", "dispatch": "派遣", "sign": "签收", "han
           "verify": "核查", "close": "结案"}
 REQUEST_KINDS = {"extension": "延期", "defer": "缓办", "backlog": "挂账", "void": "作废"}
 ESCALATIONS = {0: "正常", 1: "黄牌", 2: "红牌"}
+# Categories whose cases are never shown to the public or to other residents (disputes
+# 矛盾纠纷 and mass incidents 群发性事件): codes of a 大类 (all its 小类) or of a 小类.
+PRIVATE_CATEGORIES = ("06", "0406")
+# Channels whose cases Open311 may publish: texts written for publication (Open311 apps)
+# or by grid workers; hotline tickets and resident reports carry callers' own words.
+PUBLISHED_CHANNELS = ("open311", "worker_app")
 
 
 class CaseCategory(TimestampMixin, VersionedMixin, Base):

@@ -53,11 +53,12 @@ class AttributeSchema(Schema):
 class CategorySchema(Schema):
     id = ma.fields.Integer(dump_only=True)
     code = ma.fields.String(required=True, validate=ma.validate.Regexp(r"^[0-9A-Za-z_]{1,16}$"))
-    parent_id = ma.fields.Integer(allow_none=True)
+    parent_id = ma.fields.Integer(allow_none=True, validate=ma.validate.Range(min=1, max=2**62))
     name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=64))
     name_en = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=100))
     description = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=2000))
-    default_department_id = ma.fields.Integer(allow_none=True)
+    default_department_id = ma.fields.Integer(allow_none=True,
+                                              validate=ma.validate.Range(min=1, max=2**62))
     priority = ma.fields.Integer(validate=ma.validate.Range(min=1, max=4))
     time_limits = ma.fields.Dict(keys=ma.fields.String(validate=ma.validate.OneOf(list(STAGES))),
                                  values=ma.fields.Nested(LimitSchema))
@@ -77,8 +78,9 @@ class CategoryUpdateSchema(CategorySchema):
 
 
 class RouteSchema(Schema):
-    area_id = ma.fields.Integer(required=True)
-    department_id = ma.fields.Integer(required=True, allow_none=True)
+    area_id = ma.fields.Integer(required=True, validate=ma.validate.Range(min=1, max=2**62))
+    department_id = ma.fields.Integer(required=True, allow_none=True,
+                                      validate=ma.validate.Range(min=1, max=2**62))
 
 
 # --- cases ---------------------------------------------------------------------------------
@@ -286,6 +288,10 @@ class PurposeSchema(Schema):
 class CaseContactSchema(Schema):
     contact_name = ma.fields.String(allow_none=True)
     contact_phone = ma.fields.String(allow_none=True)
+
+
+class JoinSchema(Schema):
+    location = Point(required=True, metadata={"description": "Where you see the problem"})
 
 
 class FollowSchema(Schema):

@@ -23,6 +23,7 @@ from grid.calendar import service as calendar
 from grid.cases import workflow
 from grid.cases.models import (
     OPEN_STATES,
+    PRIVATE_CATEGORIES,
     STAGE_OF_STATE,
     STATES,
     Case,
@@ -376,10 +377,17 @@ def _event(s: Session, case: Case, actor: Actor | None, action: str, from_state:
                                                       if v is not None}))
 
 
-def timeline(s: Session, actor: Actor, case_id: int) -> list[CaseEvent]:
-    get_case(s, actor, case_id)
-    return list(s.scalars(sa.select(CaseEvent).where(CaseEvent.case_id == case_id)
-                          .order_by(CaseEvent.id)))
+def timeline(s: Session, actor: Actor, case_id: int) -> list[CaseEvent | dict]:
+    case = get_case(s, actor, case_id)
+    events = list(s.scalars(sa.select(CaseEvent).where(CaseEvent.case_id == case_id)
+                            .order_by(CaseEvent.id)))
+    if CaseView(case, actor).reporter_id is None and case.reporter_id is not None:
+        # the anonymous reporter's own entries do not name them either
+        return [{c: getattr(e, c) for c in ("id", "at", "action", "from_state", "to_state",
+                                            "note", "data", "photo_ids")}
+                | {"actor_id": None if e.actor_id == case.reporter_id else e.actor_id}
+                for e in events]
+    return events
 
 
 def _link_photos(s: Session, actor: Actor, case: Case, photo_ids: list[int]) -> None:
@@ -410,9 +418,21 @@ def _channel(actor: Actor, asked: str | None) -> str:
     return "console"
 
 
+def private_category_ids() -> sa.Select:
+    """Ids of the private categories (PRIVATE_CATEGORIES and their 小类)."""
+    private = sa.select(CaseCategory.id).where(CaseCategory.code.in_(PRIVATE_CATEGORIES))
+    return sa.select(CaseCategory.id).where(sa.or_(CaseCategory.id.in_(private),
+                                                   CaseCategory.parent_id.in_(private)))
+
+
 def likely_duplicates(s: Session, actor: Actor, category: CaseCategory, lon: float,
                       lat: float, exclude_id: int | None = None) -> list[dict]:
-    """Open cases of the same category within its radius, reported in its last N days."""
+    """Open cases of the same category within its radius, reported in its last N days
+    (none of a private category unless the actor works in areas: residents do not learn of
+    their neighbours' disputes)."""
+    if not _works_in_areas(actor) and s.scalar(
+            private_category_ids().where(CaseCategory.id == category.id)) is not None:
+        return []
     point = sa.func.ST_SetSRID(sa.func.ST_MakePoint(lon, lat), 4326)
     here, there = sa.cast(point, Geography), sa.cast(Case.location, Geography)
     distance = sa.func.ST_Distance(there, here)
@@ -602,13 +622,19 @@ def _system_grid(s: Session, data: dict) -> Area:
 # --- "me too", follow, merge -----------------------------------------------------------------
 
 
-def join_case(s: Session, actor: Actor, case_id: int) -> Case:
+def join_case(s: Session, actor: Actor, case_id: int, fix: Any) -> Case:
     """A resident who sees the same problem joins the open case instead of filing anew:
-    counted once, and notified of its progress from now on."""
+    counted once, and notified of its progress from now on. Only a case that is a likely
+    duplicate where the resident stands (`fix`) can be joined: the ids of other cases are
+    no way in."""
     actor.require("case:report")
     case = s.scalars(sa.select(Case).where(Case.id == case_id).with_for_update()).first()
     if case is None or case.state not in OPEN_STATES:
         raise NotFound("No such open case")
+    category = s.get(CaseCategory, case.category_id)
+    near = likely_duplicates(s, actor, category, fix.lon, fix.lat)
+    if case.id not in {d["id"] for d in near}:
+        raise NotFound("No such open case near you")
     inserted = s.execute(
         sa.dialects.postgresql.insert(CaseFollower)
         .values(case_id=case.id, user_id=actor.user_id, kind="joined")
@@ -643,6 +669,9 @@ def _relation_ok(s: Session, actor: Actor, case: Case, who: str) -> bool:
     if who == "street":
         return in_area and bool(actor.roles & {"street_dispatcher", "district_admin"})
     if who == "department":
+        if case.department_id is None and case.self_handled:
+            # a self-handled case sent back by its checker: the grid's workers redo it
+            return in_area and bool(actor.roles & {"grid_worker", "grid_chief"})
         if case.department_id not in actor.department_ids:
             return False
         if case.assignee_id is None or case.assignee_id == actor.user_id:

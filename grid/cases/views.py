@@ -176,13 +176,15 @@ def _as_dict(case, actor, allowed) -> dict:
 
 
 @cases_blp.route("/<int:case_id>/join", methods=["POST"])
+@cases_blp.arguments(schemas.JoinSchema)
 @cases_blp.response(200, schemas.CaseSchema)
 @login_required
-def join(case_id):
-    """"Me too": a resident who sees the same problem joins this open case."""
+def join(data, case_id):
+    """"Me too": a resident who sees the same problem where they stand joins this open
+    case (one of the likely duplicates a report near `location` would list)."""
     actor = current_actor()
     with db.unit_of_work() as s:
-        case = service.join_case(s, actor, case_id)
+        case = service.join_case(s, actor, case_id, data["location"])
         shown = service.view(s, actor, case)
     return shown, 200, etag(case.version)
 

@@ -23,7 +23,15 @@ from werkzeug.exceptions import HTTPException
 from geo.fields import GpsFix
 from grid.areas.models import Department
 from grid.cases import service as cases
-from grid.cases.models import OPEN_STATES, STATES, Case, CaseCategory, CaseEvent, CaseRequest
+from grid.cases.models import (
+    OPEN_STATES,
+    PUBLISHED_CHANNELS,
+    STATES,
+    Case,
+    CaseCategory,
+    CaseEvent,
+    CaseRequest,
+)
 from grid.open311.schemas import PostRequestSchema, RequestQuerySchema
 from server import apiclients, ratelimit
 from server.apiclients import ApiClient
@@ -34,7 +42,6 @@ from server.validators import MOBILE_RE
 
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 # Categories whose requests are never published (codes of 大类 cover their 小类).
-PRIVATE_CATEGORIES = ("06", "0406")
 MAX_DAYS = 90  # the spec's default window of GET requests
 MAX_IDS = 1000
 
@@ -179,8 +186,8 @@ def _name(first: str | None, last: str | None) -> str | None:
     if not (first or last):
         return None
     if all(re.fullmatch(r"[\u4e00-\u9fff·]*", n or "") for n in (first, last)):
-        return (last or "") + (first or "")
-    return " ".join(n for n in (first, last) if n)
+        return ((last or "") + (first or ""))[:64]
+    return " ".join(n for n in (first, last) if n)[:64]  # the column holds 64
 
 
 def post_request(s: Session, client: ApiClient, actor: Actor, fields: dict,
@@ -236,11 +243,10 @@ def post_request(s: Session, client: ApiClient, actor: Actor, fields: dict,
 
 
 def _published() -> sa.ColumnElement[bool]:
-    """Cases that may be published: not of a private category (nor of its 小类)."""
-    private = sa.select(CaseCategory.id).where(CaseCategory.code.in_(PRIVATE_CATEGORIES))
-    hidden = sa.select(CaseCategory.id).where(sa.or_(
-        CaseCategory.id.in_(private), CaseCategory.parent_id.in_(private)))
-    return Case.category_id.not_in(hidden)
+    """Cases that may be published: of a channel whose texts are meant for it, and not of
+    a private category (nor of its 小类)."""
+    return sa.and_(Case.channel.in_(PUBLISHED_CHANNELS),
+                   Case.category_id.not_in(cases.private_category_ids()))
 
 
 def _split(text: str) -> list[str]:

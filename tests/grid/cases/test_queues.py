@@ -21,7 +21,7 @@ from geo import crs
 from grid.cases.models import CaseCategory
 from tests.conftest import assert_error_shape
 from tests.grid.areas.conftest import BOXES, C12, G111, G112, G121, G211, G212, S1
-from tests.grid.cases.conftest import act, report, total
+from tests.grid.cases.conftest import act, at, report, total
 
 
 def _ids(who, query: str = "") -> list[int]:
@@ -87,7 +87,7 @@ def test_a_resident_sees_their_own_and_joined_cases(people, cases, category):
     # a case in the other street, which the resident joins ("me too")
     joined = report(p.dispatcher2, category, G212, address="东街9号")["id"]
     assert_error_shape(p.resident.get(f"/cases/{joined}"), 404)
-    p.resident.ok(p.resident.post(f"/cases/{joined}/join"))
+    p.resident.ok(p.resident.post(f"/cases/{joined}/join", {"location": at(G212)}))
     seen = _ids(p.resident)
     assert mine in seen and joined in seen and cases[G211]["id"] not in seen
     assert p.resident.ok(p.resident.get(f"/cases/{joined}"))["joined_count"] == 1

@@ -5,7 +5,9 @@ notifications each step writes."""
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
+from grid.cases.models import CaseCategory
 from tests.conftest import assert_error_shape
 from tests.grid.cases.conftest import act, inbox, photo, report
 
@@ -290,8 +292,9 @@ def test_me_too_counts_once_and_keeps_the_joiner_informed(people, category, db_s
     p = people
     case = report(p.resident, category)
     assert p.resident2.get(f"/cases/{case['id']}").status_code == 404
-    joined = p.resident2.ok(p.resident2.post(f"/cases/{case['id']}/join"))
-    again = p.resident2.ok(p.resident2.post(f"/cases/{case['id']}/join"))
+    here = {"location": _at("330183001001001")}
+    joined = p.resident2.ok(p.resident2.post(f"/cases/{case['id']}/join", here))
+    again = p.resident2.ok(p.resident2.post(f"/cases/{case['id']}/join", here))
     assert joined["joined_count"] == again["joined_count"] == 1
     assert [n.kind for n in inbox(db_session, p.resident.user)] == ["case_joined"]
     act(p.dispatcher, _as(p.dispatcher, case), "accept")
@@ -400,3 +403,64 @@ def test_supervision_is_per_stage(people, category, department, db_session):
     signed = act(p.handler, late, "sign")
     assert (signed["escalation"], signed["overdue"], signed["stage"]) == (0, False, "handle")
     assert signed["light"] == "green"
+
+
+def test_only_a_case_near_you_can_be_joined(people, category, db_session):
+    """Joining is no way to read arbitrary cases: the case must be a likely duplicate of
+    where the resident stands, and never of a private category (矛盾纠纷)."""
+    p = people
+    case = report(p.resident, category)
+    far = {"location": _at("330183001002001")}  # another grid, ~1 km away
+    assert_error_shape(p.resident2.post(f"/cases/{case['id']}/join", far), 404)
+    assert_error_shape(p.resident2.get(f"/cases/{case['id']}"), 404)
+    category.parent_id = db_session.scalar(sa.select(CaseCategory.id)
+                                           .where(CaseCategory.code == "06"))
+    db_session.commit()
+    dispute = report(p.resident, category, description="邻里纠纷")
+    near = {"location": _at("330183001001001")}
+    assert_error_shape(p.resident2.post(f"/cases/{dispute['id']}/join", near), 404)
+    other = report(p.resident2, category, description="又一起纠纷")
+    assert other["likely_duplicates"] == []  # residents do not learn of others' disputes
+
+
+def test_a_worker_living_elsewhere_works_only_in_their_grid(people, category, tree,
+                                                             db_session, make_user, login,
+                                                             client):
+    """Living in a community (a resident membership) gives a grid worker no powers there."""
+    from grid.areas import service as area_service
+    from grid.demo import SYSTEM
+    from tests.grid.cases.conftest import Api
+
+    p = people
+    case = report(p.resident, category, "330183001002001")  # in G121
+    user = make_user("grid_worker", "resident")
+    for code, role in (("330183001001001", "grid_worker"), ("330183001002", "resident")):
+        area_service.add_membership(db_session, SYSTEM, {
+            "user_id": user.id, "area_id": tree[code], "role": role})
+    db_session.commit()
+    token = login(user.username)["access_token"]
+    both = Api(client, {"Authorization": f"Bearer {token}"}, user)
+    assert_error_shape(both.get(f"/cases/{case['id']}"), 404)
+    mine = report(both, category)  # in G111, their grid
+    assert both.ok(both.get(f"/cases/{mine['id']}"))["id"] == mine["id"]
+
+
+def test_the_timeline_keeps_an_anonymous_reporter_anonymous(people, category, department):
+    p = people
+    case = report(p.resident, category, anonymous=True)
+    act(p.dispatcher, _as(p.dispatcher, case), "accept")
+    act(p.dispatcher, _as(p.dispatcher, case), "dispatch", department_id=department.id)
+    seen = p.handler.ok(p.handler.get(f"/cases/{case['id']}/timeline"))
+    assert [e["actor_id"] for e in seen][0] is None
+    assert p.resident.user.id not in [e["actor_id"] for e in seen]
+    full = p.dispatcher.ok(p.dispatcher.get(f"/cases/{case['id']}/timeline"))
+    assert full[0]["actor_id"] == p.resident.user.id
+
+
+def test_a_self_handled_case_sent_back_is_redone_by_the_grid(people, category):
+    p = people
+    case = report(p.worker, category, self_handle={"result": "已清理"})
+    case = act(p.dispatcher, _as(p.dispatcher, case), "reject_result", reason="还有垃圾")
+    assert (case["state"], case["department_id"]) == ("in_progress", None)
+    case = act(p.worker, _as(p.worker, case), "handle", result="已彻底清理")
+    assert case["state"] == "handled"

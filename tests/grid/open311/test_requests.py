@@ -184,11 +184,12 @@ def test_nothing_personal_leaves_the_system(app311, anonymous, people, db_sessio
         texts.append(anonymous.get(f"/open311/v2/requests/{by_resident['code']}.{fmt}")
                      .get_data(True))
     everything = "\n".join(texts)
-    assert by_resident["code"] in texts[1]  # the resident's report is public too …
+    # a resident's report is not published: it is in the resident's own words
+    assert by_resident["code"] not in texts[1]
     for secret in ("Wei", "Lee", PHONE, "138****5678", EMAIL, "device-secret-9", "face.jpg",
                    "王秀英", "13900001111", "139****1111", "reporter", "contact", "user"):
         assert secret not in everything, secret
-    # … and its JSON carries exactly the public fields
+    # the published ones carry exactly the public fields
     for item in parse(anonymous.get("/open311/v2/requests.json"), "json"):
         assert set(item) == FIELDS
 
