@@ -117,14 +117,14 @@ def mvt(rows: sa.Select, name: str) -> sa.Select:
         .select_from(sub).where(sub.c.geom.is_not(None)))
 
 
-def per_grid(ctx: TileContext, counts: sa.Select, name: str) -> sa.Select:
-    """Aggregated points: `counts` (rows of area_id and counts) placed on a point inside
+def per_grid(ctx: TileContext, counts: sa.Select, area_id: Any, name: str) -> sa.Select:
+    """Aggregated points: `counts` (rows of `area_id` and counts) placed on a point inside
     each area. An area is in the tile when its point is, so each grid's number appears in
     exactly one tile at a zoom (not split between the tiles its records fall in)."""
     grids = (sa.select(Area.id, Area.code, Area.name,
                        sa.func.ST_PointOnSurface(Area.boundary).label("pt"))
              .where(Area.boundary.op("&&")(ctx.bbox)).cte(f"g_{name}"))
-    c = counts.where(sa.literal_column("area_id").in_(sa.select(grids.c.id))).subquery("c")
+    c = counts.where(area_id.in_(sa.select(grids.c.id))).subquery("c")
     rows = (sa.select(grids.c.id.label("area_id"), grids.c.code, grids.c.name,
                       *[col for col in c.c if col.name != "area_id"],
                       ctx.mvt_geom(grids.c.pt).label("geom"))
@@ -186,7 +186,7 @@ def _buildings(ctx: TileContext) -> sa.Select:
     if not ctx.detailed:
         counts = (sa.select(Building.area_id, sa.func.count().label("count"))
                   .where(*scope).group_by(Building.area_id))
-        return per_grid(ctx, counts, "buildings")
+        return per_grid(ctx, counts, Building.area_id, "buildings")
     geom = sa.func.coalesce(Building.footprint, Building.location)
     rows = (sa.select(Building.id, Building.name, Building.use, Building.floors,
                       *building_counts(Building), ctx.mvt_geom(geom, simplify=True).label("geom"))
@@ -205,7 +205,7 @@ def _cases(ctx: TileContext) -> sa.Select:
         counts = (sa.select(Case.area_id, sa.func.count().label("count"),
                             sa.func.count().filter(overdue_sql()).label("overdue"))
                   .where(*scope).group_by(Case.area_id))
-        return per_grid(ctx, counts, "cases")
+        return per_grid(ctx, counts, Case.area_id, "cases")
     rows = (sa.select(Case.id, Case.state, CaseCategory.code.label("category"),
                       cases.light_sql().label("light"), overdue_sql().label("overdue"),
                       ctx.mvt_geom(Case.location).label("geom"))
@@ -223,7 +223,7 @@ def _organisations(ctx: TileContext) -> sa.Select:
     if not ctx.detailed:
         counts = (sa.select(Organisation.area_id, sa.func.count().label("count"))
                   .where(*scope).group_by(Organisation.area_id))
-        return per_grid(ctx, counts, "organisations")
+        return per_grid(ctx, counts, Organisation.area_id, "organisations")
     rows = (sa.select(Organisation.id, Organisation.name, Organisation.kind,
                       Organisation.industry, Organisation.employees,
                       sa.func.array_to_string(Organisation.risk_flags, ",").label("risk_flags"),
@@ -247,8 +247,9 @@ register(Layer("buildings", "Buildings (楼栋) in scope: footprint or entrance 
                 **_GRID_FIELDS}))
 register(Layer("cases", "Open cases (事件) in scope", _cases,
                {"id": "Case id", "state": "State", "category": "Category code",
-                "light": "green/yellow/red", "overdue": "Past its stage's limit",
-                **_GRID_FIELDS, "overdue_count": "(aggregated: see `overdue`)"}))
+                "light": "green/yellow/red",
+                "overdue": "Past its stage's limit (aggregated: how many are)",
+                **_GRID_FIELDS}))
 register(Layer("organisations", "Organisations (实有单位) in scope", _organisations,
                {"id": "Organisation id", "name": "Name", "kind": "Kind", "industry": "Industry",
                 "employees": "Employees", "risk_flags": "Risk flags, comma-separated",

@@ -165,3 +165,15 @@ def test_tilejson_describes_layers_and_bounds(people, client):
     areas = client.get("/tiles/areas.json").get_json()
     assert {"street", "grid"} <= {v["id"] for v in areas["vector_layers"]}
     assert areas["bounds"] == pytest.approx([119.90, 30.00, 119.94, 30.02])
+
+
+def test_private_boundaries_when_configured(client, people, app):
+    app.config["MAP_PUBLIC_AREAS"] = False
+    try:
+        assert_error_shape(client.get(f"/tiles/areas/{tile_at(at(G111), 12)}.mvt"), 401)
+        layers, response = _tile(people.worker, f"areas/{tile_at(at(G111), 12)}")
+    finally:
+        app.config["MAP_PUBLIC_AREAS"] = True
+    assert response.headers["Cache-Control"].startswith("private")
+    assert [f["properties"]["code"] for f in layers["grid"]["features"]] == [G111]
+    assert len(layers["district"]["features"]) == 1  # ancestors: visible by name
