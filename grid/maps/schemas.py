@@ -68,3 +68,5 @@ class AreaMapSchema(Schema):
         "description": "Registered by the services module (empty without it)"})
     truncated = fields.List(fields.String(), metadata={
         "description": "Collections cut at MAP_MAX_FEATURES"})
+    omitted = fields.List(fields.String(), metadata={
+        "description": "Collections left empty: the caller may not read them"})

@@ -29,6 +29,7 @@ from grid.cases.models import OPEN_STATES, Case, CaseCategory
 from grid.maps import tiles
 from grid.registry.models import Building, Organisation
 from server.auth.actor import Actor
+from server.errors import Forbidden
 
 # (actor, subtree: SELECT of the area ids below the area, limit) → SELECT of rows with a
 # `geom` column (WGS-84) and the properties; `collection()` makes them a FeatureCollection.
@@ -99,8 +100,12 @@ def area_map(s: Session, actor: Actor, area_id: int, crs: str, max_features: int
         sa.select(Area.id, Area.code, Area.name, Area.level, Area.area_m2,
                   Area.boundary.label("geom")).where(Area.id == area.id))
     parts: dict[str, Any] = {"boundary": boundary}
+    omitted = []
     for name, build in collections.items():
-        parts[name] = feature_collection(build(actor, subtree, max_features + 1))
+        try:
+            parts[name] = feature_collection(build(actor, subtree, max_features + 1))
+        except Forbidden:  # e.g. a resident: no register layers, the rest of the map
+            omitted.append(name)
     box = sa.select(Area.boundary).where(Area.id == area.id).scalar_subquery()
     row = s.execute(sa.select(
         sa.func.jsonb_build_object(*[x for kv in parts.items() for x in kv]).label("maps"),
@@ -120,11 +125,12 @@ def area_map(s: Session, actor: Actor, area_id: int, crs: str, max_features: int
         west, south = crs_mod.from_wgs84(row[1], row[2], crs)
         east, north = crs_mod.from_wgs84(row[3], row[4], crs)
         bbox = [round(v, 7) for v in (west, south, east, north)]
-    maps.setdefault("service_points", {"type": "FeatureCollection", "features": []})
+    for name in ("service_points", *omitted):
+        maps.setdefault(name, {"type": "FeatureCollection", "features": []})
     return {"area": {"id": area.id, "code": area.code, "name": area.name, "level": area.level,
                      "bbox": bbox},
             "crs": crs, "card": areas.grid_card(s, actor, area.id), **maps,
-            "truncated": truncated}
+            "truncated": truncated, "omitted": omitted}
 
 
 # --- the print map -------------------------------------------------------------------------

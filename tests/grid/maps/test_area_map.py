@@ -11,7 +11,7 @@ from geo import crs as crs_mod
 from grid.registry.models import Building
 from tests.conftest import assert_error_shape
 from tests.grid.areas.conftest import C11, G111, G112
-from tests.grid.maps.conftest import report
+from tests.grid.maps.conftest import at, report
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 
@@ -64,7 +64,7 @@ def test_the_grid_map_has_its_layers_and_card(people, category, tree):
     assert len(body["organisations"]["features"]) == 1
     assert [w["user_id"] for w in body["card"]["workers"]] == [people.worker.user.id]
     assert body["card"]["counts"] == {"households": 1, "population": 1}
-    assert body["truncated"] == []
+    assert body["truncated"] == [] and body["omitted"] == []
 
 
 def test_gcj02_shifts_every_coordinate_by_hundreds_of_metres(people, category, tree):
@@ -96,6 +96,15 @@ def test_a_community_map_shows_only_the_workers_grid(people, category, api, tree
     chief = api("grid_chief", C11)
     body = chief.ok(chief.get(f"/areas/{tree[C11]}/map"))
     assert len(body["buildings"]["features"]) == 2 and len(body["cases"]["features"]) == 2
+
+
+def test_a_resident_sees_the_map_without_the_register(people, category, tree):
+    _seed(people, category)
+    mine = report(people.resident, category, G111, location=at(G111, dx=0.001))
+    body = people.resident.ok(people.resident.get(f"/areas/{tree[C11]}/map"))
+    assert body["omitted"] == ["buildings", "organisations"]
+    assert body["buildings"]["features"] == []
+    assert [f["id"] for f in body["cases"]["features"]] == [mine["id"]]  # their own only
 
 
 def test_map_outside_scope_is_404_and_collections_are_capped(people, category, tree, app):
