@@ -168,14 +168,17 @@ def _public_or_visible(ctx: TileContext) -> Any:
 
 
 def building_counts(model: Any) -> tuple[Any, Any]:
-    """Households and present persons per building (correlated, index-backed)."""
-    houses = sa.select(House.id).where(House.building_id == model.id, House.ended_at.is_(None))
-    households = (sa.select(sa.func.count()).where(Household.house_id.in_(houses),
-                                                   Household.ended_at.is_(None))
-                  .scalar_subquery())
+    """Households and present persons per building: scalar subqueries correlated to
+    `model` at their own level (a correlation nested in an IN would be lost)."""
+    households = (sa.select(sa.func.count()).select_from(Household)
+                  .join(House, House.id == Household.house_id)
+                  .where(House.building_id == model.id, House.ended_at.is_(None),
+                         Household.ended_at.is_(None)).scalar_subquery())
     persons = (sa.select(sa.func.count()).select_from(Person)
                .join(Household, Household.id == Person.household_id)
-               .where(Household.house_id.in_(houses), Person.ended_at.is_(None),
+               .join(House, House.id == Household.house_id)
+               .where(House.building_id == model.id, House.ended_at.is_(None),
+                      Household.ended_at.is_(None), Person.ended_at.is_(None),
                       Person.status == "present").scalar_subquery())
     return households.label("households"), persons.label("persons")
 

@@ -67,6 +67,18 @@ def test_the_grid_map_has_its_layers_and_card(people, category, tree):
     assert body["truncated"] == [] and body["omitted"] == []
 
 
+def test_each_building_counts_its_own_households(people, category, tree):
+    w = people.worker
+    _seed(people, category)
+    other = w.building(G111, name="8幢", location=at(G111, dx=0.003))
+    for room in ("101", "102"):
+        w.person(w.household(w.house(other, room=room)), relation_to_head="head")
+    body = w.ok(w.get(f"/areas/{tree[G111]}/map"))
+    counts = {f["id"]: (f["properties"]["households"], f["properties"]["persons"])
+              for f in body["buildings"]["features"]}
+    assert sorted(counts.values()) == [(1, 1), (2, 2)] and counts[other["id"]] == (2, 2)
+
+
 def test_gcj02_shifts_every_coordinate_by_hundreds_of_metres(people, category, tree):
     _seed(people, category)
     wgs = people.worker.ok(people.worker.get(f"/areas/{tree[G111]}/map"))
