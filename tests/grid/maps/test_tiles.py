@@ -177,3 +177,27 @@ def test_private_boundaries_when_configured(client, people, app):
     assert response.headers["Cache-Control"].startswith("private")
     assert [f["properties"]["code"] for f in layers["grid"]["features"]] == [G111]
     assert len(layers["district"]["features"]) == 1  # ancestors: visible by name
+
+
+def test_another_module_can_plug_a_layer_in(people, category, api):
+    """How the services module adds its service points (here: a stand-in over cases)."""
+    import sqlalchemy as sa
+
+    from grid.cases.models import Case
+    from grid.maps import tiles
+
+    def build(ctx):
+        rows = sa.select(Case.id, ctx.mvt_geom(Case.location).label("geom")).where(
+            sa.func.ST_Intersects(Case.location, ctx.bbox))
+        return tiles.mvt(rows, "service_points")
+
+    _seed(people, category, api)
+    tiles.register(tiles.Layer("service_points", "Service points (stand-in)", build,
+                               {"id": "Service point id"}))
+    try:
+        layers, _ = _tile(people.worker, f"cases,service_points/{BOTH}")
+        described = people.worker.ok(people.worker.get("/tiles/service_points.json"))
+    finally:
+        del tiles.layers["service_points"]
+    assert set(layers) == {"cases", "service_points"}
+    assert [v["id"] for v in described["vector_layers"]] == ["service_points"]

@@ -175,3 +175,17 @@ def test_statement_counts_do_not_grow_with_the_data(people, category, app, tree)
     for _ in range(3):
         family(w, members=3, id_number=None)
     assert _statements(app, w, f"/areas/{tree[G111]}/profile") == n_grid
+
+
+def test_another_module_can_plug_a_section_in(people):
+    """How the services module adds a person's bookings."""
+    from grid.profiles import service
+
+    f = family(people.worker)
+    section = ("bookings", lambda s, actor, person: [{"person_id": person.id}])
+    service.profile_sections["person"].append(section)
+    try:
+        body = people.worker.ok(people.worker.get(f"/persons/{f['head']['id']}/profile"))
+    finally:
+        service.profile_sections["person"].remove(section)
+    assert body["bookings"] == [{"person_id": f["head"]["id"]}]
