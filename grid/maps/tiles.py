@@ -63,8 +63,9 @@ class TileContext:
 
     @property
     def bbox(self) -> Any:
-        """The tile in EPSG:4326, for `&&` on the indexed columns (one margin pixel wide
-        through the buffer ST_AsMVTGeom keeps)."""
+        """The tile widened by the buffer ST_AsMVTGeom keeps (64/4096 of a tile), transformed
+        to EPSG:4326 for `&&` on the indexed columns: a constant the planner folds, so the
+        GiST index is used (the columns are never transformed)."""
         margin_m = 40075016.68 / 2 ** self.z * BUFFER / EXTENT
         return sa.func.ST_Transform(sa.func.ST_Expand(self.envelope, margin_m), 4326)
 
