@@ -4,8 +4,9 @@ a print SVG under /areas/{id}."""
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
-from flask import Response, current_app, g, request
+from flask import Response, current_app, g, request, send_from_directory
 
 from geo.fields import output_crs
 from grid.maps import schemas, service, tiles
@@ -100,3 +101,24 @@ def area_svg(area_id: int):
     svg = service.area_svg(db.session(), current_actor(), area_id,
                            current_app.config["MAP_MAX_FEATURES"])
     return Response(svg, mimetype=schemas.SVG, headers={"Cache-Control": "private, no-cache"})
+
+
+class _PageBlueprint(Blueprint):
+    """The map page and its assets: HTML and JavaScript, kept out of the OpenAPI document."""
+
+    def register_views_in_doc(self, *args, **kwargs) -> None:
+        return None
+
+
+_STATIC = Path(__file__).parent / "static"
+page_blp = _PageBlueprint("map_page", __name__, url_prefix="/map",
+                          description="The map page (网格地图)", static_folder=str(_STATIC),
+                          static_url_path="/static")
+blueprints.append(page_blp)
+
+
+@page_blp.route("")
+def map_page():
+    """网格地图: MapLibre over the API's own tiles (MapLibre GL JS 4.7.1, BSD-3, vendored in
+    static/ so that the page works without a CDN)."""
+    return send_from_directory(_STATIC, "map.html", max_age=0)
