@@ -87,6 +87,23 @@ class Config:
         ).split(","))
     }
 
+    # Maps (grid.maps): below TILE_DETAIL_MIN_ZOOM points are aggregated per grid; at most
+    # TILE_MAX_FEATURES features per layer and tile; scoped tiles are cached privately for
+    # TILE_MAX_AGE_S (the public areas layer five times longer). Area boundaries are
+    # public (网格公示) unless MAP_PUBLIC_AREAS=false. MAP_MAX_FEATURES bounds each
+    # collection of /areas/{id}/map and map.svg.
+    TILE_DETAIL_MIN_ZOOM = _env_int("TILE_DETAIL_MIN_ZOOM", 14)
+    TILE_MAX_FEATURES = _env_int("TILE_MAX_FEATURES", 5000)
+    TILE_MAX_AGE_S = _env_int("TILE_MAX_AGE_S", 60)
+    # The first zoom at which each area level is drawn (levels not named: from the last).
+    TILE_AREA_MIN_ZOOM = {
+        k: int(v) for k, _, v in (item.partition(":") for item in _env(
+            "TILE_AREA_MIN_ZOOM", "city:0,district:0,street:9,community:11,grid:12,"
+                                  "micro_grid:15").split(","))
+    }
+    MAP_PUBLIC_AREAS = _env("MAP_PUBLIC_AREAS", "true").lower() in ("1", "true", "yes")
+    MAP_MAX_FEATURES = _env_int("MAP_MAX_FEATURES", 5000)
+
     # Push notifications (notifications/): without a service-account file the worker fills
     # the inbox and logs what it would push. FCM_ENDPOINT replaces https://fcm.googleapis.com
     # (a proxy, or the local FCM stand-in of the tests and the benchmark).
@@ -107,7 +124,8 @@ class Config:
     # that server/ never imports grid/ by name.
     INSTALLED_MODULES: tuple[str, ...] = ("grid.areas", "grid.registry", "grid.visits",
                                          "grid.sync", "grid.ledgers", "notifications",
-                                         "grid.calendar", "grid.cases", "grid.open311")
+                                         "grid.calendar", "grid.cases", "grid.open311",
+                                         "grid.maps", "grid.profiles")
     # The demo-data generator run once by `make run` (`flask seed-demo`).
     DEMO_SEEDER = "grid.demo:seed"
 

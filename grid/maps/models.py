@@ -1,0 +1,1 @@
+"""Maps keep no tables of their own: layers read the areas, registry and cases tables."""

@@ -1,0 +1,191 @@
+"""Profiles: complete, masked by default, revealed only through the registry's audited path,
+key-person data only for roles allowed, scoped, and built with a bounded number of
+statements (counted with before_cursor_execute)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from server import pii
+from tests.conftest import assert_error_shape
+from tests.grid.areas.conftest import C11, G111, G112, D
+from tests.grid.maps.conftest import at, counting, report
+from tests.grid.registry.conftest import ID_FEMALE_1988, ID_MALE_2023, ID_MORE, audit_rows
+
+PHONE = "13812345678"
+
+
+def visit(who, **target) -> dict:
+    body = {"type": "care", "content": "走访，一切正常", "location": at(G111), **target}
+    return who.ok(who.post("/visits", body), 201)
+
+
+def family(w, members: int = 2, visits: int = 1, id_number: str | None = ID_FEMALE_1988
+           ) -> dict:
+    """A building, a room, a household with `members` persons (the first the head, with an
+    ID number and a phone), and visits to the household."""
+    building = w.building(G111)
+    house = w.house(building)
+    household = w.household(house)
+    head = w.person(household, relation_to_head="head", id_number=id_number, phone=PHONE,
+                    tags=[{"tag": "elderly_alone"}])
+    others = [w.person(household, name=f"成员{i}", relation_to_head="child")
+              for i in range(members - 1)]
+    for _ in range(visits):
+        visit(w, household_id=household["id"])
+    return {"building": building, "house": house, "household": household, "head": head,
+            "others": others}
+
+
+def test_person_profile_is_complete_and_masked(people, category, api, tree):
+    w = people.worker
+    f = family(w)
+    resident = api("resident", C11, phone=PHONE)  # the person's own resident account
+    mine = report(resident, category, G111, location=at(G111, dx=0.003))
+    near = report(w, category, G111)  # at the building (same point)
+    body = w.ok(w.get(f"/persons/{f['head']['id']}/profile"))
+    assert body["person"]["id_number"] == pii.mask_id_number(ID_FEMALE_1988)
+    assert body["person"]["phone"] == pii.mask_phone(PHONE)
+    assert PHONE not in str(body) and ID_FEMALE_1988 not in str(body)
+    assert body["revealed"] is None
+    assert body["household"]["id"] == f["household"]["id"]
+    assert [m["id"] for m in body["members"]] == [f["others"][0]["id"]]
+    assert body["house"]["id"] == f["house"]["id"]
+    assert body["building"]["id"] == f["building"]["id"]
+    assert body["grid"]["area"]["code"] == G111
+    assert [x["user_id"] for x in body["grid"]["workers"]] == [w.user.id]
+    assert [t["tag"] for t in body["tags"]] == ["elderly_alone"]
+    assert len(body["visits"]) == 1
+    relation = {c["id"]: c["relation"] for c in body["cases"]}
+    assert relation == {mine["id"]: "reported", near["id"]: "nearby"}
+
+
+def test_reveal_goes_through_the_registry_and_is_audited(people, db_session):
+    w = people.worker
+    f = family(w)
+    url = f"/persons/{f['head']['id']}/profile"
+    assert_error_shape(w.get(f"{url}?reveal=true"), 422)  # a purpose is required
+    body = w.ok(w.get(f"{url}?reveal=true&purpose=核实低保申请"))
+    assert body["revealed"] == {"id_number": ID_FEMALE_1988, "phone": PHONE}
+    rows = audit_rows(db_session, action="person_pii_read", object_id=str(f["head"]["id"]))
+    assert len(rows) == 1 and rows[0].purpose == "核实低保申请"
+    # a role without person:read_pii is refused
+    assert_error_shape(people.dispatcher.get(f"{url}?reveal=true&purpose=核实低保申请"), 403)
+
+
+def test_key_person_tags_only_for_roles_allowed_and_audited(people, api, db_session, tree):
+    w = people.worker
+    f = family(w)
+    chief = api("grid_chief", G111)
+    chief.ok(chief.post(f"/persons/{f['head']['id']}/tags", {"tag": "community_correction"}),
+             201)
+    url = f"/persons/{f['head']['id']}/profile"
+    assert [t["tag"] for t in w.ok(w.get(url))["tags"]] == ["elderly_alone"]
+    assert audit_rows(db_session, action="person_profile_read") == []
+    tags = [t["tag"] for t in chief.ok(chief.get(url))["tags"]]
+    assert sorted(tags) == ["community_correction", "elderly_alone"]
+    assert len(audit_rows(db_session, action="person_profile_read")) == 1
+    # the grid profile counts key persons for the chief only
+    assert w.ok(w.get(f"/areas/{tree[G111]}/profile"))["key_persons"] is None
+    counts = chief.ok(chief.get(f"/areas/{tree[G111]}/profile"))
+    assert counts["key_persons"]["community_correction"] == 1
+    assert counts["care_groups"]["elderly_alone"] == 1
+
+
+def test_profiles_are_scoped(people, tree):
+    f = family(people.worker)
+    other = people.worker2  # G211
+    for url in (f"/persons/{f['head']['id']}/profile",
+                f"/households/{f['household']['id']}/profile",
+                f"/buildings/{f['building']['id']}/profile",
+                f"/areas/{tree[G111]}/profile"):
+        assert_error_shape(other.get(url), 404)
+
+
+def test_household_and_building_profiles(people, category, tree):
+    w = people.worker
+    f = family(w, members=3)
+    w.house(f["building"], room="302", use="empty")
+    org = w.organisation(G111, building_id=f["building"]["id"])
+    visit(w, organisation_id=org["id"])
+    case = report(w, category, G111)
+    body = w.ok(w.get(f"/households/{f['household']['id']}/profile"))
+    assert body["house"]["id"] == f["house"]["id"] and len(body["members"]) == 3
+    assert body["members"][0]["relation_to_head"] == "head"
+    assert body["members"][0]["phone"] == pii.mask_phone(PHONE)
+    assert len(body["visits"]) == 1 and [c["id"] for c in body["cases"]] == [case["id"]]
+    body = w.ok(w.get(f"/buildings/{f['building']['id']}/profile"))
+    assert body["occupancy"] == {"rooms": 2, "occupied": 1, "empty": 1, "households": 1,
+                                 "persons": 3, "by_use": {"owner_occupied": 1, "empty": 1}}
+    assert [o["id"] for o in body["organisations"]] == [org["id"]]
+    assert [h["id"] for h in body["households"]] == [f["household"]["id"]]
+    assert len(body["visits"]) == 2 and body["cases"][0]["relation"] == "nearby"
+
+
+def test_grid_profile_numbers_and_roll_up(people, category, api, tree):
+    w = people.worker
+    f = family(w, members=2, visits=1)
+    w.person(f["household"], name="小孙", id_number=ID_MALE_2023, relation_to_head="grandchild")
+    report(w, category, G111)
+    other = api("grid_worker", G112)
+    other.person(None, name="外来人员", population_type="floating", location=at(G112))
+    body = w.ok(w.get(f"/areas/{tree[G111]}/profile"))
+    assert body["population"]["total"] == 3
+    assert body["population"]["by_type"]["registered"] == 3
+    assert body["population"]["by_age_sex"]["0-17"]["M"] == 1
+    assert body["population"]["by_age_sex"]["18-59"]["F"] == (
+        1 if date.today().year - 1988 <= 59 else 0)
+    assert body["population"]["by_age_sex"]["unknown"]["?"] == 1
+    assert body["households"] == 1 and body["buildings"] == 1 and body["open_cases"] == 1
+    assert body["visit_coverage"] == {"days": 30, "visits": 1, "households_visited": 1,
+                                      "rate": 1.0}
+    assert [x["user_id"] for x in body["workers"]] == [w.user.id]
+    # the community rolls both grids up for its chief; the worker sees only their grid
+    chief = api("grid_chief", C11)
+    body = chief.ok(chief.get(f"/areas/{tree[C11]}/profile"))
+    assert body["population"]["total"] == 4
+    assert body["population"]["by_type"]["floating"] == 1
+    assert {c["code"]: c["population"] for c in body["children"]} == {G111: 3, G112: 1}
+    mine = w.ok(w.get(f"/areas/{tree[C11]}/profile"))
+    assert mine["population"]["total"] == 3
+    district = api("district_admin", D)
+    body = district.ok(district.get(f"/areas/{tree[D]}/profile"))
+    assert body["population"]["total"] == 4 and body["open_cases"] == 1
+
+
+def _statements(app, who, url: str) -> int:
+    with counting(app) as seen:
+        who.ok(who.get(url))
+    return len(seen)
+
+
+def test_statement_counts_do_not_grow_with_the_data(people, category, app, tree):
+    w = people.worker
+    small = family(w, members=1, visits=1)
+    big = family(w, members=6, visits=5, id_number=ID_MORE[0])
+    for _ in range(4):
+        report(w, category, G111)
+    for kind, key in (("persons", "head"), ("households", "household"),
+                      ("buildings", "building")):
+        n_small = _statements(app, w, f"/{kind}/{small[key]['id']}/profile")
+        n_big = _statements(app, w, f"/{kind}/{big[key]['id']}/profile")
+        assert n_small == n_big <= 16, (kind, n_small, n_big)
+    n_grid = _statements(app, w, f"/areas/{tree[G111]}/profile")
+    assert n_grid <= 10
+    for _ in range(3):
+        family(w, members=3, id_number=None)
+    assert _statements(app, w, f"/areas/{tree[G111]}/profile") == n_grid
+
+
+def test_another_module_can_plug_a_section_in(people):
+    """How the services module adds a person's bookings."""
+    from grid.profiles import service
+
+    f = family(people.worker)
+    section = ("bookings", lambda s, actor, person: [{"person_id": person.id}])
+    service.profile_sections["person"].append(section)
+    try:
+        body = people.worker.ok(people.worker.get(f"/persons/{f['head']['id']}/profile"))
+    finally:
+        service.profile_sections["person"].remove(section)
+    assert body["bookings"] == [{"person_id": f["head"]["id"]}]
