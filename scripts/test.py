@@ -28,6 +28,7 @@ def main(argv: list[str]) -> int:
         print(f"make test: another test run is using {pg_dir}; wait for it, or run this one "
               "beside it with TEST_PGPORT=<another port>", file=sys.stderr)
         return 1
+    devenv.ensure_browser()
     try:
         urls, ours = devenv.database(pg_dir, port, "grid_test", fresh=True, fast=True)
     except localdb.LocalDbError as exc:
