@@ -14,7 +14,7 @@ _id = ma.validate.Range(min=1, max=2**62)
 _hhmm = ma.validate.Regexp(r"^([01]?\d|2[0-3]):[0-5]\d$", error="HH:MM")
 
 
-class CategorySchema(Schema):
+class ServiceCategorySchema(Schema):
     id = ma.fields.Integer()
     code = ma.fields.String()
     name = ma.fields.String()
@@ -111,7 +111,7 @@ class ServiceQuerySchema(Schema):
         return data
 
 
-class ScheduleSchema(Schema):
+class ServiceScheduleSchema(Schema):
     id = ma.fields.Integer(dump_only=True)
     service_id = ma.fields.Integer(dump_only=True)
     weekdays = ma.fields.List(ma.fields.Integer(validate=ma.validate.Range(min=1, max=7)),
@@ -134,7 +134,7 @@ class ScheduleSchema(Schema):
         return data
 
 
-class SlotSchema(Schema):
+class ServiceSlotSchema(Schema):
     id = ma.fields.Integer()
     service_id = ma.fields.Integer()
     schedule_id = ma.fields.Integer(allow_none=True)
@@ -148,12 +148,12 @@ class SlotSchema(Schema):
     closed_reason = ma.fields.String(allow_none=True)
 
 
-class DayRangeSchema(Schema):
+class SlotRangeQuerySchema(Schema):
     day_from = ma.fields.Date(data_key="from")
     day_to = ma.fields.Date(data_key="to")
 
 
-class StatsQuerySchema(Schema):
+class ServiceStatsQuerySchema(Schema):
     day_from = ma.fields.Date(data_key="from", required=True)
     day_to = ma.fields.Date(data_key="to", required=True)
 
@@ -223,7 +223,7 @@ class ServiceBookingQuerySchema(Schema):
     state = DelimitedList(ma.fields.String(validate=ma.validate.OneOf(list(BOOKING_STATES))))
 
 
-class StatsRowSchema(Schema):
+class ServiceStatsRowSchema(Schema):
     day = ma.fields.Date()
     slots = ma.fields.Integer()
     capacity = ma.fields.Integer(metadata={"description": "Places in open slots"})
@@ -238,9 +238,9 @@ class StatsRowSchema(Schema):
     mean_rating = ma.fields.Float(allow_none=True)
 
 
-class StatsSchema(Schema):
+class ServiceStatsSchema(Schema):
     service_id = ma.fields.Integer()
     start = ma.fields.Date(data_key="from")
     end = ma.fields.Date(data_key="to")
-    days = ma.fields.List(ma.fields.Nested(StatsRowSchema))
-    total = ma.fields.Nested(StatsRowSchema)
+    days = ma.fields.List(ma.fields.Nested(ServiceStatsRowSchema))
+    total = ma.fields.Nested(ServiceStatsRowSchema)

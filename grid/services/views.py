@@ -27,7 +27,7 @@ def _shown(s, actor, booking):
 
 
 @categories_blp.route("")
-@categories_blp.response(200, schemas.CategorySchema(many=True))
+@categories_blp.response(200, schemas.ServiceCategorySchema(many=True))
 @login_required
 def list_categories():
     return service.list_categories(db.session())
@@ -77,13 +77,13 @@ class ServiceById(MethodView):
 
 @services_blp.route("/<int:service_id>/schedules")
 class Schedules(MethodView):
-    @services_blp.response(200, schemas.ScheduleSchema(many=True))
+    @services_blp.response(200, schemas.ServiceScheduleSchema(many=True))
     @login_required
     def get(self, service_id):
         return service.list_schedules(db.session(), current_actor(), service_id)
 
-    @services_blp.arguments(schemas.ScheduleSchema)
-    @services_blp.response(201, schemas.ScheduleSchema)
+    @services_blp.arguments(schemas.ServiceScheduleSchema)
+    @services_blp.response(201, schemas.ServiceScheduleSchema)
     @login_required
     def post(self, data, service_id):
         """A weekly schedule; slots are generated ahead (SERVICE_SLOT_DAYS_AHEAD days),
@@ -104,8 +104,8 @@ def end_schedule(service_id, schedule_id):
 
 
 @services_blp.route("/<int:service_id>/slots")
-@services_blp.arguments(schemas.DayRangeSchema, location="query")
-@services_blp.response(200, schemas.SlotSchema(many=True))
+@services_blp.arguments(schemas.SlotRangeQuerySchema, location="query")
+@services_blp.response(200, schemas.ServiceSlotSchema(many=True))
 @login_required
 def list_slots(query, service_id):
     """Slots over local days `from`..`to` (today and the next 6 by default)."""
@@ -138,8 +138,8 @@ def service_bookings(query, service_id, pagination_parameters):
 
 
 @services_blp.route("/<int:service_id>/stats")
-@services_blp.arguments(schemas.StatsQuerySchema, location="query")
-@services_blp.response(200, schemas.StatsSchema)
+@services_blp.arguments(schemas.ServiceStatsQuerySchema, location="query")
+@services_blp.response(200, schemas.ServiceStatsSchema)
 @login_required
 def stats(query, service_id):
     """Staff: per day bookings, attended, no-shows, utilization, no-show rate, ratings."""
@@ -149,7 +149,7 @@ def stats(query, service_id):
 
 @slots_blp.route("/<int:slot_id>/close", methods=["POST"])
 @slots_blp.arguments(schemas.CloseSlotSchema)
-@slots_blp.response(200, schemas.SlotSchema)
+@slots_blp.response(200, schemas.ServiceSlotSchema)
 @login_required
 def close_slot(data, slot_id):
     """Close a slot: its bookings are cancelled and the residents notified."""
