@@ -83,12 +83,12 @@ def act(who: Api, booking: dict, action: str, status: int = 200, **fields) -> di
 
 
 def move_to_past(db_session, booking_id: int, ago: timedelta = timedelta(hours=2)) -> None:
-    """Pretend the booking's slot has already begun (tests of no-shows)."""
+    """Pretend the booking's slot (and so its other bookings) has already begun."""
     booking = db_session.get(Booking, booking_id)
     when = datetime.now(UTC) - ago
     db_session.execute(sa.update(Slot).where(Slot.id == booking.slot_id)
                        .values(starts_at=when, ends_at=when + timedelta(minutes=30)))
-    db_session.execute(sa.update(Booking).where(Booking.id == booking_id)
+    db_session.execute(sa.update(Booking).where(Booking.slot_id == booking.slot_id)
                        .values(starts_at=when))
     db_session.commit()
 
