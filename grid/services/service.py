@@ -9,6 +9,7 @@ serves their community — and their own bookings.
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -239,7 +240,11 @@ def search_services(s: Session, actor: Actor, f: dict, page: Any) -> list[Servic
     if point is not None:
         radius = f["near"][2]
         if radius is not None:
-            stmt = stmt.where(sa.func.ST_DWithin(sa.cast(Service.location, Geography),
+            # The GiST index on the column prefilters in degrees (a bound that holds at any
+            # latitude of China); geography then decides in metres.
+            degrees = 1.01 * radius / (111_320 * math.cos(math.radians(min(abs(lat), 60))))
+            stmt = stmt.where(sa.func.ST_DWithin(Service.location, point, degrees),
+                              sa.func.ST_DWithin(sa.cast(Service.location, Geography),
                                                  sa.cast(point, Geography), radius))
         stmt = stmt.order_by(Service.location.op("<->")(point), Service.id)
     elif f.get("q"):
