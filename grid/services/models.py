@@ -87,6 +87,9 @@ class Service(TimestampMixin, VersionedMixin, Base):
         # Text search on Chinese names and descriptions (ILIKE '%…%' through pg_trgm).
         sa.Index("ix_services_name_trgm", "name", postgresql_using="gin",
                  postgresql_ops={"name": "gin_trgm_ops"}),
+        # Nearest first in metres: KNN (<->) and ST_DWithin on geography use this index.
+        sa.Index("ix_services_location_geography", sa.text("(location::geography)"),
+                 postgresql_using="gist"),
         sa.Index("ix_services_description_trgm", "description", postgresql_using="gin",
                  postgresql_ops={"description": "gin_trgm_ops"}),
     )

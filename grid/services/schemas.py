@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import marshmallow as ma
 from webargs.fields import DelimitedList
 
@@ -11,6 +13,8 @@ from grid.services.models import BOOKING_MODES, BOOKING_STATES, SLOT_STATES
 from server.api import Schema, UtcDateTime
 
 _id = ma.validate.Range(min=1, max=2**62)
+# Days people book and count (far-off dates would overflow the local-day arithmetic).
+_day = ma.validate.Range(min=date(2000, 1, 1), max=date(2099, 12, 31))
 _hhmm = ma.validate.Regexp(r"^([01]?\d|2[0-3]):[0-5]\d$", error="HH:MM")
 
 
@@ -123,8 +127,8 @@ class ServiceScheduleSchema(Schema):
     capacity = ma.fields.Integer(required=True, validate=ma.validate.Range(min=1, max=10_000))
     working_days_only = ma.fields.Boolean(load_default=True, metadata={
         "description": "Skip public holidays; make-up working days (调休) open too"})
-    valid_from = ma.fields.Date(allow_none=True)
-    valid_until = ma.fields.Date(allow_none=True)
+    valid_from = ma.fields.Date(allow_none=True, validate=_day)
+    valid_until = ma.fields.Date(allow_none=True, validate=_day)
     active = ma.fields.Boolean(dump_only=True)
     slots_created = ma.fields.Integer(dump_only=True)
 
@@ -149,13 +153,13 @@ class ServiceSlotSchema(Schema):
 
 
 class SlotRangeQuerySchema(Schema):
-    day_from = ma.fields.Date(data_key="from")
-    day_to = ma.fields.Date(data_key="to")
+    day_from = ma.fields.Date(data_key="from", validate=_day)
+    day_to = ma.fields.Date(data_key="to", validate=_day)
 
 
 class ServiceStatsQuerySchema(Schema):
-    day_from = ma.fields.Date(data_key="from", required=True)
-    day_to = ma.fields.Date(data_key="to", required=True)
+    day_from = ma.fields.Date(data_key="from", required=True, validate=_day)
+    day_to = ma.fields.Date(data_key="to", required=True, validate=_day)
 
 
 class CloseSlotSchema(Schema):
@@ -219,7 +223,7 @@ class BookingQuerySchema(Schema):
 
 
 class ServiceBookingQuerySchema(Schema):
-    day = ma.fields.Date(metadata={"description": "A local day (Asia/Shanghai)"})
+    day = ma.fields.Date(validate=_day, metadata={"description": "A local day (Asia/Shanghai)"})
     state = DelimitedList(ma.fields.String(validate=ma.validate.OneOf(list(BOOKING_STATES))))
 
 

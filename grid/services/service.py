@@ -9,7 +9,6 @@ serves their community — and their own bookings.
 
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -204,6 +203,12 @@ def _open_now(s: Session, at: datetime) -> sa.ColumnElement[bool]:
     return is_open
 
 
+def _geography(column: Any) -> sa.ColumnElement:
+    """`column::geography` exactly as the index ix_services_location_geography has it (a
+    CAST to geography(GEOMETRY,-1) would be another expression, not using the index)."""
+    return sa.func.geography(column, type_=Geography)
+
+
 def search_services(s: Session, actor: Actor, f: dict, page: Any) -> list[Service]:
     """The catalogue: text (pg_trgm), category, mode, open now, nearest first from a point
     (KNN on the service point). A resident sees what serves their community unless they ask
@@ -212,9 +217,11 @@ def search_services(s: Session, actor: Actor, f: dict, page: Any) -> list[Servic
     point = None
     if f.get("near") is not None:
         lon, lat, _ = f["near"]
-        point = sa.func.ST_SetSRID(sa.func.ST_MakePoint(lon, lat), 4326)
-        distance = sa.func.ST_Distance(sa.cast(Service.location, Geography),
-                                       sa.cast(point, Geography))
+        point = sa.func.geography(sa.func.ST_SetSRID(sa.func.ST_MakePoint(lon, lat), 4326))
+        # KNN on geography (the GiST index on location::geography, spelled the same way):
+        # nearest first in metres — on geometry a degree of longitude would count as much
+        # as one of latitude.
+        distance = _geography(Service.location).op("<->", return_type=sa.Float)(point)
     stmt = sa.select(Service, distance.label("distance_m")).join(Area, Area.id == Service.area_id)
     if f.get("mine"):
         stmt = stmt.where(_manages(actor))
@@ -240,13 +247,8 @@ def search_services(s: Session, actor: Actor, f: dict, page: Any) -> list[Servic
     if point is not None:
         radius = f["near"][2]
         if radius is not None:
-            # The GiST index on the column prefilters in degrees (a bound that holds at any
-            # latitude of China); geography then decides in metres.
-            degrees = 1.01 * radius / (111_320 * math.cos(math.radians(min(abs(lat), 60))))
-            stmt = stmt.where(sa.func.ST_DWithin(Service.location, point, degrees),
-                              sa.func.ST_DWithin(sa.cast(Service.location, Geography),
-                                                 sa.cast(point, Geography), radius))
-        stmt = stmt.order_by(Service.location.op("<->")(point), Service.id)
+            stmt = stmt.where(sa.func.ST_DWithin(_geography(Service.location), point, radius))
+        stmt = stmt.order_by(distance)  # alone: a second key would forgo the index scan
     elif f.get("q"):
         stmt = stmt.order_by(sa.func.similarity(Service.name, f["q"]).desc(), Service.id)
     else:
@@ -692,6 +694,9 @@ def _reschedule(s: Session, actor: Actor, b: Booking, service: Service, data: di
                                             Booking.resident_id == b.resident_id,
                                             Booking.state == "booked")) is not None:
         raise Conflict("You have already booked that slot")
+    # Both rows locked in id order first: two residents swapping slots cannot deadlock.
+    s.execute(sa.select(Slot.id).where(Slot.id.in_((target.id, b.slot_id)))
+              .order_by(Slot.id).with_for_update())
     _take_seat(s, target.id, at)
     _release_seat(s, b.slot_id)
     b.slot_id, b.starts_at = target.id, target.starts_at

@@ -189,3 +189,21 @@ def test_residents_list_their_own_bookings(people, tree, db_session):
     book(people.resident2, add_slot(db_session, svc["id"], 3 * DAY))
     listed = people.resident.get("/bookings?upcoming=true")
     assert [b["id"] for b in listed.get_json()] == [mine["id"]] and total(listed) == 1
+
+
+def test_days_out_of_range_are_a_422_not_a_500(people, tree, db_session):
+    svc = make_service(people.staff, tree, db_session)
+    for url in (f"/services/{svc['id']}/slots?from=9999-12-31&to=9999-12-31",
+                f"/services/{svc['id']}/stats?from=0001-01-01&to=0001-01-02",
+                f"/services/{svc['id']}/bookings?day=9999-12-31"):
+        assert_error_shape(people.staff.get(url), 422)
+
+
+def test_two_residents_swap_slots(people, tree, db_session):
+    svc = make_service(people.staff, tree, db_session)
+    a = add_slot(db_session, svc["id"], 2 * DAY, capacity=1)
+    b = add_slot(db_session, svc["id"], 3 * DAY, capacity=2)
+    mine, theirs = book(people.resident, a), book(people.resident2, b)
+    mine = act(people.resident, mine, "reschedule", slot_id=b)
+    act(people.resident2, theirs, "reschedule", slot_id=a)
+    assert (slot_row(db_session, a).booked, slot_row(db_session, b).booked) == (1, 1)
