@@ -187,11 +187,13 @@ def seed(s: Session, force: bool = False) -> str:
             s.add(DepartmentMember(department_id=departments[place].id, user_id=user.id))
     s.flush()
     cases = seed_cases(s, departments)
+    services = seed_services(s)
     grids = sum(1 for f in features if f["properties"]["level"] == "grid")
     memberships = s.scalar(sa.select(sa.func.count()).select_from(Membership))
     return (f"demo district created: {len(report.created)} areas ({grids} grids), "
             f"{len(DEPARTMENTS)} departments, {len(DEMO_ACCOUNTS)} accounts, "
-            f"{memberships} memberships, {cases} cases (password {DEMO_PASSWORD})")
+            f"{memberships} memberships, {cases} cases, {services} services "
+            f"(password {DEMO_PASSWORD})")
 
 
 # --- cases in every state -------------------------------------------------------------------
@@ -302,3 +304,61 @@ def seed_cases(s: Session, departments: dict) -> int:
         "address": "东门路20号", "description": "绿化带内少量垃圾", "attributes": {},
         "self_handle": {"result": "已当场清理", "photo_ids": [_photo(s, who["worker"], 99)]}})
     return made + 1
+
+
+# --- resident services (便民服务) -------------------------------------------------------------
+
+# (area code, category code, name, booking mode, fields)
+DEMO_SERVICES = [
+    ("330183001001", "clinic", "东门社区卫生服务站全科门诊", "slots", {
+        "provider": "东门社区卫生服务站", "description": "全科诊疗、慢病随访、预约挂号",
+        "address": "东门路30号", "phone": "0571-63300001", "fee": "挂号费5元",
+        "materials": ["身份证", "医保卡"]}),
+    ("330183001001", "elderly_meals", "东门长者食堂助餐", "slots", {
+        "provider": "东门社区居家养老服务中心", "fee": "60岁以上老人每餐8元",
+        "description": "为辖区老人提供午餐，行动不便者可送餐上门", "address": "东门路26号"}),
+    ("330183001001", "housekeeping", "老年人上门维修", "request", {
+        "provider": "东门社区志愿服务队", "fee": "免费（材料费自理）",
+        "description": "水电维修、门锁更换，服务对象为独居、高龄老人", "address": "东门社区"}),
+    ("330183001", "legal_aid", "富春街道公共法律服务工作站", "slots", {
+        "provider": "富春街道司法所", "fee": "免费", "description": "法律咨询、法律援助申请",
+        "address": "富春街道办事处一楼", "materials": ["身份证", "经济困难证明"]}),
+    ("330183001", "guide", "居住证办理", "none", {
+        "provider": "富春街道便民服务中心", "fee": "免费", "online": True, "max_trips": 1,
+        "description": "新居民申领居住证：网上申报，窗口核验一次办结（最多跑一次）",
+        "materials": ["身份证", "居住登记凭证", "近期一寸照片"],
+        "steps": "网上申报 → 窗口核验 → 邮寄送达", "address": "富春街道便民服务中心2号窗口"}),
+]
+
+
+def seed_services(s: Session) -> int:
+    """A few service points of 东门社区 and 富春街道, with weekday schedules for the bookable
+    ones (slots generated for the coming days, holidays skipped)."""
+    from datetime import time
+
+    from geo.fields import GpsFix
+    from grid.services import service as services
+    from grid.services.models import Service, ServiceCategory
+
+    if s.scalar(sa.select(Service.id).limit(1)) is not None:
+        return 0
+    categories = dict(s.execute(sa.select(ServiceCategory.code, ServiceCategory.id)).all())
+    rng = random.Random(SEED + 8)
+    for area_code, category, name, mode, fields in DEMO_SERVICES:
+        area_id, lon, lat = s.execute(sa.select(
+            Area.id, sa.func.ST_X(sa.func.ST_PointOnSurface(Area.boundary)),
+            sa.func.ST_Y(sa.func.ST_PointOnSurface(Area.boundary)))
+            .where(Area.code == area_code)).one()
+        made = services.create_service(s, SYSTEM, {
+            "category_id": categories[category], "area_id": area_id, "name": name,
+            "booking_mode": mode, "closed_on_holidays": True,
+            "location": GpsFix(lon=lon + rng.uniform(-5e-4, 5e-4),
+                               lat=lat + rng.uniform(-5e-4, 5e-4)),
+            "opening_hours": [{"days": [1, 2, 3, 4, 5], "open": "08:30", "close": "17:00"}],
+            **fields})
+        if mode == "slots":
+            services.add_schedule(s, SYSTEM, made.id, {
+                "weekdays": [1, 2, 3, 4, 5], "start_time": time(8, 30),
+                "end_time": time(11, 30), "slot_minutes": 30, "capacity": 5,
+                "working_days_only": True})
+    return len(DEMO_SERVICES)

@@ -119,13 +119,21 @@ class Config:
     BROADCAST_LIMIT_WINDOW_S = _env_int("BROADCAST_LIMIT_WINDOW_S", 3600)
     BROADCAST_BATCH_SIZE = _env_int("BROADCAST_BATCH_SIZE", 1000)  # users per fan-out step
 
+    # Resident services (便民服务): how far ahead schedules make slots, until when before the
+    # start a booking may be cancelled or moved (a service may set its own), and how many
+    # no-shows (爽约) within how many days block a resident from booking.
+    SERVICE_SLOT_DAYS_AHEAD = _env_int("SERVICE_SLOT_DAYS_AHEAD", 14)
+    SERVICE_CANCEL_CUTOFF_MINUTES = _env_int("SERVICE_CANCEL_CUTOFF_MINUTES", 120)
+    SERVICE_NO_SHOW_LIMIT = _env_int("SERVICE_NO_SHOW_LIMIT", 3)
+    SERVICE_NO_SHOW_WINDOW_DAYS = _env_int("SERVICE_NO_SHOW_WINDOW_DAYS", 30)
+
     # Domain packages plugged into the platform, in dependency order. create_app imports
     # `<module>.models` (tables for migrations) and `<module>.views` (its `blueprints`), so
     # that server/ never imports grid/ by name.
     INSTALLED_MODULES: tuple[str, ...] = ("grid.areas", "grid.registry", "grid.visits",
                                          "grid.sync", "grid.ledgers", "notifications",
-                                         "grid.calendar", "grid.cases", "grid.open311",
-                                         "grid.maps", "grid.profiles")
+                                         "grid.calendar", "grid.cases", "grid.services",
+                                         "grid.open311", "grid.maps", "grid.profiles")
     # The demo-data generator run once by `make run` (`flask seed-demo`).
     DEMO_SEEDER = "grid.demo:seed"
 
