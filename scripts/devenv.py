@@ -39,13 +39,17 @@ def child_env(urls: dict) -> dict:
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 
 
+FONT = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"  # Chinese in the page's screenshot
+
+
 def ensure_browser() -> None:
-    """Chromium for the map page test (tests/grid/maps/test_map_page.py): installed with
-    apt-get when root and missing; otherwise that one test is skipped, with a note here."""
+    """Chromium (and a small Chinese font) for the map page test
+    (tests/grid/maps/test_map_page.py): installed with apt-get when root and missing;
+    otherwise that one test is skipped, with a note here."""
     import shutil
     import subprocess
 
-    if any(shutil.which(name) for name in BROWSERS):
+    if any(shutil.which(name) for name in BROWSERS) and os.path.exists(FONT):
         return
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         print("make test: Chromium is not installed, the map page test will be skipped "
@@ -53,7 +57,8 @@ def ensure_browser() -> None:
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for cmd in (["apt-get", "update", "-qq"],
-                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"]):
+                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium",
+                 "fonts-wqy-microhei"]):
         if subprocess.call(cmd, env=env, stdout=sys.stderr, stderr=sys.stderr) != 0:
             print(f"make test: `{' '.join(cmd)}` failed; the map page test will be skipped",
                   file=sys.stderr)

@@ -9,6 +9,7 @@ rows this test made inside its rolled-back transaction.
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
@@ -26,6 +27,7 @@ from tests.grid.maps.conftest import at, report
 CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser",
                                                          "google-chrome")) if p), None)
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium")
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 
 
 @pytest.fixture
@@ -125,6 +127,10 @@ def test_the_map_page_shows_the_workers_grid(people, category, tree, live_server
                          ".map(f => f.properties.id)")
     assert mine["id"] in rendered
     assert page.eval("gridMap.map.queryRenderedFeatures({layers: ['grids-fill']}).length") > 0
+    # what the street office would see, kept for people to look at (git-ignored)
+    shot = page.send("Page.captureScreenshot", format="png")["data"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "map-page.png").write_bytes(base64.b64decode(shot))
     card = page.eval("document.getElementById('card').innerText")
     assert G111 in card and "测试用户" in card and mine["code"] in card
     assert page.eval("document.getElementById('card-counts').innerText").split() \
