@@ -109,6 +109,11 @@ def _visible(actor: Actor) -> sa.ColumnElement[bool]:
     return sa.or_(in_scope(Area.id, actor), Area.id.in_(ancestors or [-1]))
 
 
+def subtree_ids(area: Area) -> sa.Select:
+    """The ids of an area and everything below it (one indexed `path LIKE 'x.y.%'`)."""
+    return sa.select(Area.id).where(Area.path.startswith(area.path, autoescape=True))
+
+
 def visible_area_ids(actor: Actor) -> sa.Select:
     return sa.select(Area.id).where(_visible(actor))
 

@@ -1015,7 +1015,7 @@ def _filtered(s: Session, actor: Actor, f: dict) -> sa.Select:
         stmt = stmt.where(Case.category_id.in_(sub))
     if f.get("area_id") is not None:
         area = areas.get_area(s, actor, f["area_id"])
-        subtree = sa.select(Area.id).where(Area.path.startswith(area.path, autoescape=True))
+        subtree = areas.subtree_ids(area)
         stmt = stmt.where(Case.area_id.in_(subtree))
     if f.get("department_id") is not None:
         stmt = stmt.where(Case.department_id == f["department_id"])
@@ -1189,8 +1189,7 @@ def performance(s: Session, actor: Actor, filters: dict, weights: dict) -> dict:
             Case.reported_at < filters["end"], Case.state != "merged"]
     if filters.get("area_id") is not None:
         area = areas.get_area(s, actor, filters["area_id"])
-        cond.append(Case.area_id.in_(sa.select(Area.id).where(
-            Area.path.startswith(area.path, autoescape=True))))
+        cond.append(Case.area_id.in_(areas.subtree_ids(area)))
     if filters.get("department_id") is not None:
         cond.append(Case.department_id == filters["department_id"])
     # grouping(): 3 = the total, 1 = per department, 2 = per grid

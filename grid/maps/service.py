@@ -88,7 +88,7 @@ collections.update(buildings=_buildings, cases=_cases, organisations=_organisati
 
 
 def _subtree(area: Area) -> sa.Select:
-    return sa.select(Area.id).where(Area.path.startswith(area.path, autoescape=True))
+    return areas.subtree_ids(area)
 
 
 def area_map(s: Session, actor: Actor, area_id: int, crs: str, max_features: int) -> dict:

@@ -245,8 +245,7 @@ def area_profile(s: Session, actor: Actor, area_id: int, today: date) -> dict:
     the same headline numbers per child area. Everything within the actor's scope."""
     actor.require("registry:read")
     area = areas.get_area(s, actor, area_id)
-    subtree = sa.select(Area.id).where(Area.path.startswith(area.path, autoescape=True),
-                                       areas.in_scope(Area.id, actor))
+    subtree = areas.subtree_ids(area).where(areas.in_scope(Area.id, actor))
 
     def live(model: Any) -> tuple:
         return model.area_id.in_(subtree), model.ended_at.is_(None)

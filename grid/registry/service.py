@@ -1007,7 +1007,7 @@ def history(s: Session, actor: Actor, kind: str, record_id: int, page: Any) -> l
 
 def grid_counts(s: Session, area: Area) -> dict:
     """Households and population (present, not ended) in an area's subtree."""
-    subtree = sa.select(Area.id).where(Area.path.startswith(area.path, autoescape=True))
+    subtree = areas.subtree_ids(area)
     households = s.scalar(sa.select(sa.func.count()).select_from(Household).where(
         Household.area_id.in_(subtree), Household.ended_at.is_(None)))
     population = s.scalar(sa.select(sa.func.count()).select_from(Person).where(
