@@ -34,6 +34,11 @@ def main() -> int:
             [str(devenv.BIN / "gunicorn"), "-w", workers, "-b", f"127.0.0.1:{port}",
              "wsgi:app"], env=env, cwd=devenv.ROOT))
         procs.append(subprocess.Popen([flask, "worker"], env=env, cwd=devenv.ROOT))
+        # Extra push senders: the outbox is shared through SKIP LOCKED and leases; the
+        # other tasks (sweeps, reminders) stay in the one full worker.
+        for _ in range(int(os.environ.get("NOTIFY_WORKERS", "1")) - 1):
+            procs.append(subprocess.Popen([flask, "worker", "--task", "deliver_notifications"],
+                                          env=env, cwd=devenv.ROOT))
         base = f"http://127.0.0.1:{port}"
         print(f"\n  API docs: {base}/api/docs   OpenAPI: {base}/api/openapi.json\n"
               f"  Ready:    {base}/readyz     Demo accounts: see README.md\n"

@@ -64,9 +64,11 @@ def bootstrap_db(app: Flask, revision: str = "head") -> None:
         grant_app_role(conn, app_url.username, owner_url.username)
 
 
-def run_worker(app: Flask, once: bool = False, tick_s: float = 1.0) -> None:
-    """Run periodic tasks until SIGINT/SIGTERM. Each task commits on its own; a failing
-    task is logged and retried at its next turn, the others go on."""
+def run_worker(app: Flask, once: bool = False, tick_s: float = 1.0,
+               only: tuple[str, ...] = ()) -> None:
+    """Run periodic tasks (those named in `only`, else all) until SIGINT/SIGTERM. Each task
+    commits on its own; a failing task is logged and retried at its next turn, the others
+    go on."""
     stopping = False
 
     def _stop(signum, frame):
@@ -75,10 +77,14 @@ def run_worker(app: Flask, once: bool = False, tick_s: float = 1.0) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    next_run = {t.name: 0.0 for t in periodic_tasks}
-    log.info("worker started", extra={"tasks": [t.name for t in periodic_tasks]})
+    unknown = set(only) - {t.name for t in periodic_tasks}
+    if unknown:
+        raise click.BadParameter(f"no such task: {', '.join(sorted(unknown))}", param_hint="--task")
+    tasks = [t for t in periodic_tasks if not only or t.name in only]
+    next_run = {t.name: 0.0 for t in tasks}
+    log.info("worker started", extra={"tasks": [t.name for t in tasks]})
     while not stopping:
-        for task in periodic_tasks:
+        for task in tasks:
             if time.monotonic() < next_run[task.name]:
                 continue
             next_run[task.name] = time.monotonic() + task.every_s
@@ -117,9 +123,12 @@ def init_cli(app: Flask) -> None:
 
     @app.cli.command("worker")
     @click.option("--once", is_flag=True, help="Run every task once and exit.")
-    def worker_command(once: bool) -> None:
+    @click.option("--task", "only", multiple=True, metavar="NAME",
+                  help="Run only this task (repeatable), e.g. deliver_notifications for "
+                       "extra push senders beside a full worker.")
+    def worker_command(once: bool, only: tuple[str, ...]) -> None:
         """Background worker: outbox delivery, deadline sweeps, housekeeping."""
-        run_worker(current_app, once=once)
+        run_worker(current_app, once=once, only=only)
 
     @app.cli.command("sweep")
     def sweep_command() -> None:
