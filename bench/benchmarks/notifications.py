@@ -46,8 +46,9 @@ from bench.stats import summary_ms
 
 QUEUED_USERS, PER_USER = 10_000, 10  # 100,000 outbox rows
 CEILING_MESSAGES = 10_000
-CEILING_CONNECTIONS = (8, 32, 128)
+CEILING_CONNECTIONS = (8, 32, 128, 500)  # 500: a send_each of 500 has 500 in flight
 REQUESTS_THREADS = 64
+SDK_PATH_MESSAGES = 2500
 WORKERS_TRIED = (1, 2)
 ENQUEUE_RECIPIENTS = (1, 10, 100, 1000)
 ENQUEUE_RUNS = 200
@@ -114,23 +115,58 @@ def _load_queue(ctx: Context) -> None:
     owner.dispose()
 
 
-def _ceiling(endpoint: str, token: str, threads: int, n: int) -> dict:
-    """The stand-in driven by a plain client: requests, keep-alive, `threads` in flight."""
+def _bench_push(i: int):
+    """A push like those of the queued rows (render of broadcast.info, Android, collapse key)."""
+    from notifications.fcm import Push
+    from notifications.service import render
+
+    title, body = render("broadcast.info", {"title": f"第{i % 10 + 1}号通知",
+                                            "text": "社区将于周六上午开展消防演练，请居民配合。"})
+    key = f"case:{i}-{i % 10 + 1}"
+    return Push(token=f"bench-token-{i}-{'%032x' % (i * 2654435761)}", platform="android",
+                title=title, body=body, data={"notification_id": str(i), "kind": "broadcast.info",
+                                              "collapse_key": key}, collapse_key=key)
+
+
+def _sdk_wire(n: int) -> tuple[dict[str, str], list[bytes]]:
+    """What firebase-admin puts on the wire: the headers of one real send (seen by an
+    in-process stand-in) and each message's body as send_each makes it (the SDK's encoder,
+    then requests' `json=`, i.e. json.dumps with its defaults)."""
+    from firebase_admin import credentials, messaging
+
+    from notifications.fcm import FcmSender, build_message
+    from tests.notifications.fcm_standin import FcmStandIn
+
+    with FcmStandIn(project_id="grid-bench") as fcm:
+        sender = FcmSender(credentials.Certificate(fcm.service_account()), endpoint=fcm.endpoint)
+        try:
+            if sender.send([_bench_push(0)])[0].status != "ok":
+                raise RuntimeError("the SDK's probe send failed")
+        finally:
+            sender.close()
+        seen = fcm.received[0].headers
+    headers = {k: v for k, v in seen.items() if k not in ("host", "content-length",
+                                                          "authorization")}
+    bodies = [json.dumps({"message": messaging._MessagingService.encode_message(
+        build_message(_bench_push(i)))}).encode() for i in range(n)]
+    return headers, bodies
+
+
+def _ceiling(endpoint: str, token: str, threads: int, bodies: list[bytes],
+             sdk_headers: dict[str, str]) -> dict:
+    """The stand-in driven by `requests` (the SDK's HTTP library, without the SDK), the
+    SDK's headers and bodies, keep-alive, `threads` in flight."""
     url = f"{endpoint}/v1/projects/grid-bench/messages:send"
     session = requests.Session()
+    session.trust_env = False
     session.mount(endpoint, requests.adapters.HTTPAdapter(pool_maxsize=threads))
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    headers = {**sdk_headers, "Authorization": f"Bearer {token}"}
 
     def one(i: int) -> int:
-        body = {"message": {
-            "token": f"ceiling-{i}", "data": {"notification_id": str(i), "kind": "broadcast.info",
-                                              "collapse_key": f"case:{i}"},
-            "notification": {"title": "【通知】第1号通知",
-                             "body": "社区将于周六上午开展消防演练，请居民配合。"},
-            "android": {"collapse_key": f"case:{i}", "priority": "normal",
-                        "notification": {"tag": f"case:{i}"}}}}
-        return session.post(url, data=json.dumps(body), headers=headers, timeout=30).status_code
+        return session.post(url, data=bodies[i % len(bodies)], headers=headers,
+                            timeout=30).status_code
 
+    n = len(bodies)
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(one, range(min(500, n))))  # warm: connections open
         t0 = time.perf_counter()
@@ -142,29 +178,22 @@ def _ceiling(endpoint: str, token: str, threads: int, n: int) -> dict:
             "seconds": round(elapsed, 2), "rps": ok / elapsed}
 
 
-def _ceiling_raw(endpoint: str, token: str, connections: int, n: int) -> dict:
-    """The stand-in driven by a minimal client: asyncio streams, keep-alive, pipelining off
-    (one request in flight per connection)."""
+def _ceiling_raw(endpoint: str, token: str, connections: int, bodies: list[bytes],
+                 sdk_headers: dict[str, str], standin_pid: int) -> dict:
+    """The stand-in driven by a minimal client: asyncio streams, keep-alive, one request in
+    flight per connection, byte for byte the SDK's requests (headers and bodies), built
+    before the clock starts so that the client costs little."""
     host, port = endpoint.removeprefix("http://").split(":")
     path = "/v1/projects/grid-bench/messages:send"
-
-    def request(i: int) -> bytes:
-        body = json.dumps({"message": {
-            "token": f"ceiling-{i}", "data": {"notification_id": str(i), "kind": "broadcast.info",
-                                              "collapse_key": f"case:{i}"},
-            "notification": {"title": "【通知】第1号通知",
-                             "body": "社区将于周六上午开展消防演练，请居民配合。"},
-            "android": {"collapse_key": f"case:{i}", "priority": "normal",
-                        "notification": {"tag": f"case:{i}"}}}}).encode()
-        head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n").encode()
-        return head + body
+    fixed = "".join(f"{k}: {v}\r\n" for k, v in sdk_headers.items())
+    requests_ = [(f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{fixed}"
+                  f"Authorization: Bearer {token}\r\nContent-Length: {len(body)}\r\n\r\n"
+                  ).encode() + body for body in bodies]
 
     async def one_connection(items: range, ok: list[int]) -> None:
         reader, writer = await asyncio.open_connection(host, int(port))
         for i in items:
-            writer.write(request(i))
+            writer.write(requests_[i % len(requests_)])
             status = await reader.readline()
             length = 0
             while (line := await reader.readline()) not in (b"\r\n", b""):
@@ -182,14 +211,65 @@ def _ceiling_raw(endpoint: str, token: str, connections: int, n: int) -> dict:
                                for c in range(connections)))
         return ok[0], time.perf_counter() - t0
 
-    asyncio.run(main(min(n, 1000)))  # warm
-    cpu0 = psutil.Process().cpu_times()
+    n = len(bodies)
+    asyncio.run(main(min(n, max(1000, connections * 2))))  # warm
+    cpu0, standin0 = psutil.Process().cpu_times(), _cpu_s(standin_pid)
     ok, elapsed = asyncio.run(main(n))
-    cpu1 = psutil.Process().cpu_times()
+    cpu1, standin1 = psutil.Process().cpu_times(), _cpu_s(standin_pid)
     client_cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
     return {"client": "asyncio", "connections": connections, "messages": n - n % connections,
             "ok": ok, "seconds": round(elapsed, 2), "rps": ok / elapsed,
-            "client_cpu_pct": round(100 * client_cpu / elapsed)}
+            "client_cpu_pct": round(100 * client_cpu / elapsed),
+            "standin_cpu_ms_per_msg": round(1000 * (standin1 - standin0) / max(1, ok), 3)}
+
+
+def _sdk_paths(endpoint: str, info: dict, standin_pid: int) -> list[dict]:
+    """The SDK's two batch calls in this process, SDK_PATH_MESSAGES pushes in batches of 500
+    (after one to warm): `send_each` as the worker makes it (FcmSender), and
+    `send_each_async` (httpx; its own retries off, as ours are; one event loop kept)."""
+    from firebase_admin import _http_client, _retry, credentials, messaging
+
+    from notifications.fcm import OK, FcmSender, build_message, classify
+
+    def measure(label: str, send) -> dict:
+        send([_bench_push(i) for i in range(500)])
+        me, ok = psutil.Process(), 0
+        c0, s0, t0 = me.cpu_times(), _cpu_s(standin_pid), time.perf_counter()
+        for start in range(0, SDK_PATH_MESSAGES, 500):
+            ok += sum(o.status == "ok" for o in send([_bench_push(i) for i in
+                                                      range(start, start + 500)]))
+        elapsed = time.perf_counter() - t0
+        c1, s1 = me.cpu_times(), _cpu_s(standin_pid)
+        return {"path": label, "messages": SDK_PATH_MESSAGES, "ok": ok, "rps": ok / elapsed,
+                "client_cpu_ms_per_msg": round(1000 * ((c1.user + c1.system) - (
+                    c0.user + c0.system)) / max(1, ok), 3),
+                "standin_cpu_ms_per_msg": round(1000 * (s1 - s0) / max(1, ok), 3)}
+
+    out = []
+    sender = FcmSender(credentials.Certificate(info), endpoint=endpoint)
+    try:
+        out.append(measure("send_each (threads, requests)", sender.send))
+    finally:
+        sender.close()
+    sender = FcmSender(credentials.Certificate(info), endpoint=endpoint)
+    service = messaging._get_messaging_service(sender.app)
+    service._async_client = _http_client.HttpxAsyncClient(
+        credential=service._credential, timeout=10, retry_config=_retry.HttpxRetry(max_retries=0))
+    loop = asyncio.new_event_loop()
+
+    def send_async(pushes):
+        sender._ensure_token()
+        batch = loop.run_until_complete(messaging.send_each_async(
+            [build_message(p) for p in pushes], app=sender.app))
+        return [OK if r.success else classify(r.exception) for r in batch.responses]
+
+    try:
+        out.append(measure("send_each_async (asyncio, httpx)", send_async))
+    finally:
+        loop.run_until_complete(service._async_client.aclose())
+        loop.close()
+        sender.close()
+    return out
 
 
 def _access_token(endpoint: str, info: dict) -> str:
@@ -221,9 +301,12 @@ def _run_workers(ctx: Context, processes: int, sa_path: str, endpoint: str,
     cpu_before = {"standin": _cpu_s(standin_pid), "db": _cpu_s(ctx.db_pid)}
     machine_before = psutil.cpu_times()
     t0 = time.perf_counter()
-    procs = [subprocess.Popen([str(ctx.root / ".venv/bin/flask"), "worker"], env=env,
-                              cwd=ctx.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True) for _ in range(processes)]
+    # As `make run` with NOTIFY_WORKERS=processes: one full worker, the others senders only.
+    flask = str(ctx.root / ".venv/bin/flask")
+    procs = [subprocess.Popen([flask, "worker"] + (["--task", "deliver_notifications"] if i
+                                                   else []),
+                              env=env, cwd=ctx.root, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for i in range(processes)]
     peaks = [0.0] * processes
     cpu = [0.0] * processes
     stop = threading.Event()
@@ -353,15 +436,22 @@ def run(ctx: Context) -> dict:
         print(f"  queued {QUEUED_USERS * PER_USER:,} outbox rows in "
               f"{time.perf_counter() - t0:.1f} s", flush=True)
         token = _access_token(endpoint, info)
+        sdk_headers, bodies = _sdk_wire(CEILING_MESSAGES)
         for connections in CEILING_CONNECTIONS:
-            c = _ceiling_raw(endpoint, token, connections, CEILING_MESSAGES)
+            c = _ceiling_raw(endpoint, token, connections, bodies, sdk_headers, standin.pid)
             ceilings.append(c)
             print(f"  stand-in ceiling, asyncio client, {connections:>3} connections: "
-                  f"{c['rps']:,.0f} msg/s (client CPU {c['client_cpu_pct']} %)", flush=True)
+                  f"{c['rps']:,.0f} msg/s (client CPU {c['client_cpu_pct']} %, stand-in "
+                  f"{c['standin_cpu_ms_per_msg']} ms/msg)", flush=True)
         ceiling = max(ceilings, key=lambda c: c["rps"])
-        via_requests = _ceiling(endpoint, token, REQUESTS_THREADS, CEILING_MESSAGES)
+        via_requests = _ceiling(endpoint, token, REQUESTS_THREADS, bodies, sdk_headers)
         print(f"  stand-in via requests, {REQUESTS_THREADS} threads: "
               f"{via_requests['rps']:,.0f} msg/s", flush=True)
+        sdk_paths = _sdk_paths(endpoint, info, standin.pid)
+        for p in sdk_paths:
+            print(f"  SDK {p['path']}, in-process: {p['rps']:,.0f} msg/s, "
+                  f"{p['client_cpu_ms_per_msg']} ms CPU/msg (stand-in "
+                  f"{p['standin_cpu_ms_per_msg']})", flush=True)
         for i, processes in enumerate(WORKERS_TRIED):
             if i:
                 _requeue(ctx)
@@ -383,12 +473,15 @@ def run(ctx: Context) -> dict:
              "rps": ceiling["rps"], "failures": ceiling["messages"] - ceiling["ok"]},
             {"label": "stand-in via requests", "users": REQUESTS_THREADS,
              "rps": via_requests["rps"], "failures": via_requests["messages"] - via_requests["ok"]}]
+    rows += [{"label": f"SDK {p['path']}", "users": 500, "rps": p["rps"],
+              "failures": p["messages"] - p["ok"]} for p in sdk_paths]
     rows += [{"label": f"{w['processes']} worker(s) → stand-in", "users": w["processes"],
               "rps": w["rps"], "failures": 0} for w in workers]
     one = workers[0]
     return {
         "rows": rows,
         "ceiling": ceiling, "ceilings_tried": ceilings, "ceiling_via_requests": via_requests,
+        "sdk_headers": sdk_headers, "sdk_paths": sdk_paths,
         "workers": workers, "worker_vs_ceiling": one["vs_ceiling"],
         "target": {"worker_vs_ceiling_min": TARGET_RATIO,
                    "met_by_one_worker": one["vs_ceiling"] >= TARGET_RATIO,
