@@ -9,17 +9,22 @@ stand-in) reaches ≥ 50 % of the stand-in's own ceiling measured in the same ru
    phone each and PER_USER notifications each (kind broadcast.info, a collapse key per
    notification, as cases have one each), i.e. 100,000 due outbox rows; ANALYZE.
 3. Ceiling: the stand-in alone, driven by a plain HTTP client: stdlib asyncio streams, one
-   keep-alive HTTP/1.1 connection per request in flight, the same JSON body and bearer
-   token the SDK sends, CEILING_MESSAGES messages at each of CEILING_CONNECTIONS; the best
-   is the ceiling. (A light client, so that the figure is the stand-in's, not the client's;
-   `requests` with threads, the SDK's own HTTP stack, is measured beside it for reference.)
+   keep-alive HTTP/1.1 connection per request in flight, byte for byte the requests the SDK
+   makes (its headers, seen by an in-process stand-in, and each message's body from the
+   SDK's encoder), built before the clock starts, CEILING_MESSAGES messages at each of
+   CEILING_CONNECTIONS (500 = what one send_each of 500 keeps in flight); the best is the
+   ceiling. (A light client, so that the figure is the stand-in's, not the client's;
+   `requests` with threads, the SDK's HTTP stack without the SDK, is measured beside it.)
+   Then the SDK's two batch calls in this process, SDK_PATH_MESSAGES pushes each:
+   `send_each` as the worker makes it, and `send_each_async` (httpx): msg/s, CPU per push.
 4. Worker: `flask worker` with FIREBASE_CREDENTIALS and FCM_ENDPOINT set (defaults
    otherwise: claims of 500, send_each of 500), from start until no row is pending; the rate
    is counted between the first and the last recorded batch (sent_at), so the process start
    (~2 s of imports) is not in it (it is in `wall_s`). Then the same 100,000 rows again with
-   two worker processes at once (several workers may run: SKIP LOCKED and leases). Peak
-   RSS (VmHWM) of each worker and of the stand-in; CPU seconds of the workers, the stand-in
-   and PostgreSQL during each run.
+   what `make run` starts with NOTIFY_WORKERS=2: a full worker and a
+   `flask worker --task deliver_notifications` (SKIP LOCKED and leases share the queue).
+   Peak RSS (VmHWM) of each worker and of the stand-in; CPU seconds of the workers, the
+   stand-in and PostgreSQL during each run.
 5. Enqueue cost, on one connection (app role, fsync on), ENQUEUE_RUNS runs each: a
    request-like transaction (UPDATE one row + an audit row, COMMIT) with and without
    `notify()` to N recipients in it, N in ENQUEUE_RECIPIENTS; p50/p99 of both, the added ms.
