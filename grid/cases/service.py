@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,12 +25,14 @@ from grid.cases.models import (
     OPEN_STATES,
     PRIVATE_CATEGORIES,
     STAGE_OF_STATE,
+    STAT_COUNTS,
     STATES,
     Case,
     CaseCategory,
     CaseEvent,
     CaseFollower,
     CaseRequest,
+    CaseStatsDaily,
     CategoryRoute,
 )
 from notifications.service import notify, notify_each, register_template
@@ -83,17 +85,30 @@ register_template("case_joined", ("有居民反映了同一问题", "{code} 共 
 def visible(actor: Actor) -> sa.ColumnElement[bool]:
     """THE case scope: grids in the actor's areas, cases of their departments, and cases
     they reported, joined or follow."""
+    scope, own = _scope_terms(actor)
+    in_scope = scope(Case.area_id, Case.department_id)
+    return in_scope if own is None else sa.or_(own, in_scope)
+
+
+def _scope_terms(actor: Actor) -> tuple[Any, sa.ColumnElement[bool] | None]:
+    """visible() in two parts: a function of (area_id, department_id) columns — what the
+    daily roll-up of the statistics can be filtered by — and the cases that are the
+    actor's own (reported, joined, followed), or None when there is nothing to add."""
     if actor.unrestricted:
-        return sa.true()
+        return (lambda area_id, department_id: sa.true()), None
     if actor.user_id is None or not actor.can("case:read"):
-        return sa.false()
+        return (lambda area_id, department_id: sa.false()), None
+
+    def scope(area_id: Any, department_id: Any) -> sa.ColumnElement[bool]:
+        ors = []
+        if _works_in_areas(actor):
+            ors.append(areas.in_scope(area_id, actor))
+        if actor.department_ids:
+            ors.append(department_id.in_(actor.department_ids))
+        return sa.or_(*ors) if ors else sa.false()
+
     mine = sa.select(CaseFollower.case_id).where(CaseFollower.user_id == actor.user_id)
-    ors = [Case.reporter_id == actor.user_id, Case.id.in_(mine)]
-    if _works_in_areas(actor):
-        ors.append(areas.in_scope(Case.area_id, actor))
-    if actor.department_ids:
-        ors.append(Case.department_id.in_(actor.department_ids))
-    return sa.or_(*ors)
+    return scope, sa.or_(Case.reporter_id == actor.user_id, Case.id.in_(mine))
 
 
 def _works_in_areas(actor: Actor) -> bool:
@@ -990,11 +1005,34 @@ def sweep(s: Session, at: datetime | None = None) -> dict:
     return done if any(done.values()) else {}
 
 
+def compact_stats(s: Session) -> dict:
+    """Fold each (day, grid, department) key of the daily roll-up into one row (the
+    triggers append a row per change). Rows appended by transactions still running are not
+    seen and are folded next time; two runs at once fold disjoint rows (the second's DELETE
+    skips what the first removed). Keys adding up to no case are dropped."""
+    t = CaseStatsDaily.__table__
+    keys = (t.c.day, t.c.area_id, t.c.department_id)
+    summed = [*STAT_COUNTS, "handling_s"]
+    dup = sa.select(*keys).group_by(*keys).having(sa.func.count() > 1).cte("dup")
+    gone = (sa.delete(t).where(t.c.day == dup.c.day, t.c.area_id == dup.c.area_id,
+                               t.c.department_id.is_not_distinct_from(dup.c.department_id))
+            .returning(*t.c).cte("gone"))
+    folded = s.execute(sa.insert(t).from_select(
+        ["day", "area_id", "department_id", *summed],
+        sa.select(gone.c.day, gone.c.area_id, gone.c.department_id,
+                  *[sa.func.sum(gone.c[n]) for n in summed])
+        .group_by(gone.c.day, gone.c.area_id, gone.c.department_id)
+        .having(sa.func.sum(gone.c.reported) != 0)).returning(t.c.id)).all()
+    return {"folded_keys": len(folded)} if folded else {}
+
+
 def register_sweep() -> None:
     from server.cli import PeriodicTask, periodic_tasks
 
     if not any(t.name == "case_sweep" for t in periodic_tasks):
         periodic_tasks.append(PeriodicTask("case_sweep", 60, lambda s: sweep(s)))
+    if not any(t.name == "case_stats_compact" for t in periodic_tasks):
+        periodic_tasks.append(PeriodicTask("case_stats_compact", 600, compact_stats))
 
 
 register_sweep()
@@ -1118,22 +1156,43 @@ def _rate(part: Any, whole: Any) -> Any:
     return sa.func.round(sa.cast(100.0 * part / sa.func.nullif(whole, 0), sa.Numeric), 2)
 
 
-def _measures() -> list:
-    n = sa.func.count
-    accepted = n().filter(Case.accepted_at.is_not(None))
-    dispatched = n().filter(Case.dispatched_at.is_not(None), sa.not_(Case.self_handled))
-    correct = n().filter(Case.dispatched_at.is_not(None), sa.not_(Case.self_handled),
-                         Case.return_count == 0)
-    handled = n().filter(Case.handled_at.is_not(None))
-    in_time = n().filter(Case.handled_in_time.is_(True))
-    closed = n().filter(Case.closed_at.is_not(None))
-    closed_in_time = n().filter(Case.closed_in_time.is_(True))
-    reworked = n().filter(Case.rework_count > 0)
-    rated = n().filter(Case.rating.is_not(None))
-    satisfied = n().filter(Case.rating >= 4)
+def _contributions() -> list:
+    """What one case adds to each column of CaseStatsDaily (the same as migration 0009's
+    trigger adds: a test compares the two)."""
+    def one(cond: Any) -> Any:
+        return sa.case((cond, 1), else_=0)
+
+    dispatched = sa.and_(Case.dispatched_at.is_not(None), sa.not_(Case.self_handled))
     return [
-        n().label("reported"), accepted.label("accepted"), dispatched.label("dispatched"),
-        correct.label("correctly_dispatched"),
+        sa.literal(1).label("reported"), one(Case.accepted_at.is_not(None)).label("accepted"),
+        one(dispatched).label("dispatched"),
+        one(sa.and_(dispatched, Case.return_count == 0)).label("correctly_dispatched"),
+        one(Case.handled_at.is_not(None)).label("handled"),
+        one(Case.handled_in_time.is_(True)).label("handled_in_time"),
+        one(Case.closed_at.is_not(None)).label("closed"),
+        one(Case.closed_in_time.is_(True)).label("closed_in_time"),
+        one(Case.self_handled).label("self_handled"),
+        sa.cast(Case.rework_count, sa.Integer).label("reworks"),
+        one(Case.rework_count > 0).label("reworked"),
+        one(Case.rating.is_not(None)).label("rated"), one(Case.rating >= 4).label("satisfied"),
+        one(Case.handling_working_s.is_not(None)).label("handling_n"),
+        sa.func.coalesce(Case.handling_working_s, 0.0).label("handling_s"),
+    ]
+
+
+def _measures(c: Any) -> list:
+    """The figures of a group from the summed columns of `c` (a union of roll-up rows and
+    cases' contributions)."""
+    def total(name: str) -> Any:
+        return sa.func.coalesce(sa.func.sum(c[name]), 0)
+
+    accepted, dispatched = total("accepted"), total("dispatched")
+    correct, handled, in_time = total("correctly_dispatched"), total("handled"), \
+        total("handled_in_time")
+    closed, closed_in_time, rated = total("closed"), total("closed_in_time"), total("rated")
+    return [
+        total("reported").label("reported"), accepted.label("accepted"),
+        dispatched.label("dispatched"), correct.label("correctly_dispatched"),
         _rate(correct, dispatched).label("correct_dispatch_rate"),
         handled.label("handled"), in_time.label("handled_in_time"),
         (handled - in_time).label("handled_late"),
@@ -1142,12 +1201,11 @@ def _measures() -> list:
         _rate(closed, accepted).label("closure_rate"),
         closed_in_time.label("closed_in_time"),
         _rate(closed_in_time, closed).label("on_time_closure_rate"),
-        n().filter(Case.self_handled).label("self_handled"),
-        sa.func.coalesce(sa.func.sum(Case.rework_count), 0).label("reworks"),
-        _rate(reworked, handled).label("rework_rate"),
-        sa.func.round(sa.cast(sa.func.avg(Case.handling_working_s) / 3600, sa.Numeric), 2)
-        .label("mean_handling_hours"),
-        rated.label("rated"), _rate(satisfied, rated).label("satisfaction_rate"),
+        total("self_handled").label("self_handled"), total("reworks").label("reworks"),
+        _rate(total("reworked"), handled).label("rework_rate"),
+        sa.func.round(sa.cast(sa.func.sum(c.handling_s) / sa.func.nullif(
+            sa.func.sum(c.handling_n), 0) / 3600, sa.Numeric), 2).label("mean_handling_hours"),
+        rated.label("rated"), _rate(total("satisfied"), rated).label("satisfaction_rate"),
     ]
 
 
@@ -1180,23 +1238,69 @@ def _scored(rows: list[dict], weights: dict) -> list[dict]:
     return rows
 
 
+def _whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime] | None:
+    """The UTC days lying wholly in [start, end), as [first midnight, last midnight)."""
+    first = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if first < start:
+        first += timedelta(days=1)
+    last = end.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (first, last) if first < last else None
+
+
 def performance(s: Session, actor: Actor, filters: dict, weights: dict) -> dict:
-    """The evaluation of one period (cases reported in [from, to)), for everything the
-    actor may see under the filters: the total, per department, per grid. All in SQL, in
-    one scan of the period's cases (GROUPING SETS)."""
+    """The evaluation of one period (cases reported in [from, to), each counted as it is
+    now), for everything the actor may see under the filters: the total, per department,
+    per grid. All in SQL, one statement.
+
+    The whole days of the period are read from the daily roll-up (CaseStatsDaily), within
+    the actor's areas and departments; the cases of the partial days at either end, and
+    those the actor sees only as reporter or follower, are added from `cases` directly.
+    """
     actor.require("stats:read")
-    cond = [visible(actor), Case.reported_at >= filters["start"],
-            Case.reported_at < filters["end"], Case.state != "merged"]
+    start, end = filters["start"], filters["end"]
+    case_cond = [Case.state != "merged"]
+    daily_cond = []
     if filters.get("area_id") is not None:
         area = areas.get_area(s, actor, filters["area_id"])
-        cond.append(Case.area_id.in_(areas.subtree_ids(area)))
+        case_cond.append(Case.area_id.in_(areas.subtree_ids(area)))
+        daily_cond.append(CaseStatsDaily.area_id.in_(areas.subtree_ids(area)))
     if filters.get("department_id") is not None:
-        cond.append(Case.department_id == filters["department_id"])
+        case_cond.append(Case.department_id == filters["department_id"])
+        daily_cond.append(CaseStatsDaily.department_id == filters["department_id"])
+    dims = (CaseStatsDaily.day, CaseStatsDaily.area_id, CaseStatsDaily.department_id)
+    summed = [CaseStatsDaily.__table__.c[n] for n in (*STAT_COUNTS, "handling_s")]
+
+    def cases_in(*cond: Any) -> sa.Select:
+        return sa.select(Case.area_id, Case.department_id, *_contributions()).where(
+            *case_cond, *cond)
+
+    days = _whole_days(start, end)
+    if days is None:
+        parts = [cases_in(visible(actor), Case.reported_at >= start, Case.reported_at < end)]
+    else:
+        first, last = days
+        # the roll-up is kept per area and department: the scope's own terms
+        scope, extra = _scope_terms(actor)
+        parts = [
+            sa.select(*dims[1:], *summed).where(
+                CaseStatsDaily.day >= first.date(), CaseStatsDaily.day < last.date(),
+                scope(CaseStatsDaily.area_id, CaseStatsDaily.department_id), *daily_cond),
+            cases_in(visible(actor), sa.or_(
+                sa.and_(Case.reported_at >= start, Case.reported_at < first),
+                sa.and_(Case.reported_at >= last, Case.reported_at < end))),
+        ]
+        if extra is not None:
+            parts.append(cases_in(Case.reported_at >= first, Case.reported_at < last, extra,
+                                  sa.not_(sa.func.coalesce(
+                                      scope(Case.area_id, Case.department_id), False))))
+    c = sa.union_all(*parts).subquery("c")
     # grouping(): 3 = the total, 1 = per department, 2 = per grid
-    level = sa.func.grouping(Case.department_id, Case.area_id).label("level")
+    level = sa.func.grouping(c.c.department_id, c.c.area_id).label("level")
     rows = [dict(r._mapping) for r in s.execute(
-        sa.select(level, Case.department_id, Case.area_id, *_measures()).where(*cond)
-        .group_by(sa.text("GROUPING SETS ((), (cases.department_id), (cases.area_id))")))]
+        sa.select(level, c.c.department_id, c.c.area_id, *_measures(c.c))
+        .group_by(sa.text("GROUPING SETS ((), (c.department_id), (c.area_id))")))]
+    # a group whose cases all left it (moved, merged) leaves rows adding up to nothing
+    rows = [r for r in rows if r["level"] == 3 or r["reported"]]
     names = {("d", r.id): r for r in s.execute(sa.select(Department.id, Department.code,
                                                          Department.name))}
     grid_ids = [r["area_id"] for r in rows if r["level"] == 2]
