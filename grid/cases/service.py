@@ -8,6 +8,7 @@ notifications (outbox) in the same transaction.
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -466,10 +467,31 @@ def likely_duplicates(s: Session, actor: Actor, category: CaseCategory, lon: flo
     return [dict(r._mapping) for r in rows]
 
 
+# Built once (per-request construction of the expressions costs more than the lookup).
+@functools.cache
+def _intake_statement() -> sa.Select:
+    """One round trip for what a report needs before it is written: the category, the grid
+    at the point (:lon, :lat; without its boundary), a case id from the sequence and the
+    street dispatchers over that grid (who hear of the new case)."""
+    grid = sa.orm.aliased(Area, areas.finest_grid(Area).subquery("grid").lateral(), name="grid")
+    dispatchers = (sa.select(sa.func.array_agg(Membership.user_id))
+                   .join(Area, Area.id == Membership.area_id)
+                   .where(Membership.role == "street_dispatcher",
+                          grid.path.startswith(Area.path)).scalar_subquery())
+    case_id = sa.func.nextval(sa.func.pg_get_serial_sequence("cases", "id"))
+    return (sa.select(CaseCategory, grid, case_id.label("case_id"),
+                      dispatchers.label("dispatchers"))
+            .outerjoin(grid, sa.true())
+            .where(CaseCategory.id == sa.bindparam("category_id"))
+            .options(sa.orm.defer(grid.boundary)))
+
+
 def _new_case(s: Session, category: CaseCategory, grid: Area, channel: str, data: dict,
-              reporter_id: int | None) -> Case:
+              reporter_id: int | None, case_id: int | None = None) -> Case:
     at = now()
-    case_id = s.scalar(sa.select(sa.func.nextval(sa.func.pg_get_serial_sequence("cases", "id"))))
+    if case_id is None:
+        case_id = s.scalar(sa.select(sa.func.nextval(
+            sa.func.pg_get_serial_sequence("cases", "id"))))
     case = Case(id=case_id, code=f"{grid.code[:6]}{at.astimezone(local_zone()):%Y%m%d}"
                                  f"{case_id:06d}",
                 category_id=category.id, channel=channel, state="reported", area_id=grid.id,
@@ -495,17 +517,23 @@ def report_case(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | N
     solved on the spot (自行处置): the case starts handled and goes to verification.
     """
     actor.require("case:report")
+    fix = data["location"]
+    found = s.execute(_intake_statement(), {"category_id": data["category_id"],
+                                            "lon": fix.lon, "lat": fix.lat}).first()
     if client_uuid is not None:
-        prior = idempotency.claim(s, client_uuid, actor.user_id, "report_case", data)
+        prior = idempotency.claim(s, client_uuid, actor.user_id, "report_case", data,
+                                  result=("case", found.case_id) if found else None)
         if prior is not None:
             case = get_case(s, actor, int(prior[1]))
             return case, [], False
-    category = get_category(s, data["category_id"])
+    if found is None:
+        raise NotFound("No such category")
+    category, grid = found.CaseCategory, found.grid
+    if grid is not None:
+        s.info.setdefault("grid_paths", {})[grid.id] = grid.path
     if category.parent_id is None or not category.active:
         raise Invalid(field_errors("category_id", "Choose an active 小类 (sub-category)."))
     data["attributes"] = check_attributes(category, data.get("attributes") or {})
-    fix = data["location"]
-    grid = areas.grid_at(s, fix.lon, fix.lat)
     if grid is None:
         raise Invalid(field_errors("location", "The point is outside every grid."))
     channel = _channel(actor, data.get("channel"))
@@ -513,13 +541,13 @@ def report_case(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | N
     if self_handle is not None:
         actor.require("case:handle")
         if not (actor.roles & {"grid_worker", "grid_chief"}) or \
-                not areas.area_in_scope(s, actor, grid.id):
+                not _area_in_scope(s, actor, grid.id):
             raise Forbidden("Only a worker of this grid can handle a problem on the spot")
         if category.result_photo_required and not self_handle.get("photo_ids"):
             raise Invalid({"json": {"self_handle": {"photo_ids": ["A result photo is "
                                                                   "required."]}}})
     duplicates = likely_duplicates(s, actor, category, fix.lon, fix.lat)
-    case = _new_case(s, category, grid, channel, data, actor.user_id)
+    case = _new_case(s, category, grid, channel, data, actor.user_id, found.case_id)
     if self_handle is not None:
         case.state, case.self_handled, case.result = "handled", True, self_handle["result"]
         case.accepted_at = case.dispatched_at = case.handled_at = case.reported_at
@@ -535,16 +563,14 @@ def report_case(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | N
         _link_photos(s, actor, case, self_handle.get("photo_ids") or [])
         _event(s, case, actor, "self_handle", "reported", note=self_handle["result"],
                photo_ids=self_handle.get("photo_ids"))
-        _tell(s, case, "case_changed", _grid_workers(s, case)
-              + _members_above(s, case, "street_dispatcher"), actor, action="自行处置待核查",
+        _tell(s, case, "case_changed", _grid_workers(s, case) + (found.dispatchers or []),
+              actor, action="自行处置待核查",
               action_en="self-handled, to verify")
     else:
-        _tell(s, case, "case_new", _members_above(s, case, "street_dispatcher"), actor)
+        _tell(s, case, "case_new", found.dispatchers or [], actor)
     audit.record(s, actor, "case_reported", "case", case.id,
                  changes={"category": category.code, "channel": channel,
                           "self_handled": self_handle is not None})
-    if client_uuid is not None:
-        idempotency.complete(s, client_uuid, "case", case.id)
     s.flush()
     return case, duplicates, True
 
@@ -680,7 +706,7 @@ def follow_case(s: Session, actor: Actor, case_id: int, following: bool) -> None
 def _relation_ok(s: Session, actor: Actor, case: Case, who: str) -> bool:
     if actor.unrestricted:
         return True
-    in_area = _works_in_areas(actor) and areas.area_in_scope(s, actor, case.area_id)
+    in_area = _works_in_areas(actor) and _area_in_scope(s, actor, case.area_id)
     if who == "street":
         return in_area and bool(actor.roles & {"street_dispatcher", "district_admin"})
     if who == "department":
@@ -704,13 +730,26 @@ def _relation_ok(s: Session, actor: Actor, case: Case, who: str) -> bool:
     raise ValueError(who)
 
 
-def allowed_actions(s: Session, actor: Actor, case: Case) -> list[str]:
-    """What this actor may do to this case now (409 bodies and the case's `actions`)."""
+def _area_in_scope(s: Session, actor: Actor, area_id: int) -> bool:
+    """areas.area_in_scope, without a round trip for a grid whose path this session noted
+    (the grid an intake just located): the path against the actor's subtrees."""
+    path = s.info.get("grid_paths", {}).get(area_id)
+    if path is None:
+        return areas.area_in_scope(s, actor, area_id)
+    return actor.unrestricted or any(path.startswith(p) for p in actor.area_paths)
+
+
+def allowed_actions(s: Session, actor: Actor, case: Case, pending: bool | None = None
+                    ) -> list[str]:
+    """What this actor may do to this case now (409 bodies and the case's `actions`).
+    `pending`: whether a request awaits a decision, when the caller knows (a new case has
+    none); looked up otherwise."""
     candidates = [t for t in workflow.transitions_from(case.state)
                   if actor.can(t.permission) and _relation_ok(s, actor, case, t.who)]
     if not candidates:
         return []
-    pending = _pending_request(s, case) is not None
+    if pending is None:
+        pending = _pending_request(s, case) is not None
     return [t.action for t in candidates
             if not (t.action in ("approve", "refuse") and not pending)
             and not (t.action in workflow.REQUEST_ACTIONS and pending)]
@@ -1140,9 +1179,10 @@ class CaseView:
         return getattr(self._case, name)
 
 
-def view(s: Session, actor: Actor, case: Case, duplicates: list[dict] | None = None
-         ) -> CaseView:
-    actions = allowed_actions(s, actor, case)
+def view(s: Session, actor: Actor, case: Case, duplicates: list[dict] | None = None,
+         new: bool = False) -> CaseView:
+    """`new`: the case was created in this transaction (no request can be pending)."""
+    actions = allowed_actions(s, actor, case, pending=False if new else None)
     suggested = suggested_department(s, case) if "dispatch" in actions else None
     return CaseView(case, actor, actions, duplicates, suggested)
 
