@@ -108,8 +108,11 @@ def _scope_terms(actor: Actor) -> tuple[Any, sa.ColumnElement[bool] | None]:
             ors.append(department_id.in_(actor.department_ids))
         return sa.or_(*ors) if ors else sa.false()
 
+    # = ANY(ARRAY(…)), not IN (…): an array the planner can look up in the primary key
+    # (a bitmap with the reporter's index), where IN would test every candidate row
     mine = sa.select(CaseFollower.case_id).where(CaseFollower.user_id == actor.user_id)
-    return scope, sa.or_(Case.reporter_id == actor.user_id, Case.id.in_(mine))
+    return scope, sa.or_(Case.reporter_id == actor.user_id,
+                         Case.id == sa.any_(sa.func.array(mine.scalar_subquery())))
 
 
 def _works_in_areas(actor: Actor) -> bool:
@@ -1080,47 +1083,60 @@ register_sweep()
 # --- queues --------------------------------------------------------------------------------
 
 
-def _filtered(s: Session, actor: Actor, f: dict) -> sa.Select:
-    stmt = sa.select(Case).where(visible(actor))
+def _scope_parts(actor: Actor) -> list[sa.ColumnElement[bool]]:
+    """visible() as disjoint parts — the actor's areas and departments, then their own
+    cases outside those — for counting: each part is served by one index (an index-only
+    scan of (area_id, state) for a street's open cases), whereas the OR of visible() makes
+    PostgreSQL test every open case of the district."""
+    scope, own = _scope_terms(actor)
+    inside = scope(Case.area_id, Case.department_id)
+    if own is None:
+        return [inside]
+    return [inside, sa.and_(own, sa.not_(sa.func.coalesce(inside, False)))]
+
+
+def _conditions(s: Session, actor: Actor, f: dict) -> list[sa.ColumnElement[bool]]:
+    """The WHERE clauses of the queue's filters `f` (the scope apart)."""
+    cond: list[sa.ColumnElement[bool]] = []
     if f.get("state"):
-        stmt = stmt.where(Case.state.in_(f["state"]))
+        cond.append(Case.state.in_(f["state"]))
     if f.get("open"):
-        stmt = stmt.where(Case.state.in_(OPEN_STATES))
+        cond.append(Case.state.in_(OPEN_STATES))
     if f.get("category_id") is not None:
         sub = sa.select(CaseCategory.id).where(sa.or_(
             CaseCategory.id == f["category_id"], CaseCategory.parent_id == f["category_id"]))
-        stmt = stmt.where(Case.category_id.in_(sub))
+        cond.append(Case.category_id.in_(sub))
     if f.get("area_id") is not None:
         area = areas.get_area(s, actor, f["area_id"])
         subtree = areas.subtree_ids(area)
-        stmt = stmt.where(Case.area_id.in_(subtree))
+        cond.append(Case.area_id.in_(subtree))
     if f.get("department_id") is not None:
-        stmt = stmt.where(Case.department_id == f["department_id"])
+        cond.append(Case.department_id == f["department_id"])
     if f.get("light"):
-        stmt = stmt.where(light_sql() == f["light"])
+        cond.append(light_sql() == f["light"])
     if f.get("overdue") is not None:
         late = sa.and_(Case.state.in_(CLOCKED_STATES), Case.due_at < sa.func.now())
-        stmt = stmt.where(late if f["overdue"] else sa.not_(late))
+        cond.append(late if f["overdue"] else sa.not_(late))
     if f.get("escalation") is not None:
-        stmt = stmt.where(Case.escalation == f["escalation"])
+        cond.append(Case.escalation == f["escalation"])
     if f.get("assigned_to_me"):
         mine = sa.or_(Case.assignee_id == actor.user_id, sa.and_(
             Case.assignee_id.is_(None), Case.department_id.in_(actor.department_ids or [-1])))
-        stmt = stmt.where(mine)
+        cond.append(mine)
     if f.get("reported_by_me"):
-        stmt = stmt.where(Case.reporter_id == actor.user_id)
+        cond.append(Case.reporter_id == actor.user_id)
     if f.get("bbox") is not None:
-        stmt = stmt.where(Case.location.intersects(
+        cond.append(Case.location.intersects(
             sa.func.ST_MakeEnvelope(*f["bbox"], 4326)))
     if f.get("near") is not None:
         lon, lat, radius = f["near"]
         here = sa.cast(sa.func.ST_SetSRID(sa.func.ST_MakePoint(lon, lat), 4326), Geography)
-        stmt = stmt.where(sa.func.ST_DWithin(sa.cast(Case.location, Geography), here, radius))
+        cond.append(sa.func.ST_DWithin(sa.cast(Case.location, Geography), here, radius))
     if f.get("reported_from"):
-        stmt = stmt.where(Case.reported_at >= f["reported_from"])
+        cond.append(Case.reported_at >= f["reported_from"])
     if f.get("reported_to"):
-        stmt = stmt.where(Case.reported_at < f["reported_to"])
-    return stmt
+        cond.append(Case.reported_at < f["reported_to"])
+    return cond
 
 
 SORTS = {"-reported_at": Case.reported_at.desc(), "reported_at": Case.reported_at.asc(),
@@ -1129,15 +1145,21 @@ SORTS = {"-reported_at": Case.reported_at.desc(), "reported_at": Case.reported_a
 
 
 def list_cases(s: Session, actor: Actor, filters: dict, page: Any) -> list[Case]:
-    stmt = _filtered(s, actor, filters).order_by(SORTS[filters.get("sort") or "-reported_at"],
-                                                 Case.id.desc())
-    return db.paginate(s, stmt, page)
+    conditions = _conditions(s, actor, filters)
+    stmt = (sa.select(Case).where(visible(actor), *conditions)
+            .order_by(SORTS[filters.get("sort") or "-reported_at"], Case.id.desc()))
+    counted = sa.union_all(*(sa.select(sa.literal(1)).select_from(Case).where(part, *conditions)
+                             for part in _scope_parts(actor))).subquery("counted")
+    return db.paginate(s, stmt, page, count=sa.select(sa.func.count()).select_from(counted))
 
 
 def count_by_state(s: Session, actor: Actor, filters: dict) -> dict[str, int]:
     """Badges: how many cases per state under the same filters (state filter ignored)."""
-    base = _filtered(s, actor, {k: v for k, v in filters.items() if k != "state"}).subquery()
-    rows = s.execute(sa.select(base.c.state, sa.func.count()).group_by(base.c.state)).all()
+    conditions = _conditions(s, actor, {k: v for k, v in filters.items() if k != "state"})
+    counted = sa.union_all(*(sa.select(Case.state).where(part, *conditions)
+                             for part in _scope_parts(actor))).subquery("counted")
+    rows = s.execute(sa.select(counted.c.state, sa.func.count())
+                     .group_by(counted.c.state)).all()
     return {state: n for state, n in rows}
 
 
