@@ -1344,9 +1344,12 @@ def performance(s: Session, actor: Actor, filters: dict, weights: dict) -> dict:
         # the roll-up is kept per area and department: the scope's own terms
         scope, extra = _scope_terms(actor)
         parts = [
-            sa.select(*dims[1:], *summed).where(
+            # added up per grid × department first: ~400 rows into the GROUPING SETS below
+            # instead of the period's ~150,000
+            sa.select(*dims[1:], *[sa.func.sum(c).label(c.key) for c in summed]).where(
                 CaseStatsDaily.day >= first.date(), CaseStatsDaily.day < last.date(),
-                scope(CaseStatsDaily.area_id, CaseStatsDaily.department_id), *daily_cond),
+                scope(CaseStatsDaily.area_id, CaseStatsDaily.department_id), *daily_cond)
+            .group_by(*dims[1:]),
             cases_in(visible(actor), sa.or_(
                 sa.and_(Case.reported_at >= start, Case.reported_at < first),
                 sa.and_(Case.reported_at >= last, Case.reported_at < end))),
