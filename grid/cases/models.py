@@ -269,7 +269,7 @@ class CaseStatsDaily(Base):
     """The evaluation's figures added up per day reported (UTC) × grid × department, so that
     a year is read from ~10⁵ rows instead of scanning 10⁶ cases.
 
-    Kept by statement triggers on `cases` (migration 0009) in the same transaction as the
+    Kept by triggers on `cases` (migration 0009) in the same transaction as the
     change: every insert, update of a counted column or delete appends rows with the
     difference (−old, +new) under the case's *report* day, the day every figure of a case is
     attributed to. Appending never waits on another transaction (no row is updated); the

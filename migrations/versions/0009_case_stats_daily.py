@@ -1,11 +1,11 @@
 """case_stats_daily: the evaluation's figures per day reported × grid × department
 
 Written by hand. The table (CaseStatsDaily in grid/cases/models.py), filled from the cases
-already there, and three statement-level triggers on `cases` that append the difference a
-statement makes (−old, +new, grouped per key) in the same transaction: INSERT adds, DELETE
-subtracts, UPDATE adds both sides of the rows whose counted columns changed (so the sweep's
-UPDATE of escalation and overdue adds nothing). Transition tables, so a bulk INSERT … SELECT
-costs one grouped insert, not one per row.
+already there, and triggers on `cases` that append the difference a change makes in the
+same transaction: INSERT adds and DELETE subtracts (statement-level, grouped per key over
+the transition table: a bulk INSERT … SELECT costs one grouped insert, not one per row);
+UPDATE appends −old and +new for each row whose counted columns changed (row-level with a
+WHEN condition: the sweep's UPDATE of escalation and overdue fires nothing).
 
 The contribution of a case must match grid/cases/service.py `_contributions` (a test
 compares the roll-up with a scan of the cases).
@@ -77,31 +77,33 @@ def upgrade():
     )
     op.create_index(op.f('ix_case_stats_daily_day'), 'case_stats_daily', ['day'], unique=False)
 
-    changed = " IS DISTINCT FROM ".join(
-        "(" + ", ".join(c.format(t=t) for c in COUNTED) + ")" for t in ("o", "n"))
-    updated = ("SELECT -1 AS sign, o.* FROM old_rows o JOIN new_rows n ON n.id = o.id "
-               f"WHERE {changed} "
-               "UNION ALL SELECT 1 AS sign, n.* FROM new_rows n JOIN old_rows o ON o.id = n.id "
-               f"WHERE {changed}")
     op.execute(f"""
         CREATE FUNCTION case_stats_daily_track() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
             IF TG_OP = 'INSERT' THEN
                 {_insert("SELECT 1 AS sign, * FROM new_rows")};
-            ELSIF TG_OP = 'DELETE' THEN
-                {_insert("SELECT -1 AS sign, * FROM old_rows")};
             ELSE
-                {_insert(updated)};
+                {_insert("SELECT -1 AS sign, * FROM old_rows")};
             END IF;
+            RETURN NULL;
+        END $$
+    """)
+    op.execute(f"""
+        CREATE FUNCTION case_stats_daily_change() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            {_insert("SELECT -1 AS sign, (OLD).* UNION ALL SELECT 1 AS sign, (NEW).*")};
             RETURN NULL;
         END $$
     """)
     op.execute("CREATE TRIGGER case_stats_daily_insert AFTER INSERT ON cases "
                "REFERENCING NEW TABLE AS new_rows "
                "FOR EACH STATEMENT EXECUTE FUNCTION case_stats_daily_track()")
+    # per row, and only when a counted column changes: the sweep's UPDATE of thousands of
+    # rows (escalation, overdue) fires nothing and keeps no transition tables
+    changed = " IS DISTINCT FROM ".join(
+        "(" + ", ".join(c.format(t=t) for c in COUNTED) + ")" for t in ("OLD", "NEW"))
     op.execute("CREATE TRIGGER case_stats_daily_update AFTER UPDATE ON cases "
-               "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows "
-               "FOR EACH STATEMENT EXECUTE FUNCTION case_stats_daily_track()")
+               f"FOR EACH ROW WHEN ({changed}) EXECUTE FUNCTION case_stats_daily_change()")
     op.execute("CREATE TRIGGER case_stats_daily_delete AFTER DELETE ON cases "
                "REFERENCING OLD TABLE AS old_rows "
                "FOR EACH STATEMENT EXECUTE FUNCTION case_stats_daily_track()")
@@ -119,6 +121,7 @@ def downgrade():
     for event in ('insert', 'update', 'delete', 'truncate'):
         op.execute(f"DROP TRIGGER case_stats_daily_{event} ON cases")
     op.execute("DROP FUNCTION case_stats_daily_truncate()")
+    op.execute("DROP FUNCTION case_stats_daily_change()")
     op.execute("DROP FUNCTION case_stats_daily_track()")
     op.drop_index(op.f('ix_case_stats_daily_day'), table_name='case_stats_daily')
     op.drop_table('case_stats_daily')
