@@ -120,13 +120,16 @@ class PageParams:
     item_count: int | None
 
 
-def paginate(s: Session, stmt: sa.Select, page: Any) -> list:
+def paginate(s: Session, stmt: sa.Select, page: Any, count: sa.Select | None = None) -> list:
     """The one pager: count over a subquery, then fetch one page of `stmt`.
 
     `page` is flask-smorest's PaginationParameters; setting item_count makes
-    @blp.paginate() emit the X-Pagination header.
+    @blp.paginate() emit the X-Pagination header. `count`: a statement giving the number
+    of rows of `stmt` more cheaply than counting over it (a module that knows its indexes).
     """
-    total = s.scalar(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery()))
+    if count is None:
+        count = sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery())
+    total = s.scalar(count)
     page.item_count = total
     offset = (page.page - 1) * page.page_size
     if offset >= total:

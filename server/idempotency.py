@@ -44,19 +44,25 @@ def content_hash(payload: Any) -> str:
 
 
 def claim(s: Session, client_uuid: uuid.UUID, actor_id: int | None, operation: str,
-          payload: Any) -> tuple[str, str] | None:
+          payload: Any, result: tuple[str, Any] | None = None) -> tuple[str, str] | None:
     """Claim a client UUID for this request.
 
     Returns None when the UUID is new (go ahead, then call `complete`), or the
     (object_type, object_id) of the original result when this is a replay of the same
     content. Raises 409 when the UUID was used for different content. Two concurrent
     requests with one UUID serialize on the row: the second sees the first's result.
+
+    `result`, the (object_type, object_id) this request will create when the caller knows
+    it already (an id drawn from the sequence), is stored with the claim: no `complete`
+    needed. The claim row commits or rolls back with the object, so a stored result always
+    names an object that exists.
     """
     digest = content_hash(payload)
     inserted = s.execute(
         insert(ClientRequest)
         .values(client_uuid=client_uuid, actor_id=actor_id, operation=operation,
-                content_hash=digest)
+                content_hash=digest,
+                **({"object_type": result[0], "object_id": str(result[1])} if result else {}))
         .on_conflict_do_nothing(index_elements=["client_uuid"])
         .returning(ClientRequest.client_uuid)
     ).first()

@@ -483,7 +483,7 @@ def add_department_member(s: Session, actor: Actor, department_id: int, user_id:
 # --- locate --------------------------------------------------------------------------------
 
 
-def _finest_grid(*columns: Any) -> sa.Select:
+def finest_grid(*columns: Any) -> sa.Select:
     """`columns` of the finest grid-level area whose boundary covers the point (:lon, :lat).
 
     ST_Covers: a point on a shared edge belongs to one of the grids instead of none.
@@ -501,13 +501,13 @@ def _finest_grid(*columns: Any) -> sa.Select:
 @functools.cache
 def _grid_at_statement() -> sa.Select:
     # Callers want the grid's id, code and path, not its boundary (kilobytes per row).
-    return _finest_grid(Area).options(sa.orm.defer(Area.boundary))
+    return finest_grid(Area).options(sa.orm.defer(Area.boundary))
 
 
 @functools.cache
 def _locate_statement() -> sa.Select:
     """The grid and its ancestors (top first) in one round trip, without boundaries."""
-    grid = _finest_grid(Area.path).cte("grid")
+    grid = finest_grid(Area.path).cte("grid")
     ids = sa.cast(sa.func.string_to_array(sa.func.rtrim(grid.c.path, "."), "."),
                   ARRAY(sa.BigInteger))
     return (sa.select(Area.id, Area.code, Area.name, Area.level)

@@ -98,7 +98,7 @@ class Cases(MethodView):
         actor = current_actor()
         with db.unit_of_work() as s:
             case, duplicates, created = service.report_case(s, actor, data, client_uuid)
-            shown = service.view(s, actor, case, duplicates)
+            shown = service.view(s, actor, case, duplicates, new=created)
         return shown, 201 if created else 200, etag(case.version)
 
 

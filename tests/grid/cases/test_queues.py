@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from geo import crs
-from grid.cases.models import CaseCategory
+from grid.cases.models import CaseCategory, CaseFollower
 from tests.conftest import assert_error_shape
 from tests.grid.areas.conftest import BOXES, C12, G111, G112, G121, G211, G212, S1
 from tests.grid.cases.conftest import act, at, report, total
@@ -129,6 +129,28 @@ def test_state_open_and_counts(people, cases, department):
         {"counts": {"reported": 1}, "total": 1}
     assert p.dispatcher2.ok(p.dispatcher2.get("/cases/counts")) == \
         {"counts": {"reported": 1}, "total": 1}
+
+
+def test_the_totals_count_every_visible_case_once(people, cases, category, db_session):
+    """X-Pagination and the badges count the actor's areas and, apart, their own cases
+    outside them: a case the dispatcher reported in their street counts once, one they
+    follow in the other street is added, a resident's joined case too."""
+    p = people
+    # G112 and G121 were reported by the dispatcher (reporter and follower of both)
+    pages = p.dispatcher.get("/cases?page_size=1")
+    assert total(pages) == 3 and len(pages.get_json()) == 1
+    db_session.add(CaseFollower(case_id=cases[G211]["id"], user_id=p.dispatcher.user.id,
+                                kind="follower"))
+    db_session.commit()
+    assert total(p.dispatcher.get("/cases?page_size=1")) == 4
+    assert set(_ids(p.dispatcher)) == {c["id"] for c in cases.values()}
+    assert p.dispatcher.ok(p.dispatcher.get("/cases/counts")) == \
+        {"counts": {"reported": 4}, "total": 4}
+    joined = report(p.dispatcher2, category, G212, address="东街9号")["id"]
+    p.resident.ok(p.resident.post(f"/cases/{joined}/join", {"location": at(G212)}))
+    assert total(p.resident.get("/cases")) == 2
+    assert p.resident.ok(p.resident.get("/cases/counts")) == \
+        {"counts": {"reported": 2}, "total": 2}
 
 
 def test_category_area_and_department(people, cases, category, department, db_session, tree):

@@ -13,11 +13,13 @@ Also: stats:read is needed, a dispatcher counts only their street, `from` < `to`
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grid.areas.models import Department
 from grid.cases import service
+from grid.cases.models import STAT_COUNTS, Case, CaseFollower
 from tests.conftest import assert_error_shape
 from tests.grid.areas.conftest import C11, G111, G112, G211, D
 from tests.grid.cases.conftest import report, set_case_times, utc
@@ -219,3 +221,82 @@ def test_the_score_and_grade_of_any_row(accepted, busiest, closure, on_time, rew
     assert 0 <= row["score"] <= 100
     floors = [("A", 90), ("B", 75), ("C", 60), ("D", 40)]
     assert row["grade"] == next((g for g, f in floors if row["score"] >= f), "E")
+
+
+# --- the daily roll-up (case_stats_daily) ----------------------------------------------------
+
+ROLLUP_COLUMNS = ", ".join(f"sum({n})" for n in (*STAT_COUNTS, "handling_s"))
+
+
+def _rollup(db_session) -> list[tuple]:
+    """The roll-up added up per key, and the same computed from the cases themselves."""
+    kept = db_session.execute(sa.text(
+        f"SELECT day, area_id, department_id, {ROLLUP_COLUMNS} FROM case_stats_daily "
+        "GROUP BY 1, 2, 3 HAVING sum(reported) <> 0 ORDER BY 1, 2, 3")).all()
+    contributions = sa.select(
+        sa.cast(sa.func.timezone("UTC", Case.reported_at), sa.Date).label("day"),
+        Case.area_id, Case.department_id, *service._contributions()
+    ).where(Case.state != "merged").subquery()
+    scanned = db_session.execute(
+        sa.select(contributions.c.day, contributions.c.area_id, contributions.c.department_id,
+                  *[sa.func.sum(contributions.c[n]) for n in (*STAT_COUNTS, "handling_s")])
+        .group_by(contributions.c.day, contributions.c.area_id,
+                  contributions.c.department_id)
+        .order_by(contributions.c.day, contributions.c.area_id,
+                  contributions.c.department_id)).all()
+    return [tuple(r) for r in kept], [tuple(r) for r in scanned]
+
+
+def test_the_daily_rollup_follows_every_change(api, db_session, fixture_cases, people,
+                                               department):
+    """The triggers keep the roll-up equal to the cases, through inserts, updates of
+    counted columns (milestones, department, merge), deletes and the worker's folding;
+    the figures read from it stay the hand-computed ones."""
+    kept, scanned = _rollup(db_session)
+    assert kept == scanned and len(kept) == 8  # (day, grid, department) keys of the cases
+    before = _perf(api("district_admin", D))
+    assert service.compact_stats(db_session)["folded_keys"] >= 1
+    db_session.commit()
+    keys = db_session.execute(sa.text(
+        "SELECT count(*), count(DISTINCT (day, area_id, department_id)) "
+        "FROM case_stats_daily")).one()
+    assert keys[0] == keys[1]
+    assert _perf(api("district_admin", D)) == before
+
+    # case 6 accepted and dispatched, case 1 re-rated, case 4 merged, case 10 deleted
+    set_case_times(db_session, fixture_cases[6], accepted_at=utc("2026-06-11T10:00:00Z"),
+                   dispatched_at=utc("2026-06-11T11:00:00Z"), department_id=department.id)
+    set_case_times(db_session, fixture_cases[1], rating=2)
+    set_case_times(db_session, fixture_cases[4], state="merged")
+    db_session.execute(sa.delete(Case).where(Case.id == fixture_cases[10]))
+    db_session.commit()
+    kept, scanned = _rollup(db_session)
+    assert kept == scanned
+    total = _perf(api("district_admin", D))["total"]
+    assert _pick(total, "reported", "accepted", "dispatched", "rated", "satisfaction_rate") \
+        == (6, 6, 5, 3, 33.33)
+    service.compact_stats(db_session)
+    db_session.commit()
+    assert _perf(api("district_admin", D))["total"] == total
+
+
+def test_partial_days_and_own_cases_outside_the_scope(api, db_session, fixture_cases, people):
+    """A period that starts and ends inside a day counts the cases of those hours only
+    (read from the cases, not the roll-up); a case the dispatcher follows outside their
+    street counts for them as it does in their queue."""
+    leader = api("district_admin", D)
+    # all June-10 cases are reported at 01:00 UTC; the period 00:30–01:30 holds all of them,
+    # the period from 01:30 on the 9th to 00:30 on the 10th none; the month minus an hour
+    # at each end all of them again
+    hour = _perf(leader, "from=2026-06-10T00:30:00Z&to=2026-06-10T01:30:00Z")["total"]
+    assert hour["reported"] == 8
+    assert _perf(leader, "from=2026-06-09T01:30:00Z&to=2026-06-10T00:30:00Z")["total"][
+        "reported"] == 0
+    month = _perf(leader, "from=2026-05-31T17:00:00Z&to=2026-06-30T15:00:00Z")["total"]
+    assert {k: v for k, v in month.items()} == hour
+    db_session.add(CaseFollower(case_id=fixture_cases[10], user_id=people.dispatcher.user.id,
+                                kind="follower"))
+    db_session.commit()
+    total = _perf(people.dispatcher)["total"]
+    assert _pick(total, "reported", "closed") == (8, 5)
+    assert [g["code"] for g in _perf(people.dispatcher)["grids"]] == [G111, G112, G211]
