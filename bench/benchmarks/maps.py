@@ -23,7 +23,8 @@ Measured, as the demo "dispatcher" (street scope), layers "buildings,cases":
 2. the SQL the app sends for those tiles, captured in-process (grid.maps.tiles.build_tile
    with the dispatcher's actor and the server's settings, a before/after_cursor_execute
    listener), timed with ctx.sql_timings on one connection after
-   `SET max_parallel_workers_per_gather = 0` (what build_tile sets locally);
+   `SET max_parallel_workers_per_gather = 0` and `SET jit = off` (what build_tile sets
+   locally);
 3. GET /areas/{id}/profile and GET /areas/{id}/map of that grid at one user.
 """
 
@@ -164,6 +165,7 @@ def time_sql(ctx: Context, captured_tiles: list[dict], n: int) -> dict:
     def on_connect(dbapi_conn, record):
         cur = dbapi_conn.cursor()
         cur.execute("SET max_parallel_workers_per_gather = 0")
+        cur.execute("SET jit = off")
         cur.close()
         dbapi_conn.commit()  # a rolled-back SET would be undone
 
