@@ -25,8 +25,8 @@ Measured, as the demo "dispatcher" (street scope), layers "buildings,cases":
 2. the SQL the app sends for those tiles, captured in-process (grid.maps.tiles.build_tile
    with the dispatcher's actor and the server's settings, a before/after_cursor_execute
    listener), timed with ctx.sql_timings on one connection after
-   `SET max_parallel_workers_per_gather = 0` and `SET jit = off` (what build_tile sets
-   locally);
+   `SET max_parallel_workers_per_gather = 0` (what build_tile sets locally) and
+   `SET jit = off` (what the app's engine sets for every session);
 3. GET /areas/{id}/profile and GET /areas/{id}/map of that grid at one user.
 """
 
@@ -237,7 +237,8 @@ def capture_tile_sql(ctx: Context, tiles_zxy: list[tuple[int, int, int]]) -> lis
 
 def time_sql(ctx: Context, captured_tiles: list[dict], n: int) -> dict:
     """ctx.sql_timings of the captured statements (params cycled), parallel workers off
-    for the session as build_tile does for its transaction."""
+    for the session as build_tile does for its transaction, and JIT off as the app's
+    engine does."""
     import sqlalchemy as sa
 
     by_sql: dict[str, list[dict]] = {}

@@ -320,12 +320,10 @@ def parse_layers(spec: str) -> list[Layer]:
     return [layers[n] for n in names]
 
 
-# PostGIS's high function costs make a tile look expensive to the planner: it tempts it
-# into parallel seq scans (ARCHITECTURE §8) and, past jit_above_cost, into JIT-compiling the
-# statement (~170 ms measured at z14 for a 30 ms tile). Both off for the tile's transaction,
-# in one round trip.
-_TILE_SETTINGS = sa.text("SELECT set_config('max_parallel_workers_per_gather', '0', true), "
-                         "set_config('jit', 'off', true)")
+# PostGIS's function costs tempt the planner into parallel seq scans (ARCHITECTURE §8): off
+# for the tile's transaction (JIT, which they also trigger, is off for every session:
+# server.db.engine_for).
+_TILE_SETTINGS = sa.text("SET LOCAL max_parallel_workers_per_gather = 0")
 
 # (layer builders, context shape) → statement. Bounded by the layer sets asked for × 23
 # zooms × the scope shapes in use; cleared if something asks for far more than that.
