@@ -55,7 +55,13 @@ PING_AFTER_IDLE_S = 10.0
 def engine_for(url: str, pool_size: int = 5) -> sa.Engine:
     """One engine per URL per process (create_app may run several times in tests)."""
     if url not in _engines:
-        engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+        # JIT off for the app's sessions: PostGIS's function costs and OR-ed subplans push
+        # plain requests past jit_above_cost, and compiling cost up to seconds for statements
+        # that run in milliseconds (7 s for a 250 ms grid profile at 1M persons, 170 ms
+        # for a 30 ms tile; bench/README.md "maps"). No request here runs long enough to win
+        # it back.
+        engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size,
+                                  connect_args={"options": "-c jit=off"})
         _ping_when_idle(engine)
         _engines[url] = engine
     return _engines[url]

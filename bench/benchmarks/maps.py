@@ -7,14 +7,16 @@ Issue 7 targets:
 - grid profile (GET /areas/{id}/profile) p99 < 100 ms;
 - grid map GeoJSON (GET /areas/{id}/map) p99 < 150 ms.
 
-Data: the issue asks for 1M people, 30k buildings and 1M cases. On the shared 2-core bench
-machine this loads what fits in a few minutes (env vars scale it up):
+Data: the issue's volumes by default (env vars scale them down for a quick try):
 - BENCH_MAPS_BUILDINGS (default 30,000) buildings over the demo district's 61 grids, an
   entrance point each from a pool of ST_GeneratePoints inside the grid (INSERT … SELECT
   from generate_series through the owner role), then ANALYZE;
-- BENCH_MAPS_CASES (default 200,000) historical cases plus 20,000 open ones, loaded with
-  bench/benchmarks/cases.py's own statements (tiles show the open ones);
-- no extra persons (the buildings' household/person counts are the demo's).
+- BENCH_MAPS_PERSONS (default 1,000,000) persons: ROOMS_PER_BUILDING rooms with one
+  household each in every benchmark building, the persons spread over those households
+  (INSERT … SELECT with the persons' secondary indexes dropped and re-created), so the
+  buildings' household and person counts are real work;
+- BENCH_MAPS_CASES (default 1,000,000) historical cases plus 20,000 open ones, loaded with
+  bench/benchmarks/cases.py's own statements (tiles show the open ones).
 
 Measured, as the demo "dispatcher" (street scope), layers "buildings,cases":
 1. for z = 12, 14, 16 a 3 × 3 block of tiles centred on the tile holding
@@ -23,7 +25,8 @@ Measured, as the demo "dispatcher" (street scope), layers "buildings,cases":
 2. the SQL the app sends for those tiles, captured in-process (grid.maps.tiles.build_tile
    with the dispatcher's actor and the server's settings, a before/after_cursor_execute
    listener), timed with ctx.sql_timings on one connection after
-   `SET max_parallel_workers_per_gather = 0` (what build_tile sets locally);
+   `SET max_parallel_workers_per_gather = 0` (what build_tile sets locally) and
+   `SET jit = off` (what the app's engine sets for every session);
 3. GET /areas/{id}/profile and GET /areas/{id}/map of that grid at one user.
 """
 
@@ -38,7 +41,9 @@ if TYPE_CHECKING:
     from bench.harness import Context
 
 BUILDINGS = int(os.environ.get("BENCH_MAPS_BUILDINGS", 30_000))
-CASES = int(os.environ.get("BENCH_MAPS_CASES", 200_000))
+CASES = int(os.environ.get("BENCH_MAPS_CASES", 1_000_000))
+PERSONS = int(os.environ.get("BENCH_MAPS_PERSONS", 1_000_000))
+ROOMS_PER_BUILDING = 12  # one household each: 1M persons ≈ 2.8 per household
 DEMO_DISTRICT = "330183"
 GRID = "330183001001001"
 LAYERS = "buildings,cases"
@@ -65,6 +70,86 @@ SELECT 'import', p.area_id, '基准楼' || b.i || '幢', '演示路' || (b.i % 5
        false, false, false, false, 1
 FROM b JOIN bench_pts p ON p.gi = b.gi AND p.k = b.k
 """
+
+
+# Rooms (one household each) in every benchmark building, then persons spread over those
+# households; sex and birth date random (the profile's age bands), no ID numbers or phones.
+PEOPLE_SQL = [
+    """
+INSERT INTO houses (source, area_id, building_id, floor, room, use, needs_review, version)
+SELECT 'import', b.area_id, b.id, 1 + (k - 1) / 4,
+       (100 * (1 + (k - 1) / 4) + 1 + (k - 1) % 4)::text, 'owner_occupied', false, 1
+FROM buildings b CROSS JOIN generate_series(1, :rooms) AS k
+WHERE b.source = 'import'
+""",
+    """
+INSERT INTO households (source, area_id, house_id, type, needs_review, version)
+SELECT 'import', h.area_id, h.id, 'registered', false, 1 FROM houses h
+WHERE h.source = 'import'
+""",
+    """
+INSERT INTO persons (source, area_id, household_id, name, relation_to_head, sex, birth_date,
+    population_type, registration_situation, status, needs_review, version)
+WITH hh AS MATERIALIZED (
+    SELECT id, area_id, row_number() OVER (ORDER BY id) AS rn
+    FROM households WHERE source = 'import'
+), n AS (SELECT count(*) AS n FROM hh)
+SELECT 'import', hh.area_id, hh.id, '居民' || i,
+       CASE WHEN i <= (SELECT n FROM n) THEN 'head' ELSE 'other' END,
+       CASE WHEN random() < 0.5 THEN 'M' ELSE 'F' END,
+       date '2026-01-01' - (random() * 95 * 365)::int,
+       CASE WHEN random() < 0.8 THEN 'registered' ELSE 'floating' END, 'both_here', 'present',
+       false, 1
+FROM generate_series(1, :n) AS i
+JOIN hh ON hh.rn = 1 + (i - 1) % (SELECT n FROM n)
+""",
+]
+
+
+def load_people(ctx: Context) -> dict:
+    """PERSONS persons in ROOMS_PER_BUILDING rooms (a household each) of every benchmark
+    building (once per database), with the secondary indexes of persons dropped for the
+    load and re-created, then VACUUM ANALYZE (index-only counts need the visibility map)."""
+    import sqlalchemy as sa
+
+    engine = ctx.owner_engine()
+    out: dict = {}
+    try:
+        with engine.connect() as conn:
+            have = conn.scalar(sa.text("SELECT count(*) FROM persons"))
+            if have < PERSONS:
+                t0 = time.perf_counter()
+                conn.execute(sa.text(PEOPLE_SQL[0]), {"rooms": ROOMS_PER_BUILDING})
+                conn.execute(sa.text(PEOPLE_SQL[1]))
+                conn.commit()
+                out["houses_households_s"] = round(time.perf_counter() - t0, 1)
+                t0 = time.perf_counter()
+                indexes = conn.execute(sa.text(
+                    "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x "
+                    "JOIN pg_class i ON i.oid = x.indexrelid "
+                    "WHERE x.indrelid = 'persons'::regclass AND NOT EXISTS "
+                    "(SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)")).all()
+                for name, _ in indexes:
+                    conn.execute(sa.text(f'DROP INDEX "{name}"'))
+                conn.execute(sa.text(PEOPLE_SQL[2]), {"n": PERSONS - have})
+                conn.execute(sa.text("SET maintenance_work_mem = '256MB'"))
+                for _, definition in indexes:
+                    conn.execute(sa.text(definition))
+                conn.commit()
+                out["persons_s"] = round(time.perf_counter() - t0, 1)
+            conn.commit()
+            t0 = time.perf_counter()
+            auto = conn.execution_options(isolation_level="AUTOCOMMIT")
+            for table in ("houses", "households", "persons"):
+                auto.execute(sa.text(f"VACUUM ANALYZE {table}"))
+            out["vacuum_analyze_s"] = round(time.perf_counter() - t0, 1)
+            out.update(conn.execute(sa.text(
+                "SELECT (SELECT count(*) FROM houses) AS houses, "
+                "(SELECT count(*) FROM households) AS households, "
+                "(SELECT count(*) FROM persons) AS persons")).one()._asdict())
+    finally:
+        engine.dispose()
+    return out
 
 
 def load_buildings(ctx: Context) -> dict:
@@ -152,7 +237,8 @@ def capture_tile_sql(ctx: Context, tiles_zxy: list[tuple[int, int, int]]) -> lis
 
 def time_sql(ctx: Context, captured_tiles: list[dict], n: int) -> dict:
     """ctx.sql_timings of the captured statements (params cycled), parallel workers off
-    for the session as build_tile does for its transaction."""
+    for the session as build_tile does for its transaction, and JIT off as the app's
+    engine does."""
     import sqlalchemy as sa
 
     by_sql: dict[str, list[dict]] = {}
@@ -164,6 +250,7 @@ def time_sql(ctx: Context, captured_tiles: list[dict], n: int) -> dict:
     def on_connect(dbapi_conn, record):
         cur = dbapi_conn.cursor()
         cur.execute("SET max_parallel_workers_per_gather = 0")
+        cur.execute("SET jit = off")
         cur.close()
         dbapi_conn.commit()  # a rolled-back SET would be undone
 
@@ -193,9 +280,10 @@ def run(ctx: Context) -> dict:
     cb.HISTORICAL = CASES
     cases_loaded = cb.load_cases(ctx)
     buildings_loaded = load_buildings(ctx)
+    people_loaded = load_people(ctx)
     load_s = round(time.perf_counter() - t0, 1)
-    print(f"  loaded in {load_s} s: buildings {buildings_loaded}, cases "
-          f"{cases_loaded['by_state']}", flush=True)
+    print(f"  loaded in {load_s} s: buildings {buildings_loaded}, people {people_loaded}, "
+          f"cases {cases_loaded['by_state']}", flush=True)
 
     with ctx.engine.connect() as conn:
         area_id, lon, lat = conn.execute(sa.text(
@@ -255,7 +343,8 @@ def run(ctx: Context) -> dict:
     z14, z16 = per_zoom["z14"], per_zoom["z16"]
     return {
         "rows": rows,
-        "data": {"buildings": buildings_loaded, "cases": cases_loaded, "load_s": load_s},
+        "data": {"buildings": buildings_loaded, "people": people_loaded, "cases": cases_loaded,
+                 "load_s": load_s},
         "grid": {"code": GRID, "area_id": area_id, "point": [lon, lat]},
         "tiles": per_zoom,
         "throughput": throughput,

@@ -96,17 +96,28 @@ def in_scope(area_id_column: Any, actor: Actor) -> sa.ColumnElement[bool]:
         return sa.true()
     if not actor.area_paths:
         return sa.false()
-    subtree = sa.select(Area.id).where(sa.or_(*(Area.path.startswith(p, autoescape=True)
+    # A path is ids and dots (nothing to escape in LIKE); it may be a bind parameter (the
+    # tile statements are built once per scope shape, grid.maps.tiles).
+    subtree = sa.select(Area.id).where(sa.or_(*(Area.path.startswith(p)
                                                 for p in actor.area_paths)))
     return area_id_column.in_(subtree)
+
+
+def path_ids(path: Any) -> sa.ColumnElement:
+    """SQL: the ids on a materialized path ("1.5.23." → {1,5,23}), top first. A constant
+    path folds to a constant array at planning (index scans on `id = ANY(…)`)."""
+    return sa.cast(sa.func.string_to_array(sa.func.rtrim(path, "."), "."),
+                   ARRAY(sa.BigInteger))
 
 
 def _visible(actor: Actor) -> sa.ColumnElement[bool]:
     """Areas an actor may read: their subtrees plus the ancestors of those subtrees."""
     if actor.unrestricted:
         return sa.true()
-    ancestors = {int(part) for p in actor.area_paths for part in p.rstrip(".").split(".")}
-    return sa.or_(in_scope(Area.id, actor), Area.id.in_(ancestors or [-1]))
+    if not actor.area_paths:
+        return sa.false()
+    return sa.or_(in_scope(Area.id, actor),
+                  *(Area.id == sa.any_(path_ids(p)) for p in actor.area_paths))
 
 
 def subtree_ids(area: Area) -> sa.Select:
@@ -508,8 +519,7 @@ def _grid_at_statement() -> sa.Select:
 def _locate_statement() -> sa.Select:
     """The grid and its ancestors (top first) in one round trip, without boundaries."""
     grid = finest_grid(Area.path).cte("grid")
-    ids = sa.cast(sa.func.string_to_array(sa.func.rtrim(grid.c.path, "."), "."),
-                  ARRAY(sa.BigInteger))
+    ids = path_ids(grid.c.path)
     return (sa.select(Area.id, Area.code, Area.name, Area.level)
             .join(grid, Area.id == sa.any_(ids))
             .order_by(sa.func.array_position(ids, Area.id)))

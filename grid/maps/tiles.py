@@ -12,6 +12,10 @@ Rules every layer follows (ARCHITECTURE §3 and §8):
   with `count` and, for cases, `overdue`), so a district view is a few hundred points;
 - every layer is capped at `max_features` rows per tile.
 
+A tile's statement is built once per layer set, zoom and scope shape (`_statement`) with
+bind parameters for x, y, the cap and the actor's scope values, and reused: building and
+cache-keying the expressions on every request cost more than many tiles' SQL (issue 7).
+
 Layers are pluggable like `storage.object_access`: a module registers a `Layer` in
 `layers` when it is imported. The services module (issue 8) registers "service_points"
 this way; until it is installed that layer does not exist (404).
@@ -19,6 +23,7 @@ this way; until it is installed that layer does not exist (404).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,14 +46,19 @@ MAX_ZOOM = 22
 
 @dataclass(frozen=True)
 class TileContext:
-    """One tile request: where, who, and the settings that bound it."""
+    """One tile request: where, who, and the settings that bound it.
+
+    Layer builders get it with `x`, `y`, `max_features` and the actor's scope values as
+    bind parameters (`bound()`): they may branch on `z`, the settings and the actor's
+    roles and permissions, never on the tile's numbers or the scope's values.
+    """
 
     z: int
-    x: int
-    y: int
+    x: Any  # int, or a bind parameter in a builder
+    y: Any
     actor: Actor
     detail_zoom: int = 14  # below it, points are aggregated per grid
-    max_features: int = 5000  # per layer and tile
+    max_features: Any = 5000  # per layer and tile
     area_min_zoom: dict[str, int] = field(default_factory=dict)  # area level → first zoom
     public_areas: bool = True  # boundaries for everyone (网格公示), else the actor's areas
 
@@ -79,6 +89,34 @@ class TileContext:
             geom_4326 = sa.func.ST_Simplify(geom_4326, self.pixel_deg / 2)
         return sa.func.ST_AsMVTGeom(sa.func.ST_Transform(geom_4326, 3857), self.envelope,
                                     EXTENT, BUFFER, True)
+
+    def shape(self) -> tuple:
+        """What a builder may branch on: the key of the built statement."""
+        a = self.actor
+        return (self.z, self.detail_zoom, tuple(sorted(self.area_min_zoom.items())),
+                self.public_areas, a.user_id is None, a.roles, a.permissions,
+                len(a.area_paths), len(a.department_ids))
+
+    def bound(self) -> TileContext:
+        """This context with bind parameters for what varies between requests of one shape
+        (named as in `params()`); the actor keeps its roles and permissions."""
+        a = self.actor
+        actor = Actor(
+            user_id=None if a.user_id is None else sa.bindparam("user_id", type_=sa.BigInteger),
+            roles=a.roles, permissions=a.permissions,
+            area_paths=tuple(sa.bindparam(f"path_{i}", type_=sa.String)
+                             for i in range(len(a.area_paths))),
+            department_ids=tuple(sa.bindparam(f"department_{i}", type_=sa.BigInteger)
+                                 for i in range(len(a.department_ids))))
+        return dataclasses.replace(
+            self, x=sa.bindparam("x", type_=sa.Integer), y=sa.bindparam("y", type_=sa.Integer),
+            max_features=sa.bindparam("cap", type_=sa.Integer), actor=actor)
+
+    def params(self) -> dict[str, Any]:
+        a = self.actor
+        return {"x": self.x, "y": self.y, "cap": self.max_features, "user_id": a.user_id,
+                **{f"path_{i}": p for i, p in enumerate(a.area_paths)},
+                **{f"department_{i}": d for i, d in enumerate(a.department_ids)}}
 
 
 # A builder returns a SELECT of one bytea (an MVT layer, or several concatenated).
@@ -282,16 +320,39 @@ def parse_layers(spec: str) -> list[Layer]:
     return [layers[n] for n in names]
 
 
+# PostGIS's function costs tempt the planner into parallel seq scans (ARCHITECTURE §8): off
+# for the tile's transaction (JIT, which they also trigger, is off for every session:
+# server.db.engine_for).
+_TILE_SETTINGS = sa.text("SET LOCAL max_parallel_workers_per_gather = 0")
+
+# (layer builders, context shape) → statement. Bounded by the layer sets asked for × 23
+# zooms × the scope shapes in use; cleared if something asks for far more than that.
+_statements: dict[tuple, sa.Select] = {}
+MAX_STATEMENTS = 1024
+
+
+def _statement(ctx: TileContext, chosen: list[Layer]) -> sa.Select:
+    """The statement of these layers for contexts of `ctx`'s shape, built once."""
+    key = (tuple(layer.build for layer in chosen), ctx.shape())
+    stmt = _statements.get(key)
+    if stmt is None:
+        template = ctx.bound()
+        parts = [layer.build(template).scalar_subquery() for layer in chosen]
+        expr = parts[0]
+        for part in parts[1:]:
+            expr = expr.op("||", return_type=BYTEA)(part)
+        if len(_statements) >= MAX_STATEMENTS:
+            _statements.clear()
+        stmt = _statements[key] = sa.select(expr)
+    return stmt
+
+
 def build_tile(s: Session, ctx: TileContext, chosen: list[Layer]) -> bytes:
     """The tile's bytes (b"" for an empty tile), in one statement."""
     check_tile(ctx.z, ctx.x, ctx.y)
-    parts = [layer.build(ctx).scalar_subquery() for layer in chosen]
-    expr = parts[0]
-    for part in parts[1:]:
-        expr = expr.op("||", return_type=BYTEA)(part)
-    # PostGIS's function costs tempt the planner into parallel seq scans (ARCHITECTURE §8).
-    s.execute(sa.text("SET LOCAL max_parallel_workers_per_gather = 0"))
-    data = s.scalar(sa.select(expr))
+    stmt = _statement(ctx, chosen)
+    s.execute(_TILE_SETTINGS)
+    data = s.scalar(stmt, ctx.params())
     return bytes(data or b"")
 
 

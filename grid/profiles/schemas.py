@@ -48,7 +48,9 @@ class PersonProfileSchema(Schema):
                        metadata={"description": "Current and past (end_date) tags"})
     visits = fields.List(fields.Nested(VisitSchema))
     cases = fields.List(fields.Nested(CaseRowSchema))
-    bookings = fields.Raw(metadata={"description": "From the services module, when installed"})
+    bookings = fields.Raw(metadata={
+        "description": "From the services module, when installed: the person's bookings "
+                       "(service, slot time, state) that the caller manages, newest first"})
 
 
 class HouseholdProfileSchema(Schema):

@@ -117,6 +117,17 @@ def _has_key_tags(persons: list[Person]) -> bool:
 # --- person --------------------------------------------------------------------------------
 
 
+def resident_accounts(person: Person) -> sa.Select | None:
+    """SELECT of the resident account with the person's phone (what links a registered
+    person to what they did in the app: cases reported, bookings), or None without a phone.
+    The user blind index is a different domain: the phone is decrypted in memory to compute
+    it, never returned or logged."""
+    phone = pii.decrypt(person.phone_enc, registry.PHONE_FIELD)
+    if not phone:
+        return None
+    return sa.select(User.id).where(User.phone_bidx == pii.blind_index(phone, "user.phone"))
+
+
 def person_profile(s: Session, actor: Actor, person_id: int, reveal: bool = False,
                    purpose: str | None = None) -> dict:
     """人员画像: the person (masked unless revealed), household and members, house and
@@ -134,11 +145,7 @@ def person_profile(s: Session, actor: Actor, person_id: int, reveal: bool = Fals
     members = _members(s, actor, [household.id] if household else [])
     if person not in members:  # ended, or without a household: tags still shown
         registry.with_tags(s, actor, [person])
-    # The resident account with the person's phone (the user blind index is a different
-    # domain: the phone is decrypted in memory to compute it, never returned or logged).
-    phone = pii.decrypt(person.phone_enc, registry.PHONE_FIELD)
-    account = (sa.select(User.id).where(User.phone_bidx == pii.blind_index(phone, "user.phone"))
-               if phone else None)
+    account = resident_accounts(person)
     near = (sa.select(sa.func.coalesce(Building.location, sa.func.ST_PointOnSurface(
         Building.footprint))).where(Building.id == building.id).scalar_subquery()
         if building is not None else None)

@@ -216,6 +216,22 @@ class BookingSchema(Schema):
     version = ma.fields.Integer()
 
 
+class ProfileBookingSchema(Schema):
+    """A booking as the person profile (人员画像) lists it: no note, address or rating."""
+
+    id = ma.fields.Integer()
+    service_id = ma.fields.Integer()
+    service = ma.fields.String(metadata={"description": "The service's name"})
+    category = ma.fields.String(metadata={"description": "Service category code"})
+    kind = ma.fields.String(metadata={"enum": ["slot", "request"]})
+    state = ma.fields.String(metadata={"enum": list(BOOKING_STATES)})
+    state_label = ma.fields.Function(lambda b: BOOKING_STATES[b["state"]])
+    starts_at = ma.fields.AwareDateTime(allow_none=True, metadata={
+        "description": "The slot's start, or when a request was scheduled"})
+    ends_at = ma.fields.AwareDateTime(allow_none=True, metadata={"description": "The slot's end"})
+    created_at = ma.fields.AwareDateTime()
+
+
 class BookingQuerySchema(Schema):
     state = DelimitedList(ma.fields.String(validate=ma.validate.OneOf(list(BOOKING_STATES))))
     service_id = ma.fields.Integer(validate=_id)

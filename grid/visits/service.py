@@ -22,7 +22,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from geoalchemy2 import Geography
-from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by, insert
+from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.orm import Session
 
 from geo.fields import GpsFix
@@ -312,8 +312,7 @@ def delete_policy(s: Session, actor: Actor, area_id: int, tag: str,
 def policy_interval(tag: Any, area_path: Any) -> sa.ColumnElement:
     """SQL: the interval (days) for `tag` in the area whose materialized path is
     `area_path`: the row of the deepest area on the path, else the default, else NULL."""
-    chain = sa.cast(sa.func.string_to_array(sa.func.rtrim(area_path, "."), "."),
-                    ARRAY(sa.BigInteger))
+    chain = areas.path_ids(area_path)
     override = (sa.select(VisitPolicy.interval_days)
                 .where(VisitPolicy.tag == tag, VisitPolicy.area_id == sa.any_(chain))
                 .order_by(sa.func.array_position(chain, VisitPolicy.area_id).desc())

@@ -201,3 +201,16 @@ def test_another_module_can_plug_a_layer_in(people, category, api):
         tiles.layers["service_points"] = real
     assert set(layers) == {"cases", "service_points"}
     assert [v["id"] for v in described["vector_layers"]] == ["service_points"]
+
+
+def test_two_workers_of_one_shape_each_see_their_own_grid(people, category, api):
+    """The tile statement is built once per scope shape and reused with each caller's
+    scope values: two grid workers (one grid each) asking for the same tile one after the
+    other each get their own grid's records only."""
+    made = _seed(people, category, api)
+    for who, mine in ((people.worker, G111), (people.worker2, G211), (people.worker, G111)):
+        layers, _ = _tile(who, f"buildings,cases/{BOTH}")
+        assert [f["properties"]["id"] for f in layers["cases"]["features"]] == \
+            [made[mine]["case"]["id"]]
+        assert [f["properties"]["id"] for f in layers["buildings"]["features"]] == \
+            [made[mine]["building"]["id"]]

@@ -189,3 +189,31 @@ def test_another_module_can_plug_a_section_in(people):
     finally:
         service.profile_sections["person"].remove(section)
     assert body["bookings"] == [{"person_id": f["head"]["id"]}]
+
+
+def test_person_profile_lists_their_bookings_to_the_staff_who_manage_them(
+        people, api, tree, db_session, app):
+    """Bookings (services module) reach the person through their resident account (the
+    phone); the booking rule decides who sees them: the community's staff who manage the
+    service, not a grid worker. Still one statement more, whatever the number."""
+    from datetime import timedelta
+
+    from tests.grid.services.conftest import add_slot, book, make_service
+
+    f = family(people.worker)
+    resident = api("resident", C11, phone=PHONE)
+    staff = api("community_staff", C11)
+    service = make_service(staff, tree, db_session, name="助餐服务")
+    first = book(resident, add_slot(db_session, service["id"], timedelta(days=2)))
+    url = f"/persons/{f['head']['id']}/profile"
+    body = staff.ok(staff.get(url))
+    assert [(b["id"], b["service"], b["state"]) for b in body["bookings"]] == \
+        [(first["id"], "助餐服务", "booked")]
+    booking = body["bookings"][0]
+    assert booking["starts_at"] == first["starts_at"] and booking["ends_at"] > booking["starts_at"]
+    assert "note" not in booking and "address" not in booking
+    assert people.worker.ok(people.worker.get(url))["bookings"] == []
+    n_one = _statements(app, staff, url)
+    book(resident, add_slot(db_session, service["id"], timedelta(days=3)))
+    assert len(staff.ok(staff.get(url))["bookings"]) == 2
+    assert _statements(app, staff, url) == n_one
