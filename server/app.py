@@ -19,6 +19,7 @@ from server.api import error_payload, init_api
 from server.auth import service as auth_service
 from server.auth import views as auth_views
 from server.auth.tokens import CachingJWTManager
+from server.compress import init_compression
 from server.errors import Invalid
 from server.logs import configure_logging, init_request_logging
 
@@ -134,6 +135,9 @@ def create_app(config: dict | None = None) -> Flask:
     db.init_db(app)
     _init_jwt(app)
     init_request_logging(app)
+    # Registered early: Flask runs after_request hooks last-registered first, so gzip sees
+    # the body after any later hook has changed it.
+    init_compression(app)
     app.before_request(_reject_nul_characters)
     api = init_api(app)
     Migrate(app, _MigrationTarget(), directory=health.MIGRATIONS_DIR)
