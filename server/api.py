@@ -20,7 +20,13 @@ from server.errors import DomainError, PreconditionFailed
 
 log = logging.getLogger("server.api")
 
-Blueprint = flask_smorest.Blueprint
+class Blueprint(flask_smorest.Blueprint):
+    def arguments(self, schema, *args, **kwargs):
+        """As flask-smorest's, with a schema class instantiated once here: webargs would
+        build an instance (deep-copying its fields) on every request (~0.08 ms)."""
+        if isinstance(schema, type):
+            schema = schema()
+        return super().arguments(schema, *args, **kwargs)
 
 
 class Schema(ma.Schema):

@@ -8,7 +8,6 @@ import re
 from typing import Any
 
 from flask import Flask, jsonify, request, send_from_directory
-from flask_jwt_extended import JWTManager
 from flask_migrate import Migrate
 from marshmallow import ValidationError
 from swagger_ui_bundle import swagger_ui_path
@@ -19,6 +18,8 @@ from server import config as config_module
 from server.api import error_payload, init_api
 from server.auth import service as auth_service
 from server.auth import views as auth_views
+from server.auth.tokens import CachingJWTManager
+from server.compress import init_compression
 from server.errors import Invalid
 from server.logs import configure_logging, init_request_logging
 
@@ -31,7 +32,7 @@ def _jwt_error(message: str):
 
 
 def _init_jwt(app: Flask) -> None:
-    jwt = JWTManager(app)
+    jwt = CachingJWTManager(app)
     jwt.unauthorized_loader(lambda reason: _jwt_error(f"Log in first ({reason})"))
     jwt.invalid_token_loader(lambda reason: _jwt_error(f"Invalid token ({reason})"))
     jwt.expired_token_loader(lambda header, payload: _jwt_error("The token has expired"))
@@ -134,6 +135,9 @@ def create_app(config: dict | None = None) -> Flask:
     db.init_db(app)
     _init_jwt(app)
     init_request_logging(app)
+    # Registered early: Flask runs after_request hooks last-registered first, so gzip sees
+    # the body after any later hook has changed it.
+    init_compression(app)
     app.before_request(_reject_nul_characters)
     api = init_api(app)
     Migrate(app, _MigrationTarget(), directory=health.MIGRATIONS_DIR)

@@ -72,6 +72,9 @@ class Config:
     # One photo's limit (413 beyond it); MAX_CONTENT_LENGTH bounds the whole request body.
     PHOTO_MAX_BYTES = _env_int("PHOTO_MAX_BYTES", 10 * 1024 * 1024)
     LOG_LEVEL = _env("LOG_LEVEL", "INFO")
+    # JSON and text responses at least this long are gzipped for clients that accept it
+    # (server/compress.py); 0 turns compression off (e.g. when a proxy in front does it).
+    COMPRESS_MIN_BYTES = _env_int("COMPRESS_MIN_BYTES", 1024)
     DEFAULT_TIMEZONE = _env("DEFAULT_TIMEZONE", "Asia/Shanghai")
     # Open311 (GeoReport v2): reads per minute per address without a key, and what the
     # discovery document tells integrators.

@@ -62,6 +62,8 @@ def init_request_logging(app: Flask) -> None:
     @app.after_request
     def _finish(response):
         response.headers["X-Request-ID"] = g.get("request_id", "")
+        if not access.isEnabledFor(logging.INFO):  # LOG_LEVEL=WARNING: skip building it
+            return response
         actor = g.get("actor")
         access.info(
             "request",

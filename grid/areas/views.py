@@ -197,6 +197,7 @@ def add_department_member(data, department_id):
 @geo_blp.route("/locate")
 @geo_blp.arguments(schemas.LocateQuerySchema, location="query")
 @geo_blp.response(200, schemas.LocateSchema)
+@db.read_only
 @login_required
 def locate(args):
     """The grid a point falls in and its chain of areas; 404 outside every grid."""

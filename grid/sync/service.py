@@ -360,28 +360,30 @@ def _records(actor: Actor, ids: dict[str, list[int]]) -> sa.CompoundSelect:
     return sa.union_all(*branches)
 
 
-def _item(change: sa.Row, record: sa.Row) -> str:
-    """One item's JSON text, keys sorted as the app's JSON encoder writes them."""
-    return (f'{{"change_seq":{change.seq},"data":{record.head}"location":'
-            f'{pages.point_json(record.lon, record.lat)}{record.tail},"id":{change.id},'
-            f'"type":"{change.kind}","version":{record.version}}}')
-
-
 def _items(s: Session, actor: Actor, changes: list[sa.Row]) -> str:
     """The page's items: tombstones as they are, records with their JSON (one statement
-    for the types the page holds, none for a page of nothing or only tombstones)."""
+    for the types the page holds, none for a page of nothing or only tombstones).
+    Rows are read by position: attribute access on 2,000 rows cost more than the rest."""
     ids: dict[str, list[int]] = {}
-    for change in changes:
-        if change.branch != _TOMBSTONE:
-            ids.setdefault(change.kind, []).append(change.id)
-    records = {(r.kind, r.id): r for r in s.execute(_records(actor, ids))} if ids else {}
+    for _seq, branch, kind, record_id in changes:
+        if branch != _TOMBSTONE:
+            ids.setdefault(kind, []).append(record_id)
+    # (kind, id) -> (version, head, tail, lon, lat); columns in _records' order
+    records = ({(r[0], r[1]): r[2:] for r in s.execute(_records(actor, ids))}
+               if ids else {})
+    point = pages.point_json
     items = []
-    for change in changes:
-        if change.branch == _TOMBSTONE:
-            items.append(f'{{"change_seq":{change.seq},"deleted":true,"id":{change.id},'
-                         f'"type":"{change.kind}"}}')
-        elif (change.kind, change.id) in records:
-            items.append(_item(change, records[change.kind, change.id]))
+    for seq, branch, kind, record_id in changes:
+        if branch == _TOMBSTONE:
+            items.append(f'{{"change_seq":{seq},"deleted":true,"id":{record_id},'
+                         f'"type":"{kind}"}}')
+            continue
+        record = records.get((kind, record_id))
+        if record is not None:
+            version, head, tail, lon, lat = record
+            # keys sorted as the app's JSON encoder writes them
+            items.append(f'{{"change_seq":{seq},"data":{head}"location":{point(lon, lat)}'
+                         f'{tail},"id":{record_id},"type":"{kind}","version":{version}}}')
     return ",".join(items)
 
 

@@ -21,7 +21,8 @@ def pull(args):
     show them; ended ones with `ended_at`) and tombstones (`deleted: true`: the record left
     your grids), in change order.
 
-    Pages hold `limit` items (default 500, at most 2000). While `has_more` is true, pull
+    Pages hold `limit` items (default and most 2000: ~1.4 MB of JSON, ~150 KB gzipped
+    for clients that send `Accept-Encoding: gzip`). While `has_more` is true, pull
     again at once with `next_cursor`; when it is false, keep `next_cursor` for the next sync.
     No cursor: a full sync of the current records. `reset: true` (first page of a full
     sync, also when your grids or permissions changed): drop every record you hold first.

@@ -76,17 +76,18 @@ actor_enrichers: list[ActorEnricher] = []
 
 
 @functools.lru_cache(maxsize=4)
-def _actor_statement(enrichers: tuple[ActorEnricher, ...]) -> sa.Select:
+def _actor_statement(enrichers: tuple[ActorEnricher, ...]) -> db.Prepared:
     """The account, its session, its roles and every enricher's columns: ONE round trip
-    per request. Built once (with bind parameters), so that SQLAlchemy does not rebuild
-    the expression on every request and finds it compiled in its cache."""
+    per request. Built once and prepared on each connection (server.db.Prepared):
+    neither SQLAlchemy nor PostgreSQL work on it again per request."""
     user_id = sa.bindparam("user_id", type_=sa.BigInteger)
     roles_of_user = (sa.select(sa.func.coalesce(sa.func.array_agg(UserRole.role), sa.text("'{}'")))
                      .where(UserRole.user_id == user_id).scalar_subquery())
-    return (sa.select(User.is_active, AuthSession.revoked_at, roles_of_user.label("roles"),
-                      *(column for e in enrichers for column in e.columns(user_id)))
-            .join(AuthSession, AuthSession.user_id == User.id)
-            .where(User.id == user_id, AuthSession.id == sa.bindparam("session_id")))
+    return db.Prepared(
+        sa.select(User.is_active, AuthSession.revoked_at, roles_of_user.label("roles"),
+                  *(column for e in enrichers for column in e.columns(user_id)))
+        .join(AuthSession, AuthSession.user_id == User.id)
+        .where(User.id == user_id, AuthSession.id == sa.bindparam("session_id")))
 
 
 def load_actor() -> Actor:
@@ -98,8 +99,8 @@ def load_actor() -> Actor:
         raise Unauthorized("Malformed token") from exc
     enrichers = tuple(actor_enrichers)
     # Core execution on the session's connection (same transaction): no ORM entities here.
-    row = db.session().connection().execute(
-        _actor_statement(enrichers), {"user_id": user_id, "session_id": session_id}).first()
+    row = _actor_statement(enrichers).execute(
+        db.session().connection(), {"user_id": user_id, "session_id": str(session_id)}).first()
     if row is None or not row.is_active or row.revoked_at is not None:
         raise Unauthorized("This session has ended; log in again")
     roles = frozenset(row.roles)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -166,6 +167,8 @@ def test_logout_ends_the_access_and_the_refresh_token(client, make_user, login):
     make_user("grid_worker", username="leaver")
     tokens = login("leaver")
     other_device = login("leaver")
+    # used once before: a token already verified (and remembered) must end just the same
+    assert client.get("/me", headers=bearer(tokens["access_token"])).status_code == 200
     response = client.post("/auth/logout", headers=bearer(tokens["access_token"]))
     assert response.status_code == 204
     assert_error_shape(client.get("/me", headers=bearer(tokens["access_token"])), 401)
@@ -174,6 +177,28 @@ def test_logout_ends_the_access_and_the_refresh_token(client, make_user, login):
     )
     # Logging out on one phone does not log out the other.
     assert client.get("/me", headers=bearer(other_device["access_token"])).status_code == 200
+
+
+def test_a_token_used_before_still_expires_on_time(app, client, make_user, login,
+                                                   monkeypatch):
+    make_user("grid_worker", username="brief")
+    monkeypatch.setitem(app.config, "JWT_ACCESS_TOKEN_EXPIRES", timedelta(seconds=1))
+    token = login("brief")["access_token"]
+    assert client.get("/me", headers=bearer(token)).status_code == 200
+    time.sleep(1.1)
+    body = assert_error_shape(client.get("/me", headers=bearer(token)), 401)
+    assert "expired" in body["message"]
+
+
+def test_a_token_with_a_changed_signature_is_refused_after_the_real_one_was_used(
+        client, make_user, login):
+    make_user("grid_worker", username="forged")
+    token = login("forged")["access_token"]
+    assert client.get("/me", headers=bearer(token)).status_code == 200
+    head, payload, signature = token.split(".")
+    other = "A" if signature[0] != "A" else "B"
+    assert_error_shape(client.get("/me", headers=bearer(f"{head}.{payload}.{other}"
+                                                         f"{signature[1:]}")), 401)
 
 
 # --- lockout and rate limits --------------------------------------------------------------

@@ -1,8 +1,10 @@
 """The connection pool: a connection PostgreSQL dropped while it sat idle in the pool is
-replaced before use (no failed request), without a ping per checkout otherwise."""
+replaced before use (no failed request), without a ping per checkout otherwise. Prepared
+statements (server.db.Prepared) and read-only views (server.db.read_only)."""
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from server import db
@@ -60,3 +62,81 @@ def test_a_connection_in_steady_use_is_not_pinged(urls, monkeypatch):
         assert len(pings) == 1
     finally:
         engine.dispose()
+
+
+# --- prepared statements --------------------------------------------------------------------
+
+
+def _prepared_here(conn: sa.Connection) -> int:
+    return conn.scalar(sa.text("SELECT count(*) FROM pg_prepared_statements"))
+
+
+def test_a_prepared_statement_is_prepared_once_per_connection_and_answers_as_the_query(urls):
+    engine = _engine(urls)
+    query = sa.select(sa.literal_column("'x'").op("||")(sa.bindparam("a", type_=sa.String))
+                      .label("joined"), sa.bindparam("n", type_=sa.Integer) + 1)
+    prepared = db.Prepared(query)
+    try:
+        with engine.connect() as conn:
+            before = _prepared_here(conn)
+            assert prepared.execute(conn, {"a": "y", "n": 1}).all() == [("xy", 2)]
+            assert prepared.execute(conn, {"a": "z", "n": 41}).one().joined == "xz"
+            assert _prepared_here(conn) == before + 1
+        with engine.connect() as conn:  # the same connection from the pool: still there
+            assert prepared.execute(conn, {"a": "w", "n": 0}).all() == [("xw", 1)]
+            assert _prepared_here(conn) == before + 1
+            conn.invalidate()  # a new connection (after a restart) prepares it again
+        with engine.connect() as conn:
+            assert prepared.execute(conn, {"a": "v", "n": 0}).all() == [("xv", 1)]
+    finally:
+        engine.dispose()
+
+
+# --- read-only views --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_session(app, urls):
+    """The app's session on an engine of its own with one pooled connection (outside the
+    test's shared transaction, as in production)."""
+    engine = _engine(urls)
+    db.session.remove()
+    db.SessionFactory.configure(bind=engine)
+    try:
+        yield engine
+    finally:
+        db.session.remove()
+        engine.dispose()
+
+
+def _xids(s) -> tuple:
+    xid = "SELECT pg_current_xact_id()::text"
+    return s.scalar(sa.text(xid)), s.scalar(sa.text(xid))
+
+
+def test_a_read_only_view_runs_without_a_transaction_and_leaves_the_connection_as_it_was(
+        app, own_session, db_session):
+    @db.read_only
+    def view():
+        return _xids(db.session())
+
+    with app.test_request_context("/"):
+        first, second = view()
+    assert first != second  # each statement its own transaction: no BEGIN ... ROLLBACK
+    db.session.remove()
+    with db.unit_of_work() as s:  # the same pooled connection, transactional again
+        first, second = _xids(s)
+    assert first == second
+
+
+def test_a_read_only_view_cannot_open_a_unit_of_work(app, own_session, db_session):
+    @db.read_only
+    def view():
+        with db.unit_of_work():
+            pass
+
+    with app.test_request_context("/"), pytest.raises(RuntimeError, match="read_only"):
+        view()
+    db.session.remove()
+    with db.unit_of_work():  # only inside the view
+        pass
