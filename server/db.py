@@ -153,8 +153,8 @@ class Prepared:
     executions, then PostgreSQL keeps a generic plan when that is no worse. Which names a
     connection holds is kept in the pool's record of it (cleared when it reconnects).
     Returns plain rows (no ORM entities, no SQLAlchemy result types). Not for servers
-    behind a transaction-pooling proxy (PgBouncer < 1.21), which moves sessions between
-    clients.
+    behind a transaction-pooling proxy, which moves sessions between clients (PgBouncer's
+    prepared statement support covers the protocol's, not SQL PREPARE).
     """
 
     _dialect = pg_psycopg2.dialect(paramstyle="numeric_dollar")
