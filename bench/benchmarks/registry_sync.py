@@ -400,10 +400,14 @@ class Puller:
         return resp.json()
 
     def full(self, limit: int) -> tuple[float, list[dict], str]:
-        """A first sync: pages until has_more is false. (ms, items, final cursor)."""
+        """A first sync: pages until has_more is false. (ms, items, final cursor).
+
+        ms = the sum of the pages' request times (sent → body received and un-gzipped):
+        this client's parsing of the JSON between pages (~25 ms a page of 2,000 here,
+        a phone's own business) is not the server's time."""
         items, cursor, first = [], None, True
         self.last_pages: list[dict] = []  # what each page held (types), for the JSON
-        t0 = time.perf_counter()
+        start = len(self.pages_ms)
         while True:
             body = self.page(cursor, limit)
             self.last_pages.append(dict(Counter(it["type"] for it in body["items"])))
@@ -413,7 +417,7 @@ class Puller:
             items += body["items"]
             cursor = body["next_cursor"]
             if not body["has_more"]:
-                return (time.perf_counter() - t0) * 1000, items, cursor
+                return sum(self.pages_ms[start:]), items, cursor
 
 
 class Window:
