@@ -290,3 +290,22 @@ class Tombstone(Base):
 
     __table_args__ = (sa.Index("ix_registry_tombstones_area_seq", "area_id", "change_seq"),
                       sa.Index("ix_registry_tombstones_area_xid", "area_id", "change_xid"))
+
+
+class BuildingOccupancy(Base):
+    """Households living in a building and persons present there (楼栋入住), what maps
+    show per building without counting a building's people at every read.
+
+    Kept by triggers on `persons`, `households` and `houses` (migration 0010) in the same
+    transaction as the change, whatever wrote it (API, sync push, ledger COPY): each
+    change appends rows with the difference it makes per building. Appending never waits
+    on another transaction; the worker's `building_occupancy_compact` task folds each
+    building's rows into one. Readers add up all rows of a building.
+    """
+
+    __tablename__ = "building_occupancy"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    building_id: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, index=True)
+    households: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    persons: Mapped[int] = mapped_column(sa.Integer, nullable=False)

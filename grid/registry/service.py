@@ -42,6 +42,7 @@ from grid.registry.models import (
     KEY_TAGS,
     ORG_RISK_FLAGS,
     Building,
+    BuildingOccupancy,
     House,
     Household,
     HouseholdStay,
@@ -1016,3 +1017,47 @@ def grid_counts(s: Session, area: Area) -> dict:
 
 
 areas.card_counters.append(grid_counts)
+
+
+# --- building occupancy (kept by triggers, migration 0010) ---------------------------------
+
+
+def building_counts(building_id: Any) -> tuple[Any, Any]:
+    """Households and present persons of the building `building_id` (a column or value):
+    scalar subqueries adding up its rows of the trigger-kept roll-up."""
+    t = BuildingOccupancy
+
+    def total(column: Any) -> Any:
+        return (sa.select(sa.func.coalesce(sa.func.sum(column), 0))
+                .where(t.building_id == building_id).scalar_subquery())
+
+    return total(t.households).label("households"), total(t.persons).label("persons")
+
+
+def compact_occupancy(s: Session) -> dict:
+    """Fold each building's rows of the occupancy roll-up into one (the triggers append a
+    row per change). Rows appended by transactions still running are not seen and are
+    folded next time; two runs at once fold disjoint rows. Buildings adding up to nobody
+    are dropped."""
+    t = BuildingOccupancy.__table__
+    dup = (sa.select(t.c.building_id).group_by(t.c.building_id)
+           .having(sa.func.count() > 1).cte("dup"))
+    gone = (sa.delete(t).where(t.c.building_id == dup.c.building_id)
+            .returning(*t.c).cte("gone"))
+    households, persons = sa.func.sum(gone.c.households), sa.func.sum(gone.c.persons)
+    folded = s.execute(sa.insert(t).from_select(
+        ["building_id", "households", "persons"],
+        sa.select(gone.c.building_id, households, persons).group_by(gone.c.building_id)
+        .having(sa.or_(households != 0, persons != 0))).returning(t.c.id)).all()
+    return {"folded_buildings": len(folded)} if folded else {}
+
+
+def register_compaction() -> None:
+    from server.cli import PeriodicTask, periodic_tasks
+
+    if not any(t.name == "building_occupancy_compact" for t in periodic_tasks):
+        periodic_tasks.append(PeriodicTask("building_occupancy_compact", 600,
+                                           compact_occupancy))
+
+
+register_compaction()
