@@ -134,6 +134,8 @@ class House(RegisterRecord, Base):
         sa.CheckConstraint(_check_in("use", HOUSE_USES), name="use"),
         sa.Index("uq_houses_room", "building_id", sa.text("coalesce(unit, '')"), "room",
                  unique=True, postgresql_where=sa.text("ended_at IS NULL")),
+        # a grid's current houses, counted by the grid profile from the index alone
+        sa.Index("ix_houses_area_live", "area_id", postgresql_where=sa.text("ended_at IS NULL")),
     )
 
 
@@ -147,7 +149,12 @@ class Household(RegisterRecord, Base):
     head_person_id: Mapped[int | None] = mapped_column(sa.BigInteger)
     type: Mapped[str] = mapped_column(sa.String(16), nullable=False, default="registered")
 
-    __extra_args__ = (sa.CheckConstraint(_check_in("type", HOUSEHOLD_TYPES), name="type"),)
+    __extra_args__ = (
+        sa.CheckConstraint(_check_in("type", HOUSEHOLD_TYPES), name="type"),
+        # a grid's current households, counted by the grid profile and card from the index
+        sa.Index("ix_households_area_live", "area_id",
+                 postgresql_where=sa.text("ended_at IS NULL")),
+    )
 
 
 class Person(RegisterRecord, Base):
@@ -183,6 +190,11 @@ class Person(RegisterRecord, Base):
                            name="registration_situation"),
         sa.CheckConstraint(_check_in("status", PERSON_STATUSES), name="status"),
         sa.CheckConstraint("sex IS NULL OR sex IN ('M', 'F')", name="sex"),
+        # a grid's current persons with what the grid profile groups them by: its ~16,000
+        # persons at 1M are read from the index alone, not from ~5,000 scattered heap pages
+        sa.Index("ix_persons_area_live", "area_id",
+                 postgresql_include=["status", "population_type", "sex", "birth_date"],
+                 postgresql_where=sa.text("ended_at IS NULL")),
     )
 
 

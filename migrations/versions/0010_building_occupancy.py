@@ -14,6 +14,9 @@ What counts is what the live counts of grid/maps/tiles.py counted: households no
 a house not ended; persons not ended, status 'present', in such a household. Whether the
 building itself has ended does not matter (ended buildings are not shown).
 
+Also the indexes the grid profile counts from: a grid's current persons (with the columns
+it groups by, for an index-only scan), households and houses; visits by time.
+
 Revision ID: 0010
 Revises: 0009
 """
@@ -137,8 +140,21 @@ def upgrade():
                    "FOR EACH STATEMENT EXECUTE FUNCTION building_occupancy_rebuild()")
     op.execute(INSERT + FULL)
 
+    op.create_index('ix_persons_area_live', 'persons', ['area_id'], unique=False,
+                    postgresql_include=['status', 'population_type', 'sex', 'birth_date'],
+                    postgresql_where=sa.text('ended_at IS NULL'))
+    op.create_index('ix_households_area_live', 'households', ['area_id'], unique=False,
+                    postgresql_where=sa.text('ended_at IS NULL'))
+    op.create_index('ix_houses_area_live', 'houses', ['area_id'], unique=False,
+                    postgresql_where=sa.text('ended_at IS NULL'))
+    op.create_index('ix_visits_at', 'visits', ['visited_at'], unique=False)
+
 
 def downgrade():
+    op.drop_index('ix_visits_at', table_name='visits')
+    op.drop_index('ix_houses_area_live', table_name='houses')
+    op.drop_index('ix_households_area_live', table_name='households')
+    op.drop_index('ix_persons_area_live', table_name='persons')
     for table in TABLES:
         for event in ('insert', 'update', 'delete', 'truncate'):
             op.execute(f"DROP TRIGGER building_occupancy_{event} ON {table}")
