@@ -15,7 +15,8 @@ a house not ended; persons not ended, status 'present', in such a household. Whe
 building itself has ended does not matter (ended buildings are not shown).
 
 Also the indexes the grid profile counts from: a grid's current persons (with the columns
-it groups by, for an index-only scan), households and houses; visits by time.
+it groups by, for an index-only scan), households and houses; visits by time; and the
+open cases' locations, which tiles search among a million closed cases.
 
 Revision ID: 0010
 Revises: 0009
@@ -148,9 +149,14 @@ def upgrade():
     op.create_index('ix_houses_area_live', 'houses', ['area_id'], unique=False,
                     postgresql_where=sa.text('ended_at IS NULL'))
     op.create_index('ix_visits_at', 'visits', ['visited_at'], unique=False)
+    op.create_index('ix_cases_open_location', 'cases', ['location'], unique=False,
+                    postgresql_using='gist', postgresql_where=sa.text(
+                        "state IN ('reported', 'accepted', 'dispatched', 'returned', "
+                        "'in_progress', 'handled', 'verified', 'on_hold')"))
 
 
 def downgrade():
+    op.drop_index('ix_cases_open_location', table_name='cases')
     op.drop_index('ix_visits_at', table_name='visits')
     op.drop_index('ix_houses_area_live', table_name='houses')
     op.drop_index('ix_households_area_live', table_name='households')
