@@ -146,3 +146,15 @@ def test_sync_push_ledger_copy_and_bulk_writes_are_counted(api, db_session, clie
     body = w.ok(w.get(f"/areas/{tree[G111]}/map"))
     [feature] = [f for f in body["buildings"]["features"] if f["id"] == building]
     assert (feature["properties"]["households"], feature["properties"]["persons"]) == (1, 7)
+
+
+def test_the_daily_recount_puts_a_drift_right(worker, db_session):
+    chain = worker.chain(G111)
+    building = chain["building"]["id"]
+    assert service.recount_occupancy(db_session) == {}  # nothing to put right
+    db_session.execute(sa.text("INSERT INTO building_occupancy (building_id, households, "
+                               "persons) VALUES (:b, 0, 5)"), {"b": building})
+    assert service.recount_occupancy(db_session)["drifted"] == 1
+    assert occupancy(db_session)[building] == (1, 1)
+    assert db_session.execute(sa.text(
+        "SELECT count(*) = count(DISTINCT building_id) FROM building_occupancy")).scalar()
