@@ -170,6 +170,12 @@ class Case(TimestampMixin, VersionedMixin, GpsTaggedMixin, Base):
                  postgresql_where=sa.text(
                      "state IN ('reported', 'accepted', 'dispatched', 'returned', "
                      "'in_progress', 'handled', 'verified', 'on_hold')")),
+        # Open cases by place: a tile's cases among a million closed ones (the full GiST
+        # index handed the z14 tile ~90,000 cases to AND with the open ones)
+        sa.Index("ix_cases_open_location", "location", postgresql_using="gist",
+                 postgresql_where=sa.text(
+                     "state IN ('reported', 'accepted', 'dispatched', 'returned', "
+                     "'in_progress', 'handled', 'verified', 'on_hold')")),
         sa.Index("uq_cases_channel_external_ref", "channel", "external_ref", unique=True,
                  postgresql_where=sa.text("external_ref IS NOT NULL")),
     )

@@ -36,7 +36,8 @@ from grid.areas import service as areas
 from grid.areas.models import Area
 from grid.cases import service as cases
 from grid.cases.models import OPEN_STATES, Case, CaseCategory
-from grid.registry.models import Building, House, Household, Organisation, Person
+from grid.registry import service as registry
+from grid.registry.models import Building, Organisation
 from server.auth.actor import Actor
 from server.errors import Invalid, NotFound, field_errors
 
@@ -207,19 +208,9 @@ def _public_or_visible(ctx: TileContext) -> Any:
 
 
 def building_counts(model: Any) -> tuple[Any, Any]:
-    """Households and present persons per building: scalar subqueries correlated to
-    `model` at their own level (a correlation nested in an IN would be lost)."""
-    households = (sa.select(sa.func.count()).select_from(Household)
-                  .join(House, House.id == Household.house_id)
-                  .where(House.building_id == model.id, House.ended_at.is_(None),
-                         Household.ended_at.is_(None)).scalar_subquery())
-    persons = (sa.select(sa.func.count()).select_from(Person)
-               .join(Household, Household.id == Person.household_id)
-               .join(House, House.id == Household.house_id)
-               .where(House.building_id == model.id, House.ended_at.is_(None),
-                      Household.ended_at.is_(None), Person.ended_at.is_(None),
-                      Person.status == "present").scalar_subquery())
-    return households.label("households"), persons.label("persons")
+    """Households and present persons per building, from the occupancy the registry's
+    triggers keep (counting a building's people at 1M persons cost ~0.3 ms a building)."""
+    return registry.building_counts(model.id)
 
 
 def _buildings(ctx: TileContext) -> sa.Select:

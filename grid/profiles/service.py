@@ -245,6 +245,15 @@ def _count_by(values: Any) -> dict[str, int]:
 # --- areas: a grid, and the same numbers rolled up -----------------------------------------
 
 
+def years_before(today: date, years: int) -> date:
+    """The day `years` years before `today` as age() counts birthdays: someone born on it
+    is exactly `years` old today, someone born a day later is not (29 February → 28)."""
+    try:
+        return today.replace(year=today.year - years)
+    except ValueError:  # today is 29 February, that year has none
+        return today.replace(year=today.year - years, day=28)
+
+
 def area_profile(s: Session, actor: Actor, area_id: int, today: date) -> dict:
     """网格画像 (and 社区/街道/区 roll-ups): population by type, age band and sex, care-group
     and (with the permission) key-person counts, households, buildings, organisations,
@@ -258,9 +267,10 @@ def area_profile(s: Session, actor: Actor, area_id: int, today: date) -> dict:
         return model.area_id.in_(subtree), model.ended_at.is_(None)
 
     present = (*live(Person), Person.status == "present")
+    # age(today, birth) ≤ hi ⟺ birth is after the day `hi + 1` years before today: plain
+    # date comparisons (an index-only scan feeds them) instead of age() on every person
     band = sa.case((Person.birth_date.is_(None), "unknown"),
-                   *[(sa.func.date_part("year", sa.func.age(sa.cast(today, sa.Date),
-                                                             Person.birth_date)) <= hi, name)
+                   *[(Person.birth_date > years_before(today, hi + 1), name)
                      for name, _, hi in AGE_BANDS], else_="unknown")
     population = s.execute(sa.select(Person.population_type, sa.func.coalesce(Person.sex, "?"),
                                      band, sa.func.count())
@@ -274,11 +284,18 @@ def area_profile(s: Session, actor: Actor, area_id: int, today: date) -> dict:
                PersonTag.start_date <= today)
         .group_by(PersonTag.kind, PersonTag.tag)).all()
     since = today - timedelta(days=COVERAGE_DAYS)
+    # midnight of `since` in the session's zone: `visited_at >= it` is what comparing the
+    # visit's date (cast in that zone) with `since` was, as a range an index can take
+    since_at = sa.cast(since, sa.DateTime(timezone=True))
     households = sa.select(Household.id).where(*live(Household))
-    visited = (sa.select(sa.func.count(sa.distinct(Household.id)))
-               .join(Visit, sa.or_(Visit.household_id == Household.id, Visit.person_id.in_(
-                   sa.select(Person.id).where(Person.household_id == Household.id))))
-               .where(Household.id.in_(households), sa.cast(Visit.visited_at, sa.Date) >= since))
+    # the households visited, or with a member visited, in the period: from the period's
+    # visits (ix_visits_at) to their households, not every household against every visit
+    recent = sa.union(
+        sa.select(Visit.household_id.label("id"))
+        .where(Visit.household_id.is_not(None), Visit.visited_at >= since_at),
+        sa.select(Person.household_id).join(Visit, Visit.person_id == Person.id)
+        .where(Visit.visited_at >= since_at))
+    visited = households.where(Household.id.in_(recent))
     open_cases = sa.select(Case.id).where(Case.area_id.in_(subtree), cases.visible(actor),
                                           Case.state.in_(OPEN_STATES))
 
@@ -293,9 +310,8 @@ def area_profile(s: Session, actor: Actor, area_id: int, today: date) -> dict:
         count(open_cases).label("open_cases"),
         count(open_cases.where(sa.or_(Case.overdue, cases.light_sql() == "red")))
         .label("overdue_cases"),
-        visited.scalar_subquery().label("households_visited"),
-        count(sa.select(Visit.id).where(Visit.area_id.in_(subtree),
-                                        sa.cast(Visit.visited_at, sa.Date) >= since))
+        count(visited).label("households_visited"),
+        count(sa.select(Visit.id).where(Visit.area_id.in_(subtree), Visit.visited_at >= since_at))
         .label("visits"))).one()._asdict()
     workers = _workers(s, area, actor)
     children = _children(s, actor, area)

@@ -134,6 +134,8 @@ class House(RegisterRecord, Base):
         sa.CheckConstraint(_check_in("use", HOUSE_USES), name="use"),
         sa.Index("uq_houses_room", "building_id", sa.text("coalesce(unit, '')"), "room",
                  unique=True, postgresql_where=sa.text("ended_at IS NULL")),
+        # a grid's current houses, counted by the grid profile from the index alone
+        sa.Index("ix_houses_area_live", "area_id", postgresql_where=sa.text("ended_at IS NULL")),
     )
 
 
@@ -147,7 +149,12 @@ class Household(RegisterRecord, Base):
     head_person_id: Mapped[int | None] = mapped_column(sa.BigInteger)
     type: Mapped[str] = mapped_column(sa.String(16), nullable=False, default="registered")
 
-    __extra_args__ = (sa.CheckConstraint(_check_in("type", HOUSEHOLD_TYPES), name="type"),)
+    __extra_args__ = (
+        sa.CheckConstraint(_check_in("type", HOUSEHOLD_TYPES), name="type"),
+        # a grid's current households, counted by the grid profile and card from the index
+        sa.Index("ix_households_area_live", "area_id",
+                 postgresql_where=sa.text("ended_at IS NULL")),
+    )
 
 
 class Person(RegisterRecord, Base):
@@ -183,6 +190,11 @@ class Person(RegisterRecord, Base):
                            name="registration_situation"),
         sa.CheckConstraint(_check_in("status", PERSON_STATUSES), name="status"),
         sa.CheckConstraint("sex IS NULL OR sex IN ('M', 'F')", name="sex"),
+        # a grid's current persons with what the grid profile groups them by: its ~16,000
+        # persons at 1M are read from the index alone, not from ~5,000 scattered heap pages
+        sa.Index("ix_persons_area_live", "area_id",
+                 postgresql_include=["status", "population_type", "sex", "birth_date"],
+                 postgresql_where=sa.text("ended_at IS NULL")),
     )
 
 
@@ -290,3 +302,22 @@ class Tombstone(Base):
 
     __table_args__ = (sa.Index("ix_registry_tombstones_area_seq", "area_id", "change_seq"),
                       sa.Index("ix_registry_tombstones_area_xid", "area_id", "change_xid"))
+
+
+class BuildingOccupancy(Base):
+    """Households living in a building and persons present there (楼栋入住), what maps
+    show per building without counting a building's people at every read.
+
+    Kept by triggers on `persons`, `households` and `houses` (migration 0010) in the same
+    transaction as the change, whatever wrote it (API, sync push, ledger COPY): each
+    change appends rows with the difference it makes per building. Appending never waits
+    on another transaction; the worker's `building_occupancy_compact` task folds each
+    building's rows into one. Readers add up all rows of a building.
+    """
+
+    __tablename__ = "building_occupancy"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    building_id: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, index=True)
+    households: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    persons: Mapped[int] = mapped_column(sa.Integer, nullable=False)

@@ -42,6 +42,7 @@ from grid.registry.models import (
     KEY_TAGS,
     ORG_RISK_FLAGS,
     Building,
+    BuildingOccupancy,
     House,
     Household,
     HouseholdStay,
@@ -1016,3 +1017,91 @@ def grid_counts(s: Session, area: Area) -> dict:
 
 
 areas.card_counters.append(grid_counts)
+
+
+# --- building occupancy (kept by triggers, migration 0010) ---------------------------------
+
+
+def building_counts(building_id: Any) -> tuple[Any, Any]:
+    """Households and present persons of the building `building_id` (a column or value):
+    scalar subqueries adding up its rows of the trigger-kept roll-up."""
+    t = BuildingOccupancy
+
+    def total(column: Any) -> Any:
+        return (sa.select(sa.func.coalesce(sa.func.sum(column), 0))
+                .where(t.building_id == building_id).scalar_subquery())
+
+    return total(t.households).label("households"), total(t.persons).label("persons")
+
+
+def compact_occupancy(s: Session) -> dict:
+    """Fold each building's rows of the occupancy roll-up into one (the triggers append a
+    row per change). Rows appended by transactions still running are not seen and are
+    folded next time; two runs at once fold disjoint rows. Buildings adding up to nobody
+    are dropped."""
+    _occupancy_lock(s)
+    t = BuildingOccupancy.__table__
+    dup = (sa.select(t.c.building_id).group_by(t.c.building_id)
+           .having(sa.func.count() > 1).cte("dup"))
+    gone = (sa.delete(t).where(t.c.building_id == dup.c.building_id)
+            .returning(*t.c).cte("gone"))
+    households, persons = sa.func.sum(gone.c.households), sa.func.sum(gone.c.persons)
+    folded = s.execute(sa.insert(t).from_select(
+        ["building_id", "households", "persons"],
+        sa.select(gone.c.building_id, households, persons).group_by(gone.c.building_id)
+        .having(sa.or_(households != 0, persons != 0))).returning(t.c.id)).all()
+    return {"folded_buildings": len(folded)} if folded else {}
+
+
+# the whole count from the register, as migration 0010 fills the table
+_OCCUPANCY_RECOUNT = """
+WITH gone AS (DELETE FROM building_occupancy RETURNING building_id, households, persons),
+kept AS (SELECT building_id, sum(households) AS households, sum(persons) AS persons
+         FROM gone GROUP BY building_id),
+fresh AS (
+    SELECT hs.building_id, count(*) AS households, coalesce(sum(p.n), 0) AS persons
+    FROM houses hs
+    JOIN households h ON h.house_id = hs.id AND h.ended_at IS NULL
+    LEFT JOIN (SELECT household_id, count(*) AS n FROM persons
+               WHERE ended_at IS NULL AND status = 'present' GROUP BY household_id) p
+           ON p.household_id = h.id
+    WHERE hs.ended_at IS NULL
+    GROUP BY hs.building_id),
+put AS (INSERT INTO building_occupancy (building_id, households, persons)
+        SELECT building_id, households, persons FROM fresh RETURNING 1)
+SELECT (SELECT count(*) FROM put),
+       (SELECT count(*) FROM kept FULL JOIN fresh USING (building_id)
+        WHERE coalesce(kept.households, 0) <> coalesce(fresh.households, 0)
+           OR coalesce(kept.persons, 0) <> coalesce(fresh.persons, 0))
+"""
+
+
+def _occupancy_lock(s: Session) -> None:
+    # folding and recounting one after the other: a recount would not see (and so not
+    # delete) the row a concurrent fold inserts, and would count its persons twice
+    s.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('building_occupancy'))"))
+
+
+def recount_occupancy(s: Session) -> dict:
+    """Replace the occupancy roll-up with a count of the register, in one statement (one
+    snapshot: a write committed after it keeps its appended row, one before it is in the
+    count). The triggers keep the table exact change by change; two transactions racing
+    on the same people under READ COMMITTED (a member joining a household another ends)
+    could each add what the other's change makes wrong, and this puts that right."""
+    _occupancy_lock(s)
+    buildings, drifted = s.execute(sa.text(_OCCUPANCY_RECOUNT)).one()
+    return {"recounted_buildings": buildings, "drifted": drifted} if drifted else {}
+
+
+def register_compaction() -> None:
+    from server.cli import PeriodicTask, periodic_tasks
+
+    if not any(t.name == "building_occupancy_compact" for t in periodic_tasks):
+        periodic_tasks.append(PeriodicTask("building_occupancy_compact", 600,
+                                           compact_occupancy))
+    if not any(t.name == "building_occupancy_recount" for t in periodic_tasks):
+        periodic_tasks.append(PeriodicTask("building_occupancy_recount", 86400,
+                                           recount_occupancy))
+
+
+register_compaction()

@@ -88,6 +88,9 @@ class Visit(TimestampMixin, VersionedMixin, GpsTaggedMixin, Base):
         sa.Index("ix_visits_organisation_at", "organisation_id", "visited_at",
                  postgresql_where=sa.text("organisation_id IS NOT NULL")),
         sa.Index("ix_visits_area_at", "area_id", "visited_at"),
+        # the grid profile's coverage starts from the period's visits (of any grid: a
+        # household counts the visits of its members wherever they were recorded)
+        sa.Index("ix_visits_at", "visited_at"),
     )
 
 

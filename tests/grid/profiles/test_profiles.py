@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from datetime import date
 
+import sqlalchemy as sa
+
+from grid.profiles.service import years_before
 from server import pii
 from tests.conftest import assert_error_shape
 from tests.grid.areas.conftest import C11, G111, G112, D
@@ -217,3 +220,38 @@ def test_person_profile_lists_their_bookings_to_the_staff_who_manage_them(
     book(resident, add_slot(db_session, service["id"], timedelta(days=3)))
     assert len(staff.ok(staff.get(url))["bookings"]) == 2
     assert _statements(app, staff, url) == n_one
+
+
+def test_visit_coverage_counts_a_members_visit_within_the_period(people, db_session, tree):
+    """A household counts as visited when it or one of its members was visited in the
+    last 30 days (the first of them included); older visits and visits elsewhere do not."""
+    w = people.worker
+    member_visited = family(w, members=2, visits=0)
+    visit(w, person_id=member_visited["others"][0]["id"])
+    on_the_first_day = family(w, members=1, visits=1, id_number=None)
+    too_old = family(w, members=1, visits=1, id_number=None)
+    family(w, members=1, visits=0, id_number=None)
+    db_session.execute(sa.text(
+        "UPDATE visits SET visited_at = (current_date - :days)::timestamptz + interval '1 min' "
+        "WHERE household_id = :h"),
+        [{"days": 30, "h": on_the_first_day["household"]["id"]},
+         {"days": 31, "h": too_old["household"]["id"]}])
+    body = w.ok(w.get(f"/areas/{tree[G111]}/profile"))
+    assert body["visit_coverage"] == {"days": 30, "visits": 2, "households_visited": 2,
+                                      "rate": 0.5}
+
+
+def test_age_bands_turn_on_the_birthday_as_age_counts(db_session):
+    """The bands compare birth dates with the day so many years before today: the same
+    band as PostgreSQL's age() for every birth date around each limit, 29 February too."""
+    for today in (date(2024, 2, 29), date(2025, 2, 28), date(2025, 3, 1), date(2026, 12, 2),
+                  date(2028, 2, 29)):
+        for years in (18, 60, 80):
+            limit = years_before(today, years)
+            wrong = db_session.scalar(sa.text(
+                "SELECT count(*) FROM generate_series(CAST(:limit AS date) - 800, "
+                "CAST(:limit AS date) + 800, interval '1 day') AS g(bd) "
+                "WHERE (date_part('year', age(CAST(:today AS date), g.bd::date)) <= :hi) "
+                "IS DISTINCT FROM (g.bd::date > :limit)"),
+                {"limit": limit, "today": today, "hi": years - 1})
+            assert wrong == 0, (today, years)
