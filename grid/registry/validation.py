@@ -31,8 +31,8 @@ def normalize_id_number(value: str, today: date | None = None) -> str:
     if int(number[:2]) not in _PROVINCES:
         raise ValidationError("The region code in it is not valid.")
     try:
-        born = ric.get_birth_date(number)
-    except stdnum_errors.InvalidComponent:
+        born = _birth_date(number)
+    except ValueError:
         raise ValidationError("The birth date in it is not valid.") from None
     if born > (today or date.today()) or born.year < 1890:
         raise ValidationError("The birth date in it is not plausible.")
@@ -40,8 +40,16 @@ def normalize_id_number(value: str, today: date | None = None) -> str:
 
 
 def id_number_facts(number: str) -> tuple[str, date]:
-    """Sex (M/F: the 17th digit, odd = male) and birth date derived from an ID number."""
-    return ("M" if int(number[16]) % 2 else "F"), ric.get_birth_date(number)
+    """Sex (M/F: the 17th digit, odd = male) and birth date derived from an ID number as
+    normalize_id_number returns it."""
+    return ("M" if int(number[16]) % 2 else "F"), _birth_date(number)
+
+
+def _birth_date(number: str) -> date:
+    """Digits 7-14 of a compacted ID number as a date (ValueError if none). stdnum's
+    get_birth_date compacts the number again, character by character: a fifth of a
+    ledger import's CPU when called twice a row."""
+    return date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
 
 
 def normalize_uscc(value: str) -> str:
