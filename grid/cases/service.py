@@ -148,6 +148,11 @@ def light_sql() -> sa.ColumnElement[str]:
                    (at <= Case.due_at, "yellow"), else_="red")
 
 
+def overdue_sql() -> sa.ColumnElement[bool]:
+    """Overdue: marked by the sweep, or past its due time since the last sweep."""
+    return sa.or_(Case.overdue, light_sql() == "red")
+
+
 # --- reference data ------------------------------------------------------------------------
 
 

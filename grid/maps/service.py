@@ -26,7 +26,7 @@ from grid.areas import service as areas
 from grid.areas.models import Area
 from grid.cases import service as cases
 from grid.cases.models import OPEN_STATES, Case, CaseCategory
-from grid.maps import tiles
+from grid.registry import service as registry
 from grid.registry.models import Building, Organisation
 from server.auth.actor import Actor
 from server.errors import Forbidden
@@ -58,7 +58,7 @@ def feature_collection(rows: sa.Select) -> sa.ScalarSelect:
 
 def _buildings(actor: Actor, subtree: sa.Select, limit: int) -> sa.Select:
     actor.require("registry:read")
-    households, persons = tiles.building_counts(Building)
+    households, persons = registry.building_counts(Building.id)
     return (sa.select(Building.id, Building.name, Building.address, Building.use,
                       Building.floors, households, persons,
                       sa.func.coalesce(Building.footprint, Building.location).label("geom"))
@@ -70,11 +70,11 @@ def _buildings(actor: Actor, subtree: sa.Select, limit: int) -> sa.Select:
 def _cases(actor: Actor, subtree: sa.Select, limit: int) -> sa.Select:
     return (sa.select(Case.id, Case.code, Case.state, CaseCategory.code.label("category"),
                       CaseCategory.name.label("category_name"),
-                      cases.light_sql().label("light"), tiles.overdue_sql().label("overdue"),
+                      cases.light_sql().label("light"), cases.overdue_sql().label("overdue"),
                       Case.address, Case.reported_at, Case.due_at, Case.location.label("geom"))
             .join(CaseCategory, CaseCategory.id == Case.category_id)
             .where(Case.area_id.in_(subtree), cases.visible(actor), Case.state.in_(OPEN_STATES))
-            .order_by(tiles.overdue_sql().desc(), Case.due_at.asc().nulls_last(), Case.id)
+            .order_by(cases.overdue_sql().desc(), Case.due_at.asc().nulls_last(), Case.id)
             .limit(limit))
 
 

@@ -207,12 +207,6 @@ def _public_or_visible(ctx: TileContext) -> Any:
     return sa.true() if ctx.public_areas else Area.id.in_(areas.visible_area_ids(ctx.actor))
 
 
-def building_counts(model: Any) -> tuple[Any, Any]:
-    """Households and present persons per building, from the occupancy the registry's
-    triggers keep (counting a building's people at 1M persons cost ~0.3 ms a building)."""
-    return registry.building_counts(model.id)
-
-
 def _buildings(ctx: TileContext) -> sa.Select:
     ctx.actor.require("registry:read")
     scope = (areas.in_scope(Building.area_id, ctx.actor), Building.ended_at.is_(None))
@@ -222,30 +216,27 @@ def _buildings(ctx: TileContext) -> sa.Select:
         return per_grid(ctx, counts, Building.area_id, "buildings")
     geom = sa.func.coalesce(Building.footprint, Building.location)
     rows = (sa.select(Building.id, Building.name, Building.use, Building.floors,
-                      *building_counts(Building), ctx.mvt_geom(geom, simplify=True).label("geom"))
+                      *registry.building_counts(Building.id),
+                      ctx.mvt_geom(geom, simplify=True).label("geom"))
             .where(*scope, sa.or_(_near(Building.footprint, ctx), _near(Building.location, ctx)))
             .order_by(Building.id).limit(ctx.max_features))
     return mvt(rows, "buildings")
-
-
-def overdue_sql() -> Any:
-    return sa.or_(Case.overdue, cases.light_sql() == "red")
 
 
 def _cases(ctx: TileContext) -> sa.Select:
     scope = (cases.visible(ctx.actor), Case.state.in_(OPEN_STATES))
     if not ctx.detailed:
         counts = (sa.select(Case.area_id, sa.func.count().label("count"),
-                            sa.func.count().filter(overdue_sql()).label("overdue"))
+                            sa.func.count().filter(cases.overdue_sql()).label("overdue"))
                   .where(*scope).group_by(Case.area_id))
         return per_grid(ctx, counts, Case.area_id, "cases")
     rows = (sa.select(Case.id, Case.state, CaseCategory.code.label("category"),
-                      cases.light_sql().label("light"), overdue_sql().label("overdue"),
+                      cases.light_sql().label("light"), cases.overdue_sql().label("overdue"),
                       ctx.mvt_geom(Case.location).label("geom"))
             .join(CaseCategory, CaseCategory.id == Case.category_id)
             .where(*scope, _near(Case.location, ctx))
             # overdue first: what a capped tile keeps is what needs attention
-            .order_by(overdue_sql().desc(), Case.due_at.asc().nulls_last(), Case.id)
+            .order_by(cases.overdue_sql().desc(), Case.due_at.asc().nulls_last(), Case.id)
             .limit(ctx.max_features))
     return mvt(rows, "cases")
 

@@ -308,7 +308,7 @@ def area_profile(s: Session, actor: Actor, area_id: int, today: date) -> dict:
         count(sa.select(House.id).where(*live(House))).label("houses"),
         count(sa.select(Organisation.id).where(*live(Organisation))).label("organisations"),
         count(open_cases).label("open_cases"),
-        count(open_cases.where(sa.or_(Case.overdue, cases.light_sql() == "red")))
+        count(open_cases.where(cases.overdue_sql()))
         .label("overdue_cases"),
         count(visited).label("households_visited"),
         count(sa.select(Visit.id).where(Visit.area_id.in_(subtree), Visit.visited_at >= since_at))
@@ -349,7 +349,7 @@ def _workers(s: Session, area: Area, actor: Actor) -> list[dict]:
         sa.select(Membership.role, User.id, User.display_name, User.phone_enc, Area.id,
                   Area.code, Area.name)
         .join(User, User.id == Membership.user_id).join(Area, Area.id == Membership.area_id)
-        .where(Area.path.startswith(area.path, autoescape=True), User.is_active,
+        .where(Membership.area_id.in_(areas.subtree_ids(area)), User.is_active,
                Membership.role.in_(("grid_worker", "grid_chief")))
         .order_by(Area.code, Membership.role, User.display_name)).all()
     return [{"role": r[0], "user_id": r[1], "name": r[2],

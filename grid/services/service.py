@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from grid.areas import service as areas
 from grid.areas.models import Area, Membership
 from grid.calendar import service as calendar
+from grid.registry import service as registry
 from grid.services import schemas
 from grid.services.models import (
     ACTIVE_STATES,
@@ -43,8 +44,6 @@ from server.errors import (
     Forbidden,
     Invalid,
     NotFound,
-    PreconditionFailed,
-    PreconditionRequired,
     field_errors,
 )
 
@@ -161,7 +160,7 @@ def create_service(s: Session, actor: Actor, data: dict) -> Service:
 def update_service(s: Session, actor: Actor, service_id: int, data: dict,
                    expected: int | None) -> Service:
     service = managed_service(s, actor, service_id, for_update=True)
-    _check_version(service.version, expected, {"version": service.version})
+    registry.check_version(service, expected, lambda r: {"version": r.version})
     if "area_id" in data and not areas.area_in_scope(s, actor, data["area_id"]):
         raise NotFound("No such area")
     if "category_id" in data and s.get(ServiceCategory, data["category_id"]) is None:
@@ -171,13 +170,6 @@ def update_service(s: Session, actor: Actor, service_id: int, data: dict,
     audit.record(s, actor, "service_updated", "service", service.id,
                  changes=_audit_changes(data))
     return service
-
-
-def _check_version(current: int, expected: int | None, shown: dict) -> None:
-    if expected is None:
-        raise PreconditionRequired("Send the version you saw (If-Match or `version`)")
-    if expected != current:
-        raise PreconditionFailed("It changed since you read it", current=shown)
 
 
 # --- search --------------------------------------------------------------------------------
@@ -655,8 +647,8 @@ def act(s: Session, actor: Actor, booking_id: int, action: str, data: dict,
     states, who = ACTIONS[action]
     if not getattr(parties, who):
         raise Forbidden(f"Only the {who} may {action} this booking")
-    _check_version(booking.version, expected, {"version": booking.version,
-                                               "state": booking.state})
+    registry.check_version(booking, expected,
+                           lambda r: {"version": r.version, "state": r.state})
     allowed = allowed_actions(booking, parties)
     if action not in allowed:
         raise Conflict(f"Cannot {action} a booking that is {booking.state}", allowed=allowed)

@@ -46,6 +46,7 @@ def test_a_worker_sees_only_their_grid_in_a_tile_covering_two(people, category, 
     assert [f["properties"]["id"] for f in layers["organisations"]["features"]] == \
         [made[G111]["organisation"]["id"]]
     assert response.headers["Cache-Control"].startswith("private")
+    assert response.headers["Vary"] == "Authorization"  # a shared cache keys it per user
     # a district-wide role sees both grids in the same tile
     district = api("district_admin", D)
     layers, _ = _tile(district, f"buildings,cases/{BOTH}")

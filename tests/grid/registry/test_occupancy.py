@@ -96,7 +96,9 @@ def test_occupancy_follows_every_kind_of_change(api, db_session, tree):
     db_session.execute(sa.text("UPDATE persons SET name = name || '（改）'"))
     db_session.execute(sa.text("UPDATE households SET household_no = 'H9'"))
     assert db_session.scalar(sa.text("SELECT count(*) FROM building_occupancy")) == rows
-    assert house  # the first house stays, empty
+    # the first house stays (not ended), now empty
+    assert db_session.scalar(sa.text("SELECT ended_at IS NULL FROM houses WHERE id = :h"),
+                             {"h": house["id"]})
 
 
 def test_sync_push_ledger_copy_and_bulk_writes_are_counted(api, db_session, client, tree):
