@@ -12,9 +12,10 @@ Rules every layer follows (ARCHITECTURE §3 and §8):
   with `count` and, for cases, `overdue`), so a district view is a few hundred points;
 - every layer is capped at `max_features` rows per tile.
 
-A tile's statement is built once per layer set, zoom and scope shape (`_statement`) with
-bind parameters for x, y, the cap and the actor's scope values, and reused: building and
-cache-keying the expressions on every request cost more than many tiles' SQL (issue 7).
+A tile's statement is built once per layer set, zoom and scope shape (`tile_statement`)
+with bind parameters for x, y, the cap and the actor's scope values, and prepared once per
+database connection: building and cache-keying the expressions on every request cost more
+than many tiles' SQL, and planning it as much as a z16 tile's execution (issue 7).
 
 Layers are pluggable like `storage.object_access`: a module registers a `Layer` in
 `layers` when it is imported. The services module (issue 8) registers "service_points"
@@ -38,6 +39,7 @@ from grid.cases import service as cases
 from grid.cases.models import OPEN_STATES, Case, CaseCategory
 from grid.registry import service as registry
 from grid.registry.models import Building, Organisation
+from server import db
 from server.auth.actor import Actor
 from server.errors import Invalid, NotFound, field_errors
 
@@ -85,9 +87,13 @@ class TileContext:
         """About one tile pixel in degrees: the simplification tolerance."""
         return 360.0 / (2 ** self.z) / EXTENT
 
+    def simplified(self, geom_4326: Any) -> Any:
+        """A line or polygon simplified to half a tile pixel (before it is transformed)."""
+        return sa.func.ST_Simplify(geom_4326, self.pixel_deg / 2)
+
     def mvt_geom(self, geom_4326: Any, simplify: bool = False) -> Any:
         if simplify:
-            geom_4326 = sa.func.ST_Simplify(geom_4326, self.pixel_deg / 2)
+            geom_4326 = self.simplified(geom_4326)
         return sa.func.ST_AsMVTGeom(sa.func.ST_Transform(geom_4326, 3857), self.envelope,
                                     EXTENT, BUFFER, True)
 
@@ -214,10 +220,11 @@ def _buildings(ctx: TileContext) -> sa.Select:
         counts = (sa.select(Building.area_id, sa.func.count().label("count"))
                   .where(*scope).group_by(Building.area_id))
         return per_grid(ctx, counts, Building.area_id, "buildings")
-    geom = sa.func.coalesce(Building.footprint, Building.location)
+    # footprints simplified to the pixel; entrance points as they are
+    geom = sa.func.coalesce(ctx.simplified(Building.footprint), Building.location)
     rows = (sa.select(Building.id, Building.name, Building.use, Building.floors,
                       *registry.building_counts(Building.id),
-                      ctx.mvt_geom(geom, simplify=True).label("geom"))
+                      ctx.mvt_geom(geom).label("geom"))
             .where(*scope, sa.or_(_near(Building.footprint, ctx), _near(Building.location, ctx)))
             .order_by(Building.id).limit(ctx.max_features))
     return mvt(rows, "buildings")
@@ -302,22 +309,27 @@ def parse_layers(spec: str) -> list[Layer]:
     return [layers[n] for n in names]
 
 
-# PostGIS's function costs tempt the planner into parallel seq scans (ARCHITECTURE §8): off
-# for the tile's transaction (JIT, which they also trigger, is off for every session:
-# server.db.engine_for).
-_TILE_SETTINGS = sa.text("SET LOCAL max_parallel_workers_per_gather = 0")
+# Sent in the tile statement's round trip. PostGIS's function costs tempt the planner into
+# parallel seq scans (ARCHITECTURE §8): off (JIT, which they also trigger, is off for every
+# session: server.db.engine_for). A plan for each tile's own x and y: a generic plan, which
+# cannot see how many rows a tile envelope holds, nested-looped the dense tiles (EXPLAIN
+# ANALYZE of the benchmark's z14 centre tile: 40 ms → 69 ms).
+_TILE_SETTINGS = ("SET LOCAL max_parallel_workers_per_gather = 0; "
+                  "SET LOCAL plan_cache_mode = force_custom_plan")
 
-# (layer builders, context shape) → statement. Bounded by the layer sets asked for × 23
-# zooms × the scope shapes in use; cleared if something asks for far more than that.
-_statements: dict[tuple, sa.Select] = {}
+# (layer builders, context shape) → prepared statement. Bounded by the layer sets asked for
+# × 23 zooms × the scope shapes in use; cleared if something asks for far more than that
+# (and each connection keeps at most db.Prepared.MAX_PER_CONNECTION of them).
+_statements: dict[tuple, tuple[sa.Select, db.Prepared]] = {}
 MAX_STATEMENTS = 1024
 
 
-def _statement(ctx: TileContext, chosen: list[Layer]) -> sa.Select:
-    """The statement of these layers for contexts of `ctx`'s shape, built once."""
+def tile_statement(ctx: TileContext, chosen: list[Layer]) -> tuple[sa.Select, db.Prepared]:
+    """The statement of these layers for contexts of `ctx`'s shape (its bind parameters:
+    `ctx.params()`), built once: as SQLAlchemy built it, and prepared."""
     key = (tuple(layer.build for layer in chosen), ctx.shape())
-    stmt = _statements.get(key)
-    if stmt is None:
+    built = _statements.get(key)
+    if built is None:
         template = ctx.bound()
         parts = [layer.build(template).scalar_subquery() for layer in chosen]
         expr = parts[0]
@@ -325,16 +337,16 @@ def _statement(ctx: TileContext, chosen: list[Layer]) -> sa.Select:
             expr = expr.op("||", return_type=BYTEA)(part)
         if len(_statements) >= MAX_STATEMENTS:
             _statements.clear()
-        stmt = _statements[key] = sa.select(expr)
-    return stmt
+        stmt = sa.select(expr)
+        built = _statements[key] = (stmt, db.Prepared(stmt, settings=_TILE_SETTINGS))
+    return built
 
 
 def build_tile(s: Session, ctx: TileContext, chosen: list[Layer]) -> bytes:
-    """The tile's bytes (b"" for an empty tile), in one statement."""
+    """The tile's bytes (b"" for an empty tile), in one statement and one round trip."""
     check_tile(ctx.z, ctx.x, ctx.y)
-    stmt = _statement(ctx, chosen)
-    s.execute(_TILE_SETTINGS)
-    data = s.scalar(stmt, ctx.params())
+    _, prepared = tile_statement(ctx, chosen)
+    data = prepared.execute(s.connection(), ctx.params()).scalar()
     return bytes(data or b"")
 
 

@@ -52,6 +52,7 @@ def _optional_login(func):
                                 "Cache-Control public for the areas layer, private otherwise")
 @tiles_blp.alt_response(304, description="Not modified (If-None-Match matched)", success=True)
 @_optional_login
+@db.read_only
 def tile(layer: str, z: int, x: int, y: int):
     """One tile of a layer (`areas`, `buildings`, `cases`, `organisations`, or several
     joined by commas: `buildings,cases`), limited to the caller's scope; points are

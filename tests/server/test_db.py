@@ -92,6 +92,61 @@ def test_a_prepared_statement_is_prepared_once_per_connection_and_answers_as_the
         engine.dispose()
 
 
+def test_values_written_into_a_prepared_statement_are_literals_and_a_percent_is_no_placeholder(
+        urls):
+    engine = _engine(urls)
+    query = sa.select((sa.literal(41) + sa.bindparam("n", type_=sa.Integer)).label("sum"),
+                      sa.literal_column("'ab%'").like(sa.bindparam("p", type_=sa.String) + "%"),
+                      sa.literal_column("'b'").in_(["a", "b"]))
+    prepared = db.Prepared(query)
+    assert "41" in prepared.prepare_sql and "(INTEGER, VARCHAR)" in prepared.prepare_sql
+    try:
+        with engine.connect() as conn:
+            assert prepared.execute(conn, {"n": 1, "p": "ab"}).one() == (42, True, True)
+            assert prepared.execute(conn, {"n": 0, "p": "x"}).one() == (41, False, True)
+    finally:
+        engine.dispose()
+
+
+def test_a_prepared_statements_settings_end_with_it(urls):
+    engine = _engine(urls)
+    setting = "SELECT current_setting('max_parallel_workers_per_gather')"
+    prepared = db.Prepared(sa.select(sa.text(setting[7:])),
+                           settings="SET LOCAL max_parallel_workers_per_gather = 0")
+    try:
+        with engine.connect() as conn:
+            default = conn.scalar(sa.text(setting))
+            assert default != "0"
+            conn.rollback()
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            assert prepared.execute(conn, {}).scalar() == "0"
+            assert conn.scalar(sa.text(setting)) == default  # one implicit transaction
+        with engine.connect() as conn:  # in a transaction: until it ends
+            assert prepared.execute(conn, {}).scalar() == "0"
+            assert conn.scalar(sa.text(setting)) == "0"
+            conn.rollback()
+            assert conn.scalar(sa.text(setting)) == default
+    finally:
+        engine.dispose()
+
+
+def test_a_connection_holds_a_bounded_number_of_prepared_statements(urls, monkeypatch):
+    monkeypatch.setattr(db.Prepared, "MAX_PER_CONNECTION", 3)
+    engine = _engine(urls)
+    statements = [db.Prepared(sa.select(sa.literal(i) + sa.bindparam("n", type_=sa.Integer)))
+                  for i in range(5)]
+    try:
+        with engine.connect() as conn:
+            before = _prepared_here(conn)
+            for i, prepared in enumerate(statements):
+                assert prepared.execute(conn, {"n": 1}).scalar() == i + 1
+            assert _prepared_here(conn) == before + 3  # the two least recently used went
+            assert statements[0].execute(conn, {"n": 2}).scalar() == 2  # prepared again
+            assert _prepared_here(conn) == before + 3
+    finally:
+        engine.dispose()
+
+
 # --- read-only views --------------------------------------------------------------------------
 
 
