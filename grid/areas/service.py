@@ -110,6 +110,11 @@ def path_ids(path: Any) -> sa.ColumnElement:
                    ARRAY(sa.BigInteger))
 
 
+def ids_on_path(path: str) -> list[int]:
+    """The ids on a materialized path ("1.5.23." → [1, 5, 23]), top first; "" → []."""
+    return [int(x) for x in path.rstrip(".").split(".")] if path else []
+
+
 def _visible(actor: Actor) -> sa.ColumnElement[bool]:
     """Areas an actor may read: their subtrees plus the ancestors of those subtrees."""
     if actor.unrestricted:
@@ -203,7 +208,7 @@ def area_geometry(s: Session, area_id: int) -> dict | None:
 
 
 def ancestors(s: Session, area: Area) -> list[Area]:
-    ids = [int(x) for x in area.path.rstrip(".").split(".")]
+    ids = ids_on_path(area.path)
     rows = s.scalars(sa.select(Area).where(Area.id.in_(ids))).all()
     by_id = {a.id: a for a in rows}
     return [by_id[i] for i in ids if i in by_id]
