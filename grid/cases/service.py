@@ -241,16 +241,17 @@ def set_route(s: Session, actor: Actor, category_id: int, area_id: int,
 
 
 def suggested_department(s: Session, case: Case) -> int | None:
-    """The department a case goes to: its street's override, else the category's default."""
+    """The department a case goes to: its street's override, else the category's default
+    (one statement: it is shown on every dispatcher's read of a case)."""
     grid_path = sa.select(Area.path).where(Area.id == case.area_id).scalar_subquery()
-    routed = s.scalar(
-        sa.select(CategoryRoute.department_id).join(Area, Area.id == CategoryRoute.area_id)
-        .where(CategoryRoute.category_id == case.category_id, grid_path.startswith(Area.path))
-        .order_by(sa.func.length(Area.path).desc()).limit(1))
-    if routed is not None:
-        return routed
-    return s.scalar(sa.select(CaseCategory.default_department_id)
-                    .where(CaseCategory.id == case.category_id))
+    routed = (sa.select(CategoryRoute.department_id)
+              .join(Area, Area.id == CategoryRoute.area_id)
+              .where(CategoryRoute.category_id == case.category_id,
+                     grid_path.startswith(Area.path))
+              .order_by(sa.func.length(Area.path).desc()).limit(1).scalar_subquery())
+    default = sa.select(CaseCategory.default_department_id) \
+        .where(CaseCategory.id == case.category_id).scalar_subquery()
+    return s.scalar(sa.select(sa.func.coalesce(routed, default)))
 
 
 # --- extra attributes (typed questions) ---------------------------------------------------

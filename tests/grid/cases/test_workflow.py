@@ -7,9 +7,11 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from grid.cases.models import CaseCategory
+from grid.cases.models import Case, CaseCategory
+from grid.cases.service import suggested_department
 from tests.conftest import assert_error_shape
 from tests.grid.cases.conftest import act, inbox, photo, report
+from tests.grid.maps.conftest import counting
 
 
 def test_the_whole_loop_from_report_to_evaluation(people, category, department, db_session):
@@ -126,13 +128,17 @@ def test_missing_data_is_a_422_naming_the_fields(people, category, department, d
 
 def test_dispatch_follows_the_street_route_then_the_category_default(people, category,
                                                                     department, db_session,
-                                                                    tree):
+                                                                    tree, app):
     from grid.areas.models import Department
 
     p = people
     case = _as(p.dispatcher, act(p.dispatcher, _as(p.dispatcher, report(p.resident, category)),
                                  "accept"))
     assert case["suggested_department_id"] == department.id
+    row = db_session.get(Case, case["id"])
+    with counting(app) as seen:  # read on every dispatcher's GET of a case: one statement
+        assert suggested_department(db_session, row) == department.id  # no route: the default
+    assert len(seen) == 1
     street_own = Department(code="T-S1-CG", name="西街道城管中队",
                             service_area_id=tree["330183001"])
     db_session.add(street_own)
@@ -149,6 +155,7 @@ def test_dispatch_follows_the_street_route_then_the_category_default(people, cat
                              "department_id": street_own.id}).status_code == 204
     case = _as(p.dispatcher, case)
     assert case["suggested_department_id"] == street_own.id
+    assert suggested_department(db_session, row) == street_own.id
     case = act(p.dispatcher, case, "dispatch")
     assert case["department_id"] == street_own.id
 
