@@ -480,14 +480,16 @@ def likely_duplicates(s: Session, actor: Actor, category: CaseCategory, lon: flo
 @functools.cache
 def _intake_statement() -> sa.Select:
     """One round trip for what a report needs before it is written: the category, the grid
-    at the point (:lon, :lat; without its boundary), a case id from the sequence and the
+    at the point (:lon, :lat; without its boundary), a case id from the sequence unless
+    :client_uuid was claimed already (a replay spends no number, so no case code) and the
     street dispatchers over that grid (who hear of the new case)."""
     grid = sa.orm.aliased(Area, areas.finest_grid(Area).subquery("grid").lateral(), name="grid")
     dispatchers = (sa.select(sa.func.array_agg(Membership.user_id))
                    .join(Area, Area.id == Membership.area_id)
                    .where(Membership.role == "street_dispatcher",
                           grid.path.startswith(Area.path)).scalar_subquery())
-    case_id = sa.func.nextval(sa.func.pg_get_serial_sequence("cases", "id"))
+    case_id = sa.case((idempotency.unclaimed(sa.bindparam("client_uuid", type_=sa.Uuid())),
+                       sa.func.nextval(sa.func.pg_get_serial_sequence("cases", "id"))))
     return (sa.select(CaseCategory, grid, case_id.label("case_id"),
                       dispatchers.label("dispatchers"))
             .outerjoin(grid, sa.true())
@@ -528,8 +530,11 @@ def report_case(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | N
     actor.require("case:report")
     fix = data["location"]
     found = s.execute(_intake_statement(), {"category_id": data["category_id"],
-                                            "lon": fix.lon, "lat": fix.lat}).first()
+                                            "lon": fix.lon, "lat": fix.lat,
+                                            "client_uuid": client_uuid}).first()
     if client_uuid is not None:
+        # No case id was drawn only when the UUID was claimed already (claims are kept):
+        # this claim then finds that one (a replay, or a 409 for other content).
         prior = idempotency.claim(s, client_uuid, actor.user_id, "report_case", data,
                                   result=("case", found.case_id) if found else None)
         if prior is not None:

@@ -361,11 +361,17 @@ def test_a_report_sent_twice_is_stored_once(people, category, db_session):
     first = p.resident.post("/cases", body)
     second = p.resident.post("/cases", body)
     assert (first.status_code, second.status_code) == (201, 200)
-    assert first.get_json()["id"] == second.get_json()["id"]
+    original, replayed = first.get_json(), second.get_json()
+    assert (replayed["id"], replayed["code"], replayed["description"]) == \
+        (original["id"], original["code"], original["description"])
     changed = p.resident.post("/cases", {**body, "description": "另一件事"})
     assert_error_shape(changed, 409)
     mine = p.resident.ok(p.resident.get("/cases?reported_by_me=true"))
     assert len(mine) == 1
+    # neither the replay nor the refused reuse spent a case number: the next code follows
+    following = report(p.resident, category)
+    assert following["id"] == original["id"] + 1
+    assert following["code"][-6:] == f"{original['id'] + 1:06d}"
 
 
 def test_gcj02_report_lands_in_the_right_grid(people, category):
