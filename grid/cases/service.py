@@ -450,29 +450,36 @@ def private_category_ids() -> sa.Select:
                                                    CaseCategory.parent_id.in_(private)))
 
 
-def likely_duplicates(s: Session, actor: Actor, category: CaseCategory, lon: float,
-                      lat: float, exclude_id: int | None = None) -> list[dict]:
-    """Open cases of the same category within its radius, reported in its last N days
-    (none of a private category unless the actor works in areas: residents do not learn of
-    their neighbours' disputes)."""
+def _duplicates_of(s: Session, actor: Actor, category: CaseCategory, lon: float,
+                   lat: float) -> sa.Select | None:
+    """The duplicate rule: open cases of the same category within its radius, reported in
+    its last N days, with their distance (`distance_m`). None when the actor may not learn
+    of such cases (a private category and an actor who does not work in areas: residents do
+    not learn of their neighbours' disputes)."""
     if not _works_in_areas(actor) and s.scalar(
             private_category_ids().where(CaseCategory.id == category.id)) is not None:
-        return []
+        return None
     point = sa.func.ST_SetSRID(sa.func.ST_MakePoint(lon, lat), 4326)
     here, there = sa.cast(point, Geography), sa.cast(Case.location, Geography)
-    distance = sa.func.ST_Distance(there, here)
     # A bound in degrees first (a metre of longitude is the most degrees), so that the
     # geometry's GiST index finds the candidates; then the exact distance in metres.
     degrees = category.duplicate_radius_m / (111_320 * max(0.01, math.cos(math.radians(lat))))
-    rows = s.execute(
-        sa.select(Case.id, Case.code, Case.state, Case.joined_count, Case.address,
-                  Case.reported_at, distance.label("distance_m"))
-        .where(Case.category_id == category.id, Case.state.in_(OPEN_STATES),
-               Case.reported_at >= sa.func.now() - timedelta(days=category.duplicate_days),
-               sa.func.ST_DWithin(Case.location, point, degrees * 1.01),
-               sa.func.ST_DWithin(there, here, category.duplicate_radius_m),
-               Case.id != (exclude_id or -1))
-        .order_by(distance).limit(10)).all()
+    return (sa.select(Case.id, Case.code, Case.state, Case.joined_count, Case.address,
+                      Case.reported_at, sa.func.ST_Distance(there, here).label("distance_m"))
+            .where(Case.category_id == category.id, Case.state.in_(OPEN_STATES),
+                   Case.reported_at >= sa.func.now() - timedelta(days=category.duplicate_days),
+                   sa.func.ST_DWithin(Case.location, point, degrees * 1.01),
+                   sa.func.ST_DWithin(there, here, category.duplicate_radius_m)))
+
+
+def likely_duplicates(s: Session, actor: Actor, category: CaseCategory, lon: float,
+                      lat: float, exclude_id: int | None = None) -> list[dict]:
+    """The ten nearest cases the duplicate rule (`_duplicates_of`) finds at a point."""
+    query = _duplicates_of(s, actor, category, lon, lat)
+    if query is None:
+        return []
+    rows = s.execute(query.where(Case.id != (exclude_id or -1))
+                     .order_by(query.selected_columns.distance_m).limit(10)).all()
     return [dict(r._mapping) for r in rows]
 
 
@@ -687,8 +694,9 @@ def join_case(s: Session, actor: Actor, case_id: int, fix: Any) -> Case:
     if case is None or case.state not in OPEN_STATES:
         raise NotFound("No such open case")
     category = s.get(CaseCategory, case.category_id)
-    near = likely_duplicates(s, actor, category, fix.lon, fix.lat)
-    if case.id not in {d["id"] for d in near}:
+    # Any case the rule finds, not only the ten nearest the suggestion lists.
+    near = _duplicates_of(s, actor, category, fix.lon, fix.lat)
+    if near is None or not s.scalar(sa.select(near.where(Case.id == case.id).exists())):
         raise NotFound("No such open case near you")
     inserted = s.execute(
         sa.dialects.postgresql.insert(CaseFollower)

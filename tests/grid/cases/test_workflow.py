@@ -436,6 +436,24 @@ def test_only_a_case_near_you_can_be_joined(people, category, db_session):
     assert other["likely_duplicates"] == []  # residents do not learn of others' disputes
 
 
+def test_any_case_the_duplicate_rule_finds_can_be_joined_not_only_the_ten_nearest(
+        people, category):
+    from tests.grid.cases.conftest import at
+
+    p = people
+    metre = 1 / 96_000  # degrees of longitude at 30°N, near enough
+    cases = [report(p.resident, category, location=at("330183001001001", dx=2 * i * metre))
+             for i in range(1, 12)]  # 2 m, 4 m, … 22 m east: all within the 50 m rule
+    farthest = cases[-1]
+    here = {"location": at("330183001001001")}
+    listed = report(p.resident2, category, **here)["likely_duplicates"]
+    assert len(listed) == 10 and farthest["id"] not in {d["id"] for d in listed}
+    joined = p.resident2.ok(p.resident2.post(f"/cases/{farthest['id']}/join", here))
+    assert joined["joined_count"] == 1
+    too_far = {"location": at("330183001001001", dx=-60 * metre)}  # 80 m from it
+    assert_error_shape(p.resident2.post(f"/cases/{cases[-2]['id']}/join", too_far), 404)
+
+
 def test_a_worker_living_elsewhere_works_only_in_their_grid(people, category, tree,
                                                              db_session, make_user, login,
                                                              client):
