@@ -9,8 +9,8 @@ import sqlalchemy as sa
 
 from grid.cases.models import Case, CaseCategory
 from grid.cases.service import suggested_department
-from tests.conftest import assert_error_shape
-from tests.grid.cases.conftest import act, inbox, photo, report
+from tests.conftest import assert_error_shape, inbox
+from tests.grid.cases.conftest import act, photo, report
 from tests.grid.maps.conftest import counting
 
 

@@ -12,17 +12,9 @@ from grid.calendar.service import clear_cache
 from grid.services import service
 from grid.services.models import Schedule, Slot
 from server import clock
-from tests.conftest import assert_error_shape
+from tests.conftest import assert_error_shape, inbox
 from tests.grid.maps.conftest import counting
-from tests.grid.services.conftest import (
-    C21,
-    add_slot,
-    book,
-    inbox,
-    make_service,
-    outbox,
-    slot_row,
-)
+from tests.grid.services.conftest import C21, add_slot, book, make_service, outbox, slot_row
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
