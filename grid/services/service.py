@@ -292,7 +292,8 @@ def _slot_rows(schedule: Schedule, zone: ZoneInfo, wt: calendar.WorkingTime, fir
     return rows
 
 
-# Rows a slot INSERT carries at most (5 parameters each: well under psycopg2's comfort).
+# Rows a slot INSERT carries at most: a top-up of many schedules is not one statement of
+# hundreds of thousands of parameters (5 a row).
 _SLOT_BATCH = 2000
 
 
@@ -360,9 +361,9 @@ def end_schedule(s: Session, actor: Actor, service_id: int, schedule_id: int) ->
 
 
 def generate_ahead(s: Session) -> dict:
-    """The worker's daily top-up: every active schedule's slots up to the horizon. A fixed
-    number of statements whatever the number of schedules (their areas and calendars are
-    read together, the slots inserted in batches)."""
+    """The worker's daily top-up: every active schedule's slots up to the horizon, in at most
+    three statements whatever the number of schedules (the schedules with their areas, the
+    uncached calendars of those areas) plus one INSERT per _SLOT_BATCH slots."""
     today = clock.local_today()
     last = today + timedelta(days=_setting("SERVICE_SLOT_DAYS_AHEAD"))
     schedules = s.execute(sa.select(Schedule, Area.path, Area.timezone).select_from(Schedule)
