@@ -15,6 +15,7 @@ from typing import Any
 
 import marshmallow as ma
 from shapely.geometry import mapping
+from webargs.fields import DelimitedList
 
 from geo import crs as crs_mod
 
@@ -139,3 +140,33 @@ class GeoJSONGeometry(ma.fields.Field):
         if not isinstance(value, dict) or "type" not in value:
             raise ma.ValidationError("Must be a GeoJSON geometry object.")
         return value
+
+
+class Near(DelimitedList):
+    """`?near=lon,lat,radius_m` in the request's `crs` ⇄ `(lon, lat, radius_m)` in WGS-84.
+
+    The point is converted with the sibling `crs` query field (an unknown crs is that
+    field's error, so the point is then read as WGS-84). Without `radius_required` the
+    radius may be left out (`radius_m` is then None): nearest first, no cut-off.
+    """
+
+    MAX_RADIUS_M = 50_000
+
+    def __init__(self, *, radius_required: bool = True, crs_field: str = "crs",
+                 **kwargs: Any) -> None:
+        self.radius_required, self.crs_field = radius_required, crs_field
+        self._shape = "lon,lat,radius_m" if radius_required else "lon,lat[,radius_m]"
+        metadata = kwargs.pop("metadata", {})
+        metadata.setdefault("description", f"{self._shape} in `{crs_field}`"
+                            + ("" if radius_required else ": nearest first"))
+        super().__init__(ma.fields.Float(allow_nan=False), metadata=metadata, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs) -> tuple[float, float, float | None]:
+        near = super()._deserialize(value, attr, data, **kwargs)
+        lengths = (3,) if self.radius_required else (2, 3)
+        if len(near) not in lengths or not (-180 <= near[0] <= 180 and -90 <= near[1] <= 90) \
+                or (len(near) == 3 and not 0 < near[2] <= self.MAX_RADIUS_M):
+            raise ma.ValidationError(f"{self._shape} (radius ≤ 50 km)")
+        crs = data.get(self.crs_field) if data is not None else None
+        lon, lat = crs_mod.to_wgs84(near[0], near[1], crs if crs in crs_mod.CRS else "wgs84")
+        return lon, lat, near[2] if len(near) == 3 else None

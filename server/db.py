@@ -49,25 +49,45 @@ class Base(DeclarativeBase):
 SessionFactory = sessionmaker(expire_on_commit=False)
 session: scoped_session[Session] = scoped_session(SessionFactory)
 _engines: dict[str, sa.Engine] = {}
-
+_read_only_twins: dict[sa.Engine, sa.Engine] = {}
 
 # A connection back from the pool after this long idle is pinged first.
 PING_AFTER_IDLE_S = 10.0
+
+# JIT off for the app's sessions: PostGIS's function costs and OR-ed subplans push plain
+# requests past jit_above_cost, and compiling cost up to seconds for statements that run in
+# milliseconds (7 s for a 250 ms grid profile at 1M persons, 170 ms for a 30 ms tile;
+# bench/README.md "maps"). No request here runs long enough to win it back.
+_SESSION_OPTIONS = "-c jit=off"
 
 
 def engine_for(url: str, pool_size: int = 5) -> sa.Engine:
     """One engine per URL per process (create_app may run several times in tests)."""
     if url not in _engines:
-        # JIT off for the app's sessions: PostGIS's function costs and OR-ed subplans push
-        # plain requests past jit_above_cost, and compiling cost up to seconds for statements
-        # that run in milliseconds (7 s for a 250 ms grid profile at 1M persons, 170 ms
-        # for a 30 ms tile; bench/README.md "maps"). No request here runs long enough to win
-        # it back.
         engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size,
-                                  connect_args={"options": "-c jit=off"})
+                                  connect_args={"options": _SESSION_OPTIONS})
         _ping_when_idle(engine)
         _engines[url] = engine
     return _engines[url]
+
+
+def read_only_twin(engine: sa.Engine) -> sa.Engine:
+    """The engine @read_only views use instead of `engine`: the same database through a pool
+    of its own, whose connections run in autocommit and refuse writes (PostgreSQL's
+    default_transaction_read_only, set when they connect). Setting either per request
+    instead (psycopg2's `readonly` in autocommit is a SET, and another to undo it when the
+    connection goes back) would cost the two round trips autocommit saves; a pool of its own
+    also means no read-only or autocommit connection ever reaches a writing request. The
+    price: a worker may hold a connection in each pool."""
+    twin = _read_only_twins.get(engine)
+    if twin is None:
+        twin = sa.create_engine(
+            engine.url, pool_size=engine.pool.size(), max_overflow=engine.pool.size(),
+            isolation_level="AUTOCOMMIT",
+            connect_args={"options": f"{_SESSION_OPTIONS} -c default_transaction_read_only=on"})
+        _ping_when_idle(twin)
+        twin = _read_only_twins.setdefault(engine, twin)
+    return twin
 
 
 def _ping_when_idle(engine: sa.Engine) -> None:
@@ -126,20 +146,25 @@ def unit_of_work() -> Iterator[Session]:
 def read_only(view: Callable) -> Callable:
     """For views that only read (put it above @login_required, which reads the actor):
     their statements run outside a transaction block (autocommit), which spares the BEGIN
-    and ROLLBACK round trips psycopg2 wraps around them. The statements of one request
-    then see no common snapshot. unit_of_work() refuses to run inside such a view.
-    A session already in a transaction (the tests' shared one) is left as it is."""
+    and ROLLBACK round trips psycopg2 wraps around them, on a connection that refuses
+    writes (`read_only_twin`): a stray write fails with an error instead of committing on
+    its own. The statements of one request see no common snapshot. unit_of_work() refuses
+    to run inside such a view, so a view that writes anything (an audit row, a rate-limit
+    hit) cannot be one. A session already in a transaction (the tests' shared one) is left
+    as it is."""
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         s = session()
-        if not s.in_transaction() and isinstance(s.get_bind(), sa.Engine):
-            s.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        bind = s.bind
+        if not s.in_transaction() and isinstance(bind, sa.Engine):
+            s.bind = read_only_twin(bind)
         s.info["read_only"] = True
         try:
             return view(*args, **kwargs)
         finally:
             s.info.pop("read_only", None)
+            s.bind = bind  # its connection goes back to the twin's pool when the session ends
 
     return wrapper
 

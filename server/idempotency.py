@@ -43,6 +43,14 @@ def content_hash(payload: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def unclaimed(client_uuid: Any) -> sa.ColumnElement[bool]:
+    """SQL: no claim of this client UUID is visible (true for NULL: no UUID sent). Lets a
+    create draw its id from a sequence only for a UUID not seen yet, in the same statement
+    that reads what it needs: a replay then costs no number (only two copies of one request
+    racing, both ahead of either's commit, can still spend one)."""
+    return ~sa.exists().where(ClientRequest.client_uuid == client_uuid)
+
+
 def claim(s: Session, client_uuid: uuid.UUID, actor_id: int | None, operation: str,
           payload: Any, result: tuple[str, Any] | None = None) -> tuple[str, str] | None:
     """Claim a client UUID for this request.

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
+from notifications.models import Notification
 from server import db
 from server.app import create_app
 from server.auth import service as auth_service
@@ -25,6 +26,14 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 def today_local() -> date:
     """Today in Asia/Shanghai (the areas' zone): the server counts dates there, not in UTC."""
     return datetime.now(UTC).astimezone(SHANGHAI).date()
+
+
+def inbox(db_session, user, kind: str | None = None) -> list[Notification]:
+    """A user's notifications (of one kind, if given), oldest first."""
+    stmt = sa.select(Notification).where(Notification.user_id == user.id)
+    if kind:
+        stmt = stmt.where(Notification.kind == kind)
+    return list(db_session.scalars(stmt.order_by(Notification.id)))
 
 
 def _urls() -> dict[str, str]:

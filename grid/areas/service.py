@@ -110,6 +110,11 @@ def path_ids(path: Any) -> sa.ColumnElement:
                    ARRAY(sa.BigInteger))
 
 
+def ids_on_path(path: str) -> list[int]:
+    """The ids on a materialized path ("1.5.23." → [1, 5, 23]), top first; "" → []."""
+    return [int(x) for x in path.rstrip(".").split(".")] if path else []
+
+
 def _visible(actor: Actor) -> sa.ColumnElement[bool]:
     """Areas an actor may read: their subtrees plus the ancestors of those subtrees."""
     if actor.unrestricted:
@@ -203,7 +208,7 @@ def area_geometry(s: Session, area_id: int) -> dict | None:
 
 
 def ancestors(s: Session, area: Area) -> list[Area]:
-    ids = [int(x) for x in area.path.rstrip(".").split(".")]
+    ids = ids_on_path(area.path)
     rows = s.scalars(sa.select(Area).where(Area.id.in_(ids))).all()
     by_id = {a.id: a for a in rows}
     return [by_id[i] for i in ids if i in by_id]
@@ -420,25 +425,30 @@ def remove_membership(s: Session, actor: Actor, membership_id: int) -> None:
 card_counters: list = []
 
 
+def contacts(s: Session, area_ids: Any, roles: tuple[str, ...]) -> list[dict]:
+    """The active members in `roles` of the areas `area_ids` (ids or a select of them), as
+    cards and profiles show them: phone masked, with their area; by area code, role, name."""
+    rows = s.execute(
+        sa.select(Membership.role, User.id, User.display_name, User.phone_enc, Area.id,
+                  Area.code, Area.name)
+        .join(User, User.id == Membership.user_id).join(Area, Area.id == Membership.area_id)
+        .where(Membership.area_id.in_(area_ids), User.is_active, Membership.role.in_(roles))
+        .order_by(Area.code, Membership.role, User.display_name)).all()
+    return [{"role": r[0], "user_id": r[1], "name": r[2],
+             "phone": pii.mask_phone(pii.decrypt(r[3], "user.phone")),
+             "area": {"id": r[4], "code": r[5], "name": r[6]}} for r in rows]
+
+
 def grid_card(s: Session, actor: Actor, area_id: int) -> dict:
-    """网格公示卡: the grid, its chain of areas, its chief(s) and workers with masked phones,
-    and counts from the registry when it is installed."""
+    """网格公示卡: the grid, its chain of areas (top first), its chief(s) and workers with
+    masked phones, and counts from the registry when it is installed."""
     area = get_area(s, actor, area_id)
-    people = s.execute(
-        sa.select(Membership.role, User.id, User.display_name, User.phone_enc)
-        .join(User, User.id == Membership.user_id)
-        .where(Membership.area_id == area.id, User.is_active,
-               Membership.role.in_(("grid_chief", "grid_worker", "community_staff")))
-        .order_by(Membership.role, User.display_name)
-    ).all()
-    contacts = [{"role": r.role, "user_id": r.id, "name": r.display_name,
-                 "phone": pii.mask_phone(pii.decrypt(r.phone_enc, "user.phone"))} for r in people]
+    people = contacts(s, [area.id], ("grid_chief", "grid_worker", "community_staff"))
     card = {
         "area": area,
-        "chain": [{"id": a.id, "code": a.code, "name": a.name, "level": a.level}
-                  for a in ancestors(s, area)],
-        "chiefs": [c for c in contacts if c["role"] == "grid_chief"],
-        "workers": [c for c in contacts if c["role"] != "grid_chief"],
+        "chain": ancestors(s, area),
+        "chiefs": [c for c in people if c["role"] == "grid_chief"],
+        "workers": [c for c in people if c["role"] != "grid_chief"],
         "counts": {},
     }
     for counter in card_counters:

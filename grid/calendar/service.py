@@ -9,6 +9,7 @@ N working days = N × that many working seconds.
 from __future__ import annotations
 
 import time as time_module
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -132,16 +133,24 @@ def elapsed(wt: WorkingTime, start: datetime, end: datetime, unit: str) -> float
 # --- loading and editing ------------------------------------------------------------------
 
 
-def _calendar_row(s: Session, area: Area | None) -> WorkCalendar | None:
-    """The calendar of the nearest area up the tree that has one, else the default."""
-    ids = [int(p) for p in area.path.rstrip(".").split(".")] if area is not None else []
-    rows = s.scalars(sa.select(WorkCalendar).where(
-        sa.or_(WorkCalendar.area_id.in_(ids or [-1]), WorkCalendar.area_id.is_(None)))).all()
-    by_area = {r.area_id: r for r in rows}
+def _nearest(by_area: dict[int | None, WorkCalendar], ids: list[int]) -> WorkCalendar | None:
+    """The calendar of the nearest area up the path that has one, else the default."""
     for area_id in reversed(ids):
         if area_id in by_area:
             return by_area[area_id]
     return by_area.get(None)
+
+
+def _calendars_on(s: Session, ids: set[int]) -> dict[int | None, WorkCalendar]:
+    """The calendars of these areas and the default one, by area id (None: the default)."""
+    rows = s.scalars(sa.select(WorkCalendar).where(
+        sa.or_(WorkCalendar.area_id.in_(ids or [-1]), WorkCalendar.area_id.is_(None)))).all()
+    return {r.area_id: r for r in rows}
+
+
+def _calendar_row(s: Session, area: Area | None) -> WorkCalendar | None:
+    ids = areas.ids_on_path(area.path if area is not None else "")
+    return _nearest(_calendars_on(s, set(ids)), ids)
 
 
 # Per process: the working time of an area's path, for CACHE_S seconds (every intake and
@@ -157,22 +166,36 @@ def clear_cache() -> None:
 
 def working_time(s: Session, area: Area | None) -> WorkingTime:
     """The working time that applies in an area (its district's calendar, else the default)."""
-    key = area.path if area is not None else ""
-    hit = _cache.get(key)
-    if hit is not None and hit[0] > time_module.monotonic():
-        return hit[1]
-    wt = _load_working_time(s, area)
-    _cache[key] = (time_module.monotonic() + CACHE_S, wt)
-    return wt
+    path = area.path if area is not None else ""
+    return working_times(s, [path])[path]
 
 
-def _load_working_time(s: Session, area: Area | None) -> WorkingTime:
-    row = _calendar_row(s, area)
-    if row is None:
-        return WorkingTime.of("Asia/Shanghai", DEFAULT_WINDOWS, [])
-    days = s.execute(sa.select(CalendarDay.day, CalendarDay.kind)
-                     .where(CalendarDay.calendar_id == row.id)).all()
-    return WorkingTime.of(row.timezone, row.windows, [(d, k) for d, k in days])
+def working_times(s: Session, paths: Iterable[str]) -> dict[str, WorkingTime]:
+    """`working_time` of many areas by path ("" for none): those not cached in two statements."""
+    now = time_module.monotonic()
+    out: dict[str, WorkingTime] = {}
+    for path in set(paths):
+        hit = _cache.get(path)
+        if hit is not None and hit[0] > now:
+            out[path] = hit[1]
+    missing = {path: areas.ids_on_path(path) for path in set(paths) - out.keys()}
+    if not missing:
+        return out
+    by_area = _calendars_on(s, {i for ids in missing.values() for i in ids})
+    chosen = {path: _nearest(by_area, ids) for path, ids in missing.items()}
+    days: dict[int, list[tuple[date, str]]] = {}
+    calendar_ids = {row.id for row in chosen.values() if row is not None}
+    if calendar_ids:
+        for calendar_id, day, kind in s.execute(
+                sa.select(CalendarDay.calendar_id, CalendarDay.day, CalendarDay.kind)
+                .where(CalendarDay.calendar_id.in_(calendar_ids))):
+            days.setdefault(calendar_id, []).append((day, kind))
+    for path, row in chosen.items():
+        wt = WorkingTime.of("Asia/Shanghai", DEFAULT_WINDOWS, []) if row is None else \
+            WorkingTime.of(row.timezone, row.windows, days.get(row.id, []))
+        _cache[path] = (now + CACHE_S, wt)
+        out[path] = wt
+    return out
 
 
 def get_calendar(s: Session, area: Area | None) -> tuple[WorkCalendar, list[CalendarDay]]:

@@ -6,7 +6,7 @@ import marshmallow as ma
 from webargs.fields import DelimitedList
 
 from geo import crs as crs_mod
-from geo.fields import GpsFix, Point
+from geo.fields import GpsFix, Near, Point
 from grid.calendar.service import UNITS
 from grid.cases.models import CHANNELS, STAGES, STATES
 from server.api import Schema, UtcDateTime
@@ -222,8 +222,7 @@ class CaseQuerySchema(Schema):
     reported_by_me = ma.fields.Boolean()
     bbox = DelimitedList(ma.fields.Float(allow_nan=False), metadata={
         "description": "min_lon,min_lat,max_lon,max_lat in `crs`"})
-    near = DelimitedList(ma.fields.Float(allow_nan=False), metadata={
-        "description": "lon,lat,radius_m in `crs`"})
+    near = Near()
     crs = ma.fields.String(load_default="wgs84", validate=ma.validate.OneOf(crs_mod.CRS))
     reported_from = UtcDateTime()
     reported_to = UtcDateTime()
@@ -241,13 +240,6 @@ class CaseQuerySchema(Schema):
                 raise ma.ValidationError("min_lon,min_lat,max_lon,max_lat", "bbox")
             a, b = crs_mod.to_wgs84(box[0], box[1], crs), crs_mod.to_wgs84(box[2], box[3], crs)
             data["bbox"] = (a[0], a[1], b[0], b[1])
-        if data.get("near") is not None:
-            near = data["near"]
-            if len(near) != 3 or not (-180 <= near[0] <= 180 and -90 <= near[1] <= 90
-                                      and 0 < near[2] <= 50_000):
-                raise ma.ValidationError("lon,lat,radius_m (radius ≤ 50 km)", "near")
-            lon, lat = crs_mod.to_wgs84(near[0], near[1], crs)
-            data["near"] = (lon, lat, near[2])
         return data
 
 

@@ -241,16 +241,17 @@ def set_route(s: Session, actor: Actor, category_id: int, area_id: int,
 
 
 def suggested_department(s: Session, case: Case) -> int | None:
-    """The department a case goes to: its street's override, else the category's default."""
+    """The department a case goes to: its street's override, else the category's default
+    (one statement: it is shown on every dispatcher's read of a case)."""
     grid_path = sa.select(Area.path).where(Area.id == case.area_id).scalar_subquery()
-    routed = s.scalar(
-        sa.select(CategoryRoute.department_id).join(Area, Area.id == CategoryRoute.area_id)
-        .where(CategoryRoute.category_id == case.category_id, grid_path.startswith(Area.path))
-        .order_by(sa.func.length(Area.path).desc()).limit(1))
-    if routed is not None:
-        return routed
-    return s.scalar(sa.select(CaseCategory.default_department_id)
-                    .where(CaseCategory.id == case.category_id))
+    routed = (sa.select(CategoryRoute.department_id)
+              .join(Area, Area.id == CategoryRoute.area_id)
+              .where(CategoryRoute.category_id == case.category_id,
+                     grid_path.startswith(Area.path))
+              .order_by(sa.func.length(Area.path).desc()).limit(1).scalar_subquery())
+    default = sa.select(CaseCategory.default_department_id) \
+        .where(CaseCategory.id == case.category_id).scalar_subquery()
+    return s.scalar(sa.select(sa.func.coalesce(routed, default)))
 
 
 # --- extra attributes (typed questions) ---------------------------------------------------
@@ -449,29 +450,36 @@ def private_category_ids() -> sa.Select:
                                                    CaseCategory.parent_id.in_(private)))
 
 
-def likely_duplicates(s: Session, actor: Actor, category: CaseCategory, lon: float,
-                      lat: float, exclude_id: int | None = None) -> list[dict]:
-    """Open cases of the same category within its radius, reported in its last N days
-    (none of a private category unless the actor works in areas: residents do not learn of
-    their neighbours' disputes)."""
+def _duplicates_of(s: Session, actor: Actor, category: CaseCategory, lon: float,
+                   lat: float) -> sa.Select | None:
+    """The duplicate rule: open cases of the same category within its radius, reported in
+    its last N days, with their distance (`distance_m`). None when the actor may not learn
+    of such cases (a private category and an actor who does not work in areas: residents do
+    not learn of their neighbours' disputes)."""
     if not _works_in_areas(actor) and s.scalar(
             private_category_ids().where(CaseCategory.id == category.id)) is not None:
-        return []
+        return None
     point = sa.func.ST_SetSRID(sa.func.ST_MakePoint(lon, lat), 4326)
     here, there = sa.cast(point, Geography), sa.cast(Case.location, Geography)
-    distance = sa.func.ST_Distance(there, here)
     # A bound in degrees first (a metre of longitude is the most degrees), so that the
     # geometry's GiST index finds the candidates; then the exact distance in metres.
     degrees = category.duplicate_radius_m / (111_320 * max(0.01, math.cos(math.radians(lat))))
-    rows = s.execute(
-        sa.select(Case.id, Case.code, Case.state, Case.joined_count, Case.address,
-                  Case.reported_at, distance.label("distance_m"))
-        .where(Case.category_id == category.id, Case.state.in_(OPEN_STATES),
-               Case.reported_at >= sa.func.now() - timedelta(days=category.duplicate_days),
-               sa.func.ST_DWithin(Case.location, point, degrees * 1.01),
-               sa.func.ST_DWithin(there, here, category.duplicate_radius_m),
-               Case.id != (exclude_id or -1))
-        .order_by(distance).limit(10)).all()
+    return (sa.select(Case.id, Case.code, Case.state, Case.joined_count, Case.address,
+                      Case.reported_at, sa.func.ST_Distance(there, here).label("distance_m"))
+            .where(Case.category_id == category.id, Case.state.in_(OPEN_STATES),
+                   Case.reported_at >= sa.func.now() - timedelta(days=category.duplicate_days),
+                   sa.func.ST_DWithin(Case.location, point, degrees * 1.01),
+                   sa.func.ST_DWithin(there, here, category.duplicate_radius_m)))
+
+
+def likely_duplicates(s: Session, actor: Actor, category: CaseCategory, lon: float,
+                      lat: float, exclude_id: int | None = None) -> list[dict]:
+    """The ten nearest cases the duplicate rule (`_duplicates_of`) finds at a point."""
+    query = _duplicates_of(s, actor, category, lon, lat)
+    if query is None:
+        return []
+    rows = s.execute(query.where(Case.id != (exclude_id or -1))
+                     .order_by(query.selected_columns.distance_m).limit(10)).all()
     return [dict(r._mapping) for r in rows]
 
 
@@ -479,14 +487,16 @@ def likely_duplicates(s: Session, actor: Actor, category: CaseCategory, lon: flo
 @functools.cache
 def _intake_statement() -> sa.Select:
     """One round trip for what a report needs before it is written: the category, the grid
-    at the point (:lon, :lat; without its boundary), a case id from the sequence and the
+    at the point (:lon, :lat; without its boundary), a case id from the sequence unless
+    :client_uuid was claimed already (a replay spends no number, so no case code) and the
     street dispatchers over that grid (who hear of the new case)."""
     grid = sa.orm.aliased(Area, areas.finest_grid(Area).subquery("grid").lateral(), name="grid")
     dispatchers = (sa.select(sa.func.array_agg(Membership.user_id))
                    .join(Area, Area.id == Membership.area_id)
                    .where(Membership.role == "street_dispatcher",
                           grid.path.startswith(Area.path)).scalar_subquery())
-    case_id = sa.func.nextval(sa.func.pg_get_serial_sequence("cases", "id"))
+    case_id = sa.case((idempotency.unclaimed(sa.bindparam("client_uuid", type_=sa.Uuid())),
+                       sa.func.nextval(sa.func.pg_get_serial_sequence("cases", "id"))))
     return (sa.select(CaseCategory, grid, case_id.label("case_id"),
                       dispatchers.label("dispatchers"))
             .outerjoin(grid, sa.true())
@@ -527,8 +537,11 @@ def report_case(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | N
     actor.require("case:report")
     fix = data["location"]
     found = s.execute(_intake_statement(), {"category_id": data["category_id"],
-                                            "lon": fix.lon, "lat": fix.lat}).first()
+                                            "lon": fix.lon, "lat": fix.lat,
+                                            "client_uuid": client_uuid}).first()
     if client_uuid is not None:
+        # No case id was drawn only when the UUID was claimed already (claims are kept):
+        # this claim then finds that one (a replay, or a 409 for other content).
         prior = idempotency.claim(s, client_uuid, actor.user_id, "report_case", data,
                                   result=("case", found.case_id) if found else None)
         if prior is not None:
@@ -681,8 +694,9 @@ def join_case(s: Session, actor: Actor, case_id: int, fix: Any) -> Case:
     if case is None or case.state not in OPEN_STATES:
         raise NotFound("No such open case")
     category = s.get(CaseCategory, case.category_id)
-    near = likely_duplicates(s, actor, category, fix.lon, fix.lat)
-    if case.id not in {d["id"] for d in near}:
+    # Any case the rule finds, not only the ten nearest the suggestion lists.
+    near = _duplicates_of(s, actor, category, fix.lon, fix.lat)
+    if near is None or not s.scalar(sa.select(near.where(Case.id == case.id).exists())):
         raise NotFound("No such open case near you")
     inserted = s.execute(
         sa.dialects.postgresql.insert(CaseFollower)

@@ -12,10 +12,9 @@ Collections are pluggable like the tile layers: `collections[name]` builds one f
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import escape
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSON
@@ -143,11 +142,14 @@ def area_map(s: Session, actor: Actor, area_id: int, crs: str, max_features: int
 _LIGHT_COLOURS = {"green": "#2e7d32", "yellow": "#f9a825", "red": "#c62828", None: "#1565c0"}
 
 
-def _svg_rows(geom: Any) -> tuple[Any, Any]:
+def _svg_rows(geom: Any) -> tuple[Any, Any, Any]:
     """ST_AsSVG of a geometry in Web Mercator (metres; SVG's y axis points down, which
-    ST_AsSVG accounts for by negating y), and whether it is a point."""
+    ST_AsSVG accounts for by negating y), and a point's x and y in the same axes (NULL for
+    other shapes: a point drawn as a square needs its centre as numbers)."""
     merc = sa.func.ST_Transform(geom, 3857)
-    return sa.func.ST_AsSVG(merc, 0, 1), sa.func.ST_GeometryType(merc) == "ST_Point"
+    is_point = sa.func.ST_GeometryType(merc) == "ST_Point"
+    return (sa.func.ST_AsSVG(merc, 0, 1),
+            sa.case((is_point, sa.func.ST_X(merc))), sa.case((is_point, -sa.func.ST_Y(merc))))
 
 
 def area_svg(s: Session, actor: Actor, area_id: int, max_features: int,
@@ -157,15 +159,15 @@ def area_svg(s: Session, actor: Actor, area_id: int, max_features: int,
     subtree = _subtree(area)
     b = _buildings(actor, subtree, max_features).subquery("b")
     c = _cases(actor, subtree, max_features).subquery("c")
-    b_svg, b_point = _svg_rows(b.c.geom)
-    c_svg, _ = _svg_rows(c.c.geom)
+    b_svg, b_x, b_y = _svg_rows(b.c.geom)
+    c_svg, _, _ = _svg_rows(c.c.geom)
     merc = sa.func.ST_Transform(Area.boundary, 3857)
     bounds = sa.select(sa.func.ST_AsSVG(merc, 0, 1).label("svg"),
                        sa.func.ST_XMin(merc).label("x0"), sa.func.ST_YMin(merc).label("y0"),
                        sa.func.ST_XMax(merc).label("x1"), sa.func.ST_YMax(merc).label("y1")
                        ).where(Area.id == area.id).subquery("a")
     buildings = sa.select(sa.func.coalesce(sa.func.jsonb_agg(sa.func.jsonb_build_array(
-        b.c.id, b.c.name, b_svg, b_point)), sa.text("'[]'::jsonb"))).scalar_subquery()
+        b.c.id, b.c.name, b_svg, b_x, b_y)), sa.text("'[]'::jsonb"))).scalar_subquery()
     open_cases = sa.select(sa.func.coalesce(sa.func.jsonb_agg(sa.func.jsonb_build_array(
         c.c.id, c.c.code, c_svg, c.c.light)), sa.text("'[]'::jsonb"))).scalar_subquery()
     row = s.execute(sa.select(bounds, buildings.label("buildings"),
@@ -190,10 +192,12 @@ def _svg_document(area: Area, row: Any, width_px: int) -> str:
     if row.svg:
         out.append(f'<path fill-rule="evenodd" d="{row.svg}"/>')
     out.append('</g><g id="buildings" fill="#90a4ae" stroke="#455a64">')
-    for bid, name, svg, is_point in row.buildings:
+    for bid, name, svg, x, y in row.buildings:
         label = f"<title>{escape(name or '')}</title>"
-        if is_point:
-            out.append(f'<rect data-id="{bid}" {_square(svg, unit * 3)}>{label}</rect>')
+        if x is not None:  # a point: a square marker centred on it
+            size = unit * 3
+            out.append(f'<rect data-id="{bid}" x="{x - size / 2:.1f}" y="{y - size / 2:.1f}" '
+                       f'width="{size:.1f}" height="{size:.1f}">{label}</rect>')
         elif svg:
             out.append(f'<path data-id="{bid}" d="{svg}">{label}</path>')
     out.append('</g><g id="cases" stroke="#ffffff">')
@@ -205,11 +209,3 @@ def _svg_document(area: Area, row: Any, width_px: int) -> str:
                f'font-size="{unit * 10:.1f}" fill="#263238">'
                f"{escape(area.name)} {escape(area.code)}</text></svg>")
     return "\n".join(out)
-
-
-def _square(point_svg: str, size: float) -> str:
-    """A square marker centred on ST_AsSVG's `cx="…" cy="…"` of a point."""
-    attrs = dict(part.split("=") for part in point_svg.split())
-    cx, cy = float(json.loads(attrs["cx"])), float(json.loads(attrs["cy"]))
-    return (f"x={quoteattr(f'{cx - size / 2:.1f}')} y={quoteattr(f'{cy - size / 2:.1f}')} "
-            f'width="{size:.1f}" height="{size:.1f}"')

@@ -27,7 +27,7 @@ from geoalchemy2 import Geography
 from sqlalchemy.orm import Session
 
 from grid.areas import service as areas
-from grid.areas.models import Area, Membership
+from grid.areas.models import Area
 from grid.cases import service as cases
 from grid.cases.models import OPEN_STATES, Case, CaseCategory
 from grid.registry import service as registry
@@ -313,7 +313,7 @@ def area_profile(s: Session, actor: Actor, area_id: int, today: date) -> dict:
         count(visited).label("households_visited"),
         count(sa.select(Visit.id).where(Visit.area_id.in_(subtree), Visit.visited_at >= since_at))
         .label("visits"))).one()._asdict()
-    workers = _workers(s, area, actor)
+    workers = areas.contacts(s, areas.subtree_ids(area), ("grid_worker", "grid_chief"))
     children = _children(s, actor, area)
     by_type = {k: 0 for k in POPULATION_TYPES}
     by_age_sex: dict[str, dict[str, int]] = {name: {"M": 0, "F": 0, "?": 0}
@@ -328,8 +328,7 @@ def area_profile(s: Session, actor: Actor, area_id: int, today: date) -> dict:
     households_n = totals["households"]
     return {
         "area": area,
-        "chain": [{"id": a.id, "code": a.code, "name": a.name, "level": a.level}
-                  for a in areas.ancestors(s, area)],
+        "chain": areas.ancestors(s, area),
         "population": {"total": sum(by_type.values()), "by_type": by_type,
                        "by_age_sex": by_age_sex},
         "care_groups": care, "key_persons": key,
@@ -341,20 +340,6 @@ def area_profile(s: Session, actor: Actor, area_id: int, today: date) -> dict:
         "workers": workers, "children": children,
         **_sections(s, actor, "area", area),
     }
-
-
-def _workers(s: Session, area: Area, actor: Actor) -> list[dict]:
-    """Grid workers and chiefs in the area's subtree, phones masked (one query)."""
-    rows = s.execute(
-        sa.select(Membership.role, User.id, User.display_name, User.phone_enc, Area.id,
-                  Area.code, Area.name)
-        .join(User, User.id == Membership.user_id).join(Area, Area.id == Membership.area_id)
-        .where(Membership.area_id.in_(areas.subtree_ids(area)), User.is_active,
-               Membership.role.in_(("grid_worker", "grid_chief")))
-        .order_by(Area.code, Membership.role, User.display_name)).all()
-    return [{"role": r[0], "user_id": r[1], "name": r[2],
-             "phone": pii.mask_phone(pii.decrypt(r[3], "user.phone")),
-             "area": {"id": r[4], "code": r[5], "name": r[6]}} for r in rows]
 
 
 def _children(s: Session, actor: Actor, area: Area) -> list[dict]:

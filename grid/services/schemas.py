@@ -8,7 +8,7 @@ import marshmallow as ma
 from webargs.fields import DelimitedList
 
 from geo import crs as crs_mod
-from geo.fields import Point
+from geo.fields import Near, Point
 from grid.services.models import BOOKING_MODES, BOOKING_STATES, SLOT_STATES
 from server.api import Schema, UtcDateTime
 
@@ -95,23 +95,15 @@ class ServiceQuerySchema(Schema):
     online = ma.fields.Boolean()
     area_id = ma.fields.Integer(validate=_id)
     open_now = ma.fields.Boolean()
-    near = DelimitedList(ma.fields.Float(allow_nan=False), metadata={
-        "description": "lon,lat[,radius_m] in `crs`: nearest first"})
+    near = Near(radius_required=False)
     crs = ma.fields.String(load_default="wgs84", validate=ma.validate.OneOf(crs_mod.CRS))
     everywhere = ma.fields.Boolean(metadata={
         "description": "Residents: not only what serves your community"})
     mine = ma.fields.Boolean(metadata={"description": "Staff: the services you manage"})
 
     @ma.post_load
-    def _near_to_wgs84(self, data, **kwargs):
-        crs = data.pop("crs")
-        near = data.get("near")
-        if near is not None:
-            if len(near) not in (2, 3) or not (-180 <= near[0] <= 180 and -90 <= near[1] <= 90) \
-                    or (len(near) == 3 and not 0 < near[2] <= 50_000):
-                raise ma.ValidationError("lon,lat[,radius_m] (radius ≤ 50 km)", "near")
-            lon, lat = crs_mod.to_wgs84(near[0], near[1], crs)
-            data["near"] = (lon, lat, near[2] if len(near) == 3 else None)
+    def _drop_crs(self, data, **kwargs):
+        data.pop("crs")  # `near` was read in it already
         return data
 
 

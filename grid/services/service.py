@@ -276,13 +276,9 @@ def _slot_days(schedule: Schedule, wt: calendar.WorkingTime, first: date, last: 
         day += timedelta(days=1)
 
 
-def generate_slots(s: Session, schedule: Schedule, first: date, last: date) -> int:
-    """Create the slots of `schedule` for the local days [first, last]; slots that exist
-    already are kept as they are (re-runnable). Returns how many were created."""
-    area = s.scalars(sa.select(Area).join(Service, Service.area_id == Area.id)
-                     .where(Service.id == schedule.service_id)).one()
-    wt = calendar.working_time(s, area)
-    zone = ZoneInfo(area.timezone)
+def _slot_rows(schedule: Schedule, zone: ZoneInfo, wt: calendar.WorkingTime, first: date,
+               last: date) -> list[dict]:
+    """The slots of `schedule` on the local days [first, last], as rows to insert."""
     step = timedelta(minutes=schedule.slot_minutes)
     rows = []
     for day in _slot_days(schedule, wt, first, last):
@@ -293,11 +289,32 @@ def generate_slots(s: Session, schedule: Schedule, first: date, last: date) -> i
                          "starts_at": start, "ends_at": start + step,
                          "capacity": schedule.capacity})
             start += step
-    if not rows:
-        return 0
-    created = s.execute(insert(Slot).values(rows).on_conflict_do_nothing(
-        constraint="uq_service_slots_service_start").returning(Slot.id)).all()
-    return len(created)
+    return rows
+
+
+# Rows a slot INSERT carries at most: a top-up of many schedules is not one statement of
+# hundreds of thousands of parameters (5 a row).
+_SLOT_BATCH = 2000
+
+
+def _insert_slots(s: Session, rows: list[dict]) -> int:
+    """Insert slots; those that exist already are kept as they are. Returns how many new."""
+    created = 0
+    for i in range(0, len(rows), _SLOT_BATCH):
+        created += len(s.execute(insert(Slot).values(rows[i:i + _SLOT_BATCH])
+                                 .on_conflict_do_nothing(
+                                     constraint="uq_service_slots_service_start")
+                                 .returning(Slot.id)).all())
+    return created
+
+
+def generate_slots(s: Session, schedule: Schedule, first: date, last: date) -> int:
+    """Create the slots of `schedule` for the local days [first, last]; slots that exist
+    already are kept as they are (re-runnable). Returns how many were created."""
+    area = s.scalars(sa.select(Area).join(Service, Service.area_id == Area.id)
+                     .where(Service.id == schedule.service_id)).one()
+    wt = calendar.working_time(s, area)
+    return _insert_slots(s, _slot_rows(schedule, ZoneInfo(area.timezone), wt, first, last))
 
 
 def add_schedule(s: Session, actor: Actor, service_id: int, data: dict,
@@ -344,13 +361,19 @@ def end_schedule(s: Session, actor: Actor, service_id: int, schedule_id: int) ->
 
 
 def generate_ahead(s: Session) -> dict:
-    """The worker's daily top-up: every active schedule's slots up to the horizon."""
+    """The worker's daily top-up: every active schedule's slots up to the horizon, in at most
+    three statements whatever the number of schedules (the schedules with their areas, the
+    uncached calendars of those areas) plus one INSERT per _SLOT_BATCH slots."""
     today = clock.local_today()
     last = today + timedelta(days=_setting("SERVICE_SLOT_DAYS_AHEAD"))
-    created = 0
-    for schedule in s.scalars(sa.select(Schedule).join(Service).where(
-            Schedule.active, Service.active, Service.booking_mode == "slots")):
-        created += generate_slots(s, schedule, today, last)
+    schedules = s.execute(sa.select(Schedule, Area.path, Area.timezone).select_from(Schedule)
+                          .join(Service).join(Area, Service.area_id == Area.id)
+                          .where(Schedule.active, Service.active,
+                                 Service.booking_mode == "slots")).all()
+    working = calendar.working_times(s, {path for _, path, _ in schedules})
+    rows = [row for schedule, path, timezone in schedules
+            for row in _slot_rows(schedule, ZoneInfo(timezone), working[path], today, last)]
+    created = _insert_slots(s, rows)
     return {"slots_created": created} if created else {}
 
 

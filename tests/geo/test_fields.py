@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from geo import crs
-from geo.fields import GeoJSONGeometry, GpsFix, Point, output_crs, set_output_crs
+from geo.fields import GeoJSONGeometry, GpsFix, Near, Point, output_crs, set_output_crs
 
 # Well inside China's box (the conversions jump at its edges) and on land-ish latitudes.
 china_lon = st.floats(74.0, 134.0)
@@ -222,3 +222,28 @@ def test_any_point_in_range_is_accepted_or_called_swapped(lon, lat):
         assert crs.out_of_china(lon, lat) and not crs.out_of_china(lat, lon)
     else:
         assert (fix.lon, fix.lat) == (lon, lat)
+
+
+# --- ?near= ---------------------------------------------------------------------------------
+
+
+class NearQuery(ma.Schema):
+    near = Near()
+    near_any = Near(radius_required=False)
+    crs = ma.fields.String()
+
+
+def test_near_is_read_in_the_sibling_crs_and_the_radius_is_kept():
+    lon, lat = crs.wgs84_to_gcj02(119.96, 30.05)
+    got = NearQuery().load({"near": f"{lon},{lat},30", "crs": "gcj02"})["near"]
+    assert got[0] == pytest.approx(119.96, abs=1e-8) and got[1] == pytest.approx(30.05, abs=1e-8)
+    assert got[2] == 30.0
+    assert NearQuery().load({"near": "119.96,30.05,30"})["near"] == (119.96, 30.05, 30.0)
+
+
+def test_near_radius_may_be_left_out_only_where_allowed():
+    assert NearQuery().load({"near_any": "119.96,30.05"})["near_any"] == (119.96, 30.05, None)
+    with pytest.raises(ma.ValidationError) as info:
+        NearQuery().load({"near": "119.96,30.05", "near_any": "119.96,30.05,0"})
+    assert info.value.messages == {"near": ["lon,lat,radius_m (radius ≤ 50 km)"],
+                                   "near_any": ["lon,lat[,radius_m] (radius ≤ 50 km)"]}

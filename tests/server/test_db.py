@@ -4,6 +4,8 @@ statements (server.db.Prepared) and read-only views (server.db.read_only)."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 import sqlalchemy as sa
 
@@ -162,6 +164,9 @@ def own_session(app, urls):
     finally:
         db.session.remove()
         engine.dispose()
+        twin = db._read_only_twins.pop(engine, None)
+        if twin is not None:
+            twin.dispose()
 
 
 def _xids(s) -> tuple:
@@ -182,6 +187,39 @@ def test_a_read_only_view_runs_without_a_transaction_and_leaves_the_connection_a
     with db.unit_of_work() as s:  # the same pooled connection, transactional again
         first, second = _xids(s)
     assert first == second
+
+
+def _bucket_count(s, key: str) -> int:
+    return s.scalar(sa.text("SELECT count(*) FROM rate_limit_buckets WHERE key = :k"),
+                    {"k": key})
+
+
+def test_a_write_in_a_read_only_view_fails_and_the_next_request_writes_as_usual(
+        app, own_session, db_session):
+    from server import ratelimit
+
+    key = f"test-read-only-{uuid.uuid4()}"
+
+    @db.read_only
+    def stray_write():
+        ratelimit.hit(db.session(), key, 10, 60, "slow down")
+
+    with app.test_request_context("/"), \
+            pytest.raises(sa.exc.InternalError, match="read-only transaction"):
+        stray_write()
+    db.session.remove()
+    try:
+        with db.unit_of_work() as s:  # the next request: a write commits as usual
+            assert s.scalar(sa.text("SHOW default_transaction_read_only")) == "off"
+            assert _bucket_count(s, key) == 0  # the refused write left nothing behind
+            ratelimit.hit(s, key, 10, 60, "slow down")
+        db.session.remove()
+        with db.unit_of_work() as s:
+            assert _bucket_count(s, key) == 1
+    finally:
+        with db.unit_of_work() as s:
+            s.execute(sa.text("DELETE FROM rate_limit_buckets WHERE key = :k"), {"k": key})
+        db.session.remove()
 
 
 def test_a_read_only_view_cannot_open_a_unit_of_work(app, own_session, db_session):

@@ -14,7 +14,6 @@ import sqlalchemy as sa
 
 from grid.areas.models import Department, DepartmentMember
 from grid.cases.models import Case, CaseCategory
-from notifications.models import Notification
 from tests.grid.areas.conftest import S1, S2, D  # noqa: F401
 from tests.grid.registry import conftest as registry_conftest
 from tests.grid.registry.conftest import Api, at, audit_rows, new_uuid, total  # noqa: F401
@@ -93,11 +92,6 @@ def act(who: Api, case: dict, action: str, status: int = 200, **fields):
                         {"version": case["version"], **fields})
     assert response.status_code == status, (action, response.status_code, response.get_json())
     return response.get_json()
-
-
-def inbox(db_session, user) -> list[Notification]:
-    return list(db_session.scalars(sa.select(Notification).where(
-        Notification.user_id == user.id).order_by(Notification.id)))
 
 
 def set_case_times(db_session, case_id: int, **times) -> None:

@@ -22,11 +22,11 @@ from grid.calendar import service as calendar
 from grid.cases import service
 from grid.cases.models import CaseEvent
 from notifications.models import OutboxMessage
+from tests.conftest import inbox
 from tests.grid.areas.conftest import D
 from tests.grid.cases.conftest import (
     act,
     in_progress,
-    inbox,
     local,
     set_case_times,
     start_clock,

@@ -19,9 +19,9 @@ import sqlalchemy as sa
 
 from grid.cases.models import Case
 from server.apiclients import sign
-from tests.conftest import assert_error_shape
+from tests.conftest import assert_error_shape, inbox
 from tests.grid.areas.conftest import G111, G112, G211
-from tests.grid.cases.conftest import at, audit_rows, inbox
+from tests.grid.cases.conftest import at, audit_rows
 
 PHONE = "13812345678"
 

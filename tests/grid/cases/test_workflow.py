@@ -7,9 +7,11 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from grid.cases.models import CaseCategory
-from tests.conftest import assert_error_shape
-from tests.grid.cases.conftest import act, inbox, photo, report
+from grid.cases.models import Case, CaseCategory
+from grid.cases.service import suggested_department
+from tests.conftest import assert_error_shape, inbox
+from tests.grid.cases.conftest import act, photo, report
+from tests.grid.maps.conftest import counting
 
 
 def test_the_whole_loop_from_report_to_evaluation(people, category, department, db_session):
@@ -126,13 +128,17 @@ def test_missing_data_is_a_422_naming_the_fields(people, category, department, d
 
 def test_dispatch_follows_the_street_route_then_the_category_default(people, category,
                                                                     department, db_session,
-                                                                    tree):
+                                                                    tree, app):
     from grid.areas.models import Department
 
     p = people
     case = _as(p.dispatcher, act(p.dispatcher, _as(p.dispatcher, report(p.resident, category)),
                                  "accept"))
     assert case["suggested_department_id"] == department.id
+    row = db_session.get(Case, case["id"])
+    with counting(app) as seen:  # read on every dispatcher's GET of a case: one statement
+        assert suggested_department(db_session, row) == department.id  # no route: the default
+    assert len(seen) == 1
     street_own = Department(code="T-S1-CG", name="西街道城管中队",
                             service_area_id=tree["330183001"])
     db_session.add(street_own)
@@ -149,6 +155,7 @@ def test_dispatch_follows_the_street_route_then_the_category_default(people, cat
                              "department_id": street_own.id}).status_code == 204
     case = _as(p.dispatcher, case)
     assert case["suggested_department_id"] == street_own.id
+    assert suggested_department(db_session, row) == street_own.id
     case = act(p.dispatcher, case, "dispatch")
     assert case["department_id"] == street_own.id
 
@@ -354,11 +361,17 @@ def test_a_report_sent_twice_is_stored_once(people, category, db_session):
     first = p.resident.post("/cases", body)
     second = p.resident.post("/cases", body)
     assert (first.status_code, second.status_code) == (201, 200)
-    assert first.get_json()["id"] == second.get_json()["id"]
+    original, replayed = first.get_json(), second.get_json()
+    assert (replayed["id"], replayed["code"], replayed["description"]) == \
+        (original["id"], original["code"], original["description"])
     changed = p.resident.post("/cases", {**body, "description": "另一件事"})
     assert_error_shape(changed, 409)
     mine = p.resident.ok(p.resident.get("/cases?reported_by_me=true"))
     assert len(mine) == 1
+    # neither the replay nor the refused reuse spent a case number: the next code follows
+    following = report(p.resident, category)
+    assert following["id"] == original["id"] + 1
+    assert following["code"][-6:] == f"{original['id'] + 1:06d}"
 
 
 def test_gcj02_report_lands_in_the_right_grid(people, category):
@@ -421,6 +434,24 @@ def test_only_a_case_near_you_can_be_joined(people, category, db_session):
     assert_error_shape(p.resident2.post(f"/cases/{dispute['id']}/join", near), 404)
     other = report(p.resident2, category, description="又一起纠纷")
     assert other["likely_duplicates"] == []  # residents do not learn of others' disputes
+
+
+def test_any_case_the_duplicate_rule_finds_can_be_joined_not_only_the_ten_nearest(
+        people, category):
+    from tests.grid.cases.conftest import at
+
+    p = people
+    metre = 1 / 96_000  # degrees of longitude at 30°N, near enough
+    cases = [report(p.resident, category, location=at("330183001001001", dx=2 * i * metre))
+             for i in range(1, 12)]  # 2 m, 4 m, … 22 m east: all within the 50 m rule
+    farthest = cases[-1]
+    here = {"location": at("330183001001001")}
+    listed = report(p.resident2, category, **here)["likely_duplicates"]
+    assert len(listed) == 10 and farthest["id"] not in {d["id"] for d in listed}
+    joined = p.resident2.ok(p.resident2.post(f"/cases/{farthest['id']}/join", here))
+    assert joined["joined_count"] == 1
+    too_far = {"location": at("330183001001001", dx=-60 * metre)}  # 80 m from it
+    assert_error_shape(p.resident2.post(f"/cases/{cases[-2]['id']}/join", too_far), 404)
 
 
 def test_a_worker_living_elsewhere_works_only_in_their_grid(people, category, tree,

@@ -163,4 +163,14 @@ def test_the_print_map_is_svg_from_postgis(people, category, tree, db_session):
     assert [c.get("data-id") for c in circles] == [str(made["case"]["id"])]
     drawn = root.findall(f"{SVG_NS}g[@id='buildings']/*")
     assert sorted(e.tag.removeprefix(SVG_NS) for e in drawn) == ["path", "rect"]
+    # the building without a footprint is a square centred on its entrance point
+    square = root.find(f"{SVG_NS}g[@id='buildings']/{SVG_NS}rect")
+    x, y = db_session.execute(sa.select(
+        sa.func.ST_X(sa.func.ST_Transform(Building.location, 3857)),
+        -sa.func.ST_Y(sa.func.ST_Transform(Building.location, 3857)))
+        .where(Building.name == "7幢")).one()
+    size = float(square.get("width"))
+    assert size == float(square.get("height")) > 0
+    assert float(square.get("x")) + size / 2 == pytest.approx(x, abs=0.2)
+    assert float(square.get("y")) + size / 2 == pytest.approx(y, abs=0.2)
     assert_error_shape(people.worker.get(f"/areas/{tree['330183002001001']}/map.svg"), 404)

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from grid.services.models import Booking, ServiceCategory, Slot
-from notifications.models import Notification, OutboxMessage
+from notifications.models import OutboxMessage
 from tests.grid.areas.conftest import C11, C12, C21, S1  # noqa: F401
 from tests.grid.registry import conftest as registry_conftest
 from tests.grid.registry.conftest import Api, at, new_uuid, total  # noqa: F401
@@ -95,13 +95,6 @@ def move_to_past(db_session, booking_id: int, ago: timedelta = timedelta(hours=2
 
 def slot_row(db_session, slot_id: int) -> Slot:
     return db_session.get(Slot, slot_id, populate_existing=True)
-
-
-def inbox(db_session, user, kind: str | None = None) -> list[Notification]:
-    stmt = sa.select(Notification).where(Notification.user_id == user.id)
-    if kind:
-        stmt = stmt.where(Notification.kind == kind)
-    return list(db_session.scalars(stmt.order_by(Notification.id)))
 
 
 def outbox(db_session, user) -> list[OutboxMessage]:

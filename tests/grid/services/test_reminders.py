@@ -7,7 +7,8 @@ from datetime import timedelta
 from grid.services import service
 from grid.services.models import Booking
 from server.cli import periodic_tasks
-from tests.grid.services.conftest import add_slot, book, inbox, make_service, outbox
+from tests.conftest import inbox
+from tests.grid.services.conftest import add_slot, book, make_service, outbox
 
 
 def test_the_day_before_and_the_hour_before_each_once(people, tree, db_session):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from tests.conftest import assert_error_shape
-from tests.grid.services.conftest import act, inbox, make_service, new_uuid
+from tests.conftest import assert_error_shape, inbox
+from tests.grid.services.conftest import act, make_service, new_uuid
 
 
 def test_a_home_repair_request_from_asked_to_rated(people, tree, db_session):

@@ -8,11 +8,13 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from grid.calendar.service import clear_cache
 from grid.services import service
 from grid.services.models import Schedule, Slot
 from server import clock
-from tests.conftest import assert_error_shape
-from tests.grid.services.conftest import add_slot, book, inbox, make_service, outbox, slot_row
+from tests.conftest import assert_error_shape, inbox
+from tests.grid.maps.conftest import counting
+from tests.grid.services.conftest import C21, add_slot, book, make_service, outbox, slot_row
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -52,6 +54,32 @@ def test_a_schedule_for_every_day_ignores_the_calendar(people, tree, db_session)
         Slot.schedule_id == schedule.id)).all()
     assert sorted(s.astimezone(SHANGHAI).date() for s in starts) == [date(2026, 5, 1),
                                                                      date(2026, 5, 2)]
+
+
+def test_the_workers_top_up_runs_as_many_statements_for_three_schedules_as_for_one(
+        people, tree, db_session, app):
+    def every_day(service_id: int) -> None:
+        db_session.add(Schedule(service_id=service_id, weekdays=[1, 2, 3, 4, 5, 6, 7],
+                                start_time=time(9), end_time=time(10), slot_minutes=60,
+                                capacity=4, working_days_only=False))
+        db_session.flush()
+
+    def top_up() -> tuple[dict, int]:
+        clear_cache()  # the calendars are read again, as by a fresh worker
+        with counting(app) as seen:
+            result = service.generate_ahead(db_session)
+        return result, len(seen)
+
+    days = app.config["SERVICE_SLOT_DAYS_AHEAD"] + 1
+    every_day(make_service(people.staff, tree, db_session)["id"])
+    one, n_one = top_up()
+    assert one == {"slots_created": days}
+    every_day(make_service(people.staff, tree, db_session)["id"])
+    every_day(make_service(people.staff21, tree, db_session, code=C21)["id"])
+    three, n_three = top_up()
+    assert three == {"slots_created": 2 * days}  # the first schedule's slots exist already
+    assert n_three == n_one
+    assert service.generate_ahead(db_session) == {}
 
 
 def test_staff_define_a_schedule_through_the_api(people, tree, db_session):
