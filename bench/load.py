@@ -208,3 +208,52 @@ class _Sampler(threading.Thread):
         if self.is_alive():
             self.join(timeout=2)
         self.sample()  # one last look, in case the run was shorter than a sample period
+
+
+def sequential(
+    paths: Sequence[str],
+    *,
+    seconds: float,
+    headers: dict | None = None,
+    warmup: float = 2.0,
+    base_url: str | None = None,
+) -> dict:
+    """One client sending one GET at a time from this process, over http.client (a new
+    connection per request: gunicorn's sync workers close it after each response): a
+    one-user latency without locust's own time per request (~1 ms of the 1.6 ms /healthz
+    takes at one user in `measure`), the HTTP counterpart of timing a statement over a
+    bare psycopg2 connection. Paths are cycled. Returns p50_ms… (bench.stats.summary_ms),
+    rps and failures (non-200 answers)."""
+    import http.client
+    import time
+    import urllib.parse
+
+    from bench.stats import summary_ms
+
+    url = urllib.parse.urlsplit((base_url or _target["base_url"] or "").rstrip("/"))
+    if not url.hostname:
+        raise ValueError("no server: pass base_url= or call bench.load.set_target() first")
+    latencies: list[float] = []
+    failures = 0
+    start = time.perf_counter()
+    measured_from = start + warmup
+    i = 0
+    while (now := time.perf_counter()) < measured_from + seconds:
+        path = paths[i % len(paths)]
+        i += 1
+        t0 = time.perf_counter()
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+        try:
+            conn.request("GET", path, headers=headers or {})
+            response = conn.getresponse()
+            response.read()
+            ok = response.status == 200
+        finally:
+            conn.close()
+        elapsed = (time.perf_counter() - t0) * 1000
+        if now >= measured_from:
+            if ok:
+                latencies.append(elapsed)
+            else:
+                failures += 1
+    return {**summary_ms(latencies), "rps": len(latencies) / seconds, "failures": failures}

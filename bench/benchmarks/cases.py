@@ -253,6 +253,7 @@ def load_cases(ctx: Context) -> dict:
                 conn.commit()
                 timing["indexes_s"] = time.perf_counter() - t0
                 timing["indexes"] = len(indexes)
+            conn.commit()  # (a re-run on loaded data: the count above began a transaction)
             t0 = time.perf_counter()
             conn.execution_options(isolation_level="AUTOCOMMIT").execute(
                 sa.text("VACUUM ANALYZE cases"))

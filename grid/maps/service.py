@@ -57,10 +57,11 @@ def feature_collection(rows: sa.Select) -> sa.ScalarSelect:
 
 def _buildings(actor: Actor, subtree: sa.Select, limit: int) -> sa.Select:
     actor.require("registry:read")
-    households, persons = registry.building_counts(Building.id)
+    occupancy, households, persons = registry.building_counts(Building.id)
     return (sa.select(Building.id, Building.name, Building.address, Building.use,
                       Building.floors, households, persons,
                       sa.func.coalesce(Building.footprint, Building.location).label("geom"))
+            .join(occupancy, sa.true())
             .where(Building.area_id.in_(subtree), areas.in_scope(Building.area_id, actor),
                    Building.ended_at.is_(None))
             .order_by(Building.id).limit(limit))

@@ -222,9 +222,10 @@ def _buildings(ctx: TileContext) -> sa.Select:
         return per_grid(ctx, counts, Building.area_id, "buildings")
     # footprints simplified to the pixel; entrance points as they are
     geom = sa.func.coalesce(ctx.simplified(Building.footprint), Building.location)
-    rows = (sa.select(Building.id, Building.name, Building.use, Building.floors,
-                      *registry.building_counts(Building.id),
-                      ctx.mvt_geom(geom).label("geom"))
+    occupancy, households, persons = registry.building_counts(Building.id)
+    rows = (sa.select(Building.id, Building.name, Building.use, Building.floors, households,
+                      persons, ctx.mvt_geom(geom).label("geom"))
+            .join(occupancy, sa.true())
             .where(*scope, sa.or_(_near(Building.footprint, ctx), _near(Building.location, ctx)))
             .order_by(Building.id).limit(ctx.max_features))
     return mvt(rows, "buildings")
