@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -51,17 +53,29 @@ class Page:
             [CHROMIUM, "--headless=new", "--no-sandbox", "--no-first-run",
              "--remote-debugging-port=0", f"--user-data-dir={tmp}", "--window-size=1280,800",
              "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            # its own process group: Debian's `chromium` is a shell script that does not
+            # exec, so terminating the script alone would leave the browser running
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            # its own config directory: every Chromium of a user flocks the same
+            # ~/.config/chromium/Crash Reports/settings.dat, and one stuck browser
+            # elsewhere would hold this one at startup
+            env={**os.environ, "XDG_CONFIG_HOME": str(tmp / "config")})
         port_file = tmp / "DevToolsActivePort"
-        for _ in range(200):
+        for _ in range(300):
             if port_file.exists() and port_file.read_text().strip():
                 break
             time.sleep(0.1)
+        else:
+            self._stop()
+            raise AssertionError("Chromium did not open its DevTools port within 30 s")
         port = int(port_file.read_text().split()[0])
         targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list"))
         page = next(t for t in targets if t["type"] == "page")
         self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=30)
         self.next_id = 0
+        self.console_errors: list[str] = []  # console.error, uncaught exceptions, failed loads
+        self.send("Runtime.enable")
+        self.send("Log.enable")
 
     def send(self, method: str, **params) -> dict:
         self.next_id += 1
@@ -71,6 +85,18 @@ class Page:
             if message.get("id") == self.next_id:
                 assert "error" not in message, message
                 return message["result"]
+            self._event(message.get("method"), message.get("params", {}))
+
+    def _event(self, method: str | None, params: dict) -> None:
+        if method == "Runtime.exceptionThrown":
+            details = params["exceptionDetails"]
+            self.console_errors.append(details.get("exception", {}).get("description")
+                                       or details["text"])
+        elif method == "Runtime.consoleAPICalled" and params["type"] == "error":
+            self.console_errors.append(" ".join(str(a.get("value", a.get("description")))
+                                                for a in params["args"]))
+        elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
+            self.console_errors.append(f"{params['entry']['text']} {params['entry'].get('url')}")
 
     def eval(self, expression: str):
         result = self.send("Runtime.evaluate", expression=expression, returnByValue=True,
@@ -90,9 +116,18 @@ class Page:
         raise AssertionError(f"timed out waiting for {expression}: "
                              f"{self.eval('JSON.stringify(window.gridMap && gridMap.errors)')}")
 
+    def screenshot(self, name: str) -> None:
+        """What the street office would see, kept for people to look at (git-ignored)."""
+        shot = self.send("Page.captureScreenshot", format="png")["data"]
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / name).write_bytes(base64.b64decode(shot))
+
     def close(self) -> None:
         self.ws.close()
-        self.process.terminate()
+        self._stop()
+
+    def _stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)
         self.process.wait(10)
 
 
@@ -103,22 +138,27 @@ def page(tmp_path):
     p.close()
 
 
+def log_in(page: Page, url: str, user) -> None:
+    """Open the page, log in through its form, wait until the map has drawn its tiles."""
+    page.send("Page.navigate", url=url)
+    page.wait("!document.getElementById('login').hidden")
+    page.eval(f"""(() => {{
+        const form = document.getElementById('login');
+        form.login.value = {json.dumps(user.username)};
+        form.password.value = {json.dumps(TEST_PASSWORD)};
+        form.requestSubmit();
+    }})()""")
+    page.wait("window.gridMap.ready")
+    assert page.eval("gridMap.errors") == []
+
+
 def test_the_map_page_shows_the_workers_grid(people, category, tree, live_server, page):
     w, other = people.worker, people.worker2
     building = w.building(G111)
     w.person(w.household(w.house(building)), relation_to_head="head")
     mine = report(w, category, G111, location=at(G111, dx=0.001))
     theirs = report(other, category, G211)
-    page.send("Page.navigate", url=f"{live_server}/map?area={tree[G111]}")
-    page.wait("!document.getElementById('login').hidden")
-    page.eval(f"""(() => {{
-        const form = document.getElementById('login');
-        form.login.value = {json.dumps(w.user.username)};
-        form.password.value = {json.dumps(TEST_PASSWORD)};
-        form.requestSubmit();
-    }})()""")
-    page.wait("window.gridMap.ready")
-    assert page.eval("gridMap.errors") == []
+    log_in(page, f"{live_server}/map?area={tree[G111]}", w.user)
     assert page.eval("gridMap.map.getZoom()") >= 14  # a grid fills the view: no aggregates
     loaded = page.eval("gridMap.map.querySourceFeatures('scoped', {sourceLayer: 'cases'})"
                        ".map(f => f.properties.id)")
@@ -127,11 +167,9 @@ def test_the_map_page_shows_the_workers_grid(people, category, tree, live_server
                          ".map(f => f.properties.id)")
     assert mine["id"] in rendered
     assert page.eval("gridMap.map.queryRenderedFeatures({layers: ['grids-fill']}).length") > 0
-    # what the street office would see, kept for people to look at (git-ignored)
-    shot = page.send("Page.captureScreenshot", format="png")["data"]
-    ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / "map-page.png").write_bytes(base64.b64decode(shot))
+    page.screenshot("map-page.png")
     card = page.eval("document.getElementById('card').innerText")
     assert G111 in card and "测试用户" in card and mine["code"] in card
     assert page.eval("document.getElementById('card-counts').innerText").split() \
         [:4] == ["户数", "1", "人口", "1"]
+    assert page.eval("gridMap.errors") == [] and page.console_errors == []
