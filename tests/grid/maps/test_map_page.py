@@ -1,6 +1,8 @@
 """The map page in headless Chromium (driven over the DevTools protocol): log in through
 the page's form, load a grid's map from the API's own tiles, check what MapLibre loaded
-and rendered, and the grid card.
+and rendered, and the grid card; click a case, a building and a grid's point as a user
+does (mouse events at their rendered positions) and follow the popups' links to the
+records' pages in the side panel.
 
 Needs Chromium (Debian: `apt-get install chromium`); skipped without it. The app is served
 by a single-threaded werkzeug server on the test's own connection, so the page sees the
@@ -11,7 +13,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -51,17 +55,29 @@ class Page:
             [CHROMIUM, "--headless=new", "--no-sandbox", "--no-first-run",
              "--remote-debugging-port=0", f"--user-data-dir={tmp}", "--window-size=1280,800",
              "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            # its own process group: Debian's `chromium` is a shell script that does not
+            # exec, so terminating the script alone would leave the browser running
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            # its own config directory: every Chromium of a user flocks the same
+            # ~/.config/chromium/Crash Reports/settings.dat, and one stuck browser
+            # elsewhere would hold this one at startup
+            env={**os.environ, "XDG_CONFIG_HOME": str(tmp / "config")})
         port_file = tmp / "DevToolsActivePort"
-        for _ in range(200):
+        for _ in range(300):
             if port_file.exists() and port_file.read_text().strip():
                 break
             time.sleep(0.1)
+        else:
+            self._stop()
+            raise AssertionError("Chromium did not open its DevTools port within 30 s")
         port = int(port_file.read_text().split()[0])
         targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list"))
         page = next(t for t in targets if t["type"] == "page")
         self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=30)
         self.next_id = 0
+        self.console_errors: list[str] = []  # console.error, uncaught exceptions, failed loads
+        self.send("Runtime.enable")
+        self.send("Log.enable")
 
     def send(self, method: str, **params) -> dict:
         self.next_id += 1
@@ -71,6 +87,18 @@ class Page:
             if message.get("id") == self.next_id:
                 assert "error" not in message, message
                 return message["result"]
+            self._event(message.get("method"), message.get("params", {}))
+
+    def _event(self, method: str | None, params: dict) -> None:
+        if method == "Runtime.exceptionThrown":
+            details = params["exceptionDetails"]
+            self.console_errors.append(details.get("exception", {}).get("description")
+                                       or details["text"])
+        elif method == "Runtime.consoleAPICalled" and params["type"] == "error":
+            self.console_errors.append(" ".join(str(a.get("value", a.get("description")))
+                                                for a in params["args"]))
+        elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
+            self.console_errors.append(f"{params['entry']['text']} {params['entry'].get('url')}")
 
     def eval(self, expression: str):
         result = self.send("Runtime.evaluate", expression=expression, returnByValue=True,
@@ -90,9 +118,46 @@ class Page:
         raise AssertionError(f"timed out waiting for {expression}: "
                              f"{self.eval('JSON.stringify(window.gridMap && gridMap.errors)')}")
 
+    def click(self, x: float, y: float) -> None:
+        """A left click as a mouse makes it (move, press, release) at page coordinates."""
+        self.send("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
+        for kind in ("mousePressed", "mouseReleased"):
+            self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left",
+                      clickCount=1)
+
+    def click_text(self, selector: str, text: str) -> None:
+        """Click the element of `selector` that shows `text`, at its centre."""
+        x, y = self.eval(f"""(() => {{
+            const node = [...document.querySelectorAll({json.dumps(selector)})]
+                .find((n) => n.textContent.trim() === {json.dumps(text)});
+            const box = node.getBoundingClientRect();
+            return [box.x + box.width / 2, box.y + box.height / 2];
+        }})()""")
+        self.click(x, y)
+
+    def at_lonlat(self, lon: float, lat: float) -> tuple[float, float]:
+        """Where the map draws a WGS-84 point, in page coordinates."""
+        return tuple(self.eval(f"""(() => {{
+            const p = gridMap.map.project([{lon}, {lat}]);
+            const box = gridMap.map.getCanvas().getBoundingClientRect();
+            return [box.x + p.x, box.y + p.y];
+        }})()"""))
+
+    def text(self, selector: str) -> str:
+        return self.eval(f"document.querySelector({json.dumps(selector)}).innerText")
+
+    def screenshot(self, name: str) -> None:
+        """What the street office would see, kept for people to look at (git-ignored)."""
+        shot = self.send("Page.captureScreenshot", format="png")["data"]
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / name).write_bytes(base64.b64decode(shot))
+
     def close(self) -> None:
         self.ws.close()
-        self.process.terminate()
+        self._stop()
+
+    def _stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)
         self.process.wait(10)
 
 
@@ -103,22 +168,27 @@ def page(tmp_path):
     p.close()
 
 
+def log_in(page: Page, url: str, user) -> None:
+    """Open the page, log in through its form, wait until the map has drawn its tiles."""
+    page.send("Page.navigate", url=url)
+    page.wait("!document.getElementById('login').hidden")
+    page.eval(f"""(() => {{
+        const form = document.getElementById('login');
+        form.login.value = {json.dumps(user.username)};
+        form.password.value = {json.dumps(TEST_PASSWORD)};
+        form.requestSubmit();
+    }})()""")
+    page.wait("window.gridMap.ready")
+    assert page.eval("gridMap.errors") == []
+
+
 def test_the_map_page_shows_the_workers_grid(people, category, tree, live_server, page):
     w, other = people.worker, people.worker2
     building = w.building(G111)
     w.person(w.household(w.house(building)), relation_to_head="head")
     mine = report(w, category, G111, location=at(G111, dx=0.001))
     theirs = report(other, category, G211)
-    page.send("Page.navigate", url=f"{live_server}/map?area={tree[G111]}")
-    page.wait("!document.getElementById('login').hidden")
-    page.eval(f"""(() => {{
-        const form = document.getElementById('login');
-        form.login.value = {json.dumps(w.user.username)};
-        form.password.value = {json.dumps(TEST_PASSWORD)};
-        form.requestSubmit();
-    }})()""")
-    page.wait("window.gridMap.ready")
-    assert page.eval("gridMap.errors") == []
+    log_in(page, f"{live_server}/map?area={tree[G111]}", w.user)
     assert page.eval("gridMap.map.getZoom()") >= 14  # a grid fills the view: no aggregates
     loaded = page.eval("gridMap.map.querySourceFeatures('scoped', {sourceLayer: 'cases'})"
                        ".map(f => f.properties.id)")
@@ -127,11 +197,103 @@ def test_the_map_page_shows_the_workers_grid(people, category, tree, live_server
                          ".map(f => f.properties.id)")
     assert mine["id"] in rendered
     assert page.eval("gridMap.map.queryRenderedFeatures({layers: ['grids-fill']}).length") > 0
-    # what the street office would see, kept for people to look at (git-ignored)
-    shot = page.send("Page.captureScreenshot", format="png")["data"]
-    ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / "map-page.png").write_bytes(base64.b64decode(shot))
+    page.screenshot("map-page.png")
     card = page.eval("document.getElementById('card').innerText")
     assert G111 in card and "测试用户" in card and mine["code"] in card
     assert page.eval("document.getElementById('card-counts').innerText").split() \
         [:4] == ["户数", "1", "人口", "1"]
+    assert page.eval("gridMap.errors") == [] and page.console_errors == []
+
+
+def facts(page: Page, selector: str) -> dict[str, str]:
+    """The key facts (dt → dd) shown inside `selector`."""
+    return page.eval(f"""Object.fromEntries([...document.querySelectorAll(
+        {json.dumps(selector + " dt")})].map((dt) => [dt.textContent,
+                                                     dt.nextElementSibling.textContent]))""")
+
+
+def test_popups_lead_to_the_case_building_and_grid_pages(people, category, tree, live_server,
+                                                         page):
+    w = people.worker
+    # a name typed with markup in it: the page shows it as typed, never as HTML
+    building = w.building(G111, name="3幢<b>东</b>", floors=6)
+    w.person(w.household(w.house(building, room="301"), household_no="A-301"), name="王秀英",
+             relation_to_head="head")
+    household = w.household(w.house(building, room="302"), household_no="A-302")
+    w.person(household, name="李建国", relation_to_head="head")
+    w.person(household, name="李小明", relation_to_head="child",
+             id_number="110101202311012176")  # a boy born in 2023
+    w.organisation(G111, name="富春便利店", kind="individual_business", employees=3,
+                   building_id=building["id"], location=at(G111, dy=0.0004))
+    case_at = at(G111, dx=0.0004)  # ~40 m east of the building: one of its cases nearby
+    case = report(w, category, G111, location=case_at, address="江滨路3幢东侧")
+    log_in(page, f"{live_server}/map?area={tree[G111]}", w.user)
+
+    # a case: its popup, then 事件详情 in the panel
+    x, y = page.at_lonlat(case_at["lon"], case_at["lat"])
+    page.send("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
+    assert page.eval("gridMap.map.getCanvas().style.cursor") == "pointer"
+    page.click(x, y)
+    page.wait("!!document.querySelector('.maplibregl-popup')")
+    popup = page.text(".maplibregl-popup")
+    assert "测试垃圾" in popup and "待受理" in popup and case["code"] in popup
+    assert "超期" not in popup
+    page.click_text(".maplibregl-popup a", "事件详情")
+    page.wait("document.getElementById('detail-body').innerText.includes('路边有暴露垃圾')")
+    shown = facts(page, "#detail-body")
+    assert shown["编号"] == case["code"] and shown["状态"] == "待受理"
+    assert shown["地址"] == "江滨路3幢东侧" and shown["超期"] == "否"
+    page.screenshot("map-page-case.png")
+
+    # a building: its popup with its counts, then 楼栋画像
+    x, y = page.at_lonlat(building["location"]["lon"], building["location"]["lat"])
+    page.click(x, y)
+    page.wait("document.querySelector('.maplibregl-popup').innerText.includes('楼栋画像')")
+    popup = page.text(".maplibregl-popup")
+    assert "3幢<b>东</b>" in popup
+    assert page.eval("document.querySelectorAll('.maplibregl-popup b').length") == 0
+    assert facts(page, ".maplibregl-popup") == {"用途": "residential", "层数": "6",
+                                                "户数": "2", "人数": "3"}
+    page.screenshot("map-page-popup.png")
+    page.click_text(".maplibregl-popup a", "楼栋画像")
+    page.wait("document.getElementById('detail-body').innerText.includes('房屋与居住')")
+    shown = facts(page, "#detail-body")
+    assert (shown["房屋"], shown["有人住"], shown["空置"], shown["户数"], shown["人数"]) == \
+        ("2", "2", "0", "2", "3")
+    panel = page.text("#detail-body")
+    assert "A-301" in panel and "A-302" in panel and "富春便利店" in panel
+    assert case["code"] in panel  # 周边事件
+    assert "测试用户" in panel  # the grid's worker
+    page.screenshot("map-page-building.png")
+
+    # back to the grid card, and its 网格画像
+    page.click_text("#detail button", "‹ 返回")
+    assert page.eval("document.getElementById('detail').hidden") is True
+    page.click_text("#card a", "网格画像")
+    page.wait("document.getElementById('detail-body').innerText.includes('走访覆盖')")
+    shown = facts(page, "#detail-body")
+    assert (shown["人口"], shown["户数"], shown["楼栋"], shown["单位"], shown["未办结事件"],
+            shown["超期事件"]) == ("3", "2", "1", "1", "1", "0")
+    assert "测试用户" in page.text("#detail-body")
+    ages = page.eval("[...document.querySelectorAll('#detail-body .ages tr')]"
+                     ".map((tr) => tr.innerText.split(/\\s+/).join(' '))")
+    assert "0-17 1 0 0" in ages and "unknown 0 0 2" in ages
+    page.screenshot("map-page-area-profile.png")
+
+    # zoomed out, a grid's point: its name and counts, and its card
+    page.eval("new Promise((done) => { gridMap.map.jumpTo({zoom: 12}); "
+              "gridMap.map.once('idle', () => done(true)); })")
+    lon, lat = page.eval("gridMap.map.queryRenderedFeatures({layers: ['cases-per-grid']})"
+                         ".find((f) => f.properties.code === " + json.dumps(G111) + ")"
+                         ".geometry.coordinates")
+    page.click(*page.at_lonlat(lon, lat))
+    page.wait("document.querySelector('.maplibregl-popup').innerText.includes('网格卡片')")
+    assert "北社区第1网格" in page.text(".maplibregl-popup")
+    assert facts(page, ".maplibregl-popup") == {"楼栋": "1", "未办结事件": "1", "超期事件": "0"}
+    page.screenshot("map-page-grid-popup.png")
+    page.click_text(".maplibregl-popup a", "网格卡片")
+    page.wait("!document.getElementById('card').hidden && gridMap.map.getZoom() >= 14")
+    assert G111 in page.text("#card-title")
+
+    page.eval("0")  # read what the page logged meanwhile
+    assert page.eval("gridMap.errors") == [] and page.console_errors == []
