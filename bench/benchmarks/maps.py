@@ -347,7 +347,17 @@ def run(ctx: Context) -> dict:
               flush=True)
 
     healthz_plain = load.sequential(["/healthz"], seconds=5.0)
-    print(f"  /healthz plain client: p50 {healthz_plain['p50']:.2f} ms", flush=True)
+    # The stack's own time for a tile: an empty one (z16 0/0, nothing there), through HTTP
+    # and as its statement, in the same way as above.
+    empty_path = f"/tiles/{LAYERS}/16/0/0.mvt"
+    empty_sql = time_sql(ctx, tile_statements(ctx, [(16, 0, 0)]), n=200)
+    empty_http = load.sequential([empty_path], seconds=5.0, headers=headers)
+    overhead = {"healthz_plain_1u": healthz_plain, "empty_tile_plain_1u": empty_http,
+                "empty_tile_sql_ms": empty_sql,
+                "stack_ms_p50": empty_http["p50"] - empty_sql["text"]["p50"]}
+    print(f"  /healthz plain client: p50 {healthz_plain['p50']:.2f} ms; empty z16 tile: HTTP "
+          f"{empty_http['p50']:.2f}, SQL text {empty_sql['text']['p50']:.2f} / prepared "
+          f"{empty_sql['prepared']['p50']:.2f} ms", flush=True)
     profile = ctx.measure("GET /areas/{grid}/profile 1u", f"/areas/{area_id}/profile",
                           users=1, seconds=ONE_USER_SECONDS, headers=headers)
     gmap = ctx.measure("GET /areas/{grid}/map 1u", f"/areas/{area_id}/map",
@@ -370,7 +380,7 @@ def run(ctx: Context) -> dict:
                  "load_s": load_s},
         "grid": {"code": GRID, "area_id": area_id, "point": [lon, lat]},
         "tiles": per_zoom,
-        "healthz_plain_1u": healthz_plain,
+        "overhead": overhead,
         "throughput": throughput,
         "profile": profile,
         "map": gmap,
