@@ -106,6 +106,23 @@ def engine(urls) -> Iterator[sa.Engine]:
 
 
 @pytest.fixture
+def own_session(app, urls):
+    """The app's session on an engine of its own with one pooled connection (outside the
+    test's shared transaction, as in production): sees only committed rows."""
+    engine = sa.create_engine(urls["DATABASE_URL"], pool_size=1, max_overflow=0)
+    db.session.remove()
+    db.SessionFactory.configure(bind=engine)
+    try:
+        yield engine
+    finally:
+        db.session.remove()
+        engine.dispose()
+        twin = db._read_only_twins.pop(engine, None)
+        if twin is not None:
+            twin.dispose()
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

@@ -152,23 +152,6 @@ def test_a_connection_holds_a_bounded_number_of_prepared_statements(urls, monkey
 # --- read-only views --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def own_session(app, urls):
-    """The app's session on an engine of its own with one pooled connection (outside the
-    test's shared transaction, as in production)."""
-    engine = _engine(urls)
-    db.session.remove()
-    db.SessionFactory.configure(bind=engine)
-    try:
-        yield engine
-    finally:
-        db.session.remove()
-        engine.dispose()
-        twin = db._read_only_twins.pop(engine, None)
-        if twin is not None:
-            twin.dispose()
-
-
 def _xids(s) -> tuple:
     xid = "SELECT pg_current_xact_id()::text"
     return s.scalar(sa.text(xid)), s.scalar(sa.text(xid))

@@ -215,3 +215,27 @@ def test_two_workers_of_one_shape_each_see_their_own_grid(people, category, api)
             [made[mine]["case"]["id"]]
         assert [f["properties"]["id"] for f in layers["buildings"]["features"]] == \
             [made[mine]["building"]["id"]]
+
+
+def test_outside_the_tests_transaction_a_tile_is_one_prepared_statement_on_the_read_only_pool(
+        client, own_session):
+    """As in production (the other tests share one transaction, which @db.read_only leaves
+    as it is): the tile is read on the read-only pool, its statement prepared once on the
+    connection and executed again by name."""
+    import sqlalchemy as sa
+
+    from server import db
+
+    for _ in range(2):
+        response = client.get("/tiles/areas/16/0/0.mvt")  # public layer, nothing there
+        assert response.status_code == 200 and response.data == b""
+    again = client.get("/tiles/areas/16/0/0.mvt",
+                       headers={"If-None-Match": response.headers["ETag"]})
+    assert again.status_code == 304
+    db.session.remove()  # (the test's app context outlives the requests): back to the pool
+    with db._read_only_twins[own_session].connect() as conn:  # its one pooled connection
+        prepared = conn.scalars(sa.text(
+            "SELECT statement FROM pg_prepared_statements WHERE statement LIKE '%ST_AsMVT%'"
+        )).all()
+        assert len(prepared) == 1
+        assert conn.scalar(sa.text("SHOW default_transaction_read_only")) == "on"
