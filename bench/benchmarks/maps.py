@@ -150,7 +150,9 @@ def load_people(ctx: Context) -> dict:
             conn.commit()
             t0 = time.perf_counter()
             auto = conn.execution_options(isolation_level="AUTOCOMMIT")
-            for table in ("houses", "households", "persons"):
+            # and the roll-ups the registry's and the cases' triggers filled during the load
+            for table in ("houses", "households", "persons", "building_occupancy",
+                          "case_stats_daily"):
                 auto.execute(sa.text(f"VACUUM ANALYZE {table}"))
             out["vacuum_analyze_s"] = round(time.perf_counter() - t0, 1)
             out.update(conn.execute(sa.text(
@@ -190,6 +192,30 @@ def load_buildings(ctx: Context) -> dict:
     finally:
         engine.dispose()
     return out
+
+
+def settle(ctx: Context, limit_s: float = 300.0) -> float:
+    """After a load of millions of rows: a CHECKPOINT (the cluster runs with fsync on), then
+    wait until no autovacuum worker runs (at most `limit_s`), so that neither writes the
+    load out during the measurements (a first run had the database at 76-91 % of a core
+    behind one user)."""
+    t0 = time.perf_counter()
+    admin = sa.create_engine(ctx.urls["ADMIN_DATABASE_URL"], poolclass=sa.NullPool,
+                             isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text("CHECKPOINT"))
+    finally:
+        admin.dispose()
+    with ctx.engine.connect() as conn:
+        while time.perf_counter() - t0 < limit_s:
+            busy = conn.scalar(sa.text("SELECT count(*) FROM pg_stat_activity "
+                                       "WHERE backend_type = 'autovacuum worker'"))
+            conn.rollback()
+            if not busy:
+                break
+            time.sleep(2.0)
+    return round(time.perf_counter() - t0, 1)
 
 
 def tile_xy(lon: float, lat: float, z: int) -> tuple[int, int]:
@@ -297,6 +323,8 @@ def run(ctx: Context) -> dict:
     buildings_loaded = load_buildings(ctx)
     people_loaded = load_people(ctx)
     load_s = round(time.perf_counter() - t0, 1)
+    settled_s = settle(ctx)
+    print(f"  checkpoint and autovacuum done {settled_s} s after the load", flush=True)
     print(f"  loaded in {load_s} s: buildings {buildings_loaded}, people {people_loaded}, "
           f"cases {cases_loaded['by_state']}", flush=True)
 
