@@ -39,7 +39,7 @@ class CaseRowSchema(Schema):
 def _labels(description: str) -> fields.Method:
     """A profile's `labels`: for each of its code → count maps, code → Chinese term (the
     maps keep their shape; a client that ignores `labels` sees them as before)."""
-    return fields.Method("dump_labels", metadata={"description": description})
+    return fields.Method("dump_labels", metadata={"type": "object", "description": description})
 
 
 _sections = fields.Dict(metadata={"description": "Sections other modules add (bookings…)"})
