@@ -6,6 +6,8 @@ from __future__ import annotations
 from marshmallow import fields, validate
 
 from grid.areas.schemas import AreaSchema, ChainItemSchema, ContactSchema, GridCardSchema
+from grid.cases.models import STATES
+from grid.registry import models as m
 from grid.registry import schemas as registry
 from grid.visits.schemas import VisitSchema
 from server.api import Schema
@@ -22,6 +24,7 @@ class CaseRowSchema(Schema):
     id = fields.Integer()
     code = fields.String()
     state = fields.String()
+    state_label = fields.Function(lambda c: STATES[c["state"]])
     category = fields.String()
     category_name = fields.String()
     light = fields.String(allow_none=True)
@@ -31,6 +34,12 @@ class CaseRowSchema(Schema):
     due_at = fields.AwareDateTime(allow_none=True)
     relation = fields.String(metadata={"description": "reported (by the person's account) "
                                                      "or nearby (within 50 m)"})
+
+
+def _labels(description: str) -> fields.Method:
+    """A profile's `labels`: for each of its code → count maps, code → Chinese term (the
+    maps keep their shape; a client that ignores `labels` sees them as before)."""
+    return fields.Method("dump_labels", metadata={"type": "object", "description": description})
 
 
 _sections = fields.Dict(metadata={"description": "Sections other modules add (bookings…)"})
@@ -87,6 +96,10 @@ class BuildingProfileSchema(Schema):
     grid = fields.Nested(GridCardSchema)
     visits = fields.List(fields.Nested(VisitSchema))
     cases = fields.List(fields.Nested(CaseRowSchema))
+    labels = _labels("`by_use` (occupancy's) → house use → 自住…")
+
+    def dump_labels(self, profile: dict) -> dict:
+        return {"by_use": m.HOUSE_USES}
 
 
 class PopulationSchema(Schema):
@@ -140,3 +153,11 @@ class AreaProfileSchema(Schema):
     visit_coverage = fields.Nested(CoverageSchema)
     workers = fields.List(fields.Nested(WorkerSchema))
     children = fields.List(fields.Nested(ChildSchema))
+    labels = _labels("`by_type` (population's) → 户籍人口…, `care_groups` → 独居老人…, "
+                     "`key_persons` → 社区矫正… (only with the key-person counts)")
+
+    def dump_labels(self, profile: dict) -> dict:
+        labels = {"by_type": m.POPULATION_TYPES, "care_groups": m.CARE_TAGS}
+        if profile["key_persons"] is not None:
+            labels["key_persons"] = m.KEY_TAGS
+        return labels

@@ -54,6 +54,17 @@ class Month(fields.Field):
         return None if value is None else value.strftime("%Y-%m")
 
 
+class CodeLabel(fields.Function):
+    """`<field>_label`: the Chinese term of a code field, from its catalogue in the models
+    (BUILDING_USES…), read-only. A field of its own so that sync pages (grid.sync.pages)
+    build the same text in SQL."""
+
+    def __init__(self, source: str, codes: dict[str, str]) -> None:
+        self.source, self.codes = source, codes
+        super().__init__(lambda record: codes[getattr(record, source)], metadata={
+            "type": "string", "description": f"`{source}` in Chinese: {', '.join(codes.values())}"})
+
+
 class RecordSchema(Schema):
     """Fields every register record shows."""
 
@@ -100,6 +111,7 @@ class BuildingSchema(RecordSchema):
     name = fields.String()
     address = fields.String(allow_none=True)
     use = fields.String()
+    use_label = CodeLabel("use", m.BUILDING_USES)
     floors = fields.Integer(allow_none=True)
     units = fields.Integer(allow_none=True)
     is_crowded_rental = fields.Boolean()
@@ -133,6 +145,7 @@ class HouseSchema(RecordSchema):
     floor = fields.Integer(allow_none=True)
     room = fields.String()
     use = fields.String()
+    use_label = CodeLabel("use", m.HOUSE_USES)
     floor_area_m2 = fields.Float(allow_none=True)
     owner_name = fields.String(allow_none=True)
     owner_phone = fields.String(attribute="owner_phone_masked", allow_none=True,
@@ -168,6 +181,7 @@ class HouseholdSchema(RecordSchema):
     household_no = fields.String(allow_none=True)
     head_person_id = fields.Integer(allow_none=True)
     type = fields.String()
+    type_label = CodeLabel("type", m.HOUSEHOLD_TYPES)
 
 
 class HouseholdWriteSchema(WriteSchema):
@@ -212,6 +226,7 @@ class PersonSchema(RecordSchema):
     household_id = fields.Integer(allow_none=True)
     relation_to_head = fields.String(allow_none=True)
     population_type = fields.String()
+    population_type_label = CodeLabel("population_type", m.POPULATION_TYPES)
     registration_situation = fields.String()
     status = fields.String()
     tags = fields.List(fields.Nested(TagSchema), dump_only=True)
@@ -303,6 +318,7 @@ class OrganisationSchema(RecordSchema):
     uscc = fields.String(allow_none=True)
     name = fields.String()
     kind = fields.String()
+    kind_label = CodeLabel("kind", m.ORG_KINDS)
     industry = fields.String(allow_none=True)
     legal_representative = fields.String(allow_none=True)
     employees = fields.Integer(allow_none=True)

@@ -77,7 +77,10 @@ def _date(col: Any) -> sa.ColumnElement[str]:
 
 def _value(field: ma.fields.Field, col: Any) -> sa.ColumnElement[str]:
     """The JSON text of a column as `field` dumps it; 'null' for NULL."""
-    if isinstance(field, ma.fields.AwareDateTime):
+    if isinstance(field, rs.CodeLabel):  # `col` is the code's column
+        text = _json(sa.case(*((col == code, _const(label)) for code, label in field.codes.items()),
+                             else_=col))
+    elif isinstance(field, ma.fields.AwareDateTime):
         text = _iso(col)
     elif isinstance(field, ma.fields.Date):
         text = _date(col)
@@ -109,7 +112,8 @@ def _fields(schema: ma.Schema, table: sa.Table, special: dict[str, Any]
         if name in special:
             pairs.append((key, special[name]))
         else:
-            pairs.append((key, _value(field, table.c[field.attribute or name])))
+            column = field.source if isinstance(field, rs.CodeLabel) else field.attribute or name
+            pairs.append((key, _value(field, table.c[column])))
     return pairs
 
 

@@ -112,6 +112,9 @@
   const when = (iso) => (iso ? new Date(iso).toLocaleString("zh-CN", { hour12: false }) : "–");
   // a code as the API labels it (`use_label`…) when it does, else the code itself
   const labelled = (record, field) => shown(record[field + "_label"] ?? record[field]);
+  // a code → count map's [code, count] pairs, each code as the profile's `labels` names it
+  const named = (counts, labels) =>
+    Object.entries(counts || {}).map(([code, n]) => [(labels || {})[code] ?? code, n]);
 
   function facts(pairs) {  // [key, value] rows; an undefined value leaves its row out
     return el("dl", { className: "facts" }, ...pairs.filter(([, value]) => value !== undefined)
@@ -174,7 +177,7 @@
   const room = (h) => [h.unit, h.floor !== null ? h.floor + "层" : null, h.room].filter(Boolean).join(" ");
 
   function buildingProfile(body) {
-    const b = body.building, o = body.occupancy;
+    const b = body.building, o = body.occupancy, labels = body.labels || {};
     const flags = [b.is_crowded_rental && "群租房", b.is_unsafe && "危房", b.is_live_work_store && "三合一场所"]
       .filter(Boolean);
     return [
@@ -185,7 +188,7 @@
       el("h2", null, "房屋与居住"),
       facts([["房屋", o.rooms], ["有人住", o.occupied], ["空置", o.empty], ["户数", o.households],
              ["人数", o.persons],
-             ["房屋用途", Object.entries(o.by_use).map(([use, n]) => use + " " + n).join(" · ")]]),
+             ["房屋用途", named(o.by_use, labels.by_use).map(([use, n]) => use + " " + n).join(" · ")]]),
       list(body.rooms, (r) => [room(r.house) + " · " + labelled(r.house, "use") + " · "
                                + r.households + "户 " + r.persons + "人"]),
       el("h2", null, "住户 (" + body.households.length + ")"),
@@ -203,26 +206,25 @@
   }
 
   function areaProfile(body) {
-    const p = body.population, v = body.visit_coverage;
-    const nonZero = (counts) => Object.entries(counts || {}).filter(([, n]) => n);
+    const p = body.population, v = body.visit_coverage, labels = body.labels || {};
     const row = (head, cells, cell) =>
       el("tr", null, el("th", null, head), ...cells.map((value) => el(cell, null, value)));
     const ages = el("table", { className: "ages" }, row("", ["男", "女", "未知"], "th"),
                     ...Object.entries(p.by_age_sex).map(([band, bySex]) =>
                       row(band, ["M", "F", "?"].map((sex) => bySex[sex] || 0), "td")));
-    const care = nonZero(body.care_groups);
+    const care = named(body.care_groups, labels.care_groups).filter(([, n]) => n);
     return [
       el("h1", null, body.area.name + " (" + body.area.code + ")"),
       el("p", null, body.chain.map((a) => a.name).join(" › ")),
       facts([["人口", p.total], ["户数", body.households], ["楼栋", body.buildings], ["房屋", body.houses],
              ["单位", body.organisations], ["未办结事件", body.open_cases], ["超期事件", body.overdue_cases]]),
       el("h2", null, "人口类型"),
-      facts(Object.entries(p.by_type)),
+      facts(named(p.by_type, labels.by_type)),
       el("h2", null, "年龄段 × 性别"),
       ages,
       el("h2", null, "关爱对象"),
       care.length ? facts(care) : el("p", { className: "empty" }, "无"),
-      ...(body.key_persons ? [el("h2", null, "重点人员"), facts(Object.entries(body.key_persons))] : []),
+      ...(body.key_persons ? [el("h2", null, "重点人员"), facts(named(body.key_persons, labels.key_persons))] : []),
       el("h2", null, "走访覆盖 (近 " + v.days + " 天)"),
       facts([["走访", v.visits + " 次"], ["已走访户", v.households_visited],
              ["覆盖率", v.rate === null ? null : (v.rate * 100).toFixed(1) + "%"]]),

@@ -260,9 +260,13 @@ def test_popups_lead_to_the_case_building_and_grid_pages(people, category, tree,
     shown = facts(page, "#detail-body")
     assert (shown["房屋"], shown["有人住"], shown["空置"], shown["户数"], shown["人数"]) == \
         ("2", "2", "0", "2", "3")
+    # codes shown as the API labels them in Chinese
+    assert (shown["用途"], shown["房屋用途"]) == ("住宅", "自住 2")
     panel = page.text("#detail-body")
     assert "A-301" in panel and "A-302" in panel and "富春便利店" in panel
-    assert case["code"] in panel  # 周边事件
+    assert "A-301 · 户籍户" in panel and "个体工商户" in panel
+    assert "residential" not in panel and "registered" not in panel
+    assert case["code"] in panel and "待受理" in panel  # 周边事件
     assert "测试用户" in panel  # the grid's worker
     page.screenshot("map-page-building.png")
 
@@ -274,6 +278,7 @@ def test_popups_lead_to_the_case_building_and_grid_pages(people, category, tree,
     shown = facts(page, "#detail-body")
     assert (shown["人口"], shown["户数"], shown["楼栋"], shown["单位"], shown["未办结事件"],
             shown["超期事件"]) == ("3", "2", "1", "1", "1", "0")
+    assert (shown["户籍人口"], shown["流动人口"]) == ("3", "0")
     assert "测试用户" in page.text("#detail-body")
     ages = page.eval("[...document.querySelectorAll('#detail-body .ages tr')]"
                      ".map((tr) => tr.innerText.split(/\\s+/).join(' '))")

@@ -125,6 +125,41 @@ def test_household_and_building_profiles(people, category, tree):
     assert len(body["visits"]) == 2 and body["cases"][0]["relation"] == "nearby"
 
 
+def test_codes_come_with_their_chinese_labels(people, category, api, tree):
+    """A Chinese console shows 住宅, not `residential`: each code field has its `_label`
+    next to it, each code → count map its labels, and the codes themselves are unchanged."""
+    w = people.worker
+    f = family(w)
+    org = w.organisation(G111, building_id=f["building"]["id"], kind="individual_business")
+    case = report(w, category, G111)
+    body = w.ok(w.get(f"/buildings/{f['building']['id']}/profile"))
+    b = body["building"]
+    assert (b["use"], b["use_label"]) == ("residential", "住宅")
+    assert body["rooms"][0]["house"]["use_label"] == "自住"
+    assert (body["households"][0]["type"], body["households"][0]["type_label"]) == (
+        "registered", "户籍户")
+    assert [(o["id"], o["kind_label"]) for o in body["organisations"]] == [
+        (org["id"], "个体工商户")]
+    assert body["occupancy"]["by_use"] == {"owner_occupied": 1}
+    assert body["labels"]["by_use"]["owner_occupied"] == "自住"
+    row = body["cases"][0]
+    assert (row["state"], row["state_label"]) == ("reported", "待受理")
+    assert row["state_label"] == w.ok(w.get(f"/cases/{case['id']}"))["state_label"]
+    person = w.ok(w.get(f"/persons/{f['head']['id']}/profile"))["person"]
+    assert (person["population_type"], person["population_type_label"]) == (
+        "registered", "户籍人口")
+    # the register's own endpoints show the same labels
+    assert w.ok(w.get(f"/buildings/{b['id']}"))["use_label"] == "住宅"
+    area = w.ok(w.get(f"/areas/{tree[G111]}/profile"))
+    assert area["population"]["by_type"]["registered"] == 2
+    assert area["labels"]["by_type"]["registered"] == "户籍人口"
+    assert area["labels"]["care_groups"]["elderly_alone"] == "独居老人"
+    assert "key_persons" not in area["labels"]  # no key-person counts, no labels for them
+    chief = api("grid_chief", G111)
+    labels = chief.ok(chief.get(f"/areas/{tree[G111]}/profile"))["labels"]
+    assert labels["key_persons"]["community_correction"] == "社区矫正"
+
+
 def test_grid_profile_numbers_and_roll_up(people, category, api, tree):
     w = people.worker
     f = family(w, members=2, visits=1)
