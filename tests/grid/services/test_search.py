@@ -3,10 +3,10 @@ crs, and what serves the resident's community unless they ask otherwise."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from geo import crs as crs_mod
+from server import clock
 from tests.grid.registry.conftest import at
 from tests.grid.services.conftest import C11, C12, C21, S1, category_id, make_service
 
@@ -64,8 +64,10 @@ def test_residents_see_what_serves_their_community_unless_they_ask(people, tree,
     assert {own["id"], east["id"]} <= set(ids(people.staff.get("/services")))
 
 
-def test_open_now_follows_the_opening_hours(people, tree, db_session):
-    now = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai"))
+def test_open_now_follows_the_opening_hours(people, tree, db_session, monkeypatch):
+    pinned = clock.now()  # one instant for the test and the server, even at 23:59
+    monkeypatch.setattr(clock, "now", lambda: pinned)
+    now = pinned.astimezone(ZoneInfo("Asia/Shanghai"))
     today = now.isoweekday()
     other = today % 7 + 1
     always = make_service(people.staff, tree, db_session, name="全天", closed_on_holidays=False,
