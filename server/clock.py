@@ -20,5 +20,6 @@ def local_zone() -> ZoneInfo:
 
 
 def local_today() -> date:
-    """Today where the register is kept (DEFAULT_TIMEZONE), not where the server runs."""
-    return datetime.now(local_zone()).date()
+    """Today where the register is kept (DEFAULT_TIMEZONE), not where the server runs.
+    Read from now(), so that a test pinning now() pins the local day with it."""
+    return now().astimezone(local_zone()).date()

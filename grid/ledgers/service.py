@@ -50,7 +50,7 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import IO, Any
 
 import sqlalchemy as sa
@@ -966,7 +966,7 @@ def export_ledger(s: Session, actor: Actor, kind: str, area_id: int | None,
     audit.record(s, actor, "ledger_exported", "ledger", kind, changes={
         "kind": kind, "area_id": area_id, "area_code": root.code if root else None,
         "rows": count, "include_ended": include_ended, "key_tags": key_tags})
-    stamp = datetime.now(UTC).strftime("%Y%m%d")
+    stamp = local_today().strftime("%Y%m%d")  # the user's day: at 00:30 Beijing, not UTC's
     return out, f"{kind}-{root.code if root else 'all'}-{stamp}.xlsx", count
 
 

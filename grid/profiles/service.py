@@ -19,7 +19,7 @@ to a profile; the services module (issue 8) adds the person's "bookings" this wa
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -44,7 +44,7 @@ from grid.registry.models import (
 )
 from grid.visits import service as visits
 from grid.visits.models import Visit
-from server import audit, pii
+from server import audit, clock, pii
 from server.auth.actor import Actor
 from server.auth.models import User
 
@@ -284,9 +284,10 @@ def area_profile(s: Session, actor: Actor, area_id: int, today: date) -> dict:
                PersonTag.start_date <= today)
         .group_by(PersonTag.kind, PersonTag.tag)).all()
     since = today - timedelta(days=COVERAGE_DAYS)
-    # midnight of `since` in the session's zone: `visited_at >= it` is what comparing the
-    # visit's date (cast in that zone) with `since` was, as a range an index can take
-    since_at = sa.cast(since, sa.DateTime(timezone=True))
+    # midnight of `since` where `today` is counted (Beijing), not in the session's zone
+    # (UTC): that began at 08:00 and lost the first day's morning visits. As a range an
+    # index can take.
+    since_at = datetime.combine(since, time.min, clock.local_zone())
     households = sa.select(Household.id).where(*live(Household))
     # the households visited, or with a member visited, in the period: from the period's
     # visits (ix_visits_at) to their households, not every household against every visit

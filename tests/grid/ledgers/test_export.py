@@ -4,6 +4,7 @@ responses, key-person groups only for roles that may see them, audited."""
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime, time, timedelta
 
 import openpyxl
 import pytest
@@ -116,3 +117,14 @@ def test_every_kind_exports_with_the_headers_an_import_accepts(staff, register, 
     assert len(body["report"]["columns"]) == len(building) - 2
     [error] = body["report"]["errors"]
     assert (error["row"], error["column"]) == (2, "楼栋长电话")
+
+
+def test_the_file_is_named_after_the_day_in_beijing(staff, monkeypatch):
+    """At 00:30 Beijing the UTC date is still yesterday's; the file carries the user's day."""
+    from server import clock
+
+    pinned = datetime.combine(datetime.now(UTC).date(), time(16, 30), UTC)  # 00:30 Beijing
+    monkeypatch.setattr(clock, "now", lambda: pinned)
+    response = staff.get("/ledgers/export?kind=persons")
+    beijing_day = (pinned.date() + timedelta(days=1)).strftime("%Y%m%d")
+    assert f"persons-all-{beijing_day}.xlsx" in response.headers["Content-Disposition"]

@@ -4,13 +4,13 @@ statements (counted with before_cursor_execute)."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, time, timedelta
 
 import sqlalchemy as sa
 
 from grid.profiles.service import years_before
 from server import pii
-from tests.conftest import assert_error_shape
+from tests.conftest import SHANGHAI, assert_error_shape, today_local
 from tests.grid.areas.conftest import C11, G111, G112, D
 from tests.grid.maps.conftest import at, counting, report
 from tests.grid.registry.conftest import ID_FEMALE_1988, ID_MALE_2023, ID_MORE, audit_rows
@@ -171,8 +171,9 @@ def test_grid_profile_numbers_and_roll_up(people, category, api, tree):
     assert body["population"]["total"] == 3
     assert body["population"]["by_type"]["registered"] == 3
     assert body["population"]["by_age_sex"]["0-17"]["M"] == 1
-    assert body["population"]["by_age_sex"]["18-59"]["F"] == (
-        1 if date.today().year - 1988 <= 59 else 0)
+    today = today_local()  # the server's day (Beijing), not the machine's
+    age = today.year - 1988 - ((today.month, today.day) < (6, 1))  # born 1988-06-01
+    assert body["population"]["by_age_sex"]["18-59"]["F"] == (1 if age <= 59 else 0)
     assert body["population"]["by_age_sex"]["unknown"]["?"] == 1
     assert body["households"] == 1 and body["buildings"] == 1 and body["open_cases"] == 1
     assert body["visit_coverage"] == {"days": 30, "visits": 1, "households_visited": 1,
@@ -257,20 +258,27 @@ def test_person_profile_lists_their_bookings_to_the_staff_who_manage_them(
     assert _statements(app, staff, url) == n_one
 
 
-def test_visit_coverage_counts_a_members_visit_within_the_period(people, db_session, tree):
+def test_visit_coverage_counts_a_members_visit_within_the_period(people, db_session, tree,
+                                                                monkeypatch):
     """A household counts as visited when it or one of its members was visited in the
-    last 30 days (the first of them included); older visits and visits elsewhere do not."""
+    last 30 days (the first of them included, from its midnight in Beijing); older visits
+    and visits elsewhere do not."""
+    from server import clock
+
+    pinned = clock.now()  # one day for the test and the server, even across midnight
+    monkeypatch.setattr(clock, "now", lambda: pinned)
+    first_day = datetime.combine(pinned.astimezone(SHANGHAI).date() - timedelta(days=30),
+                                 time.min, SHANGHAI)
     w = people.worker
     member_visited = family(w, members=2, visits=0)
     visit(w, person_id=member_visited["others"][0]["id"])
     on_the_first_day = family(w, members=1, visits=1, id_number=None)
     too_old = family(w, members=1, visits=1, id_number=None)
     family(w, members=1, visits=0, id_number=None)
-    db_session.execute(sa.text(
-        "UPDATE visits SET visited_at = (current_date - :days)::timestamptz + interval '1 min' "
-        "WHERE household_id = :h"),
-        [{"days": 30, "h": on_the_first_day["household"]["id"]},
-         {"days": 31, "h": too_old["household"]["id"]}])
+    db_session.execute(sa.text("UPDATE visits SET visited_at = :at WHERE household_id = :h"),
+                       [{"at": first_day + timedelta(minutes=1),
+                         "h": on_the_first_day["household"]["id"]},
+                        {"at": first_day - timedelta(minutes=1), "h": too_old["household"]["id"]}])
     body = w.ok(w.get(f"/areas/{tree[G111]}/profile"))
     assert body["visit_coverage"] == {"days": 30, "visits": 2, "households_visited": 2,
                                       "rate": 0.5}

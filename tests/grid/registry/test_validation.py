@@ -3,7 +3,7 @@ the other field rules, each seen through the API as a 422 naming the field."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from stdnum.cn import ric
@@ -77,6 +77,19 @@ def test_an_id_number_born_in_the_future_is_refused(worker):
     response = worker.patch(f"/persons/{person['id']}",
                             {"id_number": number, "version": person["version"]})
     _field_error(response, "id_number")
+
+
+def test_a_baby_born_today_in_beijing_is_accepted_before_eight(worker, monkeypatch):
+    """At 01:00 Beijing the machine's (UTC) date is still yesterday: the birth date is
+    checked against Beijing's day, as the service checks it."""
+    from server import clock
+
+    pinned = datetime.combine(datetime.now(UTC).date(), time(17, 0), UTC)  # 01:00 Beijing
+    monkeypatch.setattr(clock, "now", lambda: pinned)
+    born = (pinned + timedelta(hours=8)).date()
+    number = _with_check("110101" + born.strftime("%Y%m%d") + "123")
+    person = worker.person(name="新生儿", id_number=number)
+    assert person["birth_date"] == born.isoformat()
 
 
 def test_a_lower_case_x_is_accepted_and_stored_upper_case(worker, api):
