@@ -9,7 +9,7 @@ description `python -m bench.run --list` shows) and
         return {"rows": [row]}
 
 `rows` are printed in the summary table; anything else in the dict goes to the JSON file
-(bench/results/<name>-<date>.json). Rows made by `ctx.measure` carry `vs_healthz`: their
+(bench/results/<name>-<date>T<HHMM>.json). Rows made by `ctx.measure` carry `vs_healthz`: their
 requests/s divided by those of /healthz measured in the same run (`ctx.baseline()`).
 """
 

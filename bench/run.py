@@ -8,7 +8,7 @@ serves the app with `gunicorn -w 2` (BENCH_WORKERS) on a free port with gunicorn
 app's log level at WARNING (BENCH_LOG_LEVEL; per-request log lines off) and no access log,
 the server's output going to var/bench-gunicorn.log; runs the benchmarks in
 bench/benchmarks/ (all, `healthz` first, or those named); writes
-bench/results/<name>-<date>.json per benchmark; prints a summary; stops what it started.
+bench/results/<name>-<date>T<HHMM>.json per benchmark; prints a summary; stops what it started.
 """
 
 from __future__ import annotations
@@ -261,7 +261,9 @@ def main(argv: list[str]) -> int:
                 "baseline_healthz": ctx._baseline,
                 **result,
             }
-            path = RESULTS / f"{name}-{today}.json"
+            # the time too: two runs of a day must not overwrite each other's figures
+            stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H%M")
+            path = RESULTS / f"{name}-{stamp}.json"
             path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
             results[name] = record
             print(f"  -> {path.relative_to(ROOT)}", flush=True)

@@ -166,7 +166,7 @@ class Near(DelimitedList):
         lengths = (3,) if self.radius_required else (2, 3)
         if len(near) not in lengths or not (-180 <= near[0] <= 180 and -90 <= near[1] <= 90) \
                 or (len(near) == 3 and not 0 < near[2] <= self.MAX_RADIUS_M):
-            raise ma.ValidationError(f"{self._shape} (radius ≤ 50 km)")
+            raise ma.ValidationError(f"{self._shape} (radius ≤ {self.MAX_RADIUS_M // 1000} km)")
         crs = data.get(self.crs_field) if data is not None else None
         lon, lat = crs_mod.to_wgs84(near[0], near[1], crs if crs in crs_mod.CRS else "wgs84")
         return lon, lat, near[2] if len(near) == 3 else None

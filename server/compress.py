@@ -1,9 +1,9 @@
 """gzip for JSON and text responses, when the client accepts it.
 
-A full sync page is ~1.4 MB of JSON (2,000 records) that gzip at level 1 makes ~150 KB
-(9.6x) for ~5 ms of CPU per MB: on a phone's 3G link that is seconds saved per page.
-Level 1: on this CPU-bound server the higher levels cost 2-6x the time for 10-25 %
-fewer bytes. Bodies under COMPRESS_MIN_BYTES (0: never compress) are sent as they are: a
+A full sync page of 2,000 records is 1.34 MB of JSON that gzip at level 1 makes 143 KB for
+~6 ms of CPU (bench/README.md, registry_sync): 1.2 MB less for a phone to download per
+page. Level 1, the cheapest, because this server is CPU-bound. Bodies under
+COMPRESS_MIN_BYTES (0: never compress) are sent as they are: a
 small body gains nothing. Files (send_file) and streams are left alone, and so are
 binary types (tiles, photos, spreadsheets, which are compressed already or cached by
 their ETag). A strong ETag becomes weak on a compressed body (a different byte sequence);

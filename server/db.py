@@ -90,6 +90,14 @@ def read_only_twin(engine: sa.Engine) -> sa.Engine:
     return twin
 
 
+def dispose_twin(engine: sa.Engine) -> None:
+    """Close the read-only pool of `engine`, if one was made (tests with engines of their
+    own)."""
+    twin = _read_only_twins.pop(engine, None)
+    if twin is not None:
+        twin.dispose()
+
+
 def _ping_when_idle(engine: sa.Engine) -> None:
     """pool_pre_ping, but only for a connection that sat idle in the pool: pinging on every
     checkout cost a round trip per request. A connection in steady use that PostgreSQL
@@ -185,7 +193,9 @@ class Prepared:
     autocommit (`read_only` views) the two form one implicit transaction, so the settings
     end with it.
 
-    Returns plain rows (no ORM entities, no SQLAlchemy result types). Not for servers
+    Parameters go to psycopg2 as they are, without SQLAlchemy's type processing: pass
+    values psycopg2 adapts itself (a UUID as str). Rows hold psycopg2's values (no ORM
+    entities, no SQLAlchemy type conversion: a UUID comes back as text). Not for servers
     behind a transaction-pooling proxy, which moves sessions between clients (PgBouncer's
     prepared statement support covers the protocol's, not SQL PREPARE).
     """

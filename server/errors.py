@@ -6,6 +6,7 @@ to recover (the allowed next actions for 409, the current record for 412, the fi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -94,3 +95,13 @@ class TooManyRequests(DomainError):
 def field_errors(field: str, *messages: str, location: str = "json") -> dict:
     """The `errors` value of a 422 for one field, in webargs' layout."""
     return {location: {field: list(messages)}}
+
+
+def check_version(record: Any, expected: int | None, current: Callable[[Any], dict]) -> None:
+    """The one optimistic-concurrency check of an update: 428 without a version, 412 with
+    `current(record)` (the record as the client should re-read it) when it moved on."""
+    if expected is None:
+        raise PreconditionRequired("Send the version you edited (If-Match or `version`)")
+    if expected != record.version:
+        raise PreconditionFailed("This record changed since you read it",
+                                 current=current(record))

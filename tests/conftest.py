@@ -7,14 +7,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import date
 from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
 
 from notifications.models import Notification
-from server import db
+from server import clock, db
 from server.app import create_app
 from server.auth import service as auth_service
 from server.auth.models import User
@@ -24,8 +24,9 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def today_local() -> date:
-    """Today in Asia/Shanghai (the areas' zone): the server counts dates there, not in UTC."""
-    return datetime.now(UTC).astimezone(SHANGHAI).date()
+    """Today where the server counts dates (DEFAULT_TIMEZONE, Asia/Shanghai), not in UTC:
+    the server's own clock.local_today(), so that a test pinning clock.now pins it too."""
+    return clock.local_today()
 
 
 def inbox(db_session, user, kind: str | None = None) -> list[Notification]:
@@ -110,16 +111,16 @@ def own_session(app, urls):
     """The app's session on an engine of its own with one pooled connection (outside the
     test's shared transaction, as in production): sees only committed rows."""
     engine = sa.create_engine(urls["DATABASE_URL"], pool_size=1, max_overflow=0)
+    before = dict(db.SessionFactory.kw)  # the test's shared connection (db_session)
     db.session.remove()
     db.SessionFactory.configure(bind=engine)
     try:
         yield engine
     finally:
         db.session.remove()
+        db.SessionFactory.configure(**before)
+        db.dispose_twin(engine)
         engine.dispose()
-        twin = db._read_only_twins.pop(engine, None)
-        if twin is not None:
-            twin.dispose()
 
 
 @pytest.fixture

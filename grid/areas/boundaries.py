@@ -397,7 +397,7 @@ WHERE a.path LIKE :prefix
 def export_subtree(s: Session, actor: Actor, area_id: int, crs: str = "wgs84") -> dict:
     """An area and everything below it as a FeatureCollection (re-importable)."""
     root = service.get_area(s, actor, area_id)
-    if not actor.unrestricted and not any(root.path.startswith(p) for p in actor.area_paths):
+    if not service.path_in_scope(actor, root.path):
         raise NotFound("No such area")  # ancestors are visible by name, not exportable
     prefix = root.path.replace("%", r"\%").replace("_", r"\_") + "%"
     collection = s.scalar(sa.text(_EXPORT), {"prefix": prefix})

@@ -27,8 +27,7 @@ from server.errors import (
     Conflict,
     Invalid,
     NotFound,
-    PreconditionFailed,
-    PreconditionRequired,
+    check_version,
     field_errors,
 )
 
@@ -209,7 +208,9 @@ def area_geometry(s: Session, area_id: int) -> dict | None:
 
 def ancestors(s: Session, area: Area) -> list[Area]:
     ids = ids_on_path(area.path)
-    rows = s.scalars(sa.select(Area).where(Area.id.in_(ids))).all()
+    # (not their boundaries: callers show id, code, name and level)
+    rows = s.scalars(sa.select(Area).where(Area.id.in_(ids))
+                     .options(sa.orm.defer(Area.boundary))).all()
     by_id = {a.id: a for a in rows}
     return [by_id[i] for i in ids if i in by_id]
 
@@ -256,7 +257,7 @@ def move_area(s: Session, actor: Actor, area_id: int, new_parent_id: int,
     subtree are rewritten by prefix (330183001002005 → 330183002004005).
     """
     area = _manageable(s, actor, area_id)
-    _check_version(area, expected_version, _current(area))
+    check_version(area, expected_version, _current)
     parent = _manageable(s, actor, new_parent_id)
     if parent.path.startswith(area.path):
         raise Conflict("An area cannot move into its own subtree")
@@ -316,21 +317,13 @@ def _current(area: Area) -> dict:
             "parent_id": area.parent_id, "area_m2": area.area_m2, "version": area.version}
 
 
-def _check_version(obj: Any, expected: int | None, current: dict | None = None) -> None:
-    if expected is None:
-        raise PreconditionRequired("Send the version you edited (If-Match or `version`)")
-    if expected != obj.version:
-        raise PreconditionFailed("This record changed since you read it",
-                                 current=current or {"id": obj.id, "version": obj.version})
-
-
 def update_area(s: Session, actor: Actor, area_id: int, changes: dict,
                 expected_version: int | None) -> Area:
     """Rename or re-code an area, or replace its boundary (validated like an import)."""
     from grid.areas import boundaries
 
     area = _manageable(s, actor, area_id)
-    _check_version(area, expected_version, _current(area))
+    check_version(area, expected_version, _current)
     recorded: dict[str, Any] = {}
     if "name" in changes and changes["name"] != area.name:
         recorded["name"] = [area.name, changes["name"]]
@@ -564,6 +557,12 @@ def collector_grid(s: Session, actor: Actor, lon: float, lat: float) -> Area:
             grid={"id": grid.id, "code": grid.code, "name": grid.name},
         )
     return grid
+
+
+def path_in_scope(actor: Actor, path: str) -> bool:
+    """in_scope for an area whose path is at hand (no round trip): in one of the actor's
+    subtrees."""
+    return actor.unrestricted or any(path.startswith(p) for p in actor.area_paths)
 
 
 def area_in_scope(s: Session, actor: Actor, area_id: int) -> bool:

@@ -25,8 +25,7 @@ from server.auth.actor import Actor
 from server.errors import (
     Invalid,
     NotFound,
-    PreconditionFailed,
-    PreconditionRequired,
+    check_version,
     field_errors,
 )
 
@@ -235,11 +234,8 @@ def set_calendar(s: Session, actor: Actor, area: Area, data: dict,
         raise Invalid(field_errors("timezone", "Unknown time zone.")) from exc
     row = s.scalars(sa.select(WorkCalendar).where(WorkCalendar.area_id == area.id)
                     .with_for_update()).first()
-    if row is not None and expected is None:
-        raise PreconditionRequired("Send the calendar's version (If-Match or `version`)")
-    if row is not None and expected != row.version:
-        raise PreconditionFailed("The calendar changed since you read it",
-                                 current={"version": row.version})
+    if row is not None:
+        check_version(row, expected, lambda r: {"version": r.version})
     if row is None:
         row = WorkCalendar(area_id=area.id, name=data.get("name") or f"{area.name}工作日历",
                            windows=data["windows"])

@@ -26,6 +26,9 @@ STATES = {"reported": "待受理", "accepted": "已立案", "rejected": "不予�
           "on_hold": "缓办/挂账", "voided": "已作废"}
 OPEN_STATES = ("reported", "accepted", "dispatched", "returned", "in_progress", "handled",
                "verified", "on_hold")
+# The open-state predicate of the partial indexes: the same list as OPEN_STATES, so that a
+# query filtering on Case.state.in_(OPEN_STATES) can use them.
+_OPEN = sa.text("state IN (" + ", ".join(f"'{s}'" for s in OPEN_STATES) + ")")
 # The stage whose limit runs while a case is in a state (no clock in the others).
 STAGE_OF_STATE = {"reported": "accept", "accepted": "dispatch", "returned": "dispatch",
                   "dispatched": "sign", "in_progress": "handle", "handled": "verify",
@@ -167,15 +170,11 @@ class Case(TimestampMixin, VersionedMixin, GpsTaggedMixin, Base):
         # Open cases by due time: the queue's first page (?open=true&sort=due_at) and the
         # sweep read a few index entries instead of the whole history.
         sa.Index("ix_cases_open_queue", sa.text("due_at ASC NULLS LAST"), sa.text("id DESC"),
-                 postgresql_where=sa.text(
-                     "state IN ('reported', 'accepted', 'dispatched', 'returned', "
-                     "'in_progress', 'handled', 'verified', 'on_hold')")),
+                 postgresql_where=_OPEN),
         # Open cases by place: a tile's cases among a million closed ones (the full GiST
         # index handed the z14 tile ~90,000 cases to AND with the open ones)
         sa.Index("ix_cases_open_location", "location", postgresql_using="gist",
-                 postgresql_where=sa.text(
-                     "state IN ('reported', 'accepted', 'dispatched', 'returned', "
-                     "'in_progress', 'handled', 'verified', 'on_hold')")),
+                 postgresql_where=_OPEN),
         sa.Index("uq_cases_channel_external_ref", "channel", "external_ref", unique=True,
                  postgresql_where=sa.text("external_ref IS NOT NULL")),
     )

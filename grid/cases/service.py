@@ -45,8 +45,7 @@ from server.errors import (
     Forbidden,
     Invalid,
     NotFound,
-    PreconditionFailed,
-    PreconditionRequired,
+    check_version,
     field_errors,
 )
 
@@ -208,11 +207,7 @@ def save_category(s: Session, actor: Actor, data: dict, category_id: int | None 
                              .with_for_update()).first()
         if category is None:
             raise NotFound("No such category")
-        if expected is None:
-            raise PreconditionRequired("Send the version you edited (If-Match or `version`)")
-        if expected != category.version:
-            raise PreconditionFailed("The category changed since you read it",
-                                     current={"version": category.version})
+        check_version(category, expected, lambda c: {"version": c.version})
         for key, value in data.items():
             setattr(category, key, value)
     s.flush()
@@ -345,12 +340,16 @@ def _shift_clock(wt: calendar.WorkingTime, case: Case, since: datetime, at: date
 # --- recipients ----------------------------------------------------------------------------
 
 
+def _members_above_select(grid_path: Any, role: str) -> sa.Select:
+    """Users with `role` in an area that contains the grid at `grid_path` (its street,
+    district…)."""
+    return (sa.select(Membership.user_id).join(Area, Area.id == Membership.area_id)
+            .where(Membership.role == role, grid_path.startswith(Area.path)))
+
+
 def _members_above(s: Session, case: Case, role: str) -> list[int]:
-    """Users with `role` in an area that contains the case's grid (its street, district…)."""
     grid_path = sa.select(Area.path).where(Area.id == case.area_id).scalar_subquery()
-    return list(s.scalars(
-        sa.select(Membership.user_id).join(Area, Area.id == Membership.area_id)
-        .where(Membership.role == role, grid_path.startswith(Area.path))))
+    return list(s.scalars(_members_above_select(grid_path, role)))
 
 
 def _department_people(s: Session, department_id: int | None, heads_only: bool = False
@@ -491,10 +490,8 @@ def _intake_statement() -> sa.Select:
     :client_uuid was claimed already (a replay spends no number, so no case code) and the
     street dispatchers over that grid (who hear of the new case)."""
     grid = sa.orm.aliased(Area, areas.finest_grid(Area).subquery("grid").lateral(), name="grid")
-    dispatchers = (sa.select(sa.func.array_agg(Membership.user_id))
-                   .join(Area, Area.id == Membership.area_id)
-                   .where(Membership.role == "street_dispatcher",
-                          grid.path.startswith(Area.path)).scalar_subquery())
+    dispatchers = sa.func.array(
+        _members_above_select(grid.path, "street_dispatcher").scalar_subquery())
     case_id = sa.case((idempotency.unclaimed(sa.bindparam("client_uuid", type_=sa.Uuid())),
                        sa.func.nextval(sa.func.pg_get_serial_sequence("cases", "id"))))
     return (sa.select(CaseCategory, grid, case_id.label("case_id"),
@@ -758,7 +755,7 @@ def _area_in_scope(s: Session, actor: Actor, area_id: int) -> bool:
     path = s.info.get("grid_paths", {}).get(area_id)
     if path is None:
         return areas.area_in_scope(s, actor, area_id)
-    return actor.unrestricted or any(path.startswith(p) for p in actor.area_paths)
+    return areas.path_in_scope(actor, path)
 
 
 def allowed_actions(s: Session, actor: Actor, case: Case, pending: bool | None = None
@@ -797,11 +794,7 @@ def act(s: Session, actor: Actor, case_id: int, action: str, data: dict,
     if transition is None:
         raise NotFound(f"No such action {action!r}")
     case = get_case(s, actor, case_id, for_update=True)
-    if expected is None:
-        raise PreconditionRequired("Send the version you acted on (If-Match or `version`)")
-    if expected != case.version:
-        raise PreconditionFailed("The case changed since you read it",
-                                 current=as_dict(case, allowed_actions(s, actor, case)))
+    check_version(case, expected, lambda c: as_dict(c, allowed_actions(s, actor, c)))
     if case.state not in transition.sources:
         raise Conflict(f"Cannot {action} a case that is {case.state}",
                        allowed=allowed_actions(s, actor, case))

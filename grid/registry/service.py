@@ -62,8 +62,7 @@ from server.errors import (
     Conflict,
     Invalid,
     NotFound,
-    PreconditionFailed,
-    PreconditionRequired,
+    check_version,
     field_errors,
 )
 
@@ -187,13 +186,6 @@ def _new(model: type[RegisterRecord], actor: Actor, area_id: int, source: str,
     if fix is not None:
         record.set_gps(fix)
     return record
-
-
-def check_version(record: Any, expected: int | None, as_dict: Any) -> None:
-    if expected is None:
-        raise PreconditionRequired("Send the version you edited (If-Match or `version`)")
-    if expected != record.version:
-        raise PreconditionFailed("This record changed since you read it", current=as_dict(record))
 
 
 def _history_value(name: str, value: Any) -> Any:
@@ -1026,7 +1018,8 @@ def building_counts(building_id: Any) -> tuple[Any, Any, Any]:
     """Households and present persons of the building `building_id` (a column): a LATERAL
     subquery adding up its rows of the trigger-kept roll-up, to join ON true (it has one row
     per building, zeros included), and its two columns. One index lookup a building for
-    both numbers (two scalar subqueries cost a tile of 2,000 buildings ~6 ms more)."""
+    both numbers (two scalar subqueries cost the benchmark's z14 centre tile, 2,104
+    buildings, ~6 ms more: bench/README.md "maps")."""
     t = BuildingOccupancy
     occupancy = (sa.select(sa.func.coalesce(sa.func.sum(t.households), 0).label("households"),
                            sa.func.coalesce(sa.func.sum(t.persons), 0).label("persons"))
@@ -1053,7 +1046,9 @@ def compact_occupancy(s: Session) -> dict:
     return {"folded_buildings": len(folded)} if folded else {}
 
 
-# the whole count from the register, as migration 0010 fills the table
+# The whole count from the register. It must count what migration 0010's triggers count
+# (and 0010's FULL, which filled the table): a change to the rule needs a new migration for
+# the triggers too, or the daily recount "corrects" the triggers every day.
 _OCCUPANCY_RECOUNT = """
 WITH gone AS (DELETE FROM building_occupancy RETURNING building_id, households, persons),
 kept AS (SELECT building_id, sum(households) AS households, sum(persons) AS persons
@@ -1085,9 +1080,10 @@ def _occupancy_lock(s: Session) -> None:
 def recount_occupancy(s: Session) -> dict:
     """Replace the occupancy roll-up with a count of the register, in one statement (one
     snapshot: a write committed after it keeps its appended row, one before it is in the
-    count). The triggers keep the table exact change by change; two transactions racing
-    on the same people under READ COMMITTED (a member joining a household another ends)
-    could each add what the other's change makes wrong, and this puts that right."""
+    count). The triggers keep the table exact change by change (tests compare both after
+    every kind of write); two transactions racing on the same people under READ COMMITTED
+    (a member joining a household another ends) could each add what the other's change
+    makes wrong (reasoned, not reproduced in a test), and this puts that right."""
     _occupancy_lock(s)
     buildings, drifted = s.execute(sa.text(_OCCUPANCY_RECOUNT)).one()
     return {"recounted_buildings": buildings, "drifted": drifted} if drifted else {}

@@ -26,7 +26,6 @@ from sqlalchemy.orm import Session
 from grid.areas import service as areas
 from grid.areas.models import Area, Membership
 from grid.calendar import service as calendar
-from grid.registry import service as registry
 from grid.services import schemas
 from grid.services.models import (
     ACTIVE_STATES,
@@ -44,6 +43,7 @@ from server.errors import (
     Forbidden,
     Invalid,
     NotFound,
+    check_version,
     field_errors,
 )
 
@@ -160,7 +160,7 @@ def create_service(s: Session, actor: Actor, data: dict) -> Service:
 def update_service(s: Session, actor: Actor, service_id: int, data: dict,
                    expected: int | None) -> Service:
     service = managed_service(s, actor, service_id, for_update=True)
-    registry.check_version(service, expected, lambda r: {"version": r.version})
+    check_version(service, expected, lambda r: {"version": r.version})
     if "area_id" in data and not areas.area_in_scope(s, actor, data["area_id"]):
         raise NotFound("No such area")
     if "category_id" in data and s.get(ServiceCategory, data["category_id"]) is None:
@@ -179,7 +179,7 @@ def _serves_home(actor: Actor) -> sa.ColumnElement[bool]:
     """Services of an area that contains one of the resident's homes (their community, its
     street, the district…): the ids on their materialized paths. A list of ids, not a join
     on the paths, so that the planner sees how many services match and keeps the KNN."""
-    ids = {int(part) for p in actor.area_paths for part in p.rstrip(".").split(".")}
+    ids = {i for p in actor.area_paths for i in areas.ids_on_path(p)}
     return Service.area_id.in_(sorted(ids))
 
 
@@ -670,7 +670,7 @@ def act(s: Session, actor: Actor, booking_id: int, action: str, data: dict,
     states, who = ACTIONS[action]
     if not getattr(parties, who):
         raise Forbidden(f"Only the {who} may {action} this booking")
-    registry.check_version(booking, expected,
+    check_version(booking, expected,
                            lambda r: {"version": r.version, "state": r.state})
     allowed = allowed_actions(booking, parties)
     if action not in allowed:

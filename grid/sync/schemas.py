@@ -8,8 +8,8 @@ from marshmallow import fields, validate, validates_schema
 
 from server.api import Schema
 
-# A full grid (~2,000 people, ~3,500 records) in two pages. 2,000 records are ~1.4 MB of
-# JSON but ~150 KB gzipped (server/compress.py), less than a page of 500 was before
+# A full grid (~2,000 people, ~3,500 records) in two pages. 2,000 records are ~1.3 MB of
+# JSON but ~140 KB gzipped (server/compress.py), less than a page of 500 was before
 # compression: the smaller default (500, until 2026-12-01) only added round trips and
 # per-page work (bench/README.md, registry_sync). The maximum bounds one page's memory.
 PAGE_DEFAULT, PAGE_MAX = 2000, 2000

@@ -21,7 +21,7 @@ def pull(args):
     show them; ended ones with `ended_at`) and tombstones (`deleted: true`: the record left
     your grids), in change order.
 
-    Pages hold `limit` items (default and most 2000: ~1.4 MB of JSON, ~150 KB gzipped
+    Pages hold `limit` items (default and most 2000: ~1.3 MB of JSON, ~140 KB gzipped
     for clients that send `Accept-Encoding: gzip`). While `has_more` is true, pull
     again at once with `next_cursor`; when it is false, keep `next_cursor` for the next sync.
     No cursor: a full sync of the current records. `reset: true` (first page of a full

@@ -42,7 +42,15 @@ from grid.registry.models import (
 from grid.visits.models import DEFAULT_POLICIES, Visit, VisitPolicy
 from server import audit, db, idempotency, storage
 from server.auth.actor import Actor
-from server.errors import Conflict, Forbidden, Invalid, NotFound, PreconditionFailed, field_errors
+from server.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    PreconditionFailed,
+    check_version,
+    field_errors,
+)
 
 TARGETS: dict[str, type] = {"household": Household, "person": Person,
                             "organisation": Organisation}
@@ -164,7 +172,7 @@ def complete_follow_up(s: Session, actor: Actor, visit_id: int, result: str | No
             return visit  # a phone resending the same completion
         raise Conflict("The follow-up was already completed", allowed=[],
                        current=as_dict(visit))
-    registry.check_version(visit, expected_version, as_dict)
+    check_version(visit, expected_version, as_dict)
     visit.follow_up_done_at = _now()
     visit.follow_up_done_by = actor.user_id
     visit.follow_up_result = result
@@ -219,7 +227,7 @@ def effective_policies(s: Session, actor: Actor, area_id: int) -> list[dict]:
     default; `interval_days` None: not scheduled)."""
     actor.require("registry:read")
     area = areas.get_area(s, actor, area_id)
-    chain = [int(x) for x in area.path.rstrip(".").split(".")]  # top first
+    chain = areas.ids_on_path(area.path)  # top first
     tags = visible_tags(actor)
     rows = s.execute(
         sa.select(VisitPolicy, Area.code, Area.name).join(Area, Area.id == VisitPolicy.area_id)
@@ -282,7 +290,7 @@ def set_policy(s: Session, actor: Actor, area_id: int, tag: str, interval_days: 
         row = _policy_row(s, area.id, tag)
     if row is None:
         raise PreconditionFailed("This policy no longer exists", current=None)
-    registry.check_version(row, expected_version, _policy_dict)
+    check_version(row, expected_version, _policy_dict)
     if row.interval_days != interval_days:
         old = row.interval_days
         row.interval_days, row.updated_by = interval_days, actor.user_id

@@ -13,6 +13,7 @@ fails verification is never cached. The key does not change while a process runs
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 from flask_jwt_extended import JWTManager
 from flask_jwt_extended.config import config
@@ -42,6 +43,8 @@ class CachingJWTManager(JWTManager):
 def _current(claims: dict) -> bool:
     """Not expired and already valid, as PyJWT judges it (with the configured leeway)."""
     now, leeway = time.time(), config.leeway
+    if isinstance(leeway, timedelta):  # JWT_DECODE_LEEWAY may be either
+        leeway = leeway.total_seconds()
     exp, nbf = claims.get("exp"), claims.get("nbf")
     return ((exp is None or now < exp + leeway)
             and (nbf is None or now >= nbf - leeway))

@@ -43,3 +43,32 @@ def test_a_strong_etag_becomes_weak_on_a_gzipped_body():
     response = app.test_client().get("/etagged", headers={"Accept-Encoding": "gzip"})
     assert response.headers["Content-Encoding"] == "gzip"
     assert response.headers["ETag"] == 'W/"7"'
+
+
+def test_binary_bodies_and_a_zero_minimum_are_left_as_they_are():
+    from flask import Flask, Response, jsonify
+
+    from server.compress import init_compression
+
+    def app_with(minimum: int) -> Flask:
+        app = Flask(__name__)
+        app.config["COMPRESS_MIN_BYTES"] = minimum
+
+        @app.get("/tile")
+        def tile():
+            return Response(b"\x1a" * 4000, mimetype="application/vnd.mapbox-vector-tile")
+
+        @app.get("/json")
+        def big_json():
+            return jsonify({"filler": "x" * 4000})
+
+        init_compression(app)
+        return app
+
+    on = app_with(1024).test_client()
+    assert on.get("/json", headers={"Accept-Encoding": "gzip"}).headers["Content-Encoding"] \
+        == "gzip"  # (the control: this app compresses)
+    tile = on.get("/tile", headers={"Accept-Encoding": "gzip"})
+    assert "Content-Encoding" not in tile.headers and tile.data == b"\x1a" * 4000
+    off = app_with(0).test_client().get("/json", headers={"Accept-Encoding": "gzip"})
+    assert "Content-Encoding" not in off.headers and len(off.data) > 4000

@@ -157,7 +157,7 @@ def _xids(s) -> tuple:
     return s.scalar(sa.text(xid)), s.scalar(sa.text(xid))
 
 
-def test_a_read_only_view_runs_without_a_transaction_and_leaves_the_connection_as_it_was(
+def test_a_read_only_view_runs_without_a_transaction_and_the_next_request_is_transactional(
         app, own_session, db_session):
     @db.read_only
     def view():
@@ -167,7 +167,7 @@ def test_a_read_only_view_runs_without_a_transaction_and_leaves_the_connection_a
         first, second = view()
     assert first != second  # each statement its own transaction: no BEGIN ... ROLLBACK
     db.session.remove()
-    with db.unit_of_work() as s:  # the same pooled connection, transactional again
+    with db.unit_of_work() as s:  # back on the app's own pool: transactional
         first, second = _xids(s)
     assert first == second
 

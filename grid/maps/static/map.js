@@ -52,7 +52,9 @@
   const LIGHT = ["match", ["get", "light"],
                  ...Object.entries(LIGHTS).flatMap(([key, [colour]]) => [key, colour]), NO_LIGHT[0]];
   const DETAIL = ["has", "id"];  // detailed features carry an id; per-grid aggregates a count
-  const ROLES = { grid_chief: "网格长", grid_worker: "网格员" };
+  const ROLES = { grid_chief: "网格长", grid_worker: "网格员", community_staff: "社区工作人员" };
+  // one line for a contact of a grid card or profile: role, name, masked phone
+  const contact = (p) => (ROLES[p.role] || p.role) + " " + p.name + " " + (p.phone || "");
 
   function style(scopedTileJson) {
     return {
@@ -171,7 +173,7 @@
   function gridPart(grid) {
     return [el("h2", null, "所属网格"), el("p", null, grid.chain.map((a) => a.name).join(" › ")),
             list([...grid.chiefs, ...grid.workers],
-                 (p) => [(ROLES[p.role] || p.role) + " " + p.name + " " + (p.phone || "")])];
+                 (p) => [contact(p)])];
   }
 
   const room = (h) => [h.unit, h.floor !== null ? h.floor + "层" : null, h.room].filter(Boolean).join(" ");
@@ -229,8 +231,7 @@
       facts([["走访", v.visits + " 次"], ["已走访户", v.households_visited],
              ["覆盖率", v.rate === null ? null : (v.rate * 100).toFixed(1) + "%"]]),
       el("h2", null, "网格员 (" + body.workers.length + ")"),
-      list(body.workers, (w) => [(ROLES[w.role] || w.role) + " " + w.name + " " + (w.phone || "")
-        + " · " + w.area.name]),
+      list(body.workers, (w) => [contact(w) + " · " + w.area.name]),
       ...(body.children.length ? [el("h2", null, "下级区域"), list(body.children, (c) => [
         c.name + ": 人口 " + c.population + " · " + c.households + " 户 · 未办结事件 " + c.open_cases])] : []),
     ];
@@ -293,7 +294,7 @@
       return [dt, dd];
     }));
     fill("card-people", [...card.chiefs, ...card.workers].map((p) =>
-      [ROLES[p.role] + " " + p.name + " " + (p.phone || "")]));
+      [contact(p)]));
     fill("card-cases", body.cases.features.map((f) =>
       [f.properties.code + " " + f.properties.category_name, "light-" + f.properties.light]));
     $("card-profile").onclick = (event) => { event.preventDefault(); openAreaProfile(areaId); };

@@ -293,7 +293,7 @@ def test_partial_days_and_own_cases_outside_the_scope(api, db_session, fixture_c
     assert _perf(leader, "from=2026-06-09T01:30:00Z&to=2026-06-10T00:30:00Z")["total"][
         "reported"] == 0
     month = _perf(leader, "from=2026-05-31T17:00:00Z&to=2026-06-30T15:00:00Z")["total"]
-    assert {k: v for k, v in month.items()} == hour
+    assert month == hour
     db_session.add(CaseFollower(case_id=fixture_cases[10], user_id=people.dispatcher.user.id,
                                 kind="follower"))
     db_session.commit()

@@ -233,7 +233,7 @@ def test_outside_the_tests_transaction_a_tile_is_one_prepared_statement_on_the_r
                        headers={"If-None-Match": response.headers["ETag"]})
     assert again.status_code == 304
     db.session.remove()  # (the test's app context outlives the requests): back to the pool
-    with db._read_only_twins[own_session].connect() as conn:  # its one pooled connection
+    with db.read_only_twin(own_session).connect() as conn:  # its one pooled connection
         prepared = conn.scalars(sa.text(
             "SELECT statement FROM pg_prepared_statements WHERE statement LIKE '%ST_AsMVT%'"
         )).all()

@@ -262,7 +262,7 @@ def test_visit_coverage_counts_a_members_visit_within_the_period(people, db_sess
                                                                 monkeypatch):
     """A household counts as visited when it or one of its members was visited in the
     last 30 days (the first of them included, from its midnight in Beijing); older visits
-    and visits elsewhere do not."""
+    do not."""
     from server import clock
 
     pinned = clock.now()  # one day for the test and the server, even across midnight

@@ -99,6 +99,8 @@ def test_occupancy_follows_every_kind_of_change(api, db_session, tree):
     # the first house stays (not ended), now empty
     assert db_session.scalar(sa.text("SELECT ended_at IS NULL FROM houses WHERE id = :h"),
                              {"h": house["id"]})
+    # the triggers and the daily recount (registry.service) count the same thing
+    assert service.recount_occupancy(db_session) == {}
 
 
 def test_sync_push_ledger_copy_and_bulk_writes_are_counted(api, db_session, client, tree):
@@ -148,6 +150,7 @@ def test_sync_push_ledger_copy_and_bulk_writes_are_counted(api, db_session, clie
     body = w.ok(w.get(f"/areas/{tree[G111]}/map"))
     [feature] = [f for f in body["buildings"]["features"] if f["id"] == building]
     assert (feature["properties"]["households"], feature["properties"]["persons"]) == (1, 7)
+    assert service.recount_occupancy(db_session) == {}  # the recount's rule is the triggers'
 
 
 def test_the_daily_recount_puts_a_drift_right(worker, db_session):
