@@ -4,13 +4,19 @@ district; no administrator locks themselves, or the platform, out."""
 
 from __future__ import annotations
 
+import threading
+import uuid
+
 import pytest
 import sqlalchemy as sa
+import sqlalchemy.orm
 
 from grid.areas import boundaries
 from grid.demo import SYSTEM
 from server.auth import service as accounts
+from server.auth.actor import Actor
 from server.auth.models import User, UserRole
+from server.auth.permissions import permissions_for
 from server.errors import Conflict
 from tests.conftest import assert_error_shape
 from tests.grid.areas.conftest import G111, G211, D, collection, feature, rect
@@ -206,3 +212,50 @@ def test_a_district_admin_adds_department_handlers_only_of_its_district(
     added = client.post(f"/departments/{ours}/members", headers=district_admin,
                         json={"user_id": local.id, "is_head": True})
     assert added.status_code == 200, added.get_json()
+
+
+def test_two_admins_disabling_each_other_at_once_leave_one_active(app, engine):
+    """Real concurrent transactions on committed accounts (removed after): without the lock
+    on the administrators' rows both would pass the check and lock the platform out."""
+    with engine.connect() as conn:
+        others = conn.scalar(sa.text(
+            "SELECT count(*) FROM users u JOIN user_roles r ON r.user_id = u.id "
+            "WHERE r.role = 'admin' AND u.is_active"))
+    if others:
+        pytest.skip("committed active admins exist: each of these two would not be the last")
+    with app.app_context(), sa.orm.Session(engine) as s:
+        ids = [accounts._new_user(s, f"rival-{i}-{uuid.uuid4().hex[:8]}", "对手", None,
+                                  "Rival-pass-2026", ["admin"]).id for i in (1, 2)]
+        s.commit()
+    roles = frozenset({"admin"})
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def disable(actor_id: int, target_id: int) -> None:
+        actor = Actor(user_id=actor_id, roles=roles, permissions=permissions_for(roles))
+        with app.app_context(), sa.orm.Session(engine) as s:
+            version = s.get(User, target_id).version
+            barrier.wait()
+            try:
+                accounts.update_user(s, actor, target_id, {"is_active": False}, version)
+                s.commit()
+                outcomes.append("ok")
+            except Conflict:
+                s.rollback()
+                outcomes.append("409")
+
+    try:
+        threads = [threading.Thread(target=disable, args=pair)
+                   for pair in ((ids[0], ids[1]), (ids[1], ids[0]))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert sorted(outcomes) == ["409", "ok"], outcomes
+        with engine.connect() as conn:
+            active = conn.scalar(sa.text("SELECT count(*) FROM users WHERE id = ANY(:ids) "
+                                         "AND is_active"), {"ids": ids})
+        assert active == 1
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM users WHERE id = ANY(:ids)"), {"ids": ids})
