@@ -18,6 +18,7 @@ from server import config as config_module
 from server.api import error_payload, init_api
 from server.auth import service as auth_service
 from server.auth import views as auth_views
+from server.auth.actor import authenticate_first
 from server.auth.tokens import CachingJWTManager
 from server.compress import init_compression
 from server.errors import Invalid
@@ -135,6 +136,8 @@ def create_app(config: dict | None = None) -> Flask:
     db.init_db(app)
     _init_jwt(app)
     init_request_logging(app)
+    # The token before any other request hook validates input (401 before 422).
+    app.before_request(authenticate_first)
     # Registered early: Flask runs after_request hooks last-registered first, so gzip sees
     # the body after any later hook has changed it.
     init_compression(app)

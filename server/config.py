@@ -40,6 +40,9 @@ class Config:
     JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=_env_int("JWT_ACCESS_MINUTES", 15))
     JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=_env_int("JWT_REFRESH_DAYS", 30))
     JWT_TOKEN_LOCATION = ["headers"]
+    # A refresh token presented again within this many seconds of its use (a phone retrying
+    # after the answer was lost) gets its successor again instead of ending the session.
+    REFRESH_REUSE_GRACE_S = _env_int("REFRESH_REUSE_GRACE_S", 30)
     JWT_ERROR_MESSAGE_KEY = "message"
 
     # Personal data: AES-256-GCM key(s) as "keyid:base64key,..."; the first is used to write.

@@ -112,7 +112,7 @@ class ImportErrorSchema(ErrorSchema):
 
 class ContactSchema(Schema):
     role = fields.String()
-    user_id = fields.Integer()
+    user_id = fields.Integer(metadata={"description": "Absent in the public card"})
     name = fields.String()
     phone = fields.String(allow_none=True, metadata={"description": "Masked: 138****5678"})
 
@@ -129,8 +129,11 @@ class GridCardSchema(Schema):
     chain = fields.List(fields.Nested(ChainItemSchema))
     chiefs = fields.List(fields.Nested(ContactSchema))
     workers = fields.List(fields.Nested(ContactSchema))
-    counts = fields.Dict(keys=fields.String(), values=fields.Integer(),
-                         metadata={"description": "households, population… from the registry"})
+    counts = fields.Dict(keys=fields.String(), values=fields.Integer(), metadata={
+        "description": "households, population… from the registry; empty in the public "
+                       "card (callers who do not see the area)"})
+    boundary = GeoJSONGeometry(allow_none=True, dump_only=True, metadata={
+        "description": "GET /areas/{id}/card only; in ?crs="})
 
 
 _membership_roles = [r for r in ROLES if r not in ("admin", "auditor", "department_handler")]

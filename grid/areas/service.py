@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from grid.areas.models import Area, AreaLevel, Department, DepartmentMember, Membership
 from server import audit, db, pii
+from server.auth import service as accounts
 from server.auth.actor import Actor, ActorEnricher, actor_enrichers
 from server.auth.models import User, UserRole
 from server.errors import (
@@ -87,6 +88,22 @@ def _outermost(paths: tuple[str, ...]) -> tuple[str, ...]:
 
 
 actor_enrichers.append(ActorEnricher(_scope_columns, _with_scope))
+
+
+def _placed_in_scope(actor: Actor) -> sa.ColumnElement[bool]:
+    """SQL on User: every area membership and every department of the account lies in the
+    actor's areas (an account placed nowhere yet qualifies). A district admin manages the
+    people of its district, not a worker who also works in the next one."""
+    elsewhere = sa.select(Membership.id).where(Membership.user_id == User.id,
+                                               ~in_scope(Membership.area_id, actor))
+    other_department = (sa.select(DepartmentMember.department_id)
+                        .join(Department, Department.id == DepartmentMember.department_id)
+                        .where(DepartmentMember.user_id == User.id,
+                               ~in_scope(Department.service_area_id, actor)))
+    return sa.and_(~sa.exists(elsewhere), ~sa.exists(other_department))
+
+
+accounts.user_scope_rules.append(_placed_in_scope)
 
 
 def in_scope(area_id_column: Any, actor: Actor) -> sa.ColumnElement[bool]:
@@ -365,13 +382,25 @@ def list_memberships(s: Session, actor: Actor, filters: dict, page: Any) -> list
     return db.paginate(s, stmt, page)
 
 
+def _member_user(s: Session, actor: Actor, user_id: int, role: str) -> User:
+    """The account a membership is given to or taken from: the role must be the actor's to
+    grant, and the account one the actor manages (else, for them, no such user)."""
+    accounts.check_grantable(actor, {role})
+    user = s.scalars(sa.select(User).where(User.id == user_id,
+                                           accounts.manageable(actor))).first()
+    if user is None:
+        raise Invalid(field_errors("user_id", "No such user."))
+    return user
+
+
 def add_membership(s: Session, actor: Actor, data: dict) -> Membership:
+    """Put a user in an area with a role they hold. The area must be in the actor's scope,
+    the role theirs to grant, and the user one they manage (server.auth.service.manageable):
+    a district admin cannot pull a neighbouring district's worker, or a peer, into its own."""
     actor.require("membership:manage")
     area = _manageable_for_membership(s, actor, data["area_id"])
     role = data["role"]
-    user = s.get(User, data["user_id"])
-    if user is None:
-        raise Invalid(field_errors("user_id", "No such user."))
+    user = _member_user(s, actor, data["user_id"], role)
     has_role = s.scalar(sa.select(UserRole.role).where(UserRole.user_id == user.id,
                                                       UserRole.role == role))
     if has_role is None:
@@ -406,6 +435,10 @@ def remove_membership(s: Session, actor: Actor, membership_id: int) -> None:
         Membership.id == membership_id, in_scope(Membership.area_id, actor))).first()
     if membership is None:
         raise NotFound("No such membership")
+    accounts.check_grantable(actor, {membership.role})
+    if s.scalar(sa.select(User.id).where(User.id == membership.user_id,
+                                         accounts.manageable(actor))) is None:
+        raise NotFound("No such membership")
     audit.record(s, actor, "membership_removed", "membership", membership.id,
                  changes={"user_id": membership.user_id, "area_id": membership.area_id,
                           "role": membership.role})
@@ -432,11 +465,25 @@ def contacts(s: Session, area_ids: Any, roles: tuple[str, ...]) -> list[dict]:
              "area": {"id": r[4], "code": r[5], "name": r[6]}} for r in rows]
 
 
-def grid_card(s: Session, actor: Actor, area_id: int) -> dict:
+def grid_card(s: Session, actor: Actor, area_id: int, *, public: bool = False,
+              boundary: bool = False) -> dict:
     """网格公示卡: the grid, its chain of areas (top first), its chief(s) and workers with
-    masked phones, and counts from the registry when it is installed."""
-    area = get_area(s, actor, area_id)
+    masked phones, and counts from the registry when it is installed.
+
+    `public` (MAP_PUBLIC_AREAS): an area the actor does not see (anonymous callers see
+    none) answers too, as the public notice: the same names, chain and masked phones, but
+    no account ids and no counts of people, which stay with actors who see the area.
+    `boundary` adds the area's boundary (GeoJSON, by PostGIS)."""
+    stmt = sa.select(Area).where(Area.id == area_id)
+    area = s.scalars(stmt.where(_visible(actor))).first()
+    private = area is not None
+    if area is None and public:
+        area = s.scalars(stmt).first()
+    if area is None:
+        raise NotFound("No such area")
     people = contacts(s, [area.id], ("grid_chief", "grid_worker", "community_staff"))
+    if not private:
+        people = [{k: v for k, v in c.items() if k != "user_id"} for c in people]
     card = {
         "area": area,
         "chain": ancestors(s, area),
@@ -444,7 +491,9 @@ def grid_card(s: Session, actor: Actor, area_id: int) -> dict:
         "workers": [c for c in people if c["role"] != "grid_chief"],
         "counts": {},
     }
-    for counter in card_counters:
+    if boundary:
+        card["boundary"] = area_geometry(s, area.id)
+    for counter in card_counters if private else ():
         card["counts"].update(counter(s, area))
     return card
 
@@ -480,6 +529,7 @@ def add_department_member(s: Session, actor: Actor, department_id: int, user_id:
         Department.id == department_id, in_scope(Department.service_area_id, actor))).first()
     if dept is None:
         raise NotFound("No such department")
+    _member_user(s, actor, user_id, "department_handler")
     if s.scalar(sa.select(UserRole.role).where(UserRole.user_id == user_id,
                                                UserRole.role == "department_handler")) is None:
         raise Invalid(field_errors("user_id", "The user is not a department handler."))

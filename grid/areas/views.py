@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import current_app
 from flask.views import MethodView
 
 from geo import crs as crs_mod
@@ -9,7 +10,8 @@ from geo.fields import output_crs
 from grid.areas import boundaries, schemas, service
 from server import db
 from server.api import Blueprint, etag, expected_version
-from server.auth.actor import current_actor, login_required
+from server.auth.actor import current_actor, login_optional, login_required
+from server.errors import Unauthorized
 
 blp = Blueprint("areas", __name__, url_prefix="/areas", description="Areas and grids (区域/网格)")
 members_blp = Blueprint("memberships", __name__, url_prefix="/memberships",
@@ -104,10 +106,15 @@ def move(data, area_id):
 
 @blp.route("/<int:area_id>/card")
 @blp.response(200, schemas.GridCardSchema)
-@login_required
+@login_optional
 def card(area_id):
-    """网格公示: the grid's chief and workers (phones masked) and its counts."""
-    return service.grid_card(db.session(), current_actor(), area_id)
+    """网格公示: the grid's name, chain, boundary, chief and workers (phones masked), and
+    for those who see the area its counts of households and people. With MAP_PUBLIC_AREAS
+    (the default) it answers without login, without counts; otherwise login is needed."""
+    actor, public = current_actor(), current_app.config["MAP_PUBLIC_AREAS"]
+    if not public and not actor.is_authenticated:
+        raise Unauthorized("Log in first: grid cards are not public here")
+    return service.grid_card(db.session(), actor, area_id, public=public, boundary=True)
 
 
 @blp.route("/import", methods=["POST"])

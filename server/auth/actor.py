@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from flask import g, request
+from flask import current_app, g, request
 from flask_jwt_extended import get_jwt, verify_jwt_in_request
 
 from server import db
 from server.auth.models import AuthSession, User, UserRole
-from server.auth.permissions import permissions_for
+from server.auth.permissions import ADMIN, permissions_for
 from server.errors import Forbidden, Unauthorized
 
 
@@ -42,7 +42,7 @@ class Actor:
     @property
     def unrestricted(self) -> bool:
         """System administrators act everywhere; everyone else within their memberships."""
-        return "admin" in self.roles
+        return ADMIN in self.roles
 
     def can(self, permission: str) -> bool:
         return permission in self.permissions
@@ -118,14 +118,71 @@ def load_actor() -> Actor:
 
 
 def login_required(func: Callable) -> Callable:
-    """Resolve the actor (401 without a valid token) and document bearer auth."""
+    """Resolve the actor (401 without a valid token) and document bearer auth.
+
+    Marks the view too (`_check_credentials`): `authenticate_first` checks the token before
+    flask-smorest parses the arguments (the mark rides up through the decorators above,
+    which copy the function's __dict__ with functools.wraps)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         g.actor = load_actor()
         return func(*args, **kwargs)
 
+    wrapper._check_credentials = verify_jwt_in_request
     apidoc = getattr(wrapper, "_apidoc", {})
     apidoc.setdefault("manual_doc", {})["security"] = [{"bearerAuth": []}]
     wrapper._apidoc = apidoc
     return wrapper
+
+
+def login_optional(func: Callable) -> Callable:
+    """The actor when a token is sent (401 if it is not valid), anonymous without one;
+    documented as bearer auth or none. The view decides what an anonymous caller gets."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        g.actor = load_actor() if "Authorization" in request.headers else anonymous_actor()
+        return func(*args, **kwargs)
+
+    apidoc = getattr(wrapper, "_apidoc", {})
+    apidoc.setdefault("manual_doc", {})["security"] = [{}, {"bearerAuth": []}]
+    wrapper._apidoc = apidoc
+    return wrapper
+
+
+def credential_headers(*names: str) -> Callable[[], None]:
+    """The early check (`_check_credentials`) of a view whose caller signs with headers
+    instead of a token (API clients): all of them must be there; the view verifies them."""
+
+    def check() -> None:
+        if not all(request.headers.get(name) for name in names):
+            raise Unauthorized(f"Sign the request: {', '.join(names)}")
+
+    return check
+
+
+def _credentials_check(view: Callable | None, method: str) -> Callable[[], None] | None:
+    view_class = getattr(view, "view_class", None)  # a MethodView: its method's function
+    if view_class is not None:
+        view = getattr(view_class, method.lower(), None)
+        if view is None and method == "HEAD":
+            view = getattr(view_class, "get", None)
+    return getattr(view, "_check_credentials", None)
+
+
+def authenticate_first() -> None:
+    """before_request: 401 for a view that needs credentials (marked by @login_required, or
+    with `credential_headers`) when the request lacks them, before any other hook or
+    flask-smorest validates its path, query or body (ARCHITECTURE §2: a caller without
+    credentials learns nothing about what an operation accepts).
+
+    For a token only the token is checked here (signature, expiry, type: no database); the
+    session and the account are checked by @login_required inside the view as before, so
+    read-only views still load the actor on their read-only connection."""
+    if request.method == "OPTIONS" or request.routing_exception is not None:
+        return  # CORS preflights; unknown URLs and methods answer their own 404/405
+    check = _credentials_check(current_app.view_functions.get(request.endpoint),
+                               request.method)
+    if check is not None:
+        check()

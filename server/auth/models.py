@@ -80,7 +80,9 @@ class AuthSession(Base):
 
 
 class RefreshToken(Base):
-    """One issued refresh token. Used once: using it again revokes its whole session."""
+    """One issued refresh token. Used once: using it again revokes its whole session,
+    except for a retry within REFRESH_REUSE_GRACE_S of its use, which gets its successor
+    (the token issued for it, `successor_jti`) again."""
 
     __tablename__ = "refresh_tokens"
 
@@ -93,6 +95,7 @@ class RefreshToken(Base):
     )
     expires_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
     used_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    successor_jti: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
 
 
 class VerificationCode(Base):

@@ -71,6 +71,25 @@ def _parse(matrix: str) -> dict[str, frozenset[str]]:
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = _parse(_MATRIX)
 PERMISSIONS: frozenset[str] = frozenset().union(*ROLE_PERMISSIONS.values())
 
+# The platform's own administrator (系统管理员): acts everywhere; at least one must stay active.
+ADMIN = "admin"
+
+# Which roles a holder of a role may grant or revoke (as account roles and as memberships).
+# A district admin hands out the roles below its own; the district admin role itself, the
+# auditor who watches administrators, and the administrator are granted by an admin only.
+GRANTABLE_BY: dict[str, frozenset[str]] = {
+    ADMIN: frozenset(ROLES),
+    "district_admin": frozenset({"resident", "grid_worker", "grid_chief", "community_staff",
+                                 "street_dispatcher", "department_handler"}),
+}
+if not all(granted <= set(ROLES) for granted in GRANTABLE_BY.values()):
+    raise ValueError("GRANTABLE_BY names a role that is not in ROLES")
+
 
 def permissions_for(roles: frozenset[str] | set[str]) -> frozenset[str]:
     return frozenset().union(*(ROLE_PERMISSIONS.get(r, frozenset()) for r in roles))
+
+
+def grantable_by(roles: frozenset[str] | set[str]) -> frozenset[str]:
+    """The roles an actor holding `roles` may grant or revoke."""
+    return frozenset().union(*(GRANTABLE_BY.get(r, frozenset()) for r in roles))

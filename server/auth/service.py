@@ -8,6 +8,7 @@ import hmac
 import logging
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,12 +21,13 @@ from flask_jwt_extended import create_access_token, create_refresh_token, decode
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from server import audit, db, pii, ratelimit
+from server import audit, clock, db, pii, ratelimit
 from server.auth.actor import Actor
 from server.auth.models import AuthSession, RefreshToken, User, UserRole, VerificationCode
-from server.auth.permissions import ROLES
+from server.auth.permissions import ADMIN, ROLES, grantable_by
 from server.errors import (
     Conflict,
+    Forbidden,
     Invalid,
     NotFound,
     PreconditionFailed,
@@ -118,16 +120,30 @@ def _login_bookkeeping(s: Session, user: User, **values: Any) -> None:
         set_committed_value(user, name, value)
 
 
+def _new_refresh_token(s: Session, session_id: uuid.UUID) -> RefreshToken:
+    issued = _now()  # the JWT's own time, not the pinnable clock.now(): PyJWT checks it
+    token = RefreshToken(jti=uuid.uuid4(), session_id=session_id, issued_at=issued,
+                         expires_at=issued + _cfg("JWT_REFRESH_TOKEN_EXPIRES"))
+    s.add(token)
+    return token
+
+
 def _issue_tokens(s: Session, user: User, session_id: uuid.UUID) -> TokenPair:
-    jti = uuid.uuid4()
-    refresh_ttl: timedelta = _cfg("JWT_REFRESH_TOKEN_EXPIRES")
+    return _pair(user, _new_refresh_token(s, session_id))
+
+
+def _pair(user: User, token: RefreshToken) -> TokenPair:
+    """A fresh access token and the refresh JWT of `token`. The refresh JWT is built from
+    the row alone (its jti, session and times), so it is the same text each time."""
     access_ttl: timedelta = _cfg("JWT_ACCESS_TOKEN_EXPIRES")
-    claims = {"sid": str(session_id)}
-    s.add(RefreshToken(jti=jti, session_id=session_id, expires_at=_now() + refresh_ttl))
-    access = create_access_token(identity=str(user.id), additional_claims=claims)
-    refresh = create_refresh_token(
-        identity=str(user.id), additional_claims={**claims, "jti": str(jti)}
-    )
+    access = create_access_token(identity=str(user.id),
+                                 additional_claims={"sid": str(token.session_id)})
+    issued = int(token.issued_at.timestamp())
+    # every claim the library would make up per call (times, jti, and a random csrf value,
+    # which only cookie transport uses) comes from the row instead
+    refresh = create_refresh_token(identity=str(user.id), additional_claims={
+        "sid": str(token.session_id), "jti": str(token.jti), "csrf": str(token.jti),
+        "iat": issued, "nbf": issued, "exp": int(token.expires_at.timestamp())})
     return TokenPair(access, refresh, int(access_ttl.total_seconds()), user)
 
 
@@ -191,7 +207,12 @@ def login(
 
 def refresh(s: Session, actor: Actor, refresh_token: str) -> TokenPair:
     """Rotate a refresh token. Presenting one that was already used means it leaked (or
-    the phone replayed it): the whole session is revoked and must log in again."""
+    the phone replayed it): the whole session is revoked and must log in again.
+
+    Except a retry: a phone whose answer was lost on the network sends the same token again.
+    Within REFRESH_REUSE_GRACE_S of the first use, while the token issued for it (its
+    successor) is still unused, the retry gets a fresh access token and that same successor,
+    never a second refresh token: the family keeps one live branch."""
     try:
         claims = decode_token(refresh_token)
         jti = uuid.UUID(claims["jti"])
@@ -205,18 +226,39 @@ def refresh(s: Session, actor: Actor, refresh_token: str) -> TokenPair:
     auth_session = s.get(AuthSession, token.session_id, with_for_update=True)
     if auth_session.revoked_at is not None:
         raise Unauthorized("This session has ended; log in again")
+    successor = None
     if token.used_at is not None:
-        _revoke_session(auth_session, "refresh_reuse")
-        audit.record(s, Actor(auth_session.user_id, ip=actor.ip, request_id=actor.request_id),
-                     "refresh_token_reused", "auth_session", auth_session.id)
-        raise LoginFailed("Refresh token reused; this session has been ended for safety")
+        successor = _retried_successor(s, token)
+        if successor is None:
+            _revoke_session(auth_session, "refresh_reuse")
+            audit.record(s, Actor(auth_session.user_id, ip=actor.ip,
+                                  request_id=actor.request_id),
+                         "refresh_token_reused", "auth_session", auth_session.id)
+            raise LoginFailed("Refresh token reused; this session has been ended for safety")
     user = s.scalars(
         sa.select(User).where(User.id == auth_session.user_id).options(selectinload(User.roles))
     ).one()
     if not user.is_active:
         raise Unauthorized("This account is disabled")
-    token.used_at = _now()
-    return _issue_tokens(s, user, auth_session.id)
+    if successor is not None:
+        audit.record(s, Actor(user.id, ip=actor.ip, request_id=actor.request_id),
+                     "refresh_token_retried", "auth_session", auth_session.id)
+        return _pair(user, successor)
+    successor = _new_refresh_token(s, auth_session.id)
+    token.used_at, token.successor_jti = clock.now(), successor.jti
+    return _pair(user, successor)
+
+
+def _retried_successor(s: Session, token: RefreshToken) -> RefreshToken | None:
+    """The token issued for `token` if presenting `token` again is a retry: within the
+    grace window of its use, and that successor not used yet. None means reuse."""
+    grace = timedelta(seconds=_cfg("REFRESH_REUSE_GRACE_S"))
+    if token.successor_jti is None or clock.now() - token.used_at >= grace:
+        return None
+    successor = s.get(RefreshToken, token.successor_jti, with_for_update=True)
+    if successor is None or successor.used_at is not None:
+        return None
+    return successor
 
 
 def _revoke_session(auth_session: AuthSession, reason: str) -> None:
@@ -362,9 +404,36 @@ def _new_user(s: Session, username: str | None, display_name: str, phone: str | 
     return user
 
 
+# Conditions other packages add on the accounts an actor may manage, so that server/ never
+# imports grid/: grid.areas adds "every area membership and department of the account lies
+# in the actor's areas". Each takes the actor and returns a SQL condition on User.
+user_scope_rules: list[Callable[[Actor], sa.ColumnElement[bool]]] = []
+
+
+def manageable(actor: Actor) -> sa.ColumnElement[bool]:
+    """SQL: the accounts `actor` may manage. An administrator, any; anyone else, accounts
+    holding only roles the actor may grant (permissions.GRANTABLE_BY) and placed only
+    inside the actor's areas. Outside that an account does not exist for them (404)."""
+    if actor.unrestricted:
+        return sa.true()
+    beyond = sa.select(UserRole.user_id).where(
+        UserRole.user_id == User.id, UserRole.role.not_in(sorted(grantable_by(actor.roles))))
+    return sa.and_(~sa.exists(beyond), *(rule(actor) for rule in user_scope_rules))
+
+
+def check_grantable(actor: Actor, roles: set[str] | frozenset[str]) -> None:
+    """403 unless the actor may grant (and revoke) every role of `roles`."""
+    beyond = sorted(set(roles) - grantable_by(actor.roles))
+    if beyond:
+        raise Forbidden(f"You may not grant or revoke the role(s) {', '.join(beyond)}",
+                        errors=field_errors("roles", *(f"Not yours to grant: {r}."
+                                                       for r in beyond)))
+
+
 def create_user(s: Session, actor: Actor, data: dict) -> User:
     """An administrator creates an account (workers, staff, dispatchers…) with roles."""
     actor.require("user:manage")
+    check_grantable(actor, set(data["roles"]))
     username, phone = data.get("username"), data.get("phone")
     if not username and not phone:
         raise Invalid(field_errors("username", "Give a username or a phone number."))
@@ -385,11 +454,12 @@ def create_user(s: Session, actor: Actor, data: dict) -> User:
 
 
 def get_user(s: Session, actor: Actor, user_id: int) -> User:
+    """One's own account, or an account the actor may manage (404 otherwise)."""
+    stmt = sa.select(User).where(User.id == user_id).options(selectinload(User.roles))
     if actor.user_id != user_id:
         actor.require("user:manage")
-    user = s.scalars(
-        sa.select(User).where(User.id == user_id).options(selectinload(User.roles))
-    ).first()
+        stmt = stmt.where(manageable(actor))
+    user = s.scalars(stmt).first()
     if user is None:
         raise NotFound("No such user")
     return user
@@ -397,7 +467,8 @@ def get_user(s: Session, actor: Actor, user_id: int) -> User:
 
 def list_users(s: Session, actor: Actor, filters: dict, page: Any) -> list[User]:
     actor.require("user:manage")
-    stmt = sa.select(User).options(selectinload(User.roles)).order_by(User.id)
+    stmt = (sa.select(User).where(manageable(actor)).options(selectinload(User.roles))
+            .order_by(User.id))
     if filters.get("role"):
         stmt = stmt.where(User.roles.any(UserRole.role == filters["role"]))
     if filters.get("is_active") is not None:
@@ -413,10 +484,27 @@ def list_users(s: Session, actor: Actor, filters: dict, page: Any) -> list[User]
     return db.paginate(s, stmt, page)
 
 
+def _keep_an_active_admin(s: Session, user: User) -> None:
+    """409 if `user` is the last active administrator: the platform would be locked out.
+
+    Locks every active administrator's row, in id order (two administrators disabling each
+    other at once queue up instead of deadlocking, and the second sees the first's change)."""
+    admins = s.scalars(
+        sa.select(User.id).join(UserRole, UserRole.user_id == User.id)
+        .where(UserRole.role == ADMIN, User.is_active).order_by(User.id).with_for_update(of=User)
+    ).all()
+    if not set(admins) - {user.id}:
+        raise Conflict("This is the last active administrator: make another one first")
+
+
 def update_user(s: Session, actor: Actor, user_id: int, changes: dict,
                 expected_version: int | None) -> User:
     """Rename, enable/disable or change the roles of an account. Disabling ends every
-    session at once: its access tokens stop working on the next request."""
+    session at once: its access tokens stop working on the next request.
+
+    Roles granted or revoked must be the actor's to grant (permissions.GRANTABLE_BY); no
+    one disables their own account or removes their own roles; the last active
+    administrator stays one."""
     actor.require("user:manage")
     user = get_user(s, actor, user_id)
     if expected_version is None:
@@ -424,22 +512,33 @@ def update_user(s: Session, actor: Actor, user_id: int, changes: dict,
     if expected_version != user.version:
         raise PreconditionFailed("This account changed since you read it",
                                  current=user_summary(user))
+    own = actor.user_id == user.id
+    have = set(user.role_names)
+    wanted = set(changes["roles"]) if "roles" in changes else have
+    active = changes.get("is_active", user.is_active)
+    if wanted != have:
+        check_grantable(actor, wanted ^ have)
+        if own and have - wanted:
+            raise Forbidden("You cannot remove your own roles; another administrator can")
+    if own and not active and user.is_active:
+        raise Forbidden("You cannot disable your own account; another administrator can")
+    if ADMIN in have and user.is_active and not (ADMIN in wanted and active):
+        _keep_an_active_admin(s, user)
+
     recorded: dict[str, Any] = {}
     if "display_name" in changes and changes["display_name"] != user.display_name:
         recorded["display_name"] = [user.display_name, changes["display_name"]]
         user.display_name = changes["display_name"]
-    if "roles" in changes and sorted(set(changes["roles"])) != user.role_names:
-        wanted = set(changes["roles"])
+    if wanted != have:
         recorded["roles"] = [user.role_names, sorted(wanted)]
         # Change only the difference: re-adding a kept role would collide on the key.
         for link in [r for r in user.roles if r.role not in wanted]:
             user.roles.remove(link)
-        have = {r.role for r in user.roles}
         user.roles.extend(UserRole(role=r) for r in sorted(wanted - have))
         user.updated_at = _now()  # a role change is a change of the account: bump version
-    if "is_active" in changes and changes["is_active"] != user.is_active:
-        recorded["is_active"] = [user.is_active, changes["is_active"]]
-        user.is_active = changes["is_active"]
+    if active != user.is_active:
+        recorded["is_active"] = [user.is_active, active]
+        user.is_active = active
         if not user.is_active:
             _revoke_all_sessions(s, user.id, "disabled")
     if changes.get("unlock") and user.locked_until:

@@ -4,11 +4,12 @@ and nobody can change or delete them."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
-from server import db
+from server import clock, db
 from server.audit import AuditEntry
 from tests.conftest import TEST_PASSWORD, assert_error_shape
 
@@ -85,7 +86,8 @@ def test_a_refused_change_writes_no_audit_row(client, make_user, login, db_sessi
     assert audit_rows(db_session, action="user_updated", object_id=str(target.id)) == []
 
 
-def test_other_account_events_are_audited(client, make_user, login, db_session):
+def test_other_account_events_are_audited(app, client, make_user, login, db_session,
+                                          monkeypatch):
     user = make_user("grid_worker", username="eventful")
     first = login("eventful")
     second = login("eventful")
@@ -94,6 +96,8 @@ def test_other_account_events_are_audited(client, make_user, login, db_session):
                 json={"current_password": TEST_PASSWORD, "new_password": "Brand-new-pass-9"})
     client.post("/auth/refresh", json={"refresh_token": second["refresh_token"]})
     client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    later = clock.now() + timedelta(seconds=app.config["REFRESH_REUSE_GRACE_S"] + 1)
+    monkeypatch.setattr(clock, "now", lambda: later)  # past the retry grace window: reuse
     client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})
     client.post("/auth/logout", headers=headers)
     actions = [r.action for r in audit_rows(db_session, actor_id=user.id)]

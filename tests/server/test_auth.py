@@ -149,6 +149,76 @@ def test_reuse_revokes_only_that_session(client, make_user, login):
     assert client.get("/me", headers=bearer(phone_b["access_token"])).status_code == 200
 
 
+@pytest.fixture
+def pinned_clock(monkeypatch):
+    """server.clock.now() pinned (a minute ago, so that no token is ever dated in the
+    future); `pinned_clock.advance(seconds)` moves it on."""
+    from datetime import UTC, datetime
+
+    from server import clock
+
+    state = SimpleNamespace(now=datetime.now(UTC) - timedelta(minutes=1))
+    state.advance = lambda seconds: setattr(state, "now", state.now + timedelta(seconds=seconds))
+    monkeypatch.setattr(clock, "now", lambda: state.now)
+    return state
+
+
+def test_a_retried_refresh_within_the_grace_window_keeps_the_phone_logged_in(
+        app, client, make_user, login, pinned_clock):
+    assert app.config["REFRESH_REUSE_GRACE_S"] == 30
+    make_user("grid_worker", username="flaky")
+    first = login("flaky")
+    answer = client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert answer.status_code == 200  # …and the answer is lost on the way to the phone
+
+    pinned_clock.advance(29)
+    retried = client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert retried.status_code == 200, retried.get_json()
+    retry = retried.get_json()
+    # The same successor, not a second live branch of the family.
+    assert retry["refresh_token"] == answer.get_json()["refresh_token"]
+    assert client.get("/me", headers=bearer(retry["access_token"])).status_code == 200
+    assert client.get("/me", headers=bearer(answer.get_json()["access_token"])).status_code == 200
+
+    # The successor rotates once, as every refresh token does.
+    onwards = client.post("/auth/refresh", json={"refresh_token": retry["refresh_token"]})
+    assert onwards.status_code == 200
+    newest = onwards.get_json()
+    # Once its successor was used, the first token coming back is reuse, even in the window.
+    assert_error_shape(client.post("/auth/refresh",
+                                   json={"refresh_token": first["refresh_token"]}), 401)
+    assert_error_shape(client.get("/me", headers=bearer(newest["access_token"])), 401)
+
+
+def test_reuse_after_the_grace_window_still_revokes_the_whole_family(
+        client, make_user, login, pinned_clock):
+    make_user("grid_worker", username="lateretry")
+    first = login("lateretry")
+    answer = client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert answer.status_code == 200
+    successor = answer.get_json()
+
+    pinned_clock.advance(31)
+    body = assert_error_shape(client.post("/auth/refresh",
+                                          json={"refresh_token": first["refresh_token"]}), 401)
+    assert "reused" in body["message"]
+    # …including the pair just issued.
+    assert_error_shape(client.get("/me", headers=bearer(successor["access_token"])), 401)
+    assert_error_shape(client.post(
+        "/auth/refresh", json={"refresh_token": successor["refresh_token"]}), 401)
+
+
+def test_the_grace_window_is_configurable(app, client, make_user, login, pinned_clock,
+                                          monkeypatch):
+    monkeypatch.setitem(app.config, "REFRESH_REUSE_GRACE_S", 0)  # 0: no grace at all
+    make_user("grid_worker", username="strict")
+    first = login("strict")
+    assert client.post("/auth/refresh",
+                       json={"refresh_token": first["refresh_token"]}).status_code == 200
+    assert_error_shape(client.post("/auth/refresh",
+                                   json={"refresh_token": first["refresh_token"]}), 401)
+
+
 def test_an_access_token_is_not_a_refresh_token(client, make_user, login):
     make_user("resident", username="confused")
     tokens = login("confused")
