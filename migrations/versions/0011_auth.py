@@ -5,14 +5,14 @@ Written by hand. A refresh token presented again within REFRESH_REUSE_GRACE_S of
 ending the session; `successor_jti` names that token. Existing used tokens have none, so
 reusing them still revokes their session.
 
-Revision ID: 0011_auth
+Revision ID: 0011
 Revises: 0010
 """
 
 from alembic import op
 import sqlalchemy as sa
 
-revision = '0011_auth'
+revision = '0011'
 down_revision = '0010'
 branch_labels = None
 depends_on = None
