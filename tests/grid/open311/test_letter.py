@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
+from grid import demo
 from grid.cases.models import Case, CaseCategory
 from tests.grid.areas.conftest import G111
 from tests.grid.cases.conftest import act, at, report
@@ -102,6 +103,17 @@ def test_updated_datetime_is_never_before_requested_datetime(app311, anonymous, 
     for case in db_session.scalars(sa.select(Case).where(Case.code.in_([fresh, acted]))
                                    .execution_options(populate_existing=True)):
         assert case.updated_at >= case.reported_at, case.code  # at the source too
+
+
+def test_the_demo_requests_were_not_updated_before_they_were_made(anonymous, db_session):
+    """The demo seed reports and acts in one transaction, seconds after it began."""
+    demo.seed(db_session, force=True)
+    items = parse(anonymous.get("/open311/v2/requests.json"), "json")
+    assert items
+    for item in items:
+        assert item["updated_datetime"] >= item["requested_datetime"], item
+    assert db_session.scalar(sa.select(sa.func.count()).select_from(Case).where(
+        Case.updated_at < Case.reported_at)) == 0
 
 
 # --- discovery ----------------------------------------------------------------------------
