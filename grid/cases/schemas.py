@@ -103,9 +103,10 @@ class CaseCreateSchema(Schema):
     anonymous = ma.fields.Boolean(load_default=False,
                                   metadata={"description": "Hide the reporter from handlers"})
     public = ma.fields.Boolean(metadata={"description": (
-        "公开: publish this report (Open311's public list; never the reporter or the "
-        "contact). Residents: false unless asked; grid workers: true unless refused; "
-        "not for cases entered for others")})
+        "公开: publish this report: its description, address, point and progress appear "
+        "in Open311's public list (never the reporter, the contact or photos). Residents: "
+        "false unless asked; grid workers: true unless refused; not for cases entered "
+        "for others")})
     channel = ma.fields.String(validate=ma.validate.OneOf(list(CHANNELS)))
     contact_name = ma.fields.String(validate=ma.validate.Length(max=64))
     contact_phone = ma.fields.String(validate=validate_mobile)
