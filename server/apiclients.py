@@ -24,9 +24,12 @@ from server import audit, db, pii, ratelimit
 from server.api import Blueprint, Schema
 from server.auth.actor import Actor, current_actor, login_required
 from server.db import Base
-from server.errors import NotFound, Unauthorized
+from server.errors import Forbidden, NotFound, Unauthorized
 
 KINDS = {"hotline": "12345热线", "open311": "Open311 应用", "system": "其他系统"}
+# What a key of each kind is for, in the answer to a key used at the wrong door.
+KIND_USES = {"hotline": "the hotline intake", "open311": "Open311",
+             "system": "system intake"}
 CLOCK_SKEW_S = 300
 # What a client may do, by kind (it acts as a system actor with these permissions).
 KIND_PERMISSIONS = {"hotline": frozenset({"case:report"}), "open311": frozenset({"case:report"}),
@@ -105,11 +108,18 @@ def _same(a: str, b: str) -> bool:
 
 def by_api_key(s: Session, api_key: str | None, kind: str, ip: str | None = None,
                request_id: str | None = None) -> tuple[ApiClient, Actor]:
-    """The client of an `api_key` (key_id.secret), as a rate-limited system actor."""
+    """The client of an `api_key` (key_id.secret), as a rate-limited system actor. A
+    genuine key of another kind is a 403 that says what it is for (only once the secret
+    matched: a guesser learns nothing)."""
     key_id, _, secret = (api_key or "").partition(".")
-    client = _active(s, key_id, kind)
-    if not _same(secret, pii.decrypt(client.secret_enc, "api_client.secret")):
+    client = s.scalars(sa.select(ApiClient).where(ApiClient.key_id == key_id,
+                                                  ApiClient.active)).first()
+    if client is None or not _same(secret, pii.decrypt(client.secret_enc,
+                                                       "api_client.secret")):
         raise Unauthorized("Unknown or disabled API key")
+    if client.kind != kind:
+        raise Forbidden(f"This API key is for {KIND_USES[client.kind]}, not "
+                        f"{KIND_USES[kind]}")
     return client, _client_actor(s, client, ip, request_id)
 
 

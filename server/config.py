@@ -68,6 +68,10 @@ class Config:
     # Reverse proxies in front of the app (nginx, a load balancer): their X-Forwarded-For
     # is trusted for the client address that rate limits and the audit trail use.
     TRUSTED_PROXIES = _env_int("TRUSTED_PROXIES", 0)
+    # The public address of this API (https://grid.example.gov.cn, with a path prefix if
+    # any) for the links it hands out (Open311 discovery, TileJSON). None: relative to the
+    # request, whose X-Forwarded-* headers count only behind TRUSTED_PROXIES.
+    PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL") or None
     # Collected points less accurate than this are accepted and flagged for review.
     GPS_REVIEW_ACCURACY_M = float(os.environ.get("GPS_REVIEW_ACCURACY_M", 50))
     MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 16 * 1024 * 1024)

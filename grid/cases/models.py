@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from server.clock import now
 from server.db import Base, GpsTaggedMixin, TimestampMixin, VersionedMixin
 
 CHANNELS = {"worker_app": "网格员上报", "resident_app": "居民上报", "console": "坐席录入",
@@ -40,9 +41,12 @@ ESCALATIONS = {0: "正常", 1: "黄牌", 2: "红牌"}
 # Categories whose cases are never shown to the public or to other residents (disputes
 # 矛盾纠纷 and mass incidents 群发性事件): codes of a 大类 (all its 小类) or of a 小类.
 PRIVATE_CATEGORIES = ("06", "0406")
-# Channels whose cases Open311 may publish: texts written for publication (Open311 apps)
-# or by grid workers; hotline tickets and resident reports carry callers' own words.
+# Channels whose cases are public (公开) unless the reporter says otherwise: texts written
+# for publication (Open311 apps) or by grid workers. Hotline tickets and cases staff enter
+# carry callers' own words: never public. A resident's report is public only by choice.
 PUBLISHED_CHANNELS = ("open311", "worker_app")
+# Channels whose reporter chooses (`public`): the reporter's own words.
+CHOOSE_PUBLIC_CHANNELS = ("resident_app", "worker_app")
 
 
 class CaseCategory(TimestampMixin, VersionedMixin, Base):
@@ -126,6 +130,14 @@ class Case(TimestampMixin, VersionedMixin, GpsTaggedMixin, Base):
                                                server_default=sa.false())
     joined_count: Mapped[int] = mapped_column(sa.Integer, nullable=False, server_default="0")
     result: Mapped[str | None] = mapped_column(sa.Text)
+    # 公开: listed by Open311 and other public lists (cases.published()).
+    public: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, server_default=sa.false())
+    # The app's clock, like reported_at and the milestones: the database's now() is the
+    # start of the transaction, earlier than a report made in it (the demo seed reports and
+    # acts in one transaction), which put updated_at before reported_at.
+    updated_at: Mapped[datetime] = mapped_column(
+        sa.DateTime(timezone=True), server_default=sa.func.now(), default=now, onupdate=now,
+        nullable=False)
 
     # The clock of the current stage (see module docstring).
     stage: Mapped[str | None] = mapped_column(sa.String(16))

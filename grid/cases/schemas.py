@@ -102,6 +102,11 @@ class CaseCreateSchema(Schema):
     photo_ids = _photo_ids
     anonymous = ma.fields.Boolean(load_default=False,
                                   metadata={"description": "Hide the reporter from handlers"})
+    public = ma.fields.Boolean(metadata={"description": (
+        "公开: publish this report: its description, address, point and progress appear "
+        "in Open311's public list (never the reporter, the contact or photos). Residents: "
+        "false unless asked; grid workers: true unless refused; not for cases entered "
+        "for others")})
     channel = ma.fields.String(validate=ma.validate.OneOf(list(CHANNELS)))
     contact_name = ma.fields.String(validate=ma.validate.Length(max=64))
     contact_phone = ma.fields.String(validate=validate_mobile)
@@ -161,6 +166,7 @@ class CaseSchema(Schema):
     priority = ma.fields.Integer()
     reporter_id = ma.fields.Integer(allow_none=True)
     anonymous = ma.fields.Boolean(attribute="reporter_anonymous")
+    public = ma.fields.Boolean()
     contact_name = ma.fields.String(allow_none=True)
     contact_phone = ma.fields.String(attribute="contact_phone_masked", allow_none=True)
     external_ref = ma.fields.String(allow_none=True)

@@ -23,8 +23,10 @@ from grid.areas.models import Area, Department, DepartmentMember, Membership
 from grid.calendar import service as calendar
 from grid.cases import workflow
 from grid.cases.models import (
+    CHOOSE_PUBLIC_CHANNELS,
     OPEN_STATES,
     PRIVATE_CATEGORIES,
+    PUBLISHED_CHANNELS,
     STAGE_OF_STATE,
     STAT_COUNTS,
     STATES,
@@ -449,6 +451,12 @@ def private_category_ids() -> sa.Select:
                                                    CaseCategory.parent_id.in_(private)))
 
 
+def published() -> sa.ColumnElement[bool]:
+    """Cases the public may see (Open311): public ones (公开: Open311 apps' and grid
+    workers' by default, residents' by their choice), never of a private category."""
+    return sa.and_(Case.public, Case.category_id.not_in(private_category_ids()))
+
+
 def _duplicates_of(s: Session, actor: Actor, category: CaseCategory, lon: float,
                    lat: float) -> sa.Select | None:
     """The duplicate rule: open cases of the same category within its radius, reported in
@@ -513,6 +521,7 @@ def _new_case(s: Session, category: CaseCategory, grid: Area, channel: str, data
                 address=data.get("address"), description=data["description"],
                 attributes=data.get("attributes") or {}, priority=category.priority,
                 reporter_id=reporter_id, reporter_anonymous=data.get("anonymous", False),
+                public=data.get("public", channel in PUBLISHED_CHANNELS),
                 contact_name=data.get("contact_name"), external_ref=data.get("external_ref"),
                 reported_at=at)
     if data.get("contact_phone"):
@@ -555,6 +564,10 @@ def report_case(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | N
     if grid is None:
         raise Invalid(field_errors("location", "The point is outside every grid."))
     channel = _channel(actor, data.get("channel"))
+    if data.get("public") and channel not in CHOOSE_PUBLIC_CHANNELS:
+        raise Invalid(field_errors("public", "Only reporters' own words are published (a "
+                                             "resident's or a grid worker's report); cases "
+                                             "entered for others never are."))
     self_handle = data.get("self_handle")
     if self_handle is not None:
         actor.require("case:handle")

@@ -3,9 +3,11 @@ cases, and a POST goes through the same intake as the 12345 hotline
 (`cases.report_from_system`): an active 小类, its extra questions checked, the grid of
 the point, likely duplicates, the street's dispatchers told, the audit row.
 
-What leaves the system is public by design (311 requests are published): never the
-reporter, the contact, the device, photos or ids of users. Disputes (矛盾纠纷, 06xx) and
-mass incidents (群发性事件, 0406) can be reported but are never listed nor fetched.
+What is published is `cases.published()`: requests of Open311 apps and grid workers'
+reports, and residents' reports that they chose to make public (公开); never hotline
+tickets, nor disputes (矛盾纠纷, 06xx) and mass incidents (群发性事件, 0406), which can be
+reported but are never listed nor fetched. Of those only public fields leave: never the
+reporter, the contact, the device, photos or ids of users.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from grid.areas.models import Department
 from grid.cases import service as cases
 from grid.cases.models import (
     OPEN_STATES,
-    PUBLISHED_CHANNELS,
     STATES,
     Case,
     CaseCategory,
@@ -37,11 +38,17 @@ from server import apiclients, ratelimit
 from server.apiclients import ApiClient
 from server.auth.actor import Actor
 from server.clock import local_zone, now
-from server.errors import DomainError, Invalid, NotFound, Unauthorized, field_errors
+from server.errors import (
+    DomainError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Unauthorized,
+    field_errors,
+)
 from server.validators import MOBILE_RE
 
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
-# Categories whose requests are never published (codes of 大类 cover their 小类).
 MAX_DAYS = 90  # the spec's default window of GET requests
 MAX_IDS = 1000
 
@@ -60,7 +67,7 @@ def caller(s: Session, api_key: str | None, ip: str | None, request_id: str | No
     if api_key:
         try:
             return apiclients.by_api_key(s, api_key, "open311", ip, request_id)
-        except Unauthorized as exc:
+        except (Unauthorized, Forbidden) as exc:  # Forbidden: a key of another kind
             _count_address(s, ip, per_ip_per_minute)
             raise BadKey(f"api_key: {exc.message}") from None
     _count_address(s, ip, per_ip_per_minute)
@@ -201,11 +208,7 @@ def post_request(s: Session, client: ApiClient, actor: Actor, fields: dict,
     whether a case was created.
     """
     data = _load(PostRequestSchema(), fields)
-    try:
-        category = cases.get_category(s, code=data["service_code"])
-    except NotFound:
-        raise Invalid(field_errors("service_code", "No such service.", location="form")) \
-            from None
+    category = _service(s, data["service_code"])  # the spec's 404 for any other code
     location = None
     if "lat" in data:
         location = GpsFix(lon=data["long"], lat=data["lat"], raw_lon=data["long"],
@@ -242,13 +245,6 @@ def post_request(s: Session, client: ApiClient, actor: Actor, fields: dict,
 # --- GET requests -------------------------------------------------------------------------
 
 
-def _published() -> sa.ColumnElement[bool]:
-    """Cases that may be published: of a channel whose texts are meant for it, and not of
-    a private category (nor of its 小类)."""
-    return sa.and_(Case.channel.in_(PUBLISHED_CHANNELS),
-                   Case.category_id.not_in(cases.private_category_ids()))
-
-
 def _split(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
@@ -259,7 +255,7 @@ def find_requests(s: Session, query: dict) -> list[dict]:
     by default, 90 days at most) of service_code(s) and status, newest first, one page
     (page, page_size ≤ 1000: the common extension)."""
     q = _load(RequestQuerySchema(), query)
-    stmt = sa.select(Case).where(_published())
+    stmt = sa.select(Case).where(cases.published())
     if q.get("service_request_id"):
         ids = _split(q["service_request_id"])
         if len(ids) > MAX_IDS:
@@ -300,7 +296,7 @@ def _window(q: dict) -> list[sa.ColumnElement[bool]]:
 def get_request(s: Session, service_request_id: str) -> list[dict]:
     """One request (a list of one, as the spec answers); 404 if unknown or private."""
     case = s.scalars(sa.select(Case).where(Case.code == service_request_id,
-                                           _published())).first()
+                                           cases.published())).first()
     if case is None:
         raise NotFound(f"service_request_id {service_request_id!r}: no such request")
     return _present(s, [case])
@@ -320,7 +316,7 @@ def _status_notes(s: Session, page: list[Case]) -> dict[int, str]:
     voided = dict(s.execute(sa.select(CaseRequest.case_id, CaseRequest.reason)
                             .where(CaseRequest.id.in_(last_void))).all())
     kept = dict(s.execute(sa.select(Case.id, Case.code).where(
-        Case.id.in_({c.merged_into_id for c in page if c.merged_into_id})).where(_published())
+        Case.id.in_({c.merged_into_id for c in page if c.merged_into_id})).where(cases.published())
     ).all())
     notes = {}
     for case in page:
@@ -362,7 +358,8 @@ def _present(s: Session, page: list[Case]) -> list[dict]:
             "agency_responsible": departments.get(case.department_id),
             "service_notice": None,
             "requested_datetime": _time(case.reported_at),
-            "updated_datetime": _time(case.updated_at),
+            # Never before the request (a clock that lagged must not show it in the past).
+            "updated_datetime": _time(max(case.updated_at, case.reported_at)),
             "expected_datetime": _time(case.due_at) if is_open else None,
             "address": case.address,
             "address_id": None,

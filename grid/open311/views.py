@@ -15,7 +15,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 
 from grid.open311 import formats, service
-from grid.open311.schemas import json_params, split_params
+from grid.open311.schemas import json_params, query_params, split_params
 from server import db
 from server.api import Blueprint
 from server.errors import BadRequest, DomainError, NotFound
@@ -64,8 +64,11 @@ def discovery(fmt: str) -> Response:
     config = current_app.config
     with db.unit_of_work() as s:
         _caller(s, request.args)
+        # The configured public address, not the request's Host (any client can send one);
+        # without it the request's, whose X-Forwarded-* count only behind TRUSTED_PROXIES.
         body = service.discovery(
-            s, request.url_root, config["OPEN311_CONTACT"], config["OPEN311_KEY_SERVICE"])
+            s, config["PUBLIC_BASE_URL"] or request.url_root, config["OPEN311_CONTACT"],
+            config["OPEN311_KEY_SERVICE"])
     return formats.render(fmt, "discovery", body)
 
 
@@ -103,7 +106,7 @@ def requests(fmt: str) -> Response:
     if request.method == "GET":
         with db.unit_of_work() as s:
             _caller(s, request.args)
-            body = service.find_requests(s, request.args.to_dict())
+            body = service.find_requests(s, query_params(request.args))
         return formats.render(fmt, "service_requests", body)
     params = _posted()
     with db.unit_of_work() as s:  # its own unit: the key's count stays if the intake fails

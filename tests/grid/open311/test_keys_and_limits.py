@@ -23,7 +23,8 @@ def test_posting_needs_a_valid_open311_key(app311, admin, new_key, fmt):
                           (f"{key_id}.not-the-secret", "Unknown or disabled API key"),
                           (key_id, "Unknown or disabled API key"),
                           ("é" * 20, "Unknown or disabled API key"),
-                          (hotline.api_key, "Unknown or disabled API key")]:
+                          (hotline.api_key, "This API key is for the hotline intake, "
+                                            "not Open311")]:
         response = app311.client.post(f"/open311/v2/requests.{fmt}",
                                       data={"api_key": api_key, **form})
         [(_, description)] = spec_errors(response, 403, fmt)

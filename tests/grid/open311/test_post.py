@@ -96,14 +96,14 @@ def test_bad_places_are_400s_naming_the_input(app311, fmt):
     assert spec_errors(unknown_grid, 400, fmt) == [(400, "grid_code: No such grid.")]
 
 
-@pytest.mark.parametrize(("service_code", "expected"), [
-    ("XXXX", "service_code: No such service."),
-    ("01", "service_code: Choose an active 小类 (sub-category)."),
-    (None, "service_code: Missing data for required field."),
+@pytest.mark.parametrize(("service_code", "status", "expected"), [
+    ("XXXX", 404, "service_code 'XXXX': no such service"),  # the spec's 404
+    ("01", 404, "service_code '01': no such service"),  # a 大类 is not a service
+    (None, 400, "service_code: Missing data for required field."),
 ])
-def test_the_service_must_be_an_active_sub_category(app311, service_code, expected):
+def test_the_service_must_be_an_active_sub_category(app311, service_code, status, expected):
     response = app311.post(service_code=service_code, **where())
-    assert spec_errors(response, 400) == [(400, expected)]
+    assert spec_errors(response, status) == [(status, expected)]
 
 
 def test_bad_contact_fields_are_refused(app311):
