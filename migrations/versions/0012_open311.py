@@ -10,15 +10,15 @@ reported_at comes from the app's clock, later in the same transaction: rows whos
 updated_at is before their reported_at are moved up to it (the model now sets both from
 the app's clock).
 
-Revision ID: 0011_open311
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 """
 
 from alembic import op
 import sqlalchemy as sa
 
-revision = '0011_open311'
-down_revision = '0010'
+revision = '0012'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 
