@@ -14,8 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from server.limits import MAX_JSON_DEPTH, MAX_URL_BYTES
+from server.limits import MAX_JSON_DEPTH, MAX_URL_BYTES, json_too_deep
 from tests.conftest import assert_error_shape
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +61,27 @@ def test_every_json_operation_bounds_the_depth(app, client, auth_headers):
             assert response.status_code == 400, (method, path, response.get_data(True))
             checked += 1
     assert checked > 30
+
+
+def _depth(value) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+# Strings made of what could fool a scan: brackets, quotes, backslashes.
+_tricky = st.text(alphabet='[]{}"\\ a', max_size=6)
+_json = st.recursive(st.none() | st.integers() | _tricky,
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(_tricky, inner, max_size=3), max_leaves=40)
+
+
+@given(_json, st.integers(min_value=0, max_value=6))
+def test_json_depth_is_measured_outside_strings(value, limit):
+    text = json.dumps(value).encode()
+    assert json_too_deep(text, limit) is (_depth(value) > limit), text
 
 
 def test_json_that_is_deep_but_within_the_limit_still_reaches_the_view(client):
