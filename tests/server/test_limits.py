@@ -118,7 +118,8 @@ def _free_port() -> int:
 def gunicorn_server(urls, tmp_path):
     """The app under gunicorn with the configuration `make run` uses."""
     port = _free_port()
-    env = {**os.environ, **urls, "STORAGE_DIR": str(tmp_path), "LOG_LEVEL": "WARNING"}
+    env = {**os.environ, **urls, "STORAGE_DIR": str(tmp_path), "LOG_LEVEL": "WARNING",
+           "MAX_CONTENT_LENGTH": "4096"}
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "gunicorn"), "-c", "server/gunicorn_conf.py",
          "-w", "1", "-b", f"127.0.0.1:{port}", "wsgi:app"],
@@ -138,10 +139,11 @@ def gunicorn_server(urls, tmp_path):
         process.wait(timeout=30)
 
 
-def _get(port: int, path: str) -> tuple[int, str, dict]:
+def _get(port: int, path: str, method: str = "GET", body: bytes | None = None,
+         headers: dict | None = None) -> tuple[int, str, dict]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        conn.request("GET", path)
+        conn.request(method, path, body=body, headers=headers or {})
         response = conn.getresponse()
         return response.status, response.getheader("Content-Type"), json.loads(response.read())
     finally:
@@ -159,3 +161,10 @@ def test_long_urls_under_gunicorn_are_json(gunicorn_server):
     status, ctype, body = _get(gunicorn_server, "/healthz?x=" + "a" * 20000)
     assert (status, ctype) == (414, "application/json")
     assert body["code"] == 414 and body["status"] and body["message"]
+    # A header line over gunicorn's field limit: gunicorn's 431, as JSON.
+    status, ctype, body = _get(gunicorn_server, "/healthz", headers={"X-Big": "a" * 9000})
+    assert (status, ctype, body["code"]) == (431, "application/json", 431)
+    # A body over MAX_CONTENT_LENGTH: the app's 413.
+    status, ctype, body = _get(gunicorn_server, "/auth/login", "POST", b"{}" * 3000,
+                               {"Content-Type": "application/json"})
+    assert (status, ctype, body["code"]) == (413, "application/json", 413)
