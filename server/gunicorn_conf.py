@@ -10,9 +10,9 @@ broken HTTP) it now answers as JSON in that shape too, instead of its HTML page.
 from __future__ import annotations
 
 import json
-from http import HTTPStatus
 
 from gunicorn import util
+from werkzeug.http import HTTP_STATUS_CODES
 
 # 8190 is gunicorn's maximum short of 0 (unlimited, which would let a client grow a worker
 # without bound); the app refuses URLs over 8000 bytes with its own 414.
@@ -23,16 +23,9 @@ limit_request_field_size = 8190  # per header line; the app refuses values over 
 accesslog = None
 
 
-def _status_name(code: int) -> str:
-    try:
-        return HTTPStatus(code).phrase
-    except ValueError:
-        return "Error"
-
-
 def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
     """gunicorn.util.write_error, answering in the API's error shape."""
-    body = json.dumps({"code": status_int, "status": _status_name(status_int),
+    body = json.dumps({"code": status_int, "status": HTTP_STATUS_CODES.get(status_int, "Error"),
                        "message": mesg or reason}, ensure_ascii=False).encode()
     head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
             "Content-Type: application/json\r\nX-Content-Type-Options: nosniff\r\n"

@@ -160,7 +160,7 @@ def test_long_urls_under_gunicorn_are_json(gunicorn_server):
     # Past gunicorn's own request-line limit: gunicorn answers, in the same shape.
     status, ctype, body = _get(gunicorn_server, "/healthz?x=" + "a" * 20000)
     assert (status, ctype) == (414, "application/json")
-    assert body["code"] == 414 and body["status"] and body["message"]
+    assert body["code"] == 414 and body["status"] == "Request URI Too Long" and body["message"]
     # A header line over gunicorn's field limit: gunicorn's 431, as JSON.
     status, ctype, body = _get(gunicorn_server, "/healthz", headers={"X-Big": "a" * 9000})
     assert (status, ctype, body["code"]) == (431, "application/json", 431)
