@@ -16,7 +16,8 @@ import marshmallow as ma
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from server.errors import DomainError, PreconditionFailed
+from server.db import unavailable
+from server.errors import DomainError, PreconditionFailed, ServiceUnavailable
 
 log = logging.getLogger("server.api")
 
@@ -35,6 +36,9 @@ class Schema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
         ordered = True
+
+# Seconds a client should wait before retrying while the database cannot be reached.
+DB_RETRY_AFTER_S = 5
 
 # Headers werkzeug sets on its exceptions that a client needs to recover.
 _KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
@@ -124,6 +128,12 @@ class Api(flask_smorest.Api):
     def handle_unexpected(self, error: Exception):
         if isinstance(error, HTTPException):
             return self.handle_http_exception(error)
+        if unavailable(error):  # PostgreSQL down or unreachable: retry, not a bug
+            log.warning("database unavailable", extra={"request_id": g.get("request_id"),
+                                                       "error": str(error).splitlines()[0]})
+            return self.handle_domain_error(ServiceUnavailable(
+                "The database cannot be reached just now; try again shortly",
+                retry_after=DB_RETRY_AFTER_S))
         log.exception("unhandled error", extra={"request_id": g.get("request_id")})
         return self.handle_http_exception(InternalServerError())
 

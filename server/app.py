@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import re
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, jsonify, request, send_from_directory
@@ -22,9 +23,12 @@ from server.auth.actor import authenticate_first
 from server.auth.tokens import CachingJWTManager
 from server.compress import init_compression
 from server.errors import Invalid
+from server.limits import init_limits
 from server.logs import configure_logging, init_request_logging
+from server.security import init_security
 
 log = logging.getLogger("server.app")
+_DOCS_DIR = str(Path(__file__).parent / "docs")
 
 
 def _jwt_error(message: str):
@@ -141,6 +145,8 @@ def create_app(config: dict | None = None) -> Flask:
     # Registered early: Flask runs after_request hooks last-registered first, so gzip sees
     # the body after any later hook has changed it.
     init_compression(app)
+    init_security(app)  # CORS preflights answered before any other check
+    init_limits(app)  # URL, headers, JSON depth: before anything reads the body
     app.before_request(_reject_nul_characters)
     api = init_api(app)
     Migrate(app, _MigrationTarget(), directory=health.MIGRATIONS_DIR)
@@ -159,6 +165,11 @@ def create_app(config: dict | None = None) -> Flask:
     def swagger_assets(filename: str):
         """Swagger UI from the swagger-ui-bundle package: the docs work offline."""
         return send_from_directory(str(swagger_ui_path), filename, max_age=86400)
+
+    @app.route("/api/docs/swagger-init.js")
+    def swagger_init():
+        """Starts Swagger UI (server/templates/swagger_ui.html has no inline script)."""
+        return send_from_directory(_DOCS_DIR, "swagger-init.js", max_age=3600)
 
     for blp in (health.blp, auth_views.blp, auth_views.me_blp, auth_views.users_blp, audit.blp,
                 storage.blp, apiclients.blp):

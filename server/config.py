@@ -68,10 +68,17 @@ class Config:
     # Reverse proxies in front of the app (nginx, a load balancer): their X-Forwarded-For
     # is trusted for the client address that rate limits and the audit trail use.
     TRUSTED_PROXIES = _env_int("TRUSTED_PROXIES", 0)
-    # The public address of this API (https://grid.example.gov.cn, with a path prefix if
-    # any) for the links it hands out (Open311 discovery, TileJSON). None: relative to the
-    # request, whose X-Forwarded-* headers count only behind TRUSTED_PROXIES.
-    PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL") or None
+    # Where clients reach this API (https://grid.example.gov.cn, no trailing slash): the base
+    # of absolute URLs the API hands out (TileJSON tile URLs, the Open311 discovery
+    # document), which never come from the request's Host header. Empty: root-relative URLs.
+    PUBLIC_BASE_URL = _env("PUBLIC_BASE_URL", "").strip().rstrip("/")
+    # Host names this server answers to (comma-separated; Flask's TRUSTED_HOSTS: any other
+    # Host header is a 400). Empty: not checked (a proxy in front checks it).
+    TRUSTED_HOSTS = [h.strip() for h in _env("TRUSTED_HOSTS", "").split(",") if h.strip()] or None
+    # Browser origins (https://console.example.gov.cn, comma-separated) that may call the
+    # whole API with a token (CORS). Reads without a token answer any origin.
+    CORS_ORIGINS = tuple(o.strip().rstrip("/") for o in _env("CORS_ORIGINS", "").split(",")
+                         if o.strip())
     # Collected points less accurate than this are accepted and flagged for review.
     GPS_REVIEW_ACCURACY_M = float(os.environ.get("GPS_REVIEW_ACCURACY_M", 50))
     MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 16 * 1024 * 1024)

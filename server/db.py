@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+import psycopg2
 import sqlalchemy as sa
 from geoalchemy2 import Geometry
 from sqlalchemy.dialects.postgresql import psycopg2 as pg_psycopg2
@@ -117,6 +118,18 @@ def _ping_when_idle(engine: sa.Engine) -> None:
             engine.dialect.do_ping(dbapi_connection)
         except Exception as exc:  # any failure: the pool retries with a new connection
             raise sa.exc.DisconnectionError() from exc
+
+
+def unavailable(exc: BaseException) -> bool:
+    """The database cannot be reached (refused, down, dropped the connection, pool
+    exhausted): a failure of the moment, not of the request, that the one error handler
+    answers 503 with Retry-After. psycopg2 raises OperationalError for each of these (also
+    for a cancelled statement or a deadlock, which are worth a retry as well); SQLAlchemy
+    wraps it, or marks another DBAPI error with connection_invalidated."""
+    if isinstance(exc, (sa.exc.OperationalError, sa.exc.TimeoutError,
+                        sa.exc.DisconnectionError, psycopg2.OperationalError)):
+        return True
+    return isinstance(exc, sa.exc.DBAPIError) and bool(exc.connection_invalidated)
 
 
 def init_db(app: Any) -> sa.Engine:

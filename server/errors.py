@@ -105,3 +105,21 @@ def check_version(record: Any, expected: int | None, current: Callable[[Any], di
     if expected != record.version:
         raise PreconditionFailed("This record changed since you read it",
                                  current=current(record))
+
+
+class ServiceUnavailable(DomainError):
+    """503 with `Retry-After`: a dependency (the database) cannot be reached just now; the
+    same request may succeed once it is back."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after: int = 5, **extra: Any) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, int(retry_after)))}, **extra)
+
+
+class UriTooLong(DomainError):
+    status = 414
+
+
+class HeadersTooLarge(DomainError):
+    status = 431

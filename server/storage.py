@@ -469,7 +469,13 @@ def upload(s: Session, actor: Actor, store: BlobStore, data: bytes, *, max_bytes
 def link(s: Session, actor: Actor, attachment_id: int, object_type: str,
          object_id: int) -> Attachment:
     """Attach an unlinked upload of the actor's to a record they may see. Linking again to
-    the same record is harmless; to another one is a 409 (an attachment has one record)."""
+    the same record is harmless; to another one is a 409 (an attachment has one record).
+
+    The target is checked first: a record outside the actor's scope is a 404 whatever the
+    attachment, so that nothing about the attachment (its sha256, uploader, size, or the
+    record it belongs to) reaches someone who may not see the target. A 409 names the
+    attachment's record only because get_attachment established that the actor sees it."""
+    check_target(s, actor, object_type, object_id)
     attachment = get_attachment(s, actor, attachment_id, for_update=True)
     if attachment.object_type is not None:
         if (attachment.object_type, attachment.object_id) == (object_type, object_id):
@@ -477,7 +483,6 @@ def link(s: Session, actor: Actor, attachment_id: int, object_type: str,
         raise Conflict(
             "This attachment is already linked to another record",
             existing={"object_type": attachment.object_type, "id": attachment.object_id})
-    check_target(s, actor, object_type, object_id)
     _link(s, actor, attachment, object_type, object_id)
     s.flush()
     return attachment

@@ -12,6 +12,7 @@ from grid.cases import schemas, service
 from server import apiclients, db
 from server.api import Blueprint, etag, expected_version
 from server.auth.actor import credential_headers, current_actor, login_required
+from server.security import no_store
 
 categories_blp = Blueprint("case_categories", __name__, url_prefix="/case-categories",
                            description="Case categories (大类/小类), limits and routing")
@@ -219,6 +220,7 @@ def get_requests(case_id):
 
 
 @cases_blp.route("/<int:case_id>/contact", methods=["POST"])
+@no_store
 @cases_blp.arguments(schemas.PurposeSchema)
 @cases_blp.response(200, schemas.CaseContactSchema)
 @login_required

@@ -10,6 +10,7 @@ from grid.ledgers import schemas, service
 from server import db
 from server.api import Blueprint
 from server.auth.actor import current_actor, login_required
+from server.security import no_store
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -62,6 +63,7 @@ def import_ledger(args, form):
 
 
 @blp.route("/export")
+@no_store  # personal data, even masked
 @blp.arguments(schemas.LedgerExportQuerySchema, location="query")
 @blp.response(200, {"type": "string", "format": "binary"}, content_type=XLSX,
               description="The ledger as .xlsx (personal data masked)")
@@ -74,6 +76,5 @@ def export_ledger(args):
         out, name, count = service.export_ledger(s, current_actor(), args["kind"],
                                                  args.get("area_id"), args["include_ended"])
     response = send_file(out, mimetype=XLSX, as_attachment=True, download_name=name)
-    response.headers["Cache-Control"] = "no-store"  # personal data, even masked
     response.headers["X-Row-Count"] = str(count)
     return response

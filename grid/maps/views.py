@@ -74,11 +74,14 @@ def tile(layer: str, z: int, x: int, y: int):
 @tiles_blp.response(200, schemas.TileJsonSchema)
 @_optional_login
 def layer_tilejson(layer: str):
-    """TileJSON 3.0.0 of a layer (or of `buildings,cases`…): tile URL, zooms, bounds of
-    the caller's areas, fields."""
+    """TileJSON 3.0.0 of a layer (or of `buildings,cases`…): tile URL (under
+    PUBLIC_BASE_URL; root-relative when it is not set), zooms, bounds of the caller's areas,
+    fields."""
     chosen = tiles.parse_layers(layer)
     _who(chosen)
-    url = f"{request.url_root}tiles/{layer}/{{z}}/{{x}}/{{y}}.mvt"
+    # From the configured public base URL, never from the request's Host header (which a
+    # client or a cache-poisoning request controls); without one, root-relative.
+    url = f"{current_app.config['PUBLIC_BASE_URL']}/tiles/{layer}/{{z}}/{{x}}/{{y}}.mvt"
     return tiles.tilejson(db.session(), current_actor(), chosen, url, _context())
 
 

@@ -8,6 +8,7 @@ from server import db
 from server.api import Blueprint
 from server.auth.actor import current_actor, login_required
 from server.clock import local_today
+from server.security import no_store
 
 blp = Blueprint("profiles", __name__, url_prefix="",
                 description="Profiles (画像) of persons, households, buildings and areas")
@@ -15,6 +16,7 @@ blueprints = [blp]
 
 
 @blp.route("/persons/<int:person_id>/profile")
+@no_store  # ?reveal=true answers the ID number and phone in clear
 @blp.arguments(schemas.RevealQuerySchema, location="query")
 @blp.response(200, schemas.PersonProfileSchema)
 @login_required

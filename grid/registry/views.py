@@ -11,6 +11,7 @@ from server import db, storage
 from server.api import Blueprint, etag, expected_version
 from server.auth.actor import current_actor, login_required
 from server.errors import Invalid, field_errors
+from server.security import no_store
 
 buildings_blp = Blueprint("buildings", __name__, url_prefix="/buildings",
                           description="Buildings (楼栋)")
@@ -182,6 +183,7 @@ def stays(person_id):
 
 
 @persons_blp.route("/<int:person_id>/pii")
+@no_store
 @persons_blp.arguments(schemas.RevealQuerySchema, location="query")
 @persons_blp.response(200, schemas.RevealSchema)
 @login_required

@@ -416,3 +416,42 @@ def test_local_blob_store_put_open_delete(tmp_path):
         store.open(key)
     with pytest.raises(ValueError):
         store.put("../../etc/passwd", b"x")
+
+
+def test_no_attachment_operation_answers_for_a_record_out_of_scope(client, worker, other,
+                                                                    things):
+    """Read, thumbnail, list and link of an attachment whose record (or whose link target)
+    the caller cannot see: 404, and nothing of the attachment in the answer."""
+    user, headers = worker
+    other_user, other_headers = other
+    things.update({(user.id, 1), (other_user.id, 2)})
+    theirs = _upload(client, headers, _jpeg_with_gps(seed=5), object_type="thing",
+                     object_id=1).get_json()
+    mine = _upload(client, other_headers, _jpeg_with_gps(seed=6), object_type="thing",
+                   object_id=2).get_json()
+    unlinked = _upload(client, other_headers, _jpeg_with_gps(seed=7)).get_json()
+
+    def assert_hidden(response):
+        body = assert_error_shape(response, 404)
+        text = response.get_data(as_text=True)
+        for attachment in (theirs, mine, unlinked):
+            assert attachment["sha256"] not in text
+        assert "existing" not in body and "uploaded_by" not in body
+
+    # Thing 1 is out of the other user's scope: its photo does not exist for them.
+    for url in (theirs["url"], theirs["thumbnail_url"],
+                "/attachments?object_type=thing&object_id=1"):
+        assert_hidden(client.get(url, headers=other_headers))
+    for target in (1, 2):
+        assert_hidden(client.post(f"/attachments/{theirs['id']}/link", headers=other_headers,
+                                  json={"object_type": "thing", "object_id": target}))
+    # Their own photos, linked (to thing 2) or not, towards thing 1: the target is out of
+    # scope, so 404 (not a 409 naming thing 2, not the attachment).
+    for attachment in (mine, unlinked):
+        assert_hidden(client.post(f"/attachments/{attachment['id']}/link",
+                                  headers=other_headers,
+                                  json={"object_type": "thing", "object_id": 1}))
+    # Nothing changed on the way.
+    assert client.get(unlinked["url"], headers=other_headers).status_code == 200
+    listed = client.get("/attachments?object_type=thing&object_id=1", headers=headers)
+    assert [a["id"] for a in listed.get_json()] == [theirs["id"]]

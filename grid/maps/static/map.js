@@ -56,13 +56,20 @@
   // one line for a contact of a grid card or profile: role, name, masked phone
   const contact = (p) => (ROLES[p.role] || p.role) + " " + p.name + " " + (p.phone || "");
 
-  function style(scopedTileJson) {
+  // TileJSON's tile URLs are root-relative unless the server has a PUBLIC_BASE_URL:
+  // MapLibre fetches tiles from a worker, where only absolute URLs resolve (not new URL():
+  // it would escape the {z}/{x}/{y} of the template)
+  const source = (tileJson) => ({
+    type: "vector", tiles: tileJson.tiles.map((url) => (url.startsWith("/") ? origin + url : url)),
+    minzoom: tileJson.minzoom, maxzoom: tileJson.maxzoom, bounds: tileJson.bounds,
+  });
+
+  function style(areasTileJson, scopedTileJson) {
     return {
       version: 8,
       sources: {
-        areas: { type: "vector", url: origin + "/tiles/areas.json" },
-        scoped: { type: "vector", tiles: scopedTileJson.tiles, minzoom: 0, maxzoom: scopedTileJson.maxzoom,
-                  bounds: scopedTileJson.bounds },
+        areas: source(areasTileJson),
+        scoped: { ...source(scopedTileJson), minzoom: 0 },
       },
       layers: [
         { id: "background", type: "background", paint: { "background-color": "#eef1f3" } },
@@ -393,9 +400,10 @@
   }
 
   async function start() {
-    const scoped = await api("/tiles/buildings,cases,organisations.json");
+    const [areas, scoped] = await Promise.all([api("/tiles/areas.json"),
+                                               api("/tiles/buildings,cases,organisations.json")]);
     const map = state.map = new maplibregl.Map({
-      container: "map", style: style(scoped), bounds: [[scoped.bounds[0], scoped.bounds[1]],
+      container: "map", style: style(areas, scoped), bounds: [[scoped.bounds[0], scoped.bounds[1]],
                                                         [scoped.bounds[2], scoped.bounds[3]]],
       fitBoundsOptions: { padding: 24 }, attributionControl: false,
       transformRequest: (url) => url.startsWith(origin + "/tiles/") && !url.includes("/tiles/areas")
