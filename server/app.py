@@ -140,13 +140,14 @@ def create_app(config: dict | None = None) -> Flask:
     db.init_db(app)
     _init_jwt(app)
     init_request_logging(app)
-    # The token before any other request hook validates input (401 before 422).
+    # Transport limits (URL, headers, JSON depth) first; then the token, before any other
+    # request hook validates input (401 before 422).
+    init_limits(app)
     app.before_request(authenticate_first)
     # Registered early: Flask runs after_request hooks last-registered first, so gzip sees
     # the body after any later hook has changed it.
     init_compression(app)
     init_security(app)  # CORS preflights answered before any other check
-    init_limits(app)  # URL, headers, JSON depth: before anything reads the body
     app.before_request(_reject_nul_characters)
     api = init_api(app)
     Migrate(app, _MigrationTarget(), directory=health.MIGRATIONS_DIR)

@@ -17,11 +17,9 @@ data in clear.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
-from typing import Any
 
-from flask import Flask, Response, after_this_request, current_app, request
+from flask import Flask, Response, current_app, request
 
 PAGE_POLICY = "; ".join((
     "default-src 'self'",
@@ -50,21 +48,30 @@ PREFLIGHT_MAX_AGE_S = 600
 
 
 def no_store(view: Callable) -> Callable:
-    """Mark a view whose answer holds personal data in clear: `Cache-Control: no-store`.
-    Put it directly below the blueprint's `route`, so that every answer of the route
-    carries it, errors included (401, 422…), whichever decorator answers them."""
+    """Mark a view whose answer holds personal data in clear: `Cache-Control: no-store` on
+    every answer of its route, errors included (401, 422…), whichever hook or decorator
+    gives them (the header is added after the request, from the mark)."""
+    view._no_store = True  # type: ignore[attr-defined]
+    return view
 
-    @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        @after_this_request
-        def _no_store(response: Response) -> Response:
-            response.headers["Cache-Control"] = "no-store"
-            response.headers["Pragma"] = "no-cache"  # HTTP/1.0 caches
-            return response
 
-        return view(*args, **kwargs)
+def view_of(endpoint: str | None, method: str) -> Callable | None:
+    """The function that serves `method` at `endpoint` (a MethodView's method), where
+    marks such as @no_store and @login_required's are found."""
+    view = current_app.view_functions.get(endpoint) if endpoint else None
+    view_class = getattr(view, "view_class", None)
+    if view_class is not None:
+        view = getattr(view_class, method.lower(), None)
+        if view is None and method == "HEAD":
+            view = getattr(view_class, "get", None)
+    return view
 
-    return wrapper
+
+def _no_store(response: Response) -> Response:
+    if getattr(view_of(request.endpoint, request.method), "_no_store", False):
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Pragma"] = "no-cache"  # HTTP/1.0 caches
+    return response
 
 
 def _security_headers(response: Response) -> Response:
@@ -132,4 +139,4 @@ def _cors(response: Response) -> Response:
 
 def init_security(app: Flask) -> None:
     app.before_request(_preflight)
-    app.after_request(lambda response: _security_headers(_cors(response)))
+    app.after_request(lambda response: _security_headers(_cors(_no_store(response))))

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from flask import current_app, g, request
+from flask import g, request
 from flask_jwt_extended import get_jwt, verify_jwt_in_request
 
 from server import db
 from server.auth.models import AuthSession, User, UserRole
 from server.auth.permissions import ADMIN, permissions_for
 from server.errors import Forbidden, Unauthorized
+from server.security import view_of
 
 
 @dataclass(frozen=True)
@@ -162,13 +163,8 @@ def credential_headers(*names: str) -> Callable[[], None]:
     return check
 
 
-def _credentials_check(view: Callable | None, method: str) -> Callable[[], None] | None:
-    view_class = getattr(view, "view_class", None)  # a MethodView: its method's function
-    if view_class is not None:
-        view = getattr(view_class, method.lower(), None)
-        if view is None and method == "HEAD":
-            view = getattr(view_class, "get", None)
-    return getattr(view, "_check_credentials", None)
+def _credentials_check(endpoint: str | None, method: str) -> Callable[[], None] | None:
+    return getattr(view_of(endpoint, method), "_check_credentials", None)
 
 
 def authenticate_first() -> None:
@@ -182,7 +178,6 @@ def authenticate_first() -> None:
     read-only views still load the actor on their read-only connection."""
     if request.method == "OPTIONS" or request.routing_exception is not None:
         return  # CORS preflights; unknown URLs and methods answer their own 404/405
-    check = _credentials_check(current_app.view_functions.get(request.endpoint),
-                               request.method)
+    check = _credentials_check(request.endpoint, request.method)
     if check is not None:
         check()
