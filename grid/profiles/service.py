@@ -128,13 +128,15 @@ def resident_accounts(person: Person) -> sa.Select | None:
     return sa.select(User.id).where(User.phone_bidx == pii.blind_index(phone, "user.phone"))
 
 
-def person_profile(s: Session, actor: Actor, person_id: int, reveal: bool = False,
-                   purpose: str | None = None) -> dict:
+def person_profile(s: Session, actor: Actor, person_id: int,
+                   reveal: audit.Purpose | None = None) -> dict:
     """人员画像: the person (masked unless revealed), household and members, house and
     building, grid and its workers, tags with their periods, visits, cases reported by
-    the person's resident account or near their building, and the plugged sections."""
+    the person's resident account or near their building, and the plugged sections.
+    `reveal`: the stated purpose of showing the ID number and phone in clear."""
+    # the reveal first: a refused one (out of scope too) is audited there
+    revealed = registry.reveal_person(s, actor, person_id, reveal) if reveal else None
     person = registry.get_record(s, actor, Person, person_id)
-    revealed = registry.reveal_person(s, actor, person_id, purpose or "") if reveal else None
     home = s.execute(
         sa.select(Household, House, Building)
         .outerjoin(House, House.id == Household.house_id)

@@ -155,6 +155,9 @@ def test_a_key_of_another_kind_cannot_send_tickets(admin, client):
     assert_error_shape(Hotline(client, body).send(ticket()), 401)
 
 
+WHY = {"purpose_code": "case_handling", "purpose": "回访核实"}
+
+
 def test_the_phone_is_seen_in_clear_only_for_a_purpose(hotline, people, db_session):
     case = hotline.send(ticket()).get_json()
     seen = [hotline.send(ticket()).get_data(True)]
@@ -170,17 +173,17 @@ def test_the_phone_is_seen_in_clear_only_for_a_purpose(hotline, people, db_sessi
 
     # a worker may not reveal it; a dispatcher must give a purpose
     assert_error_shape(people.worker.post(f"/cases/{case['id']}/contact",
-                                          {"purpose": "回访"}), 403)
+                                          WHY), 403)
     assert_error_shape(people.dispatcher.post(f"/cases/{case['id']}/contact", {}), 422)
     revealed = people.dispatcher.ok(people.dispatcher.post(
-        f"/cases/{case['id']}/contact", {"purpose": "回访核实"}))
+        f"/cases/{case['id']}/contact", WHY))
     assert revealed == {"contact_name": "李先生", "contact_phone": PHONE}
     rows = audit_rows(db_session, action="case_contact_revealed")
     assert [(r.actor_id, r.object_id, r.purpose) for r in rows] == [
         (people.dispatcher.user.id, str(case["id"]), "回访核实")]
     # another street's dispatcher: the case does not exist
     assert_error_shape(people.dispatcher2.post(f"/cases/{case['id']}/contact",
-                                               {"purpose": "回访核实"}), 404)
+                                               WHY), 404)
 
 
 def test_a_ticket_needs_a_place(hotline, tree):
