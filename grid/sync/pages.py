@@ -148,7 +148,7 @@ def _tags(visible: list[sa.ColumnElement[bool]]) -> sa.ColumnElement[str]:
 def _age_band(born: Any, year: int) -> sa.ColumnElement[str]:
     """server.pii.age_band in SQL (the band of year − birth year)."""
     age = sa.func.greatest(0, sa.literal(year) - sa.cast(sa.extract("year", born), sa.Integer))
-    low = sa.func.least(age / 10 * 10, 100)
+    low = sa.func.least(age // 10 * 10, 100)  # integer division (`/` is true division)
     band = sa.case((low >= 100, _const("100+")),
                    else_=_concat(sa.cast(low, sa.Text), _const("-"), sa.cast(low + 9, sa.Text)))
     return sa.func.coalesce(_json(sa.case((born.is_(None), sa.null()), else_=band)), _NULL)

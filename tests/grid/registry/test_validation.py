@@ -96,7 +96,7 @@ def test_a_baby_born_today_in_beijing_is_accepted_before_eight(worker, monkeypat
 
 def test_a_lower_case_x_is_accepted_and_stored_upper_case(worker, api):
     person = worker.person(id_number=ID_WITH_X.lower())
-    assert person["id_number"].endswith("109X")
+    assert person["id_number"] == "110101************"
     chief = api("grid_chief", G111)
     clear = chief.ok(chief.get(f"/persons/{person['id']}/pii?{WHY}核对身份信息"))
     assert clear["id_number"] == ID_WITH_X
