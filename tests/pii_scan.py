@@ -18,8 +18,8 @@ naming the endpoint; `SCAN.seen` counts what was scanned (printed at the end of 
 
 Not scanned, by design: the audited reveals (their point is the clear value, for a stated
 purpose), one's own account (`/me` shows one's own phone), the API documentation (its
-examples are nobody's), and binary bodies (tiles, photos: tiles carry no personal data,
-tests/grid/maps say so).
+examples are nobody's), scripts and style sheets (code), and binary bodies (tiles, photos:
+tiles carry no personal data, tests/grid/maps say so).
 """
 
 from __future__ import annotations
@@ -134,7 +134,9 @@ def body_findings(mimetype: str, data: bytes) -> list[str] | None:
         return rows_findings(xlsx_rows(data))
     if mimetype == "text/csv":
         return rows_findings(list(csv.reader(io.StringIO(data.decode("utf-8-sig")))))
-    if mimetype.endswith("json") or mimetype.startswith("text/"):
+    if "javascript" in mimetype or mimetype == "text/css":
+        return None  # code (vendored libraries: `1540483477*` is a product, not a phone)
+    if mimetype.endswith(("json", "xml")) or mimetype.startswith("text/"):
         text = data.decode("utf-8", "replace")
         found = text_findings(text)
         if mimetype.endswith("json"):

@@ -34,6 +34,9 @@ def test_the_findings():
         "masked ID number (id_number) beside a birth date (birth_date)"]
     assert pii_scan.json_findings({"id_number": "110101************", "birth_date": None,
                                    "age_band": "0-9"}) == []
+    assert pii_scan.body_findings("text/javascript", b"a=1540483477*b") is None
+    assert pii_scan.body_findings("application/xml", f"<p>{PHONE}</p>".encode()) == [
+        f"phone in clear: {PHONE}"]
     rows = [["姓名", "身份证号", "出生日期"], ["王", "110101************", "2023-11-01"]]
     assert pii_scan.rows_findings(rows) == ["masked ID number beside a birth date (出生日期)"]
 
