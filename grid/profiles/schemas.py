@@ -116,7 +116,9 @@ class PopulationSchema(Schema):
     by_type = fields.Dict(keys=fields.String(), values=fields.Integer())
     by_age_sex = fields.Dict(keys=fields.String(), values=fields.Dict(
         keys=fields.String(), values=fields.Integer()), metadata={
-        "description": "Age band (0-17, 18-59, 60-79, 80+, unknown) → sex (M, F, ?) → count"})
+        "description": "Age band (0-17, 18-59, 60-79, 80+, unknown) → sex (M, F, ?) → count. "
+                       "Ages as on birthdays for callers with person:read_pii; for others, "
+                       "this year − birth year (the counts move on 1 January only)"})
 
 
 class CoverageSchema(Schema):

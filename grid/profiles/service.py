@@ -270,9 +270,14 @@ def area_profile(s: Session, actor: Actor, area_id: int, today: date) -> dict:
 
     present = (*live(Person), Person.status == "present")
     # age(today, birth) ≤ hi ⟺ birth is after the day `hi + 1` years before today: plain
-    # date comparisons (an index-only scan feeds them) instead of age() on every person
+    # date comparisons (an index-only scan feeds them) instead of age() on every person.
+    # Without person:read_pii, ages are counted from the birth year (this year − birth
+    # year ≤ hi ⟺ born on or after 1 January of year − hi): counts that move on birthdays
+    # would tell, day by day, whose birthday it was (server.pii.mask_id_number).
+    by_day = actor.can(registry.READ_PII)
     band = sa.case((Person.birth_date.is_(None), "unknown"),
-                   *[(Person.birth_date > years_before(today, hi + 1), name)
+                   *[(Person.birth_date > years_before(today, hi + 1) if by_day
+                      else Person.birth_date >= date(today.year - hi, 1, 1), name)
                      for name, _, hi in AGE_BANDS], else_="unknown")
     population = s.execute(sa.select(Person.population_type, sa.func.coalesce(Person.sex, "?"),
                                      band, sa.func.count())

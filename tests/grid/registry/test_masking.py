@@ -5,7 +5,7 @@ band, and the mask shows the region only."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 from stdnum.cn import ric
 
 from grid.registry import service as registry
-from server import pii
+from server import clock, pii
 from tests.conftest import assert_error_shape, today_local
 from tests.grid.areas.conftest import S1
+from tests.grid.ledgers.conftest import id_number
 from tests.grid.registry.conftest import G111, ID_FEMALE_1988, ID_MALE_2023, at
 
 PHONE = "13812345678"
@@ -130,3 +131,17 @@ def test_it_runs_over_the_suite_and_catches_a_real_endpoint(api, monkeypatch,
     assert found == [f"GET /persons/{person['id']} (persons.PersonById, user "
                      f"{dispatcher.user.id} ['street_dispatcher']): masked ID number "
                      "(id_number) beside a birth date (birth_date)"]
+
+
+def test_area_profile_ages_move_on_birthdays_only_for_read_pii(api, worker, monkeypatch, tree):
+    """Counts by age that change on a person's birthday tell, day by day, whose birthday it
+    was: without person:read_pii the grid profile counts ages from the birth year."""
+    dispatcher = api("street_dispatcher", S1)
+    pinned = datetime(2026, 6, 15, 4, 0, tzinfo=UTC)  # 12:00 in Beijing
+    monkeypatch.setattr(clock, "now", lambda: pinned)
+    worker.person(id_number=id_number(2, "20081201"))  # 17 on 15 June 2026, 18 this year
+    by_worker = worker.ok(worker.get(f"/areas/{tree[G111]}/profile"))
+    by_dispatcher = dispatcher.ok(dispatcher.get(f"/areas/{tree[G111]}/profile"))
+    assert by_worker["population"]["by_age_sex"]["0-17"]["F"] == 1
+    assert by_dispatcher["population"]["by_age_sex"]["0-17"]["F"] == 0
+    assert by_dispatcher["population"]["by_age_sex"]["18-59"]["F"] == 1
