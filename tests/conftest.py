@@ -18,6 +18,7 @@ from server import clock, db
 from server.app import create_app
 from server.auth import service as auth_service
 from server.auth.models import User
+from tests import pii_scan
 
 TEST_PASSWORD = "Grid-test-2026"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -70,9 +71,31 @@ def app(urls, tmp_path_factory):
 
     config = {**TEST_CONFIG, **urls, "STORAGE_DIR": str(tmp_path_factory.mktemp("storage"))}
     application = create_app(config)
+    pii_scan.install(application)  # the personal-data scan (tests/pii_scan.py)
     with application.app_context():
         bootstrap_db(application)
     return application
+
+
+@pytest.fixture(autouse=True)
+def personal_data_scan(app) -> Iterator[pii_scan.Scan]:
+    """Fails the test if a response to an actor without person:read_pii carried an ID
+    number or a phone in clear, or a mask that narrows one to fewer than 10,000 candidates
+    (tests/pii_scan.py), naming the endpoint."""
+    scan = pii_scan.SCAN
+    before = len(scan.violations)
+    yield scan
+    leaks = scan.violations[before:]
+    del scan.violations[before:]
+    assert not leaks, "personal data leaked:\n" + "\n".join(leaks)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    scan = pii_scan.SCAN
+    if scan.seen:
+        terminalreporter.write_line(
+            f"personal-data scan: {scan.seen} responses ({scan.exports} exports) to actors "
+            "without person:read_pii scanned")
 
 
 @pytest.fixture(autouse=True)

@@ -279,10 +279,6 @@ class RequestSchema(Schema):
     decision_note = ma.fields.String(allow_none=True)
 
 
-class PurposeSchema(Schema):
-    purpose = ma.fields.String(required=True, validate=ma.validate.Length(min=2, max=200))
-
-
 class CaseContactSchema(Schema):
     contact_name = ma.fields.String(allow_none=True)
     contact_phone = ma.fields.String(allow_none=True)

@@ -1194,10 +1194,14 @@ def requests_of(s: Session, actor: Actor, case_id: int) -> list[CaseRequest]:
                           .order_by(CaseRequest.id)))
 
 
-def contact_of(s: Session, actor: Actor, case_id: int, purpose: str) -> dict:
-    """The hotline caller's phone in clear, for a stated purpose (audited)."""
-    actor.require("case:accept")
-    case = get_case(s, actor, case_id)
+def contact_of(s: Session, actor: Actor, case_id: int, purpose: audit.Purpose) -> dict:
+    """The hotline caller's phone in clear, for a stated purpose (audited; a refusal too)."""
+    try:  # 404 out of scope before 403 (ARCHITECTURE §3)
+        case = get_case(s, actor, case_id)
+        actor.require("case:accept")
+    except (Forbidden, NotFound) as exc:
+        raise audit.refused(s, actor, "case_contact_revealed", "case", case_id, purpose,
+                            exc) from None
     audit.record(s, actor, "case_contact_revealed", "case", case.id, purpose=purpose)
     return {"contact_name": case.contact_name,
             "contact_phone": pii.decrypt(case.contact_phone_enc, "case.contact_phone")}

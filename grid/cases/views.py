@@ -9,7 +9,7 @@ from flask import current_app, g, request
 from flask.views import MethodView
 
 from grid.cases import schemas, service
-from server import apiclients, db
+from server import apiclients, audit, db
 from server.api import Blueprint, etag, expected_version
 from server.auth.actor import credential_headers, current_actor, login_required
 from server.security import no_store
@@ -221,13 +221,14 @@ def get_requests(case_id):
 
 @cases_blp.route("/<int:case_id>/contact", methods=["POST"])
 @no_store
-@cases_blp.arguments(schemas.PurposeSchema)
+@cases_blp.arguments(audit.PurposeSchema)
 @cases_blp.response(200, schemas.CaseContactSchema)
 @login_required
 def reveal_contact(data, case_id):
-    """The caller's phone in clear, for a stated purpose (dispatchers; audited)."""
+    """The caller's phone in clear, for a stated purpose: a code and a text (dispatchers;
+    audited, and so is a refusal)."""
     with db.unit_of_work() as s:
-        return service.contact_of(s, current_actor(), case_id, data["purpose"])
+        return service.contact_of(s, current_actor(), case_id, audit.purpose_of(data))
 
 
 # --- statistics ----------------------------------------------------------------------------

@@ -63,7 +63,7 @@ from grid.areas.models import Area, AreaLevel
 from grid.ledgers import columns as c
 from grid.ledgers import files
 from grid.registry import models as m
-from server import audit
+from server import audit, pii
 from server.auth.actor import Actor
 from server.clock import local_today
 from server.errors import Conflict, Invalid, field_errors
@@ -856,8 +856,11 @@ def _yes(v: bool | None) -> str | None:
     return None if v is None else ("是" if v else "否")
 
 
-def _export_query(kind: str, key_tags: bool) -> tuple[sa.Select, list[tuple[str, Any]]]:
-    """The statement and its (header, formatter) columns, for a kind."""
+def _export_query(kind: str, key_tags: bool, birth_dates: bool = True, year: int = 0
+                  ) -> tuple[sa.Select, list[tuple[str, Any]]]:
+    """The statement and its (header, formatter) columns, for a kind. Without
+    `birth_dates` (person:read_pii) persons have 年龄段 (server.pii.age_band of `year`)
+    where 出生日期 was: next to the masked ID number a birth date gives the number away."""
     model = {"persons": m.Person, "households": m.Household, "buildings": m.Building,
              "organisations": m.Organisation}[kind]
     grid = sa.orm.aliased(Area)
@@ -875,8 +878,10 @@ def _export_query(kind: str, key_tags: bool) -> tuple[sa.Select, list[tuple[str,
                           P.relation_to_head, P.population_type, P.registration_situation,
                           P.status, *tags.values(), *base, P.source)
                 .outerjoin(m.Household, m.Household.id == P.household_id))
+        born = (("出生日期", None) if birth_dates
+                else ("年龄段", lambda d: pii.age_band(d, year)))
         cols = [("姓名", None), ("身份证号", None), ("性别", _labels({"M": "男", "F": "女"})),
-                ("出生日期", None), ("联系电话", None), ("民族", None), ("户号", None),
+                born, ("联系电话", None), ("民族", None), ("户号", None),
                 ("户类型", _labels(m.HOUSEHOLD_TYPES)), ("与户主关系", _labels(m.RELATIONS)),
                 ("人口类型", _labels(m.POPULATION_TYPES)),
                 ("户籍情况", _labels(m.REGISTRATION_SITUATIONS)),
@@ -929,7 +934,7 @@ def export_ledger(s: Session, actor: Actor, kind: str, area_id: int | None,
     model = {"persons": m.Person, "households": m.Household, "buildings": m.Building,
              "organisations": m.Organisation}[kind]
     key_tags = actor.can("person:read_key_tags")
-    stmt, cols = _export_query(kind, key_tags)
+    stmt, cols = _export_query(kind, key_tags, actor.can("person:read_pii"), local_today().year)
     stmt = stmt.where(areas.in_scope(model.area_id, actor))
     root = None
     if area_id is not None:

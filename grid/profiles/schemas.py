@@ -3,21 +3,30 @@
 
 from __future__ import annotations
 
-from marshmallow import fields, validate
+from marshmallow import ValidationError, fields, validates_schema
 
 from grid.areas.schemas import AreaSchema, ChainItemSchema, ContactSchema, GridCardSchema
 from grid.cases.models import STATES
 from grid.registry import models as m
 from grid.registry import schemas as registry
 from grid.visits.schemas import VisitSchema
+from server import audit
 from server.api import Schema
 
 
 class RevealQuerySchema(Schema):
     reveal = fields.Boolean(load_default=False, metadata={
         "description": "Show the ID number and phone in clear (person:read_pii; audited)"})
-    purpose = fields.String(validate=validate.Length(4, 200), metadata={
-        "description": "Why the clear data is needed (required with reveal)"})
+    purpose_code = audit.purpose_code_field(required=False)
+    purpose = audit.purpose_text_field(required=False)
+
+    @validates_schema
+    def _purpose_with_reveal(self, data, **kwargs):
+        """A reveal states its purpose as `/persons/{id}/pii` does (audit.PurposeSchema)."""
+        if data.get("reveal"):
+            missing = [n for n in ("purpose_code", "purpose") if not data.get(n)]
+            if missing:
+                raise ValidationError({n: ["Required with reveal=true."] for n in missing})
 
 
 class CaseRowSchema(Schema):
@@ -107,7 +116,9 @@ class PopulationSchema(Schema):
     by_type = fields.Dict(keys=fields.String(), values=fields.Integer())
     by_age_sex = fields.Dict(keys=fields.String(), values=fields.Dict(
         keys=fields.String(), values=fields.Integer()), metadata={
-        "description": "Age band (0-17, 18-59, 60-79, 80+, unknown) → sex (M, F, ?) → count"})
+        "description": "Age band (0-17, 18-59, 60-79, 80+, unknown) → sex (M, F, ?) → count. "
+                       "Ages as on birthdays for callers with person:read_pii; for others, "
+                       "this year − birth year (the counts move on 1 January only)"})
 
 
 class CoverageSchema(Schema):

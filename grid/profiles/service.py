@@ -128,13 +128,15 @@ def resident_accounts(person: Person) -> sa.Select | None:
     return sa.select(User.id).where(User.phone_bidx == pii.blind_index(phone, "user.phone"))
 
 
-def person_profile(s: Session, actor: Actor, person_id: int, reveal: bool = False,
-                   purpose: str | None = None) -> dict:
+def person_profile(s: Session, actor: Actor, person_id: int,
+                   reveal: audit.Purpose | None = None) -> dict:
     """人员画像: the person (masked unless revealed), household and members, house and
     building, grid and its workers, tags with their periods, visits, cases reported by
-    the person's resident account or near their building, and the plugged sections."""
+    the person's resident account or near their building, and the plugged sections.
+    `reveal`: the stated purpose of showing the ID number and phone in clear."""
+    # the reveal first: a refused one (out of scope too) is audited there
+    revealed = registry.reveal_person(s, actor, person_id, reveal) if reveal else None
     person = registry.get_record(s, actor, Person, person_id)
-    revealed = registry.reveal_person(s, actor, person_id, purpose or "") if reveal else None
     home = s.execute(
         sa.select(Household, House, Building)
         .outerjoin(House, House.id == Household.house_id)
@@ -268,9 +270,14 @@ def area_profile(s: Session, actor: Actor, area_id: int, today: date) -> dict:
 
     present = (*live(Person), Person.status == "present")
     # age(today, birth) ≤ hi ⟺ birth is after the day `hi + 1` years before today: plain
-    # date comparisons (an index-only scan feeds them) instead of age() on every person
+    # date comparisons (an index-only scan feeds them) instead of age() on every person.
+    # Without person:read_pii, ages are counted from the birth year (this year − birth
+    # year ≤ hi ⟺ born on or after 1 January of year − hi): counts that move on birthdays
+    # would tell, day by day, whose birthday it was (server.pii.mask_id_number).
+    by_day = actor.can(registry.READ_PII)
     band = sa.case((Person.birth_date.is_(None), "unknown"),
-                   *[(Person.birth_date > years_before(today, hi + 1), name)
+                   *[(Person.birth_date > years_before(today, hi + 1) if by_day
+                      else Person.birth_date >= date(today.year - hi, 1, 1), name)
                      for name, _, hi in AGE_BANDS], else_="unknown")
     population = s.execute(sa.select(Person.population_type, sa.func.coalesce(Person.sex, "?"),
                                      band, sa.func.count())

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from grid.profiles import schemas, service
-from server import db
+from server import audit, db
 from server.api import Blueprint
 from server.auth.actor import current_actor, login_required
 from server.clock import local_today
@@ -21,10 +21,11 @@ blueprints = [blp]
 @blp.response(200, schemas.PersonProfileSchema)
 @login_required
 def person_profile(args, person_id: int):
-    """人员画像, masked; `?reveal=true&purpose=…` shows the ID number and phone (audited)."""
+    """人员画像, masked; `?reveal=true&purpose_code=…&purpose=…` shows the ID number and
+    phone (person:read_pii; audited, refusals too)."""
+    reveal = audit.purpose_of(args) if args["reveal"] else None
     with db.unit_of_work() as s:  # a reveal or a key-person profile writes an audit row
-        return service.person_profile(s, current_actor(), person_id, args["reveal"],
-                                      args.get("purpose"))
+        return service.person_profile(s, current_actor(), person_id, reveal)
 
 
 @blp.route("/households/<int:household_id>/profile")

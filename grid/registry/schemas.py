@@ -12,6 +12,7 @@ from marshmallow import ValidationError, fields, validate, validates
 from geo.fields import GpsFix, Point
 from grid.registry import models as m
 from grid.registry.validation import normalize_id_number, normalize_uscc
+from server import audit
 from server.api import Schema
 from server.validators import validate_mobile
 
@@ -217,11 +218,19 @@ class TagSchema(Schema):
 class PersonSchema(RecordSchema):
     name = fields.String()
     id_number = fields.String(attribute="id_number_masked", allow_none=True,
-                              metadata={"description": "Masked: 330183********1234"})
+                              metadata={"description": "Masked: the region code only, "
+                                                       "330183************"})
     phone = fields.String(attribute="phone_masked", allow_none=True,
                           metadata={"description": "Masked: 138****5678"})
     sex = fields.String(allow_none=True)
-    birth_date = fields.Date(allow_none=True)
+    # set by registry.with_tags for the actor: the birth date only with person:read_pii
+    birth_date = fields.Date(attribute="birth_date_shown", allow_none=True, metadata={
+        "description": "Only for callers with person:read_pii (null for others: next to the "
+                       "masked ID number it would give the number away)"})
+    age_band = fields.String(allow_none=True, dump_only=True, metadata={
+        "description": "年龄段: 10 years of the age reached this year (this year − birth "
+                       "year), e.g. 60-69; 100+",
+        "example": "60-69"})
     ethnicity = fields.String(allow_none=True)
     household_id = fields.Integer(allow_none=True)
     relation_to_head = fields.String(allow_none=True)
@@ -284,9 +293,8 @@ class StaySchema(Schema):
     until = fields.AwareDateTime(allow_none=True)
 
 
-class RevealQuerySchema(Schema):
-    purpose = fields.String(required=True, validate=validate.Length(4, 200),
-                            metadata={"description": "Why the clear data is needed (audited)"})
+class RevealQuerySchema(audit.PurposeSchema):
+    """Why the clear data is needed (audited): a purpose code and a text."""
 
 
 class RevealSchema(Schema):
@@ -406,5 +414,6 @@ class HistorySchema(Schema):
     at = fields.AwareDateTime()
     actor_id = fields.Integer(allow_none=True)
     action = fields.String()
-    changes = fields.Dict(allow_none=True)
+    changes = fields.Function(lambda e: audit.shown_changes(e.changes), allow_none=True,
+                              metadata={"type": "object"})
 

@@ -60,6 +60,7 @@ from server.auth.actor import Actor
 from server.clock import local_today
 from server.errors import (
     Conflict,
+    Forbidden,
     Invalid,
     NotFound,
     check_version,
@@ -71,8 +72,10 @@ KINDS: dict[str, type[RegisterRecord]] = {
     "organisation": Organisation,
 }
 ID_FIELD, PHONE_FIELD = "person.id_number", "person.phone"
-# Fields whose values never enter the history in clear.
-_PII_FIELDS = {"id_number", "phone", "leader_phone", "owner_phone"}
+READ_PII = "person:read_pii"
+# Fields whose values never enter the history in clear (the history and the audit trail are
+# read by actors without person:read_pii: a birth date there would unmask the ID number).
+_PII_FIELDS = {"id_number", "phone", "leader_phone", "owner_phone", "birth_date"}
 INDICATOR_FIELDS = ("employees", "water_m3", "electricity_kwh", "wage_arrears_yuan")
 
 
@@ -132,6 +135,8 @@ def list_records(s: Session, actor: Actor, model: type[RegisterRecord], filters:
     if filters.get("q") and hasattr(model, "name"):
         stmt = stmt.where(model.name.contains(filters["q"], autoescape=True))
     if model is Person and filters.get("id_number"):
+        # an exact-match oracle: enough queries would find the number behind a mask
+        actor.require(READ_PII)
         stmt = stmt.where(Person.id_number_bidx == pii.blind_index(
             filters["id_number"].strip().upper(), ID_FIELD))
     if model is Person and filters.get("tag"):
@@ -737,15 +742,16 @@ def household_stays(s: Session, actor: Actor, person_id: int) -> list[HouseholdS
                           .order_by(HouseholdStay.since, HouseholdStay.id)))
 
 
-def reveal_person(s: Session, actor: Actor, person_id: int, purpose: str) -> dict:
-    """The ID number and phone in clear, for an actor with person:read_pii who states why.
-    Every such read is an audit row (数据使用留痕)."""
-    actor.require("person:read_pii")
-    purpose = (purpose or "").strip()
-    if len(purpose) < 4:
-        raise Invalid(field_errors("purpose", "State why you need the unmasked data.",
-                                   location="query"))
-    person = get_record(s, actor, Person, person_id)
+def reveal_person(s: Session, actor: Actor, person_id: int, purpose: audit.Purpose) -> dict:
+    """The ID number and phone in clear, for an actor with person:read_pii who states why
+    (a code and a text, server.audit.PurposeSchema). Every such read is an audit row
+    (数据使用留痕), and so is every refused one (no permission, out of scope)."""
+    try:  # 404 out of scope before 403 (ARCHITECTURE §3)
+        person = get_record(s, actor, Person, person_id)
+        actor.require(READ_PII)
+    except (Forbidden, NotFound) as exc:
+        raise audit.refused(s, actor, "person_pii_read", "person", person_id, purpose,
+                            exc) from None
     audit.record(s, actor, "person_pii_read", "person", person.id, purpose=purpose,
                  changes={"fields": ["id_number", "phone"]})
     return {"id_number": pii.decrypt(person.id_number_enc, ID_FIELD),
@@ -756,10 +762,16 @@ def reveal_person(s: Session, actor: Actor, person_id: int, purpose: str) -> dic
 
 
 def with_tags(s: Session, actor: Actor, persons: list[Person]) -> list[Person]:
-    """Attach the tags each person shows to this actor (one query for the whole page)."""
+    """Attach what each person shows to this actor (one query for the whole page): the
+    tags it may see, the age band, and the birth date only with person:read_pii (next to
+    the masked ID number it would give the number away: server.pii.mask_id_number)."""
     tags = visible_tags(s, actor, [p.id for p in persons])
+    show_birth_date = actor.can(READ_PII)
+    year = local_today().year
     for person in persons:
         person.tags = tags.get(person.id, [])
+        person.age_band = pii.age_band(person.birth_date, year)
+        person.birth_date_shown = person.birth_date if show_birth_date else None
     return persons
 
 
@@ -982,12 +994,13 @@ def list_indicators(s: Session, actor: Actor, org_id: int, since: date | None,
 
 
 def history(s: Session, actor: Actor, kind: str, record_id: int, page: Any) -> list:
-    """Who changed what and when, from the audit trail (reads are in the audit trail, not
-    here). Key-person tag events only for roles that may see key-person groups."""
+    """Who changed what and when, from the audit trail (reads, and refused ones, are in the
+    audit trail, not here). Key-person tag events only for roles that may see key-person groups."""
     get_record(s, actor, KINDS[kind], record_id)
     stmt = (sa.select(AuditEntry).where(AuditEntry.object_type == kind,
                                         AuditEntry.object_id == str(record_id),
-                                        AuditEntry.action.not_like(r"%\_read"))
+                                        AuditEntry.action.not_like(r"%\_read"),
+                                        AuditEntry.action.not_like(r"%\_refused"))
             .order_by(AuditEntry.id))
     if not actor.can("person:read_key_tags"):
         tag = sa.func.coalesce(AuditEntry.changes["tag"].astext, "")

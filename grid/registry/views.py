@@ -7,7 +7,7 @@ from marshmallow import ValidationError
 
 from grid.registry import schemas, service
 from grid.registry.models import Building, House, Household, Organisation, Person
-from server import db, storage
+from server import audit, db, storage
 from server.api import Blueprint, etag, expected_version
 from server.auth.actor import current_actor, login_required
 from server.errors import Invalid, field_errors
@@ -188,9 +188,10 @@ def stays(person_id):
 @persons_blp.response(200, schemas.RevealSchema)
 @login_required
 def reveal(args, person_id):
-    """The ID number and phone in clear: needs person:read_pii and a purpose; audited."""
+    """The ID number and phone in clear: needs person:read_pii and a purpose (a code and a
+    text); audited, and so is a refusal."""
     with db.unit_of_work() as s:
-        return service.reveal_person(s, current_actor(), person_id, args["purpose"])
+        return service.reveal_person(s, current_actor(), person_id, audit.purpose_of(args))
 
 
 @persons_blp.route("/<int:person_id>/tags", methods=["POST"])

@@ -145,15 +145,29 @@ def _tags(visible: list[sa.ColumnElement[bool]]) -> sa.ColumnElement[str]:
         _const("[]"))
 
 
+def _age_band(born: Any, year: int) -> sa.ColumnElement[str]:
+    """server.pii.age_band in SQL (the band of year − birth year)."""
+    age = sa.func.greatest(0, sa.literal(year) - sa.cast(sa.extract("year", born), sa.Integer))
+    low = sa.func.least(age // 10 * 10, 100)  # integer division (`/` is true division)
+    band = sa.case((low >= 100, _const("100+")),
+                   else_=_concat(sa.cast(low, sa.Text), _const("-"), sa.cast(low + 9, sa.Text)))
+    return sa.func.coalesce(_json(sa.case((born.is_(None), sa.null()), else_=band)), _NULL)
+
+
 @functools.cache
 def _halves(model: type[m.RegisterRecord], schema: type[ma.Schema],
-            tags: tuple[sa.ColumnElement[bool], ...] | None
+            tags: tuple[sa.ColumnElement[bool], ...] | None, birth_dates: bool, year: int
             ) -> tuple[sa.ColumnElement[str], sa.ColumnElement[str]]:
-    """Built once per type (and tag visibility): the expressions do not depend on the page."""
+    """Built once per type (and tag visibility, birth dates shown, year): the expressions do
+    not depend on the page."""
     table = model.__table__
     special: dict[str, Any] = {LOCATION: None, "gps": _gps(table)}
     if tags is not None:
         special["tags"] = _tags(list(tags))
+    if model is m.Person:  # registry.with_tags: the birth date only with person:read_pii
+        born = table.c.birth_date
+        special["birth_date"] = sa.func.coalesce(_date(born), _NULL) if birth_dates else _NULL
+        special["age_band"] = _age_band(born, year)
     pairs = _fields(schema(), table, special)
     head = _concat(_const("{"), *_object([p for p in pairs if p[0] < LOCATION]), _const(","))
     tail = _concat(*_object([p for p in pairs if p[0] > LOCATION], lead=True), _const("}"))
@@ -171,11 +185,13 @@ def _sql(expr: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
 
 
 def data_columns(model: type[m.RegisterRecord], schema: type[ma.Schema],
-                 tags: tuple[sa.ColumnElement[bool], ...] | None = None) -> list[sa.Label]:
+                 tags: tuple[sa.ColumnElement[bool], ...] | None = None,
+                 birth_dates: bool = False, year: int = 0) -> list[sa.Label]:
     """`head`, `tail`, `lon`, `lat` of a record: its data is head + "location":… + tail.
-    `tags`: for persons, the conditions on person_tags that the actor may see (constant
-    expressions: they key a cache)."""
-    head, tail = _halves(model, schema, tags)
+    For persons: `tags`, the conditions on person_tags that the actor may see (constant
+    expressions: they key a cache); `birth_dates`, whether the actor sees them
+    (person:read_pii); `year`, the one age bands count from."""
+    head, tail = _halves(model, schema, tags, birth_dates, year)
     location = model.__table__.c.location
     return [head.label("head"), tail.label("tail"),
             sa.func.ST_X(location).label("lon"), sa.func.ST_Y(location).label("lat")]

@@ -89,6 +89,7 @@ from grid.sync.schemas import BATCH_MAX, PushItemSchema
 from server import pii
 from server.api import error_payload
 from server.auth.actor import Actor
+from server.clock import local_today
 from server.db import XID8
 from server.errors import (
     Conflict,
@@ -346,6 +347,7 @@ def _records(actor: Actor, ids: dict[str, list[int]]) -> sa.CompoundSelect:
     """The JSON of these records (grid.sync.pages), still in the actor's grids: a record
     that left them since the changes were read comes back as a tombstone next pull."""
     tags = registry.tags_visible_to(actor)
+    birth_dates, year = actor.can(registry.READ_PII), local_today().year
     branches = []
     for kind, record_ids in ids.items():
         model = TYPES[kind].model
@@ -353,8 +355,9 @@ def _records(actor: Actor, ids: dict[str, list[int]]) -> sa.CompoundSelect:
             registry.scoped(model, actor)
             .with_only_columns(sa.literal_column(f"'{kind}'", sa.String).label("kind"),
                                model.id, model.version,
-                               *pages.data_columns(model, TYPES[kind].schema,
-                                                   tags if kind == "person" else None))
+                               *(pages.data_columns(model, TYPES[kind].schema, tags,
+                                                    birth_dates, year) if kind == "person"
+                                 else pages.data_columns(model, TYPES[kind].schema)))
             .where(model.id == sa.any_(sa.bindparam(f"{kind}_ids", record_ids,
                                                     type_=ARRAY(sa.BigInteger)))))
     return sa.union_all(*branches)

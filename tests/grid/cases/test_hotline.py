@@ -155,6 +155,9 @@ def test_a_key_of_another_kind_cannot_send_tickets(admin, client):
     assert_error_shape(Hotline(client, body).send(ticket()), 401)
 
 
+WHY = {"purpose_code": "case_handling", "purpose": "回访核实"}
+
+
 def test_the_phone_is_seen_in_clear_only_for_a_purpose(hotline, people, db_session):
     case = hotline.send(ticket()).get_json()
     seen = [hotline.send(ticket()).get_data(True)]
@@ -170,17 +173,48 @@ def test_the_phone_is_seen_in_clear_only_for_a_purpose(hotline, people, db_sessi
 
     # a worker may not reveal it; a dispatcher must give a purpose
     assert_error_shape(people.worker.post(f"/cases/{case['id']}/contact",
-                                          {"purpose": "回访"}), 403)
+                                          WHY), 403)
     assert_error_shape(people.dispatcher.post(f"/cases/{case['id']}/contact", {}), 422)
     revealed = people.dispatcher.ok(people.dispatcher.post(
-        f"/cases/{case['id']}/contact", {"purpose": "回访核实"}))
+        f"/cases/{case['id']}/contact", WHY))
     assert revealed == {"contact_name": "李先生", "contact_phone": PHONE}
     rows = audit_rows(db_session, action="case_contact_revealed")
     assert [(r.actor_id, r.object_id, r.purpose) for r in rows] == [
         (people.dispatcher.user.id, str(case["id"]), "回访核实")]
     # another street's dispatcher: the case does not exist
     assert_error_shape(people.dispatcher2.post(f"/cases/{case['id']}/contact",
-                                               {"purpose": "回访核实"}), 404)
+                                               WHY), 404)
+
+
+def test_a_contact_reveal_needs_a_code_and_a_real_purpose(hotline, people, db_session):
+    """`{"purpose": "  "}` revealed the phone and audited two spaces."""
+    case = hotline.send(ticket()).get_json()
+    url = f"/cases/{case['id']}/contact"
+    for body, field in (({"purpose": "  "}, "purpose_code"),
+                        ({"purpose_code": "case_handling", "purpose": "  "}, "purpose"),
+                        ({"purpose_code": "case_handling", "purpose": " 回访 "}, "purpose"),
+                        ({"purpose_code": "gossip", "purpose": "回访核实"}, "purpose_code")):
+        errors = assert_error_shape(people.dispatcher.post(url, body), 422)["errors"]
+        assert field in errors["json"], errors
+    assert audit_rows(db_session, action="case_contact_revealed") == []
+    revealed = people.dispatcher.ok(people.dispatcher.post(
+        url, {"purpose_code": "emergency", "purpose": "  来电人疑似被困，联系确认位置 "}))
+    assert revealed["contact_phone"] == PHONE
+    rows = audit_rows(db_session, action="case_contact_revealed")
+    assert [(r.purpose_code, r.purpose) for r in rows] == [
+        ("emergency", "来电人疑似被困，联系确认位置")]
+
+
+def test_a_refused_contact_reveal_is_audited(hotline, people, db_session):
+    case = hotline.send(ticket()).get_json()
+    url = f"/cases/{case['id']}/contact"
+    assert_error_shape(people.worker.post(url, WHY), 403)
+    assert_error_shape(people.dispatcher2.post(url, WHY), 404)
+    rows = audit_rows(db_session, action="case_contact_revealed_refused")
+    assert [(r.actor_id, r.object_id, r.purpose_code, r.changes["status"]) for r in rows] == [
+        (people.worker.user.id, str(case["id"]), "case_handling", 403),
+        (people.dispatcher2.user.id, str(case["id"]), "case_handling", 404)]
+    assert audit_rows(db_session, action="case_contact_revealed") == []
 
 
 def test_a_ticket_needs_a_place(hotline, tree):

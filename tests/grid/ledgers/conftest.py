@@ -33,7 +33,7 @@ def id_number(seq: int, birth: str = "19800101", region: str = "330183") -> str:
 
 
 def masked(number: str) -> str:
-    return number[:6] + "********" + number[-4:]
+    return number[:6] + "*" * 12
 
 
 def csv_bytes(rows: list[list], encoding: str = "utf-8-sig") -> bytes:

@@ -17,6 +17,8 @@ from tests.grid.registry.conftest import ID_FEMALE_1988, ID_MALE_2023, ID_MORE, 
 
 PHONE = "13812345678"
 
+WHY = "purpose_code=verify_identity&purpose="  # a reveal's purpose (code, then text)
+
 
 def visit(who, **target) -> dict:
     body = {"type": "care", "content": "走访，一切正常", "location": at(G111), **target}
@@ -68,12 +70,12 @@ def test_reveal_goes_through_the_registry_and_is_audited(people, db_session):
     f = family(w)
     url = f"/persons/{f['head']['id']}/profile"
     assert_error_shape(w.get(f"{url}?reveal=true"), 422)  # a purpose is required
-    body = w.ok(w.get(f"{url}?reveal=true&purpose=核实低保申请"))
+    body = w.ok(w.get(f"{url}?reveal=true&{WHY}核实低保申请"))
     assert body["revealed"] == {"id_number": ID_FEMALE_1988, "phone": PHONE}
     rows = audit_rows(db_session, action="person_pii_read", object_id=str(f["head"]["id"]))
     assert len(rows) == 1 and rows[0].purpose == "核实低保申请"
     # a role without person:read_pii is refused
-    assert_error_shape(people.dispatcher.get(f"{url}?reveal=true&purpose=核实低保申请"), 403)
+    assert_error_shape(people.dispatcher.get(f"{url}?reveal=true&{WHY}核实低保申请"), 403)
 
 
 def test_key_person_tags_only_for_roles_allowed_and_audited(people, api, db_session, tree):

@@ -15,8 +15,10 @@ from tests.grid.areas.conftest import S1
 from tests.grid.registry.conftest import G111, ID_FEMALE_1988, ID_MALE_2023, at, audit_rows
 
 PHONE = "13812345678"
-MASKED_ID = "110101********2176"
+MASKED_ID = "110101************"
 MASKED_PHONE = "138****5678"
+
+WHY = "purpose_code=verify_identity&purpose="  # a reveal's purpose (code, then text)
 
 
 @pytest.fixture
@@ -73,7 +75,7 @@ def test_id_number_and_phone_are_masked_in_every_response(worker, db_session):
 def test_unmasking_needs_the_permission_a_purpose_and_is_audited(api, worker, db_session):
     person = worker.person(id_number=ID_MALE_2023, phone=PHONE)
     url = f"/persons/{person['id']}/pii"
-    clear = worker.ok(worker.get(f"{url}?purpose=核对低保申请人身份"))
+    clear = worker.ok(worker.get(f"{url}?{WHY}核对低保申请人身份"))
     assert clear == {"id_number": ID_MALE_2023, "phone": PHONE}
     rows = audit_rows(db_session, action="person_pii_read")
     assert [(r.actor_id, r.object_id, r.purpose) for r in rows] == [
@@ -86,7 +88,7 @@ def test_unmasking_needs_the_permission_a_purpose_and_is_audited(api, worker, db
     # a street dispatcher reads the register but not personal data
     dispatcher = api("street_dispatcher", S1)
     assert dispatcher.ok(dispatcher.get(f"/persons/{person['id']}"))["id_number"] == MASKED_ID
-    body = assert_error_shape(dispatcher.get(f"{url}?purpose=核对身份信息"), 403)
+    body = assert_error_shape(dispatcher.get(f"{url}?{WHY}核对身份信息"), 403)
     assert body["required"] == "person:read_pii"
     assert len(audit_rows(db_session, action="person_pii_read")) == 1
     # the reads are in the audit trail, for the auditor
@@ -209,7 +211,7 @@ def test_history_shows_who_when_which_fields_and_values_without_personal_data(ap
                                      "phone": ["(changed)", "(changed)"]}
     assert history[2]["changes"] == {"id_number": ["(changed)", "(changed)"],
                                      "sex": ["M", "F"],
-                                     "birth_date": ["2023-11-01", "1988-06-01"]}
+                                     "birth_date": ["(changed)", "(changed)"]}
     assert history[3]["changes"]["status"] == ["present", "deceased"]
     text = response.get_data(as_text=True)
     for secret in (ID_MALE_2023, ID_FEMALE_1988, PHONE, "13900001111"):

@@ -10,6 +10,8 @@ from tests.grid.registry.conftest import G111, at, total
 
 KINDS = ["buildings", "houses", "households", "persons", "organisations"]
 
+WHY = "purpose_code=verify_identity&purpose="  # a reveal's purpose (code, then text)
+
 
 @pytest.fixture
 def theirs(api) -> dict:
@@ -81,7 +83,7 @@ def test_their_subresources_do_not_exist_either(worker, theirs):
     person, household = theirs["persons"], theirs["households"]
     org = theirs["organisations"]
     for url in (f"/persons/{person['id']}/stays", f"/households/{household['id']}/members",
-                f"/persons/{person['id']}/pii?purpose=核对身份信息",
+                f"/persons/{person['id']}/pii?{WHY}核对身份信息",
                 f"/organisations/{org['id']}/indicators"):
         assert_error_shape(worker.get(url), 404)
     assert_error_shape(worker.post(f"/persons/{person['id']}/tags",
