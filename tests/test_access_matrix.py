@@ -284,9 +284,11 @@ def _version(s, path: str, values: dict) -> int | None:
     return s.scalar(sa.text(f"SELECT version FROM {table} WHERE id = :id"), {"id": first})
 
 
-def operations(doc: dict) -> list[tuple[str, str, dict, list[str]]]:
+def operations(doc: dict, with_path_parameters: bool = True
+               ) -> list[tuple[str, str, dict, list[str]]]:
     """(method, path, operation, path parameter names) of every operation with a path
-    parameter or a required query parameter naming a record (…_id)."""
+    parameter or a required query parameter naming a record (…_id); of every operation
+    with `with_path_parameters=False`."""
     found = []
     for path, item in doc["paths"].items():
         for method, operation in item.items():
@@ -296,7 +298,8 @@ def operations(doc: dict) -> list[tuple[str, str, dict, list[str]]]:
                 "parameters", []) if p.get("in") == "path"]
             required = [p["name"] for p in operation.get("parameters", [])
                         if p.get("in") == "query" and p.get("required")]
-            if names or any(name.endswith("_id") for name in required):
+            if names or any(name.endswith("_id") for name in required) \
+                    or not with_path_parameters:
                 found.append((method, path, operation, names))
     return found
 
