@@ -25,8 +25,8 @@ import pytest
 import sqlalchemy as sa
 
 from server import db
+from tests.fixtures.openapi_calls import example, fingerprint, operations, plan, resolve
 from tests.fixtures.planted import plant
-from tests.test_access_matrix import _fingerprint, _resolve, example, operations, plan
 
 MEGABYTE = "长" * (1024 * 1024 // 3)  # 1 MB of UTF-8
 NESTED = "[" * 100_000 + "]" * 100_000
@@ -75,8 +75,8 @@ def variants(doc: dict, schema: dict, body) -> list[tuple[str, str]]:
         # Free text only (no enum, format or pattern), the rest valid: these get past the
         # schema's other checks to its length limits, or to the columns.
         free = {name: MEGABYTE for name, sub in schema.get("properties", {}).items()
-                if _resolve(doc, sub).get("type") in ("string", ["string", "null"])
-                and not {"enum", "format", "pattern"} & set(_resolve(doc, sub))
+                if resolve(doc, sub).get("type") in ("string", ["string", "null"])
+                and not {"enum", "format", "pattern"} & set(resolve(doc, sub))
                 and not sub.get("readOnly")}
         if free:
             out.append(("1 MB free text", json.dumps({**body, **free}, ensure_ascii=False)))
@@ -132,7 +132,7 @@ def test_bad_bodies_never_give_a_500(app, client, db_session, make_user, login):
 
     connection = db_session.get_bind()
     assert isinstance(connection, sa.Connection)
-    before = _fingerprint(connection)
+    before = fingerprint(connection)
     schemas_of = {f"{m.upper()} {p}": op for m, p, op, _ in _json_operations(doc)}
     started = time.monotonic()
     failures: dict[tuple[str, str], str] = {}
@@ -155,7 +155,7 @@ def test_bad_bodies_never_give_a_500(app, client, db_session, make_user, login):
                     sent += 1
                     problem = _check(response, label, variant)
                     if problem is None and response.status_code >= 400:
-                        changed = [t for t, digest in _fingerprint(connection).items()
+                        changed = [t for t, digest in fingerprint(connection).items()
                                    if before[t] != digest]
                         if changed:
                             problem = f"{response.status_code} after writing to {changed}"
@@ -185,4 +185,4 @@ def _json_operations(doc: dict):
 
 
 def _schema(doc: dict, operation: dict) -> dict:
-    return _resolve(doc, operation["requestBody"]["content"]["application/json"]["schema"])
+    return resolve(doc, operation["requestBody"]["content"]["application/json"]["schema"])
