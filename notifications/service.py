@@ -348,23 +348,24 @@ def _broadcast_area(s: Session, actor: Actor, area_id: int):
 
 
 def create_broadcast(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | None,
-                     limit: int, window_s: int) -> Broadcast:
+                     limit: int, window_s: int) -> tuple[Broadcast, bool]:
     """Send an alert or notice to everyone with a membership in an area subtree of one's
     own scope (404 outside it). One row here; the worker fans it out. Idempotent by
-    client_uuid; at most `limit` per sender per `window_s` (429 with Retry-After)."""
+    client_uuid; at most `limit` per sender per `window_s` (429 with Retry-After).
+    Returns the broadcast and whether this request created it (False: a replay)."""
     actor.require("notice:broadcast")
     area = _broadcast_area(s, actor, data["area_id"])
     payload = {k: data.get(k) for k in ("area_id", "level", "title", "text", "link")}
     if client_uuid is not None and s.get(idempotency.ClientRequest, client_uuid) is not None:
         original = idempotency.claim(s, client_uuid, actor.user_id, "broadcast", payload)
-        return s.get(Broadcast, int(original[1]))
+        return s.get(Broadcast, int(original[1])), False
     # A replay above costs nothing; a new broadcast counts against the sender's limit.
     ratelimit.hit(s, f"broadcast:user:{actor.user_id}", limit, window_s,
                   "Too many broadcasts; try again later")
     if client_uuid is not None:
         original = idempotency.claim(s, client_uuid, actor.user_id, "broadcast", payload)
         if original is not None:  # a concurrent twin won
-            return s.get(Broadcast, int(original[1]))
+            return s.get(Broadcast, int(original[1])), False
     broadcast = Broadcast(sender_id=actor.user_id, area_id=area.id, level=data["level"],
                           title=data["title"], text=data["text"], link=data.get("link"))
     s.add(broadcast)
@@ -374,7 +375,7 @@ def create_broadcast(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUI
     audit.record(s, actor, "broadcast_sent", "broadcast", broadcast.id,
                  changes={"area_id": area.id, "area_code": area.code, "level": broadcast.level,
                           "title": broadcast.title})
-    return broadcast
+    return broadcast, True
 
 
 def _broadcasts_in_scope(actor: Actor) -> sa.Select:

@@ -8,7 +8,7 @@ from flask.views import MethodView
 
 from notifications import schemas, service
 from notifications import worker as _worker  # noqa: F401 - registers the worker's tasks
-from server import db
+from server import db, idempotency
 from server.api import Blueprint
 from server.auth.actor import current_actor, login_required
 
@@ -129,6 +129,7 @@ class Broadcasts(MethodView):
 
     @broadcasts_blp.arguments(schemas.BroadcastCreateSchema)
     @broadcasts_blp.response(201, schemas.BroadcastSchema)
+    @idempotency.document_replay(broadcasts_blp, schemas.BroadcastSchema)
     @login_required
     def post(self, data):
         """Send an alert or notice to everyone (residents, workers…) with a membership in an
@@ -137,9 +138,10 @@ class Broadcasts(MethodView):
         client_uuid = data.pop("client_uuid", None)
         config = current_app.config
         with db.unit_of_work() as s:
-            return service.create_broadcast(s, current_actor(), data, client_uuid,
-                                            config["BROADCAST_LIMIT_PER_SENDER"],
-                                            config["BROADCAST_LIMIT_WINDOW_S"])
+            broadcast, created = service.create_broadcast(
+                s, current_actor(), data, client_uuid, config["BROADCAST_LIMIT_PER_SENDER"],
+                config["BROADCAST_LIMIT_WINDOW_S"])
+        return broadcast, *idempotency.create_answer(created)
 
 
 @broadcasts_blp.route("/<int:broadcast_id>")

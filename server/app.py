@@ -86,7 +86,9 @@ def _nul_input() -> tuple[str, str] | None:
     for name, value in request.headers.items():
         if _has_nul(value):
             return "headers", name
-    if request.is_json and _JSON_NUL.search(request.get_data(cache=True)):
+    # The substring test first: the regex alone costs ~0.2 s on a 1 MB body.
+    if request.is_json and b"\\u0000" in (data := request.get_data(cache=True)) \
+            and _JSON_NUL.search(data):
         return "json", _json_nul_path(request.get_json(silent=True)) or "_body"
     if request.mimetype in _FORM_TYPES:
         for name, value in request.form.items(multi=True):

@@ -4,6 +4,11 @@ A phone on a flaky network may send the same create twice, late, or after a retr
 create carries a client UUID; the first one is remembered with a hash of its content and
 the object it made. The same UUID with the same content returns that object again; with
 different content it is a 409 (the phone reused a UUID for something else).
+
+One answer rule for every create that takes a client UUID (registry records, visits,
+cases, bookings, service requests, broadcasts, sync push items): a new record answers 201;
+a replay answers 200 with the original record and `Idempotent-Replay: true`
+(`create_answer`, documented by `document_replay`).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +26,29 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from server.db import Base
 from server.errors import Conflict
+
+REPLAY_HEADER = "Idempotent-Replay"
+
+
+def create_answer(created: bool, headers: dict[str, str] | None = None
+                  ) -> tuple[int, dict[str, str]]:
+    """Status and headers of a create's answer: 201 for a new record, 200 and
+    `Idempotent-Replay: true` for a replay (the body is the original record either way)."""
+    headers = dict(headers or {})
+    if created:
+        return 201, headers
+    headers[REPLAY_HEADER] = "true"
+    return 200, headers
+
+
+def document_replay(blp: Any, schema: Any) -> Callable:
+    """The OpenAPI entry of a create's replay answer (beside its documented 201)."""
+    return blp.alt_response(
+        200, schema=schema, success=True,
+        description="A replay of the same client_uuid with the same content: the original "
+                    "record, with the header Idempotent-Replay: true",
+        headers={REPLAY_HEADER: {"description": "true: this answer is a replay",
+                                 "schema": {"type": "string", "enum": ["true"]}}})
 
 
 class ClientRequest(Base):

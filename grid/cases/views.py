@@ -9,7 +9,7 @@ from flask import current_app, g, request
 from flask.views import MethodView
 
 from grid.cases import schemas, service
-from server import apiclients, audit, db
+from server import apiclients, audit, db, idempotency
 from server.api import Blueprint, etag, expected_version
 from server.auth.actor import credential_headers, current_actor, login_required
 from server.security import no_store
@@ -91,6 +91,7 @@ class Cases(MethodView):
 
     @cases_blp.arguments(schemas.CaseCreateSchema)
     @cases_blp.response(201, schemas.ReportedCaseSchema)
+    @idempotency.document_replay(cases_blp, schemas.ReportedCaseSchema)
     @login_required
     def post(self, data):
         """Report a problem (上报); the answer lists likely duplicates nearby. Idempotent by
@@ -100,7 +101,7 @@ class Cases(MethodView):
         with db.unit_of_work() as s:
             case, duplicates, created = service.report_case(s, actor, data, client_uuid)
             shown = service.view(s, actor, case, duplicates, new=created)
-        return shown, 201 if created else 200, etag(case.version)
+        return shown, *idempotency.create_answer(created, etag(case.version))
 
 
 @cases_blp.route("/counts")
@@ -134,6 +135,7 @@ def signed_by(kind: str):
 
 @cases_blp.route("/hotline", methods=["POST"])
 @cases_blp.response(201, schemas.CaseSchema)
+@idempotency.document_replay(cases_blp, schemas.CaseSchema)
 @signed_by("hotline")
 @cases_blp.arguments(schemas.HotlineCaseSchema)
 @cases_blp.doc(security=[{"hotlineSignature": []}])
@@ -144,7 +146,8 @@ def hotline(data):
     actor = current_actor()
     with db.unit_of_work() as s:
         case, created = service.report_from_hotline(s, actor, data)
-    return service.CaseView(case, actor), 201 if created else 200, etag(case.version)
+    return service.CaseView(case, actor), *idempotency.create_answer(created,
+                                                                     etag(case.version))
 
 
 @cases_blp.route("/<int:case_id>")

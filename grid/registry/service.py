@@ -8,8 +8,9 @@ Rules that hold for every record (ARCHITECTURE §3):
   scope and not ended (422 naming the field otherwise);
 - GPS: a collected point must lie in one of the collector's grids (422 naming the grid it
   falls in); poor accuracy is accepted and flagged for review;
-- idempotency: creates carry a client UUID (server.idempotency); updates carry the version
-  they were based on (412 with the current record when stale, 428 when missing);
+- idempotency: creates carry a client UUID (server.idempotency) and return (record,
+  created), created False for a replay; updates carry the version they were based on
+  (412 with the current record when stale, 428 when missing);
 - duplicates (an ID number, a USCC, a room of a building) are a 409 pointing at the existing
   record, also when a concurrent request inserted it between our check and our insert;
 - history: every change is an audit row with the fields' old and new values (personal
@@ -367,18 +368,18 @@ def _follow(s: Session, model: type[RegisterRecord], link: Any, old_area: int,
 
 
 def create_building(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | None,
-                    source: str = "grid_worker") -> Building:
+                    source: str = "grid_worker") -> tuple[Building, bool]:
     actor.require("registry:write")
     replay = _replayed(s, actor, "building", client_uuid, data)
     if replay is not None:
-        return replay
+        return replay, False
     fields = dict(data)
     fix = fields.pop("location", None)
     phone = fields.pop("leader_phone", None)
     area_id, reasons = _collected_at(s, actor, fix, None, require_point=True)
     building = _new(Building, actor, area_id, source, fix, reasons, fields)
     _set_phone(building, "leader", phone)
-    return _created(s, actor, "building", building, client_uuid, data)
+    return _created(s, actor, "building", building, client_uuid, data), True
 
 
 def update_building(s: Session, actor: Actor, building_id: int, changes: dict,
@@ -444,13 +445,13 @@ def _check_rental(start: date | None, end: date | None) -> None:
 
 
 def create_house(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | None,
-                 source: str = "grid_worker") -> House:
+                 source: str = "grid_worker") -> tuple[House, bool]:
     """房屋: a room of a building, in the building's grid. A point is optional; when sent
     it must be in the collector's grids."""
     actor.require("registry:write")
     replay = _replayed(s, actor, "house", client_uuid, data)
     if replay is not None:
-        return replay
+        return replay, False
     fields = dict(data)
     fix = fields.pop("location", None)
     phone = fields.pop("owner_phone", None)
@@ -464,7 +465,7 @@ def create_house(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | 
         raise _duplicate(s, actor, "house", existing, unique[2])
     house = _new(House, actor, area_id, source, fix, reasons, fields)
     _set_phone(house, "owner", phone)
-    return _created(s, actor, "house", house, client_uuid, data, unique)
+    return _created(s, actor, "house", house, client_uuid, data, unique), True
 
 
 def update_house(s: Session, actor: Actor, house_id: int, changes: dict,
@@ -500,12 +501,12 @@ def update_house(s: Session, actor: Actor, house_id: int, changes: dict,
 
 
 def create_household(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | None,
-                     source: str = "grid_worker") -> Household:
+                     source: str = "grid_worker") -> tuple[Household, bool]:
     """户: in a house (its grid), or located by its point when the house is not known."""
     actor.require("registry:write")
     replay = _replayed(s, actor, "household", client_uuid, data)
     if replay is not None:
-        return replay
+        return replay, False
     fields = dict(data)
     fix = fields.pop("location", None)
     house = None
@@ -514,7 +515,7 @@ def create_household(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUI
     area_id, reasons = _collected_at(s, actor, fix, house.area_id if house else None,
                                      require_point=house is None)
     household = _new(Household, actor, area_id, source, fix, reasons, fields)
-    return _created(s, actor, "household", household, client_uuid, data)
+    return _created(s, actor, "household", household, client_uuid, data), True
 
 
 def _current_member(s: Session, household: Household, person_id: int) -> bool:
@@ -631,14 +632,14 @@ def _person_phone(phone: str | None) -> dict:
 
 
 def create_person(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | None,
-                  source: str = "grid_worker") -> Person:
+                  source: str = "grid_worker") -> tuple[Person, bool]:
     actor.require("registry:write")
     tags = data.get("tags") or []
     if any(t["tag"] in KEY_TAGS for t in tags):
         actor.require("person:read_key_tags")
     replay = _replayed(s, actor, "person", client_uuid, data)
     if replay is not None:
-        return replay
+        return replay, False
     fields = dict(data)
     fix = fields.pop("location", None)
     fields.pop("tags", None)
@@ -659,7 +660,7 @@ def create_person(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID |
                             relation_to_head=person.relation_to_head))
     for tag in tags:
         add_tag(s, actor, person.id, tag)
-    return person
+    return person, True
 
 
 def update_person(s: Session, actor: Actor, person_id: int, changes: dict,
@@ -887,12 +888,12 @@ def _risk_flags(flags: list[str]) -> list[str]:
 
 
 def create_organisation(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | None,
-                        source: str = "grid_worker") -> Organisation:
+                        source: str = "grid_worker") -> tuple[Organisation, bool]:
     """实有单位 located at its main gate (the point decides the grid)."""
     actor.require("registry:write")
     replay = _replayed(s, actor, "organisation", client_uuid, data)
     if replay is not None:
-        return replay
+        return replay, False
     fields = dict(data)
     fix = fields.pop("location", None)
     area_id, reasons = _collected_at(s, actor, fix, None, require_point=True)
@@ -901,7 +902,7 @@ def create_organisation(s: Session, actor: Actor, data: dict, client_uuid: uuid.
     fields["uscc"], unique = _org_uscc(s, actor, fields.get("uscc"))
     fields["risk_flags"] = _risk_flags(fields.get("risk_flags") or [])
     org = _new(Organisation, actor, area_id, source, fix, reasons, fields)
-    return _created(s, actor, "organisation", org, client_uuid, data, unique)
+    return _created(s, actor, "organisation", org, client_uuid, data, unique), True
 
 
 def update_organisation(s: Session, actor: Actor, org_id: int, changes: dict,

@@ -7,7 +7,7 @@ from marshmallow import ValidationError
 
 from grid.registry import schemas, service
 from grid.registry.models import Building, House, Household, Organisation, Person
-from server import audit, db, storage
+from server import audit, db, idempotency, storage
 from server.api import Blueprint, etag, expected_version
 from server.auth.actor import current_actor, login_required
 from server.errors import Invalid, field_errors
@@ -72,14 +72,15 @@ class Buildings(MethodView):
 
     @buildings_blp.arguments(schemas.BuildingCreateSchema)
     @buildings_blp.response(201, schemas.BuildingSchema)
+    @idempotency.document_replay(buildings_blp, schemas.BuildingSchema)
     @login_required
     def post(self, data):
         """Record a building at its entrance point (GPS); idempotent by client_uuid."""
         client_uuid = data.pop("client_uuid", None)
         data.pop("version", None)
         with db.unit_of_work() as s:
-            building = service.create_building(s, current_actor(), data, client_uuid)
-        return building, 201, etag(building.version)
+            building, created = service.create_building(s, current_actor(), data, client_uuid)
+        return building, *idempotency.create_answer(created, etag(building.version))
 
 
 @buildings_blp.route("/<int:building_id>")
@@ -117,6 +118,7 @@ class Persons(MethodView):
 
     @persons_blp.arguments(schemas.PersonCreateSchema)
     @persons_blp.response(201, schemas.PersonSchema)
+    @idempotency.document_replay(persons_blp, schemas.PersonSchema)
     @login_required
     def post(self, data):
         """Register a person; the ID number gives sex and birth date. 409 if already
@@ -124,8 +126,8 @@ class Persons(MethodView):
         client_uuid = data.pop("client_uuid", None)
         data.pop("version", None)
         with db.unit_of_work() as s:
-            person = service.create_person(s, current_actor(), data, client_uuid)
-        return _person(person), 201, etag(person.version)
+            person, created = service.create_person(s, current_actor(), data, client_uuid)
+        return _person(person), *idempotency.create_answer(created, etag(person.version))
 
 
 @persons_blp.route("/<int:person_id>")
@@ -229,14 +231,15 @@ class Houses(MethodView):
 
     @houses_blp.arguments(schemas.HouseCreateSchema)
     @houses_blp.response(201, schemas.HouseSchema)
+    @idempotency.document_replay(houses_blp, schemas.HouseSchema)
     @login_required
     def post(self, data):
         """Record a room of a building (in the building's grid); idempotent by client_uuid.
         409 pointing at the house if the room is already registered."""
         client_uuid, data = _create_args(data)
         with db.unit_of_work() as s:
-            house = service.create_house(s, current_actor(), data, client_uuid)
-        return house, 201, etag(house.version)
+            house, created = service.create_house(s, current_actor(), data, client_uuid)
+        return house, *idempotency.create_answer(created, etag(house.version))
 
 
 @houses_blp.route("/<int:house_id>")
@@ -275,14 +278,16 @@ class Households(MethodView):
 
     @households_blp.arguments(schemas.HouseholdCreateSchema)
     @households_blp.response(201, schemas.HouseholdSchema)
+    @idempotency.document_replay(households_blp, schemas.HouseholdSchema)
     @login_required
     def post(self, data):
         """Record a household in a house, or at a point when the house is not known;
         idempotent by client_uuid. Members join it through POST /persons/{id}/move."""
         client_uuid, data = _create_args(data)
         with db.unit_of_work() as s:
-            household = service.create_household(s, current_actor(), data, client_uuid)
-        return household, 201, etag(household.version)
+            household, created = service.create_household(s, current_actor(), data, client_uuid)
+        return household, *idempotency.create_answer(created,
+                                                          etag(household.version))
 
 
 @households_blp.route("/<int:household_id>")
@@ -330,14 +335,15 @@ class Organisations(MethodView):
 
     @organisations_blp.arguments(schemas.OrganisationCreateSchema)
     @organisations_blp.response(201, schemas.OrganisationSchema)
+    @idempotency.document_replay(organisations_blp, schemas.OrganisationSchema)
     @login_required
     def post(self, data):
         """Record an organisation at its main gate; the USCC is checked (GB 32100) and a
         duplicate is a 409 pointing at the existing record. Idempotent by client_uuid."""
         client_uuid, data = _create_args(data)
         with db.unit_of_work() as s:
-            org = service.create_organisation(s, current_actor(), data, client_uuid)
-        return org, 201, etag(org.version)
+            org, created = service.create_organisation(s, current_actor(), data, client_uuid)
+        return org, *idempotency.create_answer(created, etag(org.version))
 
 
 @organisations_blp.route("/<int:org_id>")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask.views import MethodView
 
 from grid.services import schemas, service
-from server import db
+from server import db, idempotency
 from server.api import Blueprint, etag, expected_version
 from server.auth.actor import current_actor, login_required
 
@@ -116,6 +116,7 @@ def list_slots(query, service_id):
 @services_blp.route("/<int:service_id>/requests", methods=["POST"])
 @services_blp.arguments(schemas.RequestCreateSchema)
 @services_blp.response(201, schemas.BookingSchema)
+@idempotency.document_replay(services_blp, schemas.BookingSchema)
 @login_required
 def create_request(data, service_id):
     """Ask a request-type service (e.g. 上门维修); idempotent by client_uuid (200 replay)."""
@@ -123,7 +124,7 @@ def create_request(data, service_id):
     with db.unit_of_work() as s:
         booking, created = service.create_request(s, actor, service_id, data, client_uuid)
         shown = _shown(s, actor, booking)
-    return shown, 201 if created else 200, etag(booking.version)
+    return shown, *idempotency.create_answer(created, etag(booking.version))
 
 
 @services_blp.route("/<int:service_id>/bookings")
@@ -170,6 +171,7 @@ class Bookings(MethodView):
 
     @bookings_blp.arguments(schemas.BookingCreateSchema)
     @bookings_blp.response(201, schemas.BookingSchema)
+    @idempotency.document_replay(bookings_blp, schemas.BookingSchema)
     @login_required
     def post(self, data):
         """Book a slot (service:book). 409 when full, already yours or over the limit;
@@ -179,7 +181,7 @@ class Bookings(MethodView):
             booking, created = service.book_slot(s, actor, data["slot_id"], data.get("note"),
                                                  data.get("client_uuid"))
             shown = _shown(s, actor, booking)
-        return shown, 201 if created else 200, etag(booking.version)
+        return shown, *idempotency.create_answer(created, etag(booking.version))
 
 
 @bookings_blp.route("/<int:booking_id>")

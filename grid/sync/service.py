@@ -86,7 +86,7 @@ from grid.registry.models import (
 from grid.registry.validation import normalize_id_number, normalize_uscc
 from grid.sync import pages
 from grid.sync.schemas import BATCH_MAX, PushItemSchema
-from server import pii
+from server import idempotency, pii
 from server.api import error_payload
 from server.auth.actor import Actor
 from server.clock import local_today
@@ -452,6 +452,7 @@ class Operation:
 
 
 def _create(schema: type[ma.Schema], create: Callable) -> Operation:
+    """A create answers 201, or 200 for a replay of its client_uuid (server.idempotency)."""
     return Operation(schema, lambda s, a, it: create(s, a, it.data, it.client_uuid), 201)
 
 
@@ -576,10 +577,13 @@ def _apply(s: Session, actor: Actor, index: int, raw: dict) -> dict:
     item.current = lambda record: _dump_one(s, actor, item.type, record)
     try:
         with s.begin_nested():
-            record = operation.apply(s, actor, item)
+            record, status = operation.apply(s, actor, item), operation.status
+            if isinstance(record, tuple):  # a create: (record, created)
+                record, created = record
+                status = idempotency.create_answer(created)[0]
             s.flush()
             body = _dump_one(s, actor, item.type, record)
-        return {"index": index, "status": operation.status, "body": body}
+        return {"index": index, "status": status, "body": body}
     except (PreconditionFailed, StaleDataError) as exc:
         record = _already_applied(s, actor, item)
         if record is not None:
@@ -613,7 +617,7 @@ def push(s: Session, actor: Actor, items: list[dict]) -> list[dict]:
     commits the good ones. Each item gets {index, status, body | error}.
 
     A retried batch is harmless: a create is a replay of its client_uuid (the original
-    record, 201); an update or end whose version is stale because its first attempt was
+    record, 200); an update or end whose version is stale because its first attempt was
     applied, and whose fields the record already holds, answers 200 with the record; a
     stale one that the record does not reflect answers 412 with the current record.
     """

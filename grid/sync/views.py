@@ -44,8 +44,9 @@ def push(data):
     nothing and does not stop the others. The answer is 200 whenever the batch was read
     (403 without registry:write; 422 for more than 200 items or a body that is no batch).
 
-    Resending a batch is harmless: creates are idempotent by client_uuid (the original
-    record, 201; the same client_uuid with other content is a 409); an update or end whose
+    Resending a batch is harmless: creates are idempotent by client_uuid (a new record's
+    status is 201, a replay's 200 with the original record; the same client_uuid with other
+    content is a 409); an update or end whose
     version is stale but whose changes the record already holds answers 200 with the
     record; one that the record does not reflect answers 412 with `current`.
     Field errors are named under the item: {"json": {"items": {"3": {"data": {...}}}}}.

@@ -125,13 +125,15 @@ def _check_point(s: Session, actor: Actor, fix: GpsFix) -> None:
     areas.collector_grid(s, actor, fix.lon, fix.lat)
 
 
-def create_visit(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | None) -> Visit:
-    """Record a visit; the same client UUID with the same content returns the first one."""
+def create_visit(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | None
+                 ) -> tuple[Visit, bool]:
+    """Record a visit; the same client UUID with the same content returns the first one.
+    Returns the visit and whether this request created it (False: a replay)."""
     actor.require("visit:write")
     if client_uuid is not None:
         prior = idempotency.claim(s, client_uuid, actor.user_id, "create_visit", data)
         if prior is not None:
-            return get_visit(s, actor, int(prior[1]))
+            return get_visit(s, actor, int(prior[1])), False
     fields = dict(data)
     fix: GpsFix = fields.pop("location")
     if fields.get("confidential") and not actor.can(KEY_TAGS_PERMISSION):
@@ -157,7 +159,7 @@ def create_visit(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | 
         "visited_at": visit.visited_at.isoformat(), "area_id": visit.area_id,
         "photos": len(visit.photo_ids or ()), "follow_up": visit.follow_up is not None,
         "confidential": bool(visit.confidential)})
-    return visit
+    return visit, True
 
 
 def complete_follow_up(s: Session, actor: Actor, visit_id: int, result: str | None,

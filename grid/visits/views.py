@@ -6,7 +6,7 @@ from flask.views import MethodView
 
 from geo import crs as crs_mod
 from grid.visits import schemas, service
-from server import db, storage
+from server import db, idempotency, storage
 from server.api import Blueprint, etag, expected_version
 from server.auth.actor import current_actor, login_required
 
@@ -35,14 +35,15 @@ class Visits(MethodView):
 
     @visits_blp.arguments(schemas.VisitCreateSchema)
     @visits_blp.response(201, schemas.VisitSchema)
+    @idempotency.document_replay(visits_blp, schemas.VisitSchema)
     @login_required
     def post(self, data):
         """Record a visit to one household, person or organisation, where it happened (GPS
         in one of your grids); idempotent by client_uuid."""
         client_uuid = data.pop("client_uuid", None)
         with db.unit_of_work() as s:
-            visit = service.create_visit(s, current_actor(), data, client_uuid)
-        return visit, 201, etag(visit.version)
+            visit, created = service.create_visit(s, current_actor(), data, client_uuid)
+        return visit, *idempotency.create_answer(created, etag(visit.version))
 
 
 @visits_blp.route("/<int:visit_id>")

@@ -162,7 +162,8 @@ def test_a_resent_broadcast_is_stored_once(db_session, client, district):
     area, key = district["tree"][C11], str(uuid.uuid4())
     first = _post(client, district["headers"], area, client_uuid=key)
     again = _post(client, district["headers"], area, client_uuid=key)
-    assert first.status_code == again.status_code == 201
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.headers["Idempotent-Replay"] == "true"
     assert again.get_json()["id"] == first.get_json()["id"]
     assert db_session.scalar(sa.select(sa.func.count()).select_from(Broadcast)) == 1
     changed = _post(client, district["headers"], area, client_uuid=key, title="别的")

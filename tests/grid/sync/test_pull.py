@@ -97,7 +97,8 @@ def test_a_person_moved_to_another_grid_is_a_tombstone_there(db_session, member,
     c1, c2 = pull(w1)["next_cursor"], pull(w2)["next_cursor"]
 
     actor = actor_of(db_session, staff)
-    household = registry.create_household(db_session, actor, {"location": _fix(G112)}, None)
+    household, _ = registry.create_household(db_session, actor, {"location": _fix(G112)},
+                                           None)
     registry.move_person(db_session, actor, person["id"], household.id, "head", 1,
                          lambda r: {})
     db_session.commit()  # (a savepoint: the test's transaction is still rolled back)
@@ -117,8 +118,8 @@ def test_a_tombstone_does_not_hide_a_record_back_in_my_grids(db_session, member,
     c_both, c_w1 = pull(both)["next_cursor"], pull(w1)["next_cursor"]
 
     actor = actor_of(db_session, staff)
-    away = registry.create_household(db_session, actor, {"location": _fix(G112)}, None)
-    home = registry.create_household(db_session, actor, {"location": _fix(G111)}, None)
+    away, _ = registry.create_household(db_session, actor, {"location": _fix(G112)}, None)
+    home, _ = registry.create_household(db_session, actor, {"location": _fix(G111)}, None)
     moved = registry.move_person(db_session, actor, person["id"], away.id, "head", 1,
                                  lambda r: {})
     # Between two of my grids: the record, and no tombstone (which comes after it).
@@ -165,7 +166,7 @@ def test_paging_of_an_incremental_pull_with_tombstones(db_session, member, colle
     people = [collect(w1, "persons", at=G111, name=f"人{i}") for i in range(4)]
     _, cursor, _ = pull_all(w1)
     actor = actor_of(db_session, staff)
-    away = registry.create_household(db_session, actor, {"location": _fix(G112)}, None)
+    away, _ = registry.create_household(db_session, actor, {"location": _fix(G112)}, None)
     for p in people[:2]:
         registry.move_person(db_session, actor, p["id"], away.id, None, 1, lambda r: {})
     fresh = [collect(w1, "buildings", at=G111) for _ in range(3)]
@@ -287,13 +288,14 @@ def test_a_household_moved_to_another_grid_takes_its_members_along(db_session, m
     w2, _ = member("grid_worker", G112)
     _, staff = member("community_staff", "330183001001")
     actor = actor_of(db_session, staff)
-    household = registry.create_household(db_session, actor, {"location": _fix(G111)}, None)
+    household, _ = registry.create_household(db_session, actor, {"location": _fix(G111)},
+                                           None)
     people = [registry.create_person(db_session, actor, {"name": n, "household_id":
-                                                         household.id}, None)
+                                                         household.id}, None)[0]
               for n in ("甲", "乙")]
     there = collect(w2, "buildings", at=G112)
-    house = registry.create_house(db_session, actor, {"building_id": there["id"],
-                                                      "room": "101"}, None)
+    house, _ = registry.create_house(db_session, actor, {"building_id": there["id"],
+                                                         "room": "101"}, None)
     db_session.commit()
     c1, c2 = pull(w1)["next_cursor"], pull(w2)["next_cursor"]
 

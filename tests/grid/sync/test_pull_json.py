@@ -110,8 +110,8 @@ def test_ended_records_and_tombstones_are_what_they_were(register, client, db_se
     assert ended.status_code == 200, ended.get_json()
     _, staff = member("community_staff", "330183001001")
     staff_actor = actor_of(db_session, staff)
-    away = registry.create_household(db_session, staff_actor,
-                                     {"location": _fix(G112)}, None)
+    away, _ = registry.create_household(db_session, staff_actor,
+                                        {"location": _fix(G112)}, None)
     registry.move_person(db_session, staff_actor, other["id"], away.id, "head", 1,
                          lambda r: {})
     db_session.commit()

@@ -128,7 +128,8 @@ def test_idempotent_replay_and_reused_uuid(client, member, reg, db_session):
                  visited_at="2026-11-20T09:30:00+08:00")
     first = client.post("/visits", headers=headers, json=body)
     again = client.post("/visits", headers=headers, json=body)
-    assert first.status_code == again.status_code == 201, again.get_json()
+    assert (first.status_code, again.status_code) == (201, 200), again.get_json()
+    assert again.headers["Idempotent-Replay"] == "true"
     assert again.get_json() == first.get_json()
     assert visits_count(db_session) == 1
 
