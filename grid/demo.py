@@ -153,7 +153,8 @@ def _feature(code: str, name: str, level: str, parent: str | None, geom) -> dict
 
 
 SYSTEM = Actor(user_id=None, roles=frozenset({"admin"}),
-               permissions=frozenset({"area:manage", "membership:manage", "user:manage"}))
+               permissions=frozenset({"area:manage", "membership:manage", "user:manage",
+                                      "service:manage"}))
 
 
 def seed(s: Session, force: bool = False) -> str:

@@ -87,7 +87,8 @@ def test_a_resident_sees_their_own_and_joined_cases(people, cases, category):
     # a case in the other street, which the resident joins ("me too")
     joined = report(p.dispatcher2, category, G212, address="东街9号")["id"]
     assert_error_shape(p.resident.get(f"/cases/{joined}"), 404)
-    p.resident.ok(p.resident.post(f"/cases/{joined}/join", {"location": at(G212)}))
+    p.resident.ok(p.resident.post(f"/cases/{joined}/join", {"location": at(G212),
+                                                           "category_id": category.id}))
     seen = _ids(p.resident)
     assert mine in seen and joined in seen and cases[G211]["id"] not in seen
     assert p.resident.ok(p.resident.get(f"/cases/{joined}"))["joined_count"] == 1
@@ -147,7 +148,8 @@ def test_the_totals_count_every_visible_case_once(people, cases, category, db_se
     assert p.dispatcher.ok(p.dispatcher.get("/cases/counts")) == \
         {"counts": {"reported": 4}, "total": 4}
     joined = report(p.dispatcher2, category, G212, address="东街9号")["id"]
-    p.resident.ok(p.resident.post(f"/cases/{joined}/join", {"location": at(G212)}))
+    p.resident.ok(p.resident.post(f"/cases/{joined}/join", {"location": at(G212),
+                                                           "category_id": category.id}))
     assert total(p.resident.get("/cases")) == 2
     assert p.resident.ok(p.resident.get("/cases/counts")) == \
         {"counts": {"reported": 2}, "total": 2}
