@@ -452,7 +452,10 @@ class PerformanceRowSchema(Schema):
     rework_rate = ma.fields.Float(allow_none=True, metadata={"description": "返工率"})
     mean_handling_hours = ma.fields.Float(allow_none=True, metadata={
         "description": "平均处置时长 (working hours)"})
-    rated = ma.fields.Integer()
+    evaluable = ma.fields.Integer(metadata={
+        "description": "可评价数: closed cases someone may evaluate (a resident reporter, or "
+                       "residents who joined); the others close without a rating"})
+    rated = ma.fields.Integer(metadata={"description": "已评价数 (满意率 = rated 4–5 ÷ rated)"})
     satisfaction_rate = ma.fields.Float(allow_none=True, metadata={"description": "满意率"})
     score = ma.fields.Float(allow_none=True, metadata={"description": "综合评价分"})
     grade = ma.fields.String(allow_none=True)

@@ -27,6 +27,7 @@ from grid.cases.models import (
     OPEN_STATES,
     PRIVATE_CATEGORIES,
     PUBLISHED_CHANNELS,
+    RESIDENT_CHANNELS,
     STAGE_OF_STATE,
     STAT_COUNTS,
     STATES,
@@ -822,8 +823,8 @@ def _relation_ok(s: Session, actor: Actor, case: Case, who: str) -> bool:
         if case.assignee_id is None or case.assignee_id == actor.user_id:
             return True
         return actor.user_id in _department_people(s, case.department_id, heads_only=True)
-    if who == "reporter":
-        return case.reporter_id == actor.user_id
+    if who == "evaluator":
+        return may_evaluate(s, actor, case)
     if who == "verifier":
         if case.self_handled and case.reporter_id == actor.user_id:
             return False  # whoever solved it on the spot does not check their own work
@@ -832,6 +833,24 @@ def _relation_ok(s: Session, actor: Actor, case: Case, who: str) -> bool:
         return in_area or case.reporter_id == actor.user_id or \
             case.department_id in actor.department_ids
     raise ValueError(who)
+
+
+def may_evaluate(s: Session, actor: Actor, case: Case) -> bool:
+    """Who evaluates (评价) or reopens a closed case: its resident reporter; for a case
+    without one (a grid worker's, the console's, a hotline ticket), the residents who
+    joined it ("me too", or their own report merged into it). Nobody else: a case with
+    neither closes without a rating (evaluable_sql)."""
+    if case.channel in RESIDENT_CHANNELS:
+        return case.reporter_id is not None and case.reporter_id == actor.user_id
+    return actor.user_id is not None and s.scalar(sa.select(sa.exists().where(
+        CaseFollower.case_id == case.id, CaseFollower.user_id == actor.user_id,
+        CaseFollower.kind == "joined"))) or False
+
+
+def evaluable_sql() -> sa.ColumnElement[bool]:
+    """SQL: someone may evaluate the case (may_evaluate) — a resident reporter, or anyone
+    joined it. Migration 0011's roll-up trigger counts the same."""
+    return sa.or_(Case.channel.in_(RESIDENT_CHANNELS), Case.joined_count > 0)
 
 
 def _area_in_scope(s: Session, actor: Actor, area_id: int) -> bool:
@@ -1337,8 +1356,8 @@ class CaseView:
 # What the resident view shows of a case (schemas.ResidentCaseSchema): no reporter, contact,
 # assignee or staff member, no internal notes; the description and typed answers only to
 # their author or when the channel publishes them (PUBLISHED_CHANNELS).
-PUBLIC_FIELDS = ("id", "code", "category_id", "state", "area_id", "point", "address", "joined_count",
-                 "stage", "due_at", "reported_at", "accepted_at", "dispatched_at",
+PUBLIC_FIELDS = ("id", "code", "category_id", "state", "area_id", "point", "address",
+                 "joined_count", "stage", "due_at", "reported_at", "accepted_at", "dispatched_at",
                  "handled_at", "closed_at", "result", "rating", "version")
 
 
@@ -1449,7 +1468,7 @@ def _case_photo_shown(s: Session, actor: Actor, attachment: Any) -> bool:
         return case is not None
     return s.scalar(sa.select(sa.exists().where(
         CaseEvent.case_id == case.id, CaseEvent.action.in_(PUBLIC_PHOTOS),
-        CaseEvent.photo_ids.any(attachment.id)))) or False
+        attachment.id == sa.any_(CaseEvent.photo_ids)))) or False
 
 
 storage.attachment_filters["case"] = _case_photo_shown
@@ -1484,6 +1503,7 @@ def _contributions() -> list:
         one(Case.rework_count > 0).label("reworked"),
         one(Case.rating.is_not(None)).label("rated"), one(Case.rating >= 4).label("satisfied"),
         one(Case.handling_working_s.is_not(None)).label("handling_n"),
+        one(sa.and_(Case.closed_at.is_not(None), evaluable_sql())).label("evaluable"),
         sa.func.coalesce(Case.handling_working_s, 0.0).label("handling_s"),
     ]
 
@@ -1513,7 +1533,8 @@ def _measures(c: Any) -> list:
         _rate(total("reworked"), handled).label("rework_rate"),
         sa.func.round(sa.cast(sa.func.sum(c.handling_s) / sa.func.nullif(
             sa.func.sum(c.handling_n), 0) / 3600, sa.Numeric), 2).label("mean_handling_hours"),
-        rated.label("rated"), _rate(total("satisfied"), rated).label("satisfaction_rate"),
+        total("evaluable").label("evaluable"), rated.label("rated"),
+        _rate(total("satisfied"), rated).label("satisfaction_rate"),
     ]
 
 
@@ -1630,7 +1651,8 @@ def performance(s: Session, actor: Actor, filters: dict, weights: dict) -> dict:
 
     empty = {k: 0 for k in ("reported", "accepted", "dispatched", "correctly_dispatched",
                             "handled", "handled_in_time", "handled_late", "due_for_closure",
-                            "closed", "closed_in_time", "self_handled", "reworks", "rated")}
+                            "closed", "closed_in_time", "self_handled", "reworks",
+                            "evaluable", "rated")}
     total = next(({k: v for k, v in r.items() if k not in ("level", "department_id",
                                                            "area_id")}
                   for r in rows if r["level"] == 3), None) or {
