@@ -669,7 +669,7 @@ def report_from_system(s: Session, actor: Actor, data: dict, channel: str, ref: 
                                   event_data=event_data, audit_data=audit_data)
     _event(s, case, None, "report", None, note=data["description"], channel=channel,
            **(event_data or {}), client=actor.request_id, content_hash=content,
-           likely_duplicates=[d["id"] for d in duplicates] or None)
+           likely_duplicates=[d.id for d in duplicates] or None)
     _tell(s, case, "case_new", _members_above(s, case, "street_dispatcher"), None)
     audit.record(s, actor, "case_reported", "case", case.id,
                  changes={"category": category.code, "channel": channel,
