@@ -1291,9 +1291,13 @@ def count_by_state(s: Session, actor: Actor, filters: dict) -> dict[str, int]:
 
 
 def requests_of(s: Session, actor: Actor, case_id: int) -> list[CaseRequest]:
-    get_case(s, actor, case_id)
-    return list(s.scalars(sa.select(CaseRequest).where(CaseRequest.case_id == case_id)
-                          .order_by(CaseRequest.id)))
+    """The case's requests; in the resident view only the actor's own (the staff's
+    requests, reasons and deciders are the office's business)."""
+    case = get_case(s, actor, case_id)
+    stmt = sa.select(CaseRequest).where(CaseRequest.case_id == case_id)
+    if not sees_whole_case(s, actor, case):
+        stmt = stmt.where(CaseRequest.requested_by == actor.user_id)
+    return list(s.scalars(stmt.order_by(CaseRequest.id)))
 
 
 def contact_of(s: Session, actor: Actor, case_id: int, purpose: str) -> dict:

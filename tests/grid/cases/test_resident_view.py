@@ -35,6 +35,8 @@ def _handled_case_with_staff_details(p, category, department) -> dict:
     case = act(p.dispatcher, case, "accept", note="内部：来电人情绪激动")
     case = act(p.dispatcher, case, "dispatch", department_id=department.id)
     case = act(p.handler, case, "sign")
+    case = act(p.handler, case, "request_extension", reason="内部：需协调绿化处",
+               extension_hours=4)
     case = act(p.handler, case, "handle", result="已清理", photo_ids=[photo(p.handler, 7)])
     return act(p.worker, _as(p.worker, case), "verify", photo_ids=[photo(p.worker, 8)])
 
@@ -56,15 +58,18 @@ def test_me_too_gives_the_resident_view_not_the_whole_case(people, category, dep
     assert [e["action"] for e in timeline] == ["report", "accept", "dispatch", "sign",
                                                "handle", "verify", "join"]
     assert all("actor_id" not in e and "data" not in e for e in timeline)
-    assert "内部：来电人情绪激动" not in str(timeline) and "来电反映垃圾" not in str(timeline)
+    assert "内部" not in str(timeline) and "来电反映垃圾" not in str(timeline)
     assert timeline[4]["note"] == "已清理" and timeline[4]["department_name"] == department.name
     # public photos only: the result's, not the verification's
     result_photo, check_photo = timeline[4]["photo_ids"], timeline[5]["photo_ids"]
     assert len(result_photo) == 1 and check_photo == []
     staff = p.dispatcher.ok(p.dispatcher.get(f"/cases/{case['id']}/timeline"))
-    hidden = staff[5]["photo_ids"][0]
+    (hidden,) = next(e["photo_ids"] for e in staff if e["action"] == "verify")
     assert p.resident2.get(f"/attachments/{result_photo[0]}").status_code == 200
     assert_error_shape(p.resident2.get(f"/attachments/{hidden}"), 404)
+    # nor the staff's requests (who asked, why)
+    assert len(p.dispatcher.ok(p.dispatcher.get(f"/cases/{case['id']}/requests"))) == 1
+    assert p.resident2.ok(p.resident2.get(f"/cases/{case['id']}/requests")) == []
     # the staff still see the whole case
     whole = _as(p.dispatcher, case)
     assert whole["contact_name"] == "李先生" and whole["reporter_id"] == p.dispatcher.user.id
