@@ -238,3 +238,20 @@ def test_sort_and_pagination(people, cases, db_session):
     assert total(page2) == 3 and [c["id"] for c in page2.get_json()] == newest_first[2:]
     assert total(p.dispatcher.get("/cases?state=reported&page_size=1")) == 3
     assert total(p.worker.get("/cases")) == 1
+
+
+def test_the_readme_names_the_queue_filters_as_the_api_does(client):
+    """The README's queue paragraph named filters `category`, `area`, `department` the API
+    does not take (`category_id`…): the names it lists are exactly GET /cases's query
+    parameters (the pager's and `crs` apart)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[3] / "README.md").read_text(encoding="utf-8")
+    paragraph = readme[readme.index("`GET /cases` is the queue"):
+                       readme.index("`GET /cases/counts`")]
+    named = {re.split(r"[=/]", name)[0] for name in re.findall(r"`([a-z_/=,]+)`", paragraph)}
+    spec = client.get("/api/openapi.json").get_json()
+    params = {p["name"] for p in spec["paths"]["/cases"]["get"]["parameters"]
+              if p["in"] == "query"}
+    assert named - {"crs"} == params - {"page", "page_size", "crs"}
