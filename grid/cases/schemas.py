@@ -351,19 +351,11 @@ class ResidentEventSchema(Schema):
     photo_ids = ma.fields.List(ma.fields.Integer())
 
 
-class EventAnswerSchema(EventSchema):
+class EventAnswerSchema(_ByView, EventSchema):
     """A timeline line: EventSchema for the case's staff, ResidentEventSchema otherwise."""
 
     department_name = ResidentEventSchema._declared_fields["department_name"]
     resident = ResidentEventSchema()
-
-    def dump(self, obj, *, many=None):
-        many = self.many if many is None else many
-        if many:
-            return [self.dump(o, many=False) for o in obj]
-        if isinstance(obj, dict) and "department_name" in obj:
-            return self.resident.dump(obj)
-        return super().dump(obj, many=False)
 
 
 class RequestSchema(Schema):

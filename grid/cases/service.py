@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -1416,10 +1417,16 @@ def view(s: Session, actor: Actor, case: Case, duplicates: list | None = None,
     """One case with the actions this actor may take now, in its view (sees_whole_case).
     `new`: the case was created in this transaction (no request can be pending)."""
     actions = allowed_actions(s, actor, case, pending=False if new else None)
+    return shown(s, actor, case, actions, duplicates)
+
+
+def shown(s: Session, actor: Actor, case: Case, actions: list[str],
+          duplicates: list | None = None) -> CaseView | ResidentView:
+    """The case in the view sees_whole_case gives this actor, with `actions`."""
     if not sees_whole_case(s, actor, case):
-        shown = resident_views(s, actor, [case], {case.id: actions})[0]
-        shown.likely_duplicates = duplicates
-        return shown
+        resident = resident_views(s, actor, [case], {case.id: actions})[0]
+        resident.likely_duplicates = duplicates
+        return resident
     suggested = suggested_department(s, case) if "dispatch" in actions else None
     return CaseView(case, actor, actions, duplicates, suggested)
 
@@ -1435,14 +1442,29 @@ DEPARTMENT_ACTIONS = ("dispatch", "sign", "return", "handle", "request_extension
                       "request_defer", "request_backlog")
 
 
+@dataclass
+class ResidentEvent:
+    """A line of the public timeline (schemas.ResidentEventSchema)."""
+
+    id: int
+    at: datetime
+    action: str
+    from_state: str | None
+    to_state: str | None
+    note: str | None
+    department_name: str | None
+    photo_ids: list[int]
+    resident_view = True
+
+
 def _resident_timeline(s: Session, actor: Actor, case: Case, events: list[CaseEvent]
-                       ) -> list[dict]:
+                       ) -> list[ResidentEvent]:
     """The public timeline: the steps that moved the case (and joins, merges), by
     department name only, with public notes and photos (PUBLIC_NOTES, PUBLIC_PHOTOS)."""
     departments = _department_names(s, {e.data.get("department_id") for e in events}
                                     | {case.department_id})
     own_words = case.reporter_id == actor.user_id or case.channel in PUBLISHED_CHANNELS
-    shown, department = [], None
+    lines, department = [], None
     for e in events:
         if e.action == "dispatch":
             department = e.data.get("department_id")
@@ -1450,16 +1472,15 @@ def _resident_timeline(s: Session, actor: Actor, case: Case, events: list[CaseEv
             continue  # requests, decisions that left the state, 督办: the office's business
         mine = e.actor_id is not None and e.actor_id == actor.user_id
         public_note = e.action in PUBLIC_NOTES or mine or (e.action == "report" and own_words)
-        shown.append({
-            "id": e.id, "at": e.at, "action": e.action, "from_state": e.from_state,
-            "to_state": e.to_state, "note": e.note if public_note else None,
-            "department_name": departments.get(department)
+        lines.append(ResidentEvent(
+            e.id, e.at, e.action, e.from_state, e.to_state,
+            note=e.note if public_note else None,
+            department_name=departments.get(department)
             if e.action in DEPARTMENT_ACTIONS else None,
-            "photo_ids": list(e.photo_ids) if e.action in PUBLIC_PHOTOS or mine else [],
-        })
+            photo_ids=list(e.photo_ids) if e.action in PUBLIC_PHOTOS or mine else []))
         if e.action == "return":
             department = None
-    return shown
+    return lines
 
 
 def _case_photo_shown(s: Session, actor: Actor, attachment: Any) -> bool:

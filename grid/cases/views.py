@@ -194,10 +194,7 @@ def act(data, case_id, action):
 
 
 def _as_dict(case, actor, allowed) -> dict:
-    s = db.session()
-    shown = service.CaseView(case, actor, allowed) if service.sees_whole_case(s, actor, case) \
-        else service.resident_views(s, actor, [case], {case.id: allowed})[0]
-    return schemas.CaseAnswerSchema().dump(shown)
+    return schemas.CaseAnswerSchema().dump(service.shown(db.session(), actor, case, allowed))
 
 
 @cases_blp.route("/<int:case_id>/join", methods=["POST"])
