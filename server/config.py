@@ -96,6 +96,10 @@ class Config:
     OPEN311_CONTACT = _env("OPEN311_CONTACT", "网格化社会治理平台管理员")
     OPEN311_KEY_SERVICE = _env("OPEN311_KEY_SERVICE", "api_key: ask the platform's "
                                "administrators (POST /api-clients, kind open311)")
+    # The pre-report duplicate lookup (GET /cases/likely-duplicates) and joins by location:
+    # per user and window, so that it offers cases to join and is no directory of them.
+    CASE_LOOKUP_LIMIT = _env_int("CASE_LOOKUP_LIMIT", 30)
+    CASE_LOOKUP_WINDOW_S = _env_int("CASE_LOOKUP_WINDOW_S", 600)
     # 综合评价 weights: 立案数分值, 结案率, 按期处置率, 1−返工率 (cities weigh them differently).
     CASE_SCORE_WEIGHTS = {
         k: float(v) for k, _, v in (item.partition(":") for item in _env(

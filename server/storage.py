@@ -195,6 +195,10 @@ class Attachment(Base):
 #:     storage.object_access["person"] = lambda s, a, i: service.get_record(s, a, Person, i)
 ObjectAccess = Callable[[Session, Actor, int], None]
 object_access: dict[str, ObjectAccess] = {}
+#: object type → filter(session, actor, attachment) → bool, for records some of whose
+#: readers see only some of its attachments (a case's resident view: its public photos).
+#: Consulted after the record's checker passed; no filter means every attachment.
+attachment_filters: dict[str, Callable[[Session, Actor, Any], bool]] = {}
 
 
 def check_target(s: Session, actor: Actor, object_type: str, object_id: int,
@@ -222,7 +226,8 @@ def _may_see(s: Session, actor: Actor, attachment: Attachment) -> bool:
         if status in (403, 404):
             return False  # the record is hidden from them, and so is the attachment
         raise
-    return True
+    shown = attachment_filters.get(attachment.object_type)
+    return shown is None or shown(s, actor, attachment)
 
 
 # --- images: detect by content, strip metadata, re-encode, thumbnail ------------------------

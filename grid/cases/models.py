@@ -279,7 +279,11 @@ class CaseRequest(Base):
 # CaseStatsDaily and of migration 0009's trigger.
 STAT_COUNTS = ("reported", "accepted", "dispatched", "correctly_dispatched", "handled",
                "handled_in_time", "closed", "closed_in_time", "self_handled", "reworks",
-               "reworked", "rated", "satisfied", "handling_n")
+               "reworked", "rated", "satisfied", "handling_n", "evaluable")
+# Channels whose reporter is a resident, who evaluates the case (评价); a case without one
+# (a worker's, the console's, a hotline ticket) is evaluated by the residents who joined it,
+# or closes without a rating, counted neither for nor against 满意率.
+RESIDENT_CHANNELS = ("resident_app",)
 
 
 class CaseStatsDaily(Base):
@@ -314,4 +318,6 @@ class CaseStatsDaily(Base):
     rated: Mapped[int] = mapped_column(sa.Integer, nullable=False)
     satisfied: Mapped[int] = mapped_column(sa.Integer, nullable=False)
     handling_n: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    # closed cases someone may evaluate: a resident reporter, or residents who joined
+    evaluable: Mapped[int] = mapped_column(sa.Integer, nullable=False)
     handling_s: Mapped[float] = mapped_column(sa.Float, nullable=False)

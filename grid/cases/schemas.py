@@ -199,20 +199,97 @@ class CaseSchema(Schema):
     version = ma.fields.Integer()
 
 
-class DuplicateSchema(Schema):
+class ResidentCaseSchema(Schema):
+    """The resident view of a case (居民视图): what its reporter, a resident who joined or
+    follows it, and the duplicate lookups see — no reporter, contact, assignee or staff
+    member, the department by name; the description and typed answers only to their author
+    or when the case is public (公开)."""
+
     id = ma.fields.Integer()
     code = ma.fields.String()
-    state = ma.fields.String()
-    joined_count = ma.fields.Integer()
+    category_id = ma.fields.Integer()
+    state = ma.fields.String(metadata={"enum": list(STATES)})
+    state_label = ma.fields.Function(lambda c: STATES[c.state])
+    area_id = ma.fields.Integer(metadata={"description": "Its grid (网格公示: /areas/{id}/card)"})
+    location = _CasePoint(attribute="point")
     address = ma.fields.String(allow_none=True)
+    public = ma.fields.Boolean(metadata={"description": "Published (公开: Open311's list)"})
+    description = ma.fields.String(allow_none=True)
+    attributes = ma.fields.Dict(allow_none=True)
+    relation = ma.fields.String(allow_none=True, metadata={
+        "enum": ["reporter", "joined", "follower"],
+        "description": "Yours how: you reported, joined (me too) or follow it"})
+    joined_count = ma.fields.Integer(metadata={"description": "People who joined (me too)"})
+    department_name = ma.fields.String(allow_none=True, metadata={
+        "description": "The department handling it"})
+    stage = ma.fields.String(allow_none=True)
+    light = ma.fields.String(allow_none=True, metadata={"enum": list(LIGHTS)})
+    due_at = ma.fields.AwareDateTime(allow_none=True)
     reported_at = ma.fields.AwareDateTime()
+    accepted_at = ma.fields.AwareDateTime(allow_none=True)
+    dispatched_at = ma.fields.AwareDateTime(allow_none=True)
+    handled_at = ma.fields.AwareDateTime(allow_none=True)
+    closed_at = ma.fields.AwareDateTime(allow_none=True)
+    result = ma.fields.String(allow_none=True)
+    rating = ma.fields.Integer(allow_none=True)
+    actions = ma.fields.List(ma.fields.String(), allow_none=True, metadata={
+        "description": "What you may do to this case now"})
+    version = ma.fields.Integer()
+
+
+class DuplicateSchema(ResidentCaseSchema):
+    """A likely duplicate: an open case of the same category nearby, in the resident view."""
+
     distance_m = ma.fields.Float()
 
 
-class ReportedCaseSchema(CaseSchema):
+class _ByView:
+    """dump() by the view the service chose (grid.cases.service.sees_whole_case): the
+    staff's schema (the class itself) for a CaseView, `resident` for a ResidentView. The
+    document lists the union of the two (every field optional)."""
+
+    resident: ma.Schema
+
+    def dump(self, obj, *, many=None):
+        many = self.many if many is None else many
+        if many:
+            return [self.dump(o, many=False) for o in obj]
+        if getattr(obj, "resident_view", False):
+            return self.resident.dump(obj)
+        return super().dump(obj, many=False)
+
+
+class CaseAnswerSchema(_ByView, CaseSchema):
+    """A case: the whole of it (CaseSchema) for its staff; the resident view
+    (ResidentCaseSchema) for its reporter and residents who joined or follow it."""
+
+    relation = ResidentCaseSchema._declared_fields["relation"]
+    department_name = ResidentCaseSchema._declared_fields["department_name"]
+    resident = ResidentCaseSchema()
+
+
+class _ReportedResidentSchema(ResidentCaseSchema):
+    likely_duplicates = ma.fields.List(ma.fields.Nested(DuplicateSchema), allow_none=True)
+
+
+class ReportedCaseSchema(CaseAnswerSchema):
     likely_duplicates = ma.fields.List(ma.fields.Nested(DuplicateSchema), allow_none=True,
                                        metadata={
         "description": "Open cases of the same category nearby: join one instead?"})
+    resident = _ReportedResidentSchema()
+
+
+class DuplicateQuerySchema(Schema):
+    category_id = ma.fields.Integer(required=True, validate=ma.validate.Range(min=1, max=2**62))
+    near = Near(radius_required=False, required=True, metadata={
+        "description": "lon,lat[,radius_m] in `crs`: where the resident stands (a radius "
+                       "narrows the category's own duplicate radius, never widens it)"})
+    crs = ma.fields.String(load_default="wgs84", validate=ma.validate.OneOf(crs_mod.CRS))
+
+    @ma.post_load
+    def _drop_crs(self, data, **kwargs):
+        data.pop("crs")  # `near` was read in it already
+        return data
 
 
 class CaseQuerySchema(Schema):
@@ -266,6 +343,28 @@ class EventSchema(Schema):
     photo_ids = ma.fields.List(ma.fields.Integer())
 
 
+class ResidentEventSchema(Schema):
+    """A line of the public timeline: the steps that moved the case, by department name
+    only, with the public notes (a refusal's reason, the result) and photos (the result's,
+    and your own)."""
+
+    id = ma.fields.Integer()
+    at = ma.fields.AwareDateTime()
+    action = ma.fields.String()
+    from_state = ma.fields.String(allow_none=True)
+    to_state = ma.fields.String(allow_none=True)
+    note = ma.fields.String(allow_none=True)
+    department_name = ma.fields.String(allow_none=True)
+    photo_ids = ma.fields.List(ma.fields.Integer())
+
+
+class EventAnswerSchema(_ByView, EventSchema):
+    """A timeline line: EventSchema for the case's staff, ResidentEventSchema otherwise."""
+
+    department_name = ResidentEventSchema._declared_fields["department_name"]
+    resident = ResidentEventSchema()
+
+
 class RequestSchema(Schema):
     id = ma.fields.Integer()
     kind = ma.fields.String()
@@ -285,7 +384,25 @@ class CaseContactSchema(Schema):
 
 
 class JoinSchema(Schema):
-    location = Point(required=True, metadata={"description": "Where you see the problem"})
+    """Name how the case was offered to you: your own report that lists it as a likely
+    duplicate, or the pre-report lookup (`location` + `category_id`) that offered it."""
+
+    report_case_id = ma.fields.Integer(validate=ma.validate.Range(min=1, max=2**62),
+                                       metadata={"description": "Your report listing it"})
+    location = Point(metadata={"description": "Where you stand (the lookup's point)"})
+    category_id = ma.fields.Integer(validate=ma.validate.Range(min=1, max=2**62),
+                                    metadata={"description": "The lookup's category"})
+
+    @ma.validates_schema
+    def _one_way(self, data, **kwargs):
+        by_report = data.get("report_case_id") is not None
+        by_lookup = data.get("location") is not None or data.get("category_id") is not None
+        if by_report == by_lookup:
+            raise ma.ValidationError("Send report_case_id, or location and category_id.",
+                                     "report_case_id")
+        for name in ("location", "category_id"):
+            if by_lookup and data.get(name) is None:
+                raise ma.ValidationError("Required with the lookup's other field.", name)
 
 
 class FollowSchema(Schema):
@@ -330,7 +447,10 @@ class PerformanceRowSchema(Schema):
     rework_rate = ma.fields.Float(allow_none=True, metadata={"description": "返工率"})
     mean_handling_hours = ma.fields.Float(allow_none=True, metadata={
         "description": "平均处置时长 (working hours)"})
-    rated = ma.fields.Integer()
+    evaluable = ma.fields.Integer(metadata={
+        "description": "可评价数: closed cases someone may evaluate (a resident reporter, or "
+                       "residents who joined); the others close without a rating"})
+    rated = ma.fields.Integer(metadata={"description": "已评价数 (满意率 = rated 4–5 ÷ rated)"})
     satisfaction_rate = ma.fields.Float(allow_none=True, metadata={"description": "满意率"})
     score = ma.fields.Float(allow_none=True, metadata={"description": "综合评价分"})
     grade = ma.fields.String(allow_none=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from geoalchemy2 import Geography
 from sqlalchemy.orm import Session
 
+from geo.fields import GpsFix
 from grid.areas import service as areas
 from grid.areas.models import Area, Department, DepartmentMember, Membership
 from grid.calendar import service as calendar
@@ -27,6 +29,7 @@ from grid.cases.models import (
     OPEN_STATES,
     PRIVATE_CATEGORIES,
     PUBLISHED_CHANNELS,
+    RESIDENT_CHANNELS,
     STAGE_OF_STATE,
     STAT_COUNTS,
     STATES,
@@ -39,7 +42,7 @@ from grid.cases.models import (
     CategoryRoute,
 )
 from notifications.service import notify, notify_each, register_template
-from server import audit, db, idempotency, pii, storage
+from server import audit, db, idempotency, pii, ratelimit, storage
 from server.auth.actor import Actor
 from server.clock import local_zone, now
 from server.errors import (
@@ -96,10 +99,12 @@ def _scope_terms(actor: Actor) -> tuple[Any, sa.ColumnElement[bool] | None]:
     """visible() in two parts: a function of (area_id, department_id) columns — what the
     daily roll-up of the statistics can be filtered by — and the cases that are the
     actor's own (reported, joined, followed), or None when there is nothing to add."""
-    if actor.unrestricted:
-        return (lambda area_id, department_id: sa.true()), None
+    # The permission first: `unrestricted` (a platform admin) says *where* an actor acts,
+    # never *what* it may do; without case:read there is no case data, admin or not.
     if actor.user_id is None or not actor.can("case:read"):
         return (lambda area_id, department_id: sa.false()), None
+    if actor.unrestricted:
+        return (lambda area_id, department_id: sa.true()), None
 
     def scope(area_id: Any, department_id: Any) -> sa.ColumnElement[bool]:
         ors = []
@@ -403,10 +408,12 @@ def _event(s: Session, case: Case, actor: Actor | None, action: str, from_state:
                                                       if v is not None}))
 
 
-def timeline(s: Session, actor: Actor, case_id: int) -> list[CaseEvent | dict]:
+def timeline(s: Session, actor: Actor, case_id: int) -> list:
     case = get_case(s, actor, case_id)
     events = list(s.scalars(sa.select(CaseEvent).where(CaseEvent.case_id == case_id)
                             .order_by(CaseEvent.id)))
+    if not sees_whole_case(s, actor, case):
+        return _resident_timeline(s, actor, case, events)
     if CaseView(case, actor).reporter_id is None and case.reporter_id is not None:
         # the anonymous reporter's own entries do not name them either
         return [{c: getattr(e, c) for c in ("id", "at", "action", "from_state", "to_state",
@@ -480,14 +487,25 @@ def _duplicates_of(s: Session, actor: Actor, category: CaseCategory, lon: float,
 
 
 def likely_duplicates(s: Session, actor: Actor, category: CaseCategory, lon: float,
-                      lat: float, exclude_id: int | None = None) -> list[dict]:
-    """The ten nearest cases the duplicate rule (`_duplicates_of`) finds at a point."""
+                      lat: float, exclude_id: int | None = None,
+                      radius_m: float | None = None) -> list[ResidentView]:
+    """The ten nearest cases the duplicate rule (`_duplicates_of`) finds at a point (within
+    `radius_m` too, if given), in the resident view with their `distance_m`."""
     query = _duplicates_of(s, actor, category, lon, lat)
     if query is None:
         return []
-    rows = s.execute(query.where(Case.id != (exclude_id or -1))
-                     .order_by(query.selected_columns.distance_m).limit(10)).all()
-    return [dict(r._mapping) for r in rows]
+    query = query.where(Case.id != (exclude_id or -1))
+    if radius_m is not None:
+        query = query.where(query.selected_columns.distance_m <= radius_m)
+    rows = s.execute(query.order_by(query.selected_columns.distance_m).limit(10)).all()
+    if not rows:
+        return []
+    found = {c.id: c for c in s.scalars(sa.select(Case).where(
+        Case.id.in_([r.id for r in rows])))}
+    views = resident_views(s, actor, [found[r.id] for r in rows])
+    for view_, row in zip(views, rows, strict=True):
+        view_.distance_m = row.distance_m
+    return views
 
 
 # Built once (per-request construction of the expressions costs more than the lookup).
@@ -664,7 +682,7 @@ def report_from_system(s: Session, actor: Actor, data: dict, channel: str, ref: 
                                   event_data=event_data, audit_data=audit_data)
     _event(s, case, None, "report", None, note=data["description"], channel=channel,
            **(event_data or {}), client=actor.request_id, content_hash=content,
-           likely_duplicates=[d["id"] for d in duplicates] or None)
+           likely_duplicates=[d.id for d in duplicates] or None)
     _tell(s, case, "case_new", _members_above(s, case, "street_dispatcher"), None)
     audit.record(s, actor, "case_reported", "case", case.id,
                  changes={"category": category.code, "channel": channel,
@@ -694,30 +712,98 @@ def _system_grid(s: Session, data: dict) -> Area:
 # --- "me too", follow, merge -----------------------------------------------------------------
 
 
-def join_case(s: Session, actor: Actor, case_id: int, fix: Any) -> Case:
-    """A resident who sees the same problem joins the open case instead of filing anew:
-    counted once, and notified of its progress from now on. Only a case that is a likely
-    duplicate where the resident stands (`fix`) can be joined: the ids of other cases are
-    no way in."""
+def _joined_users(s: Session, case: Case) -> int:
+    """The accounts that joined `case` (me too, or whose own report was merged into it),
+    its reporter apart."""
+    return s.scalar(sa.select(sa.func.count()).where(
+        CaseFollower.case_id == case.id, CaseFollower.kind == "joined",
+        CaseFollower.user_id != sa.func.coalesce(case.reporter_id, -1)))
+
+
+def _callers(s: Session, case: Case) -> int:
+    """The people counted in joined_count who have no account (the 12345 callers of cases
+    merged into it): joined_count beyond its joined accounts."""
+    return case.joined_count - _joined_users(s, case)
+
+
+def _add_joiner(s: Session, case: Case, user_id: int) -> bool:
+    """`user_id` joins `case` (a mere follower becomes a joiner); False if they already
+    had joined or reported it."""
+    stmt = sa.dialects.postgresql.insert(CaseFollower).values(
+        case_id=case.id, user_id=user_id, kind="joined")
+    return s.execute(stmt.on_conflict_do_update(
+        index_elements=[CaseFollower.case_id, CaseFollower.user_id],
+        set_={"kind": "joined"}, where=CaseFollower.kind == "follower")
+        .returning(CaseFollower.user_id)).first() is not None
+
+
+def duplicate_lookup(s: Session, actor: Actor, category_id: int, fix: GpsFix,
+                     radius_m: float | None, limit: tuple[int, int]) -> list[dict]:
+    """The pre-report lookup (查重): the open cases of this 小类 that a report at `fix` would
+    list as likely duplicates, in the resident view (PUBLIC_FIELDS), nearest first, at most
+    ten, within `radius_m` if smaller than the category's radius. Needs case:report and is
+    counted against `limit` ((lookups, seconds) per user): the lookup offers what may be
+    joined, it is no directory of cases."""
+    actor.require("case:report")
+    category = get_category(s, category_id)
+    if category.parent_id is None or not category.active:
+        raise Invalid(field_errors("category_id", "Choose an active 小类 (sub-category).",
+                                   location="query"))
+    _count_lookup(s, actor, limit)
+    return likely_duplicates(s, actor, category, fix.lon, fix.lat, radius_m=radius_m)
+
+
+def _count_lookup(s: Session, actor: Actor, limit: tuple[int, int]) -> None:
+    ratelimit.hit(s, f"case_lookup:{actor.user_id}", limit[0], limit[1],
+                  "Too many duplicate lookups: try again later")
+
+
+def join_case(s: Session, actor: Actor, case_id: int, data: dict,
+              limit: tuple[int, int]) -> Case:
+    """"Me too": a resident who sees the same problem joins the open case instead of filing
+    anew: counted once, told of its progress, and shown its resident view from then on.
+
+    Only a case the actor was offered can be joined (the ids of other cases are no way in):
+    - `report_case_id`: one of the actor's own reports, whose likely duplicates (the
+      duplicate rule at that report's point and category) include this case; or
+    - `location` + `category_id`: the pre-report lookup the app made where the resident
+      stands; the lookup there for that category offers this case. Counted against the
+      lookup's limit, so joining is no faster a probe than looking up.
+    Anything else is a 404, as for a case that does not exist."""
     actor.require("case:report")
     case = s.scalars(sa.select(Case).where(Case.id == case_id).with_for_update()).first()
     if case is None or case.state not in OPEN_STATES:
         raise NotFound("No such open case")
-    category = s.get(CaseCategory, case.category_id)
-    # Any case the rule finds, not only the ten nearest the suggestion lists.
-    near = _duplicates_of(s, actor, category, fix.lon, fix.lat)
-    if near is None or not s.scalar(sa.select(near.where(Case.id == case.id).exists())):
+    if data.get("report_case_id") is not None:
+        own = s.scalars(sa.select(Case).where(Case.id == data["report_case_id"],
+                                              Case.reporter_id == actor.user_id)).first()
+        if own is None:
+            raise Invalid(field_errors("report_case_id", "Not a case you reported."))
+        point = own.point
+        offered = own.id != case.id and own.category_id == case.category_id \
+            and point is not None and _offers(s, actor, case, *point)
+    else:
+        _count_lookup(s, actor, limit)
+        fix = data["location"]
+        offered = data["category_id"] == case.category_id and \
+            _offers(s, actor, case, fix.lon, fix.lat)
+    if not offered:
         raise NotFound("No such open case near you")
-    inserted = s.execute(
-        sa.dialects.postgresql.insert(CaseFollower)
-        .values(case_id=case.id, user_id=actor.user_id, kind="joined")
-        .on_conflict_do_nothing().returning(CaseFollower.user_id)).first()
-    if inserted is not None:
+    if _add_joiner(s, case, actor.user_id):
         case.joined_count += 1
         _event(s, case, actor, "join", case.state)
         _tell(s, case, "case_joined", [case.reporter_id], actor, joined=case.joined_count + 1)
         s.flush()
     return case
+
+
+def _offers(s: Session, actor: Actor, case: Case, lon: float, lat: float) -> bool:
+    """The duplicate rule at (lon, lat) finds `case` (any case it finds, not only the ten
+    nearest a suggestion lists)."""
+    category = s.get(CaseCategory, case.category_id)
+    near = _duplicates_of(s, actor, category, lon, lat)
+    return near is not None and bool(s.scalar(sa.select(near.where(Case.id == case.id)
+                                                        .exists())))
 
 
 def follow_case(s: Session, actor: Actor, case_id: int, following: bool) -> None:
@@ -750,8 +836,8 @@ def _relation_ok(s: Session, actor: Actor, case: Case, who: str) -> bool:
         if case.assignee_id is None or case.assignee_id == actor.user_id:
             return True
         return actor.user_id in _department_people(s, case.department_id, heads_only=True)
-    if who == "reporter":
-        return case.reporter_id == actor.user_id
+    if who == "evaluator":
+        return may_evaluate(s, actor, case)
     if who == "verifier":
         if case.self_handled and case.reporter_id == actor.user_id:
             return False  # whoever solved it on the spot does not check their own work
@@ -760,6 +846,24 @@ def _relation_ok(s: Session, actor: Actor, case: Case, who: str) -> bool:
         return in_area or case.reporter_id == actor.user_id or \
             case.department_id in actor.department_ids
     raise ValueError(who)
+
+
+def may_evaluate(s: Session, actor: Actor, case: Case) -> bool:
+    """Who evaluates (评价) or reopens a closed case: its resident reporter; for a case
+    without one (a grid worker's, the console's, a hotline ticket), the residents who
+    joined it ("me too", or their own report merged into it). Nobody else: a case with
+    neither closes without a rating (evaluable_sql)."""
+    if case.channel in RESIDENT_CHANNELS:
+        return case.reporter_id is not None and case.reporter_id == actor.user_id
+    return actor.user_id is not None and s.scalar(sa.select(sa.exists().where(
+        CaseFollower.case_id == case.id, CaseFollower.user_id == actor.user_id,
+        CaseFollower.kind == "joined"))) or False
+
+
+def evaluable_sql() -> sa.ColumnElement[bool]:
+    """SQL: someone may evaluate the case (may_evaluate) — a resident reporter, or anyone
+    joined it. Migration 0011's roll-up trigger counts the same."""
+    return sa.or_(Case.channel.in_(RESIDENT_CHANNELS), Case.joined_count > 0)
 
 
 def _area_in_scope(s: Session, actor: Actor, area_id: int) -> bool:
@@ -855,14 +959,23 @@ def _on_merge(s, actor, case, data, at):
     if kept.id == case.id or kept.state not in OPEN_STATES or kept.merged_into_id:
         raise Invalid(field_errors("into_case_id", "Merge into another open case."))
     case.merged_into_id = kept.id
+    # joined_count counts people, not events: accounts once each, callers without one
+    callers = _callers(s, kept) + _callers(s, case) + (case.reporter_id is None)
     followers = s.execute(sa.select(CaseFollower.user_id, CaseFollower.kind)
                           .where(CaseFollower.case_id == case.id)).all()
-    ids = {u for u, _ in followers} | ({case.reporter_id} if case.reporter_id else set())
-    for user_id in ids:
+    # its reporter and joiners join the kept case, its followers follow it: each person
+    # once, whether or not they had joined the kept case already
+    joiners = {u for u, kind in followers if kind != "follower"} | (
+        {case.reporter_id} if case.reporter_id else set())
+    for user_id in joiners:
+        _add_joiner(s, kept, user_id)
+    for user_id in {u for u, kind in followers} - joiners:
         s.execute(sa.dialects.postgresql.insert(CaseFollower)
-                  .values(case_id=kept.id, user_id=user_id, kind="joined")
+                  .values(case_id=kept.id, user_id=user_id, kind="follower")
                   .on_conflict_do_nothing())
-    kept.joined_count += case.joined_count + 1
+    s.flush()
+    kept.joined_count = _joined_users(s, kept) + callers
+    ids = joiners | {u for u, _ in followers}
     _event(s, kept, actor, "merged_in", kept.state, note=data.get("note"),
            merged_case_id=case.id)
     return list(ids), data.get("note")
@@ -1170,6 +1283,7 @@ SORTS = {"-reported_at": Case.reported_at.desc(), "reported_at": Case.reported_a
 
 
 def list_cases(s: Session, actor: Actor, filters: dict, page: Any) -> list[Case]:
+    actor.require("case:read")
     conditions = _conditions(s, actor, filters)
     stmt = (sa.select(Case).where(visible(actor), *conditions)
             .order_by(SORTS[filters.get("sort") or "-reported_at"], Case.id.desc()))
@@ -1180,6 +1294,7 @@ def list_cases(s: Session, actor: Actor, filters: dict, page: Any) -> list[Case]
 
 def count_by_state(s: Session, actor: Actor, filters: dict) -> dict[str, int]:
     """Badges: how many cases per state under the same filters (state filter ignored)."""
+    actor.require("case:read")
     conditions = _conditions(s, actor, {k: v for k, v in filters.items() if k != "state"})
     counted = sa.union_all(*(sa.select(Case.state).where(part, *conditions)
                              for part in _scope_parts(actor))).subquery("counted")
@@ -1189,9 +1304,13 @@ def count_by_state(s: Session, actor: Actor, filters: dict) -> dict[str, int]:
 
 
 def requests_of(s: Session, actor: Actor, case_id: int) -> list[CaseRequest]:
-    get_case(s, actor, case_id)
-    return list(s.scalars(sa.select(CaseRequest).where(CaseRequest.case_id == case_id)
-                          .order_by(CaseRequest.id)))
+    """The case's requests; in the resident view only the actor's own (the staff's
+    requests, reasons and deciders are the office's business)."""
+    case = get_case(s, actor, case_id)
+    stmt = sa.select(CaseRequest).where(CaseRequest.case_id == case_id)
+    if not sees_whole_case(s, actor, case):
+        stmt = stmt.where(CaseRequest.requested_by == actor.user_id)
+    return list(s.scalars(stmt.order_by(CaseRequest.id)))
 
 
 def contact_of(s: Session, actor: Actor, case_id: int, purpose: audit.Purpose) -> dict:
@@ -1210,12 +1329,37 @@ def contact_of(s: Session, actor: Actor, case_id: int, purpose: audit.Purpose) -
 # --- presenting a case ---------------------------------------------------------------------
 
 
+def sees_whole_case(s: Session, actor: Actor, case: Case) -> bool:
+    """THE predicate of the two views of a case: its staff — an actor with case:read in
+    whose areas (as staff) or departments the case lies — see the whole case (CaseView:
+    reporter, contact, assignee, internal notes, every photo). Anyone else who sees it at
+    all (its reporter, a resident who joined or follows it) sees the resident view."""
+    if not actor.can("case:read"):
+        return False
+    if actor.unrestricted:
+        return True
+    if case.department_id is not None and case.department_id in actor.department_ids:
+        return True
+    return _works_in_areas(actor) and _area_in_scope(s, actor, case.area_id)
+
+
+def _staff_case_ids(s: Session, actor: Actor, ids: list[int]) -> set[int]:
+    """sees_whole_case for a page of cases, in one statement."""
+    if not ids or not actor.can("case:read"):
+        return set()
+    scope, _ = _scope_terms(actor)
+    return set(s.scalars(sa.select(Case.id).where(Case.id.in_(ids),
+                                                  scope(Case.area_id, Case.department_id))))
+
+
 class CaseView:
-    """A case as one actor may see it: the reporter hidden from handlers when the resident
+    """A case as its staff see it: the reporter hidden from handlers when the resident
     asked to stay anonymous, and the actions this actor may take now."""
 
+    resident_view = False
+
     def __init__(self, case: Case, actor: Actor, actions: list[str] | None = None,
-                 duplicates: list[dict] | None = None,
+                 duplicates: list | None = None,
                  suggested_department_id: int | None = None) -> None:
         self._case = case
         self.actions = actions
@@ -1230,12 +1374,145 @@ class CaseView:
         return getattr(self._case, name)
 
 
-def view(s: Session, actor: Actor, case: Case, duplicates: list[dict] | None = None,
-         new: bool = False) -> CaseView:
-    """`new`: the case was created in this transaction (no request can be pending)."""
+# What the resident view shows of a case (schemas.ResidentCaseSchema): no reporter, contact,
+# assignee or staff member, no internal notes; the description and typed answers only to
+# their author or when the case is public (公开: `Case.public`).
+PUBLIC_FIELDS = ("id", "code", "category_id", "state", "area_id", "point", "address", "public",
+                 "joined_count", "stage", "due_at", "reported_at", "accepted_at", "dispatched_at",
+                 "handled_at", "closed_at", "result", "rating", "version")
+
+
+class ResidentView:
+    """A case in the resident view (居民视图), for whoever is not its staff."""
+
+    resident_view = True
+
+    def __init__(self, case: Case, actor: Actor, relation: str | None,
+                 department_name: str | None, actions: list[str] | None = None) -> None:
+        for name in PUBLIC_FIELDS:
+            setattr(self, name, getattr(case, name))
+        own = case.reporter_id is not None and case.reporter_id == actor.user_id
+        words = own or case.public
+        self.description = case.description if words else None
+        self.attributes = case.attributes if words else None
+        self.relation = "reporter" if own else relation
+        self.department_name = department_name
+        self.light = light_of(case)
+        self.actions = actions
+        self.likely_duplicates: list | None = None
+        self.distance_m: float | None = None
+
+
+def resident_views(s: Session, actor: Actor, cases: list[Case],
+                   actions: dict[int, list[str]] | None = None) -> list[ResidentView]:
+    """The resident view of each case (two statements, whatever their number)."""
+    ids = [c.id for c in cases]
+    relations = dict(s.execute(sa.select(CaseFollower.case_id, CaseFollower.kind).where(
+        CaseFollower.case_id.in_(ids), CaseFollower.user_id == actor.user_id)).all()) \
+        if actor.user_id is not None and ids else {}
+    departments = _department_names(s, {c.department_id for c in cases})
+    return [ResidentView(c, actor, relations.get(c.id), departments.get(c.department_id),
+                         (actions or {}).get(c.id)) for c in cases]
+
+
+def _department_names(s: Session, ids: set[int | None]) -> dict[int, str]:
+    ids = {i for i in ids if i is not None}
+    return dict(s.execute(sa.select(Department.id, Department.name)
+                          .where(Department.id.in_(ids))).all()) if ids else {}
+
+
+def present(s: Session, actor: Actor, cases: list[Case]) -> list[CaseView | ResidentView]:
+    """A page of cases, each in the view sees_whole_case gives this actor."""
+    staff = _staff_case_ids(s, actor, [c.id for c in cases])
+    residents = iter(resident_views(s, actor, [c for c in cases if c.id not in staff]))
+    return [CaseView(c, actor) if c.id in staff else next(residents) for c in cases]
+
+
+def view(s: Session, actor: Actor, case: Case, duplicates: list | None = None,
+         new: bool = False) -> CaseView | ResidentView:
+    """One case with the actions this actor may take now, in its view (sees_whole_case).
+    `new`: the case was created in this transaction (no request can be pending)."""
     actions = allowed_actions(s, actor, case, pending=False if new else None)
+    return shown(s, actor, case, actions, duplicates)
+
+
+def shown(s: Session, actor: Actor, case: Case, actions: list[str],
+          duplicates: list | None = None) -> CaseView | ResidentView:
+    """The case in the view sees_whole_case gives this actor, with `actions`."""
+    if not sees_whole_case(s, actor, case):
+        resident = resident_views(s, actor, [case], {case.id: actions})[0]
+        resident.likely_duplicates = duplicates
+        return resident
     suggested = suggested_department(s, case) if "dispatch" in actions else None
     return CaseView(case, actor, actions, duplicates, suggested)
+
+
+# Timeline entries whose note a resident reads: the refusal's reason and the result (as
+# Open311 publishes them); other notes are the staff's working notes.
+PUBLIC_NOTES = ("reject", "handle", "self_handle")
+# Entries whose photos a resident sees: the result of the work (处置结果照片); the other
+# photos (the report's, the verification's) may show people and places, so a resident sees
+# only those they took themselves.
+PUBLIC_PHOTOS = ("handle", "self_handle")
+DEPARTMENT_ACTIONS = ("dispatch", "sign", "return", "handle", "request_extension",
+                      "request_defer", "request_backlog")
+
+
+@dataclass
+class ResidentEvent:
+    """A line of the public timeline (schemas.ResidentEventSchema)."""
+
+    id: int
+    at: datetime
+    action: str
+    from_state: str | None
+    to_state: str | None
+    note: str | None
+    department_name: str | None
+    photo_ids: list[int]
+    resident_view = True
+
+
+def _resident_timeline(s: Session, actor: Actor, case: Case, events: list[CaseEvent]
+                       ) -> list[ResidentEvent]:
+    """The public timeline: the steps that moved the case (and joins, merges), by
+    department name only, with public notes and photos (PUBLIC_NOTES, PUBLIC_PHOTOS)."""
+    departments = _department_names(s, {e.data.get("department_id") for e in events}
+                                    | {case.department_id})
+    own_words = case.reporter_id == actor.user_id or case.public
+    lines, department = [], None
+    for e in events:
+        if e.action == "dispatch":
+            department = e.data.get("department_id")
+        if e.action not in ("report", "join", "merged_in") and e.from_state == e.to_state:
+            continue  # requests, decisions that left the state, 督办: the office's business
+        mine = e.actor_id is not None and e.actor_id == actor.user_id
+        public_note = e.action in PUBLIC_NOTES or mine or (e.action == "report" and own_words)
+        lines.append(ResidentEvent(
+            e.id, e.at, e.action, e.from_state, e.to_state,
+            note=e.note if public_note else None,
+            department_name=departments.get(department)
+            if e.action in DEPARTMENT_ACTIONS else None,
+            photo_ids=list(e.photo_ids) if e.action in PUBLIC_PHOTOS or mine else []))
+        if e.action == "return":
+            department = None
+    return lines
+
+
+def _case_photo_shown(s: Session, actor: Actor, attachment: Any) -> bool:
+    """A case's photo for an actor who may see the case: all of them for its staff; in
+    the resident view, the results' photos and the actor's own."""
+    if attachment.uploaded_by is not None and attachment.uploaded_by == actor.user_id:
+        return True
+    case = s.get(Case, attachment.object_id)
+    if case is None or sees_whole_case(s, actor, case):
+        return case is not None
+    return s.scalar(sa.select(sa.exists().where(
+        CaseEvent.case_id == case.id, CaseEvent.action.in_(PUBLIC_PHOTOS),
+        attachment.id == sa.any_(CaseEvent.photo_ids)))) or False
+
+
+storage.attachment_filters["case"] = _case_photo_shown
 
 
 # --- statistics (综合评价) ------------------------------------------------------------------
@@ -1267,6 +1544,7 @@ def _contributions() -> list:
         one(Case.rework_count > 0).label("reworked"),
         one(Case.rating.is_not(None)).label("rated"), one(Case.rating >= 4).label("satisfied"),
         one(Case.handling_working_s.is_not(None)).label("handling_n"),
+        one(sa.and_(Case.closed_at.is_not(None), evaluable_sql())).label("evaluable"),
         sa.func.coalesce(Case.handling_working_s, 0.0).label("handling_s"),
     ]
 
@@ -1296,7 +1574,8 @@ def _measures(c: Any) -> list:
         _rate(total("reworked"), handled).label("rework_rate"),
         sa.func.round(sa.cast(sa.func.sum(c.handling_s) / sa.func.nullif(
             sa.func.sum(c.handling_n), 0) / 3600, sa.Numeric), 2).label("mean_handling_hours"),
-        rated.label("rated"), _rate(total("satisfied"), rated).label("satisfaction_rate"),
+        total("evaluable").label("evaluable"), rated.label("rated"),
+        _rate(total("satisfied"), rated).label("satisfaction_rate"),
     ]
 
 
@@ -1413,7 +1692,8 @@ def performance(s: Session, actor: Actor, filters: dict, weights: dict) -> dict:
 
     empty = {k: 0 for k in ("reported", "accepted", "dispatched", "correctly_dispatched",
                             "handled", "handled_in_time", "handled_late", "due_for_closure",
-                            "closed", "closed_in_time", "self_handled", "reworks", "rated")}
+                            "closed", "closed_in_time", "self_handled", "reworks",
+                            "evaluable", "rated")}
     total = next(({k: v for k, v in r.items() if k not in ("level", "department_id",
                                                            "area_id")}
                   for r in rows if r["level"] == 3), None) or {

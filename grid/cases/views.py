@@ -8,6 +8,7 @@ import functools
 from flask import current_app, g, request
 from flask.views import MethodView
 
+from geo.fields import GpsFix
 from grid.cases import schemas, service
 from server import apiclients, audit, db, idempotency
 from server.api import Blueprint, etag, expected_version
@@ -80,14 +81,15 @@ def put_route(data, category_id):
 @cases_blp.route("")
 class Cases(MethodView):
     @cases_blp.arguments(schemas.CaseQuerySchema, location="query")
-    @cases_blp.response(200, schemas.CaseSchema(many=True))
+    @cases_blp.response(200, schemas.CaseAnswerSchema(many=True))
     @cases_blp.paginate()
     @login_required
     def get(self, filters, pagination_parameters):
-        """The caller's queue: cases of their grids, street, department, or their own."""
-        actor = current_actor()
-        cases = service.list_cases(db.session(), actor, filters, pagination_parameters)
-        return [service.CaseView(c, actor) for c in cases]
+        """The caller's queue: cases of their grids, street, department, or their own
+        (those in the resident view)."""
+        s, actor = db.session(), current_actor()
+        return service.present(s, actor, service.list_cases(s, actor, filters,
+                                                             pagination_parameters))
 
     @cases_blp.arguments(schemas.CaseCreateSchema)
     @cases_blp.response(201, schemas.ReportedCaseSchema)
@@ -150,11 +152,31 @@ def hotline(data):
                                                                      etag(case.version))
 
 
+@cases_blp.route("/likely-duplicates")
+@cases_blp.arguments(schemas.DuplicateQuerySchema, location="query")
+@cases_blp.response(200, schemas.DuplicateSchema(many=True))
+@login_required
+def likely_duplicates(query):
+    """Before reporting (查重): open cases of this 小类 near where you stand, in the
+    resident view, nearest first (at most ten; CASE_LOOKUP_LIMIT per user). Join one with
+    `POST /cases/{id}/join {"location", "category_id"}` instead of filing anew."""
+    lon, lat, radius = query["near"]
+    with db.unit_of_work() as s:
+        return service.duplicate_lookup(s, current_actor(), query["category_id"],
+                                        GpsFix(lon=lon, lat=lat), radius, _lookup_limit())
+
+
+def _lookup_limit() -> tuple[int, int]:
+    config = current_app.config
+    return config["CASE_LOOKUP_LIMIT"], config["CASE_LOOKUP_WINDOW_S"]
+
+
 @cases_blp.route("/<int:case_id>")
-@cases_blp.response(200, schemas.CaseSchema)
+@cases_blp.response(200, schemas.CaseAnswerSchema)
 @login_required
 def get_case(case_id):
-    """One case with the actions you may take now."""
+    """One case with the actions you may take now: the whole case for its staff, the
+    resident view for its reporter and residents who joined or follow it."""
     s, actor = db.session(), current_actor()
     case = service.get_case(s, actor, case_id)
     return service.view(s, actor, case), 200, etag(case.version)
@@ -162,7 +184,7 @@ def get_case(case_id):
 
 @cases_blp.route("/<int:case_id>/actions/<string:action>", methods=["POST"])
 @cases_blp.arguments(schemas.ActionSchema)
-@cases_blp.response(200, schemas.CaseSchema)
+@cases_blp.response(200, schemas.CaseAnswerSchema)
 @login_required
 def act(data, case_id, action):
     """Move the case along its loop (accept, reject, merge, dispatch, sign, return, handle,
@@ -179,19 +201,21 @@ def act(data, case_id, action):
 
 
 def _as_dict(case, actor, allowed) -> dict:
-    return schemas.CaseSchema().dump(service.CaseView(case, actor, allowed))
+    return schemas.CaseAnswerSchema().dump(service.shown(db.session(), actor, case, allowed))
 
 
 @cases_blp.route("/<int:case_id>/join", methods=["POST"])
 @cases_blp.arguments(schemas.JoinSchema)
-@cases_blp.response(200, schemas.CaseSchema)
+@cases_blp.response(200, schemas.CaseAnswerSchema)
 @login_required
 def join(data, case_id):
-    """"Me too": a resident who sees the same problem where they stand joins this open
-    case (one of the likely duplicates a report near `location` would list)."""
+    """"Me too": join this open case instead of filing anew — a case you were offered:
+    a likely duplicate of your own report (`report_case_id`), or of the pre-report lookup
+    `GET /cases/likely-duplicates` where you stand (`location` + `category_id`). You then
+    see its resident view and are told of its progress."""
     actor = current_actor()
     with db.unit_of_work() as s:
-        case = service.join_case(s, actor, case_id, data["location"])
+        case = service.join_case(s, actor, case_id, data, _lookup_limit())
         shown = service.view(s, actor, case)
     return shown, 200, etag(case.version)
 
@@ -207,10 +231,11 @@ def follow(data, case_id):
 
 
 @cases_blp.route("/<int:case_id>/timeline")
-@cases_blp.response(200, schemas.EventSchema(many=True))
+@cases_blp.response(200, schemas.EventAnswerSchema(many=True))
 @login_required
 def get_timeline(case_id):
-    """Every action on the case, oldest first (流转记录)."""
+    """Every action on the case, oldest first (流转记录); outside the case's staff, the
+    public timeline (ResidentEvent)."""
     return service.timeline(db.session(), current_actor(), case_id)
 
 

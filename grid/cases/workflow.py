@@ -7,7 +7,8 @@ what the action must carry.
 - "department": the actor handles cases for the case's department (and, if the case has an
                 assignee, is that assignee or the department's head)
 - "verifier":   a worker/chief of the case's grid, a dispatcher of its street, or its reporter
-- "reporter":   the user who reported the case
+- "evaluator":  the resident who reported the case; for a case no resident reported (a
+                grid worker's, the console's, a hotline ticket), the residents who joined it
 - "involved":   anyone who may act on the case at all (requests of void)
 
 `dispatch` without a department_id sends the case where its category is routed (the
@@ -45,8 +46,8 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition("verify",   "核查通过", ("handled",),                 "verified",    "case:verify",   "verifier",   ("photo_ids",)),
     Transition("reject_result", "核查不通过", ("handled",),          "in_progress", "case:verify",   "verifier",   ("reason",)),
     Transition("close",    "结案",     ("verified",),                "closed",      "case:close",    "street"),
-    Transition("evaluate", "评价",     ("closed",),                  "evaluated",   "case:evaluate", "reporter",   ("rating",)),
-    Transition("reopen",   "重新办理", ("closed",),                  "accepted",    "case:evaluate", "reporter",   ("reason",)),
+    Transition("evaluate", "评价",     ("closed",),                  "evaluated",   "case:evaluate", "evaluator",  ("rating",)),
+    Transition("reopen",   "重新办理", ("closed",),                  "accepted",    "case:evaluate", "evaluator",  ("reason",)),
     # Requests that need a dispatcher's approval; approval applies them.
     Transition("request_extension", "申请延期", WORKING, None, "case:handle", "department", ("reason", "extension_hours")),
     Transition("request_defer",     "申请缓办", WORKING, None, "case:handle", "department", ("reason",)),

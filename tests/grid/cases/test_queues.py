@@ -87,7 +87,8 @@ def test_a_resident_sees_their_own_and_joined_cases(people, cases, category):
     # a case in the other street, which the resident joins ("me too")
     joined = report(p.dispatcher2, category, G212, address="东街9号")["id"]
     assert_error_shape(p.resident.get(f"/cases/{joined}"), 404)
-    p.resident.ok(p.resident.post(f"/cases/{joined}/join", {"location": at(G212)}))
+    p.resident.ok(p.resident.post(f"/cases/{joined}/join", {"location": at(G212),
+                                                           "category_id": category.id}))
     seen = _ids(p.resident)
     assert mine in seen and joined in seen and cases[G211]["id"] not in seen
     assert p.resident.ok(p.resident.get(f"/cases/{joined}"))["joined_count"] == 1
@@ -147,7 +148,8 @@ def test_the_totals_count_every_visible_case_once(people, cases, category, db_se
     assert p.dispatcher.ok(p.dispatcher.get("/cases/counts")) == \
         {"counts": {"reported": 4}, "total": 4}
     joined = report(p.dispatcher2, category, G212, address="东街9号")["id"]
-    p.resident.ok(p.resident.post(f"/cases/{joined}/join", {"location": at(G212)}))
+    p.resident.ok(p.resident.post(f"/cases/{joined}/join", {"location": at(G212),
+                                                           "category_id": category.id}))
     assert total(p.resident.get("/cases")) == 2
     assert p.resident.ok(p.resident.get("/cases/counts")) == \
         {"counts": {"reported": 2}, "total": 2}
@@ -236,3 +238,20 @@ def test_sort_and_pagination(people, cases, db_session):
     assert total(page2) == 3 and [c["id"] for c in page2.get_json()] == newest_first[2:]
     assert total(p.dispatcher.get("/cases?state=reported&page_size=1")) == 3
     assert total(p.worker.get("/cases")) == 1
+
+
+def test_the_readme_names_the_queue_filters_as_the_api_does(client):
+    """The README's queue paragraph named filters `category`, `area`, `department` the API
+    does not take (`category_id`…): the names it lists are exactly GET /cases's query
+    parameters (the pager's and `crs` apart)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[3] / "README.md").read_text(encoding="utf-8")
+    paragraph = readme[readme.index("`GET /cases` is the queue"):
+                       readme.index("`GET /cases/counts`")]
+    named = {re.split(r"[=/]", name)[0] for name in re.findall(r"`([a-z_/=,]+)`", paragraph)}
+    spec = client.get("/api/openapi.json").get_json()
+    params = {p["name"] for p in spec["paths"]["/cases"]["get"]["parameters"]
+              if p["in"] == "query"}
+    assert named - {"crs"} == params - {"page", "page_size", "crs"}
