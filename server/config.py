@@ -79,6 +79,8 @@ class Config:
     LEDGER_MAX_COLUMNS = _env_int("LEDGER_MAX_COLUMNS", 200)
     LEDGER_MAX_UNCOMPRESSED_BYTES = _env_int("LEDGER_MAX_UNCOMPRESSED_BYTES", 256 * 1024 * 1024)
     LEDGER_MAX_COMPRESSION_RATIO = _env_int("LEDGER_MAX_COMPRESSION_RATIO", 100)
+    # Imported area boundaries wider or higher than this (degrees) are refused (422).
+    AREA_MAX_EXTENT_DEG = float(os.environ.get("AREA_MAX_EXTENT_DEG", 30))
     # Background jobs (server/jobs.py): a job not heard of for JOB_LEASE_S is taken again by
     # another worker, at most JOB_MAX_ATTEMPTS starts in all.
     JOB_LEASE_S = _env_int("JOB_LEASE_S", 300)

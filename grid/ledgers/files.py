@@ -71,6 +71,10 @@ class Limits:
         return asdict(self)
 
 
+def _size(n: float) -> str:
+    return f"{n / MIB:,.0f} MiB" if n >= MIB else f"{n / 1024:,.0f} KiB"
+
+
 def _too_large(message: str) -> PayloadTooLarge:
     return PayloadTooLarge(message, errors={"files": {"file": [message]}})
 
@@ -165,8 +169,8 @@ def _xlsx_rows(stream: IO[bytes], limits: Limits) -> int | None:
         parts = archive.infolist()
         total = sum(p.file_size for p in parts)
         if total > limits.max_uncompressed:
-            raise _too_large(f"The workbook unpacks to {total / MIB:,.0f} MiB; at most "
-                             f"{limits.max_uncompressed / MIB:,.0f} MiB.")
+            raise _too_large(f"The workbook unpacks to {_size(total)}; at most "
+                             f"{_size(limits.max_uncompressed)}.")
         for part in parts:
             ratio = part.file_size / max(part.compress_size, 1)
             if part.file_size > MIB and ratio > limits.max_ratio:
@@ -176,8 +180,8 @@ def _xlsx_rows(stream: IO[bytes], limits: Limits) -> int | None:
             if part.filename == "xl/sharedStrings.xml" and (
                     part.file_size > limits.max_shared_strings):
                 raise _too_large(f"The workbook's text cells unpack to "
-                                 f"{part.file_size / MIB:,.0f} MiB; at most "
-                                 f"{limits.max_shared_strings / MIB:,.0f} MiB.")
+                                 f"{_size(part.file_size)}; at most "
+                                 f"{_size(limits.max_shared_strings)}.")
         sheets = sorted((p for p in parts if p.filename.startswith("xl/worksheets/")
                          and p.filename.endswith(".xml")), key=lambda p: p.filename)
         declared = None
@@ -243,9 +247,12 @@ def _xlsx_sheets(stream: IO[bytes], limits: Limits
 def _sheet_rows(sheet: Any, limits: Limits) -> Iterator[tuple[int, tuple]]:
     number = 0
     try:
-        # read-only sheets yield every row from 1, empty ones included: enumerate is the row
-        for number, row in enumerate(sheet.iter_rows(values_only=True,
-                                                     max_col=limits.max_columns), 1):
+        # Read-only sheets yield every row from 1, empty ones included: enumerate is the row.
+        # Without max_row openpyxl stops at the sheet's declared dimension, which may be
+        # wrong (rows past it were silently lost); with it, the limit ends the reading.
+        for number, row in enumerate(sheet.iter_rows(
+                values_only=True, max_col=limits.max_columns,
+                max_row=limits.max_file_rows + 1), 1):
             if number > limits.max_file_rows:
                 raise too_many_rows(limits)
             yield number, row

@@ -43,7 +43,8 @@ Export (`export_ledger`)
 ------------------------
 The records of an area's subtree within the actor's scope as an .xlsx with the headers
 imports accept, personal data as masked as in API responses (the stored masked copies: no
-decryption), key-person groups only for roles that may see them. Rows are read with a
+decryption), key-person groups only for roles that may see them; every cell written through
+server.xlsx (text stays text: no formula from a name like "=HYPERLINK(…)"). Rows are read with a
 server-side cursor and written by openpyxl in write-only mode to a temporary file: memory
 stays bounded whatever the size of the area. Audited (who, which area, how many rows).
 """
@@ -971,8 +972,9 @@ def export_ledger(s: Session, actor: Actor, kind: str, area_id: int | None,
                   include_ended: bool = False) -> tuple[IO[bytes], str, int]:
     """(the .xlsx as an open temporary file at 0, a file name, the number of rows)."""
     from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font
+
+    from server import xlsx
 
     actor.require("registry:export")
     if kind not in c.KINDS:
@@ -996,20 +998,16 @@ def export_ledger(s: Session, actor: Actor, kind: str, area_id: int | None,
     for i, (title, _) in enumerate(cols, 1):
         sheet.column_dimensions[get_column_letter(i)].width = max(10, 2.2 * len(title) + 2)
     bold = Font(bold=True)
-    titles = []
-    for title, _ in cols:
-        cell = WriteOnlyCell(sheet, value=title)
-        cell.font = bold
-        titles.append(cell)
-    sheet.append(titles)
+    sheet.append([xlsx.safe_cell(sheet, title, font=bold) for title, _ in cols])
     count = 0
     # A server-side cursor: rows come 2,000 at a time, however large the area.
     result = s.connection().execute(stmt.execution_options(stream_results=True, yield_per=2000))
     formatters = [f for _, f in cols]
     for record in result:
         values = record[1:]  # the id orders the rows; it is not a ledger column
-        sheet.append([f(v) if f is not None and v is not None else v
-                      for f, v in zip(formatters, values, strict=True)])
+        # every cell through server.xlsx: a name like "=HYPERLINK(…)" stays text
+        xlsx.append_row(sheet, [f(v) if f is not None and v is not None else v
+                                for f, v in zip(formatters, values, strict=True)])
         count += 1
     out = tempfile.TemporaryFile()  # noqa: SIM115 - the response sends and closes it
     workbook.save(out)
