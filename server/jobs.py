@@ -76,6 +76,9 @@ class Job(Base):
     params: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default="{}")
     input_key: Mapped[str | None] = mapped_column(sa.String(200))  # blob store key
     input_name: Mapped[str | None] = mapped_column(sa.String(200))  # the upload's file name
+    # The request that queued it, for the audit rows the job writes (as the request would).
+    ip: Mapped[str | None] = mapped_column(sa.String(64))
+    request_id: Mapped[str | None] = mapped_column(sa.String(64))
     progress_done: Mapped[int] = mapped_column(sa.Integer, nullable=False, server_default="0")
     progress_total: Mapped[int | None] = mapped_column(sa.Integer)  # None: not known
     result: Mapped[dict | None] = mapped_column(JSONB)
@@ -115,7 +118,8 @@ def create(s: Session, actor: Actor, kind: str, *, params: dict | None = None,
         raise RuntimeError(f"no handler for jobs of kind {kind!r}")
     job = Job(kind=kind, state="queued", created_by=actor.user_id, area_id=area_id,
               params=params or {}, input_key=input_key, input_name=input_name,
-              progress_done=0, progress_total=total, attempts=0)
+              ip=actor.ip, request_id=actor.request_id, progress_done=0,
+              progress_total=total, attempts=0, created_at=clock.now())
     s.add(job)
     s.flush()
     return job
@@ -227,7 +231,8 @@ class _Progress:
             self._conn = None
 
 
-def actor_of(s: Session, user_id: int) -> Actor | None:
+def actor_of(s: Session, user_id: int, ip: str | None = None,
+             request_id: str | None = None) -> Actor | None:
     """The account as a request of theirs would see it now (roles, scope), or None when it
     is disabled."""
     enrichers = tuple(actor_enrichers)
@@ -239,7 +244,8 @@ def actor_of(s: Session, user_id: int) -> Actor | None:
     if row is None or not row.is_active:
         return None
     actor = Actor(user_id=user_id, roles=frozenset(row.roles),
-                  permissions=permissions_for(frozenset(row.roles)))
+                  permissions=permissions_for(frozenset(row.roles)), ip=ip,
+                  request_id=request_id)
     for enricher in enrichers:
         actor = enricher.apply(actor, row)
     return actor
@@ -276,6 +282,7 @@ def run_next(s: Session, store: Any, *, progress_engine: sa.Engine | None = None
     job = s.get(Job, job_id, populate_existing=True)
     kind, params, key, name = job.kind, dict(job.params), job.input_key, job.input_name
     created_by, total, attempts = job.created_by, job.progress_total, job.attempts
+    origin = (job.ip, job.request_id)
     s.commit()
     progress = _Progress(progress_engine, job_id, token, settings, total=total)
     state = "failed"
@@ -286,7 +293,7 @@ def run_next(s: Session, store: Any, *, progress_engine: sa.Engine | None = None
         handler = handlers.get(kind)
         if handler is None:
             raise JobBroken(f"No worker handles jobs of kind {kind!r}.")
-        actor = actor_of(s, created_by)
+        actor = actor_of(s, created_by, *origin)
         if actor is None:
             raise Forbidden("The account that started this job is disabled.")
         with store.open(key) if key else nullcontext() as fh:

@@ -30,6 +30,7 @@ import io
 import itertools
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -162,11 +163,17 @@ def inspect(stream: IO[bytes], limits: Limits) -> Inspected:
     return Inspected(kind, encoding, rows)
 
 
+MAX_PARTS = 10_000  # an .xlsx of a few sheets has a dozen
+
+
 def _xlsx_rows(stream: IO[bytes], limits: Limits) -> int | None:
-    """Check the archive's declared sizes; the rows its first worksheet declares."""
+    """Check the archive's declared sizes; the most rows a worksheet declares (None when
+    none says)."""
     try:
         archive = zipfile.ZipFile(stream)
         parts = archive.infolist()
+        if len(parts) > MAX_PARTS:
+            raise _too_large(f"The workbook has {len(parts):,} parts; at most {MAX_PARTS:,}.")
         total = sum(p.file_size for p in parts)
         if total > limits.max_uncompressed:
             raise _too_large(f"The workbook unpacks to {_size(total)}; at most "
@@ -192,8 +199,8 @@ def _xlsx_rows(stream: IO[bytes], limits: Limits) -> int | None:
             if found:
                 declared = max(declared or 0, int(found.group(1)))
         return declared
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError,
-            RuntimeError):  # RuntimeError: an encrypted part
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError,
+            NotImplementedError, RuntimeError):  # RuntimeError: an encrypted part
         raise UnsupportedFile("The workbook cannot be read (corrupt or not an .xlsx).") from None
 
 

@@ -29,6 +29,8 @@ def upgrade():
     sa.Column('params', postgresql.JSONB(astext_type=sa.Text()), server_default='{}', nullable=False),
     sa.Column('input_key', sa.String(length=200), nullable=True),
     sa.Column('input_name', sa.String(length=200), nullable=True),
+    sa.Column('ip', sa.String(length=64), nullable=True),
+    sa.Column('request_id', sa.String(length=64), nullable=True),
     sa.Column('progress_done', sa.Integer(), server_default='0', nullable=False),
     sa.Column('progress_total', sa.Integer(), nullable=True),
     sa.Column('result', postgresql.JSONB(astext_type=sa.Text()), nullable=True),

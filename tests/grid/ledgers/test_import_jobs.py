@@ -26,6 +26,7 @@ from tests.grid.ledgers.conftest import (
     submit,
     xlsx_bytes,
 )
+from tests.grid.registry.conftest import audit_rows
 
 
 def person_rows(n: int, start: int = 1) -> list[list]:
@@ -96,6 +97,10 @@ def test_an_import_is_a_job_its_creator_polls_to_its_report(staff, api, client, 
     assert report["written"]["persons"] == 3
     assert count(db_session, Person) == 3
     assert run_jobs() == []  # done once
+    # audited as the request would have been: who, from where
+    [row] = audit_rows(db_session, action="ledger_imported")
+    assert (row.actor_id, row.ip) == (staff.user.id, "127.0.0.1")
+    assert row.request_id and row.request_id == response.headers["X-Request-ID"]
     # the upload is gone with its job
     key = db_session.scalar(sa.select(Job.input_key).where(Job.id == job["id"]))
     with pytest.raises(FileNotFoundError):
