@@ -98,6 +98,10 @@ class Job(Base):
         sa.Index("ix_jobs_created_by", "created_by", "id"),
     )
 
+    @property
+    def progress(self) -> dict:
+        return {"done": self.progress_done, "total": self.progress_total}
+
 
 # --- creating and reading ------------------------------------------------------------------
 
@@ -362,7 +366,7 @@ class JobSchema(Schema):
     id = fields.Integer()
     kind = fields.String(metadata={"example": "ledger_import"})
     state = fields.String(metadata={"enum": list(STATES)})
-    progress = fields.Method("_progress", metadata={"type": "object"})
+    progress = fields.Nested(JobProgressSchema)
     input_name = fields.String(allow_none=True, metadata={"description": "The upload's name"})
     created_at = UtcDateTime()
     started_at = UtcDateTime(allow_none=True)
@@ -373,9 +377,6 @@ class JobSchema(Schema):
         "description": "failed: the one error shape (code, status, message, errors…), as "
                        "the request would have answered (an import with bad rows: 422 "
                        "with its `report`)"})
-
-    def _progress(self, job: Job) -> dict:
-        return {"done": job.progress_done, "total": job.progress_total}
 
 
 def accepted(job: Job) -> tuple[Job, int, dict]:
