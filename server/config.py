@@ -85,6 +85,20 @@ class Config:
     STORAGE_DIR = _env("STORAGE_DIR", os.path.join(os.getcwd(), "var", "storage"))
     # One photo's limit (413 beyond it); MAX_CONTENT_LENGTH bounds the whole request body.
     PHOTO_MAX_BYTES = _env_int("PHOTO_MAX_BYTES", 10 * 1024 * 1024)
+    # Ledger imports (grid/ledgers) run as background jobs; what one file may hold. Checked
+    # before anything is parsed: the data rows (an .xlsx's declared sheet size, a CSV's
+    # lines), the columns read of a row, and for an .xlsx the sum of its parts' declared
+    # uncompressed sizes and the compression ratio of any part over 1 MiB (zip bombs).
+    LEDGER_MAX_ROWS = _env_int("LEDGER_MAX_ROWS", 200_000)
+    LEDGER_MAX_COLUMNS = _env_int("LEDGER_MAX_COLUMNS", 200)
+    LEDGER_MAX_UNCOMPRESSED_BYTES = _env_int("LEDGER_MAX_UNCOMPRESSED_BYTES", 256 * 1024 * 1024)
+    LEDGER_MAX_COMPRESSION_RATIO = _env_int("LEDGER_MAX_COMPRESSION_RATIO", 100)
+    # Imported area boundaries wider or higher than this (degrees) are refused (422).
+    AREA_MAX_EXTENT_DEG = float(os.environ.get("AREA_MAX_EXTENT_DEG", 30))
+    # Background jobs (server/jobs.py): a job not heard of for JOB_LEASE_S is taken again by
+    # another worker, at most JOB_MAX_ATTEMPTS starts in all.
+    JOB_LEASE_S = _env_int("JOB_LEASE_S", 300)
+    JOB_MAX_ATTEMPTS = _env_int("JOB_MAX_ATTEMPTS", 2)
     LOG_LEVEL = _env("LOG_LEVEL", "INFO")
     # JSON and text responses at least this long are gzipped for clients that accept it
     # (server/compress.py); 0 turns compression off (e.g. when a proxy in front does it).

@@ -79,7 +79,8 @@ class UnsupportedMediaType(DomainError):
 
 # --- blob stores --------------------------------------------------------------------------
 
-_KEY_RE = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}\.(?:jpg|png|webp)$")
+# Images, and the uploads background jobs read (server/jobs.py: ledgers).
+_KEY_RE = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}\.(?:jpg|png|webp|xlsx|csv)$")
 
 
 def blob_key(sha256: str, ext: str) -> str:

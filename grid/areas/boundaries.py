@@ -1,7 +1,9 @@
 """Importing and exporting area boundaries (GeoJSON), with the checks a city's GIS
 office expects before anything is written:
 
-- every geometry a Polygon/MultiPolygon with finite, in-range coordinates;
+- every geometry a Polygon/MultiPolygon with finite, in-range coordinates, of the size of
+  an area (at most `max_extent_deg` wide and high: a world-sized polygon is a wrong file,
+  and PostGIS's geography refuses edges of 180°: "Antipodal edge detected");
 - valid (the reason and where, e.g. a self-intersection; repaired only when asked);
 - codes that fit their level and parent; parents that exist (in the file or the database);
 - each child inside its parent, within a tolerance in metres;
@@ -9,7 +11,8 @@ office expects before anything is written:
 - gaps inside a parent not covered by its children (warnings).
 
 Geometry checks run in PostGIS over a temporary table, in metres (geography). An import is
-all or nothing: any error and nothing is written; `dry_run` only reports.
+all or nothing: any error and nothing is written; `dry_run` only reports. A geometry that
+PostGIS still refuses is a 422 naming the feature, not a 500.
 """
 
 from __future__ import annotations
@@ -87,6 +90,9 @@ class Options:
     tolerance_m: float = 1.0
     overlap_min_m2: float = 1.0  # smaller sibling overlaps are not errors
     gap_min_m2: float = 100.0  # smaller uncovered bits of a parent are not reported
+    # Width and height, in degrees, no area may exceed (AREA_MAX_EXTENT_DEG): a Chinese
+    # city is at most a few degrees across.
+    max_extent_deg: float = 30.0
 
 
 def _parse_features(collection: Any, report: ImportReport, opts: Options) -> list[Candidate]:
@@ -120,6 +126,13 @@ def _parse_features(collection: Any, report: ImportReport, opts: Options) -> lis
             geom = shapes.parse_geometry((feature or {}).get("geometry"))
         except shapes.ShapeError as exc:
             report.errors.append(Problem("geometry", exc.reason, i, code, exc.location))
+            continue
+        x0, y0, x1, y1 = geom.bounds
+        if max(x1 - x0, y1 - y0) > opts.max_extent_deg:
+            report.errors.append(Problem(
+                "extent", f"The boundary spans {x1 - x0:.1f}° of longitude by {y1 - y0:.1f}° "
+                f"of latitude; an area spans at most {opts.max_extent_deg:g}°. Is this the "
+                "right file?", i, code, [x0, y0]))
             continue
         problem = shapes.check_valid(geom)
         if problem is not None:
@@ -319,15 +332,57 @@ def import_areas(s: Session, actor: Actor, collection: Any, *, dry_run: bool,
     candidates = _parse_features(collection, report, opts)
     candidates = _check_codes(s, actor, candidates, report)
     if candidates:
-        _spatial_checks(s, candidates, report, opts)
+        _guarded(s, candidates, report, lambda: _spatial_checks(s, candidates, report, opts))
+    _raise_errors(report)
+    if dry_run:
+        return report
+    _guarded(s, candidates, report, lambda: _write(s, actor, candidates, report))
+    _raise_errors(report)
+    return report
+
+
+def _raise_errors(report: ImportReport) -> None:
     if report.errors:
         raise Invalid({"json": {"features": [f"{len(report.errors)} problem(s); see report."]}},
                       message="The import has errors; nothing was written",
                       report=report.as_dict())
-    if dry_run:
-        return report
-    _write(s, actor, candidates, report)
-    return report
+
+
+# The geography operations the checks and the write do with one boundary.
+_PROBE = """
+SELECT ST_Area(g::geography), ST_IsEmpty(ST_Buffer(g::geography, 1)::geometry),
+       ST_Covers(g::geography, ST_PointOnSurface(g)::geography)
+FROM (SELECT ST_GeomFromText(:wkt, 4326) AS g) x
+"""
+
+# What PostGIS raises for a geometry it cannot compute with: XX000 (lwerror, e.g.
+# "Antipodal (180 degrees long) edge detected!") and 22xxx (data exceptions).
+_POSTGIS_REFUSALS = (sa.exc.InternalError, sa.exc.DataError)
+
+
+def _guarded(s: Session, candidates: list[Candidate], report: ImportReport,
+             work: Any) -> None:
+    """Run `work` in a savepoint; when PostGIS refuses a geometry, report the features it
+    refuses alone (each probed in its own savepoint) instead of failing with a 500."""
+    try:
+        with s.begin_nested():
+            work()
+    except _POSTGIS_REFUSALS as exc:
+        refused = []
+        for c in candidates:
+            try:
+                with s.begin_nested():
+                    s.execute(sa.text(_PROBE), {"wkt": c.geom.wkt})
+            except _POSTGIS_REFUSALS as probe:
+                reason = str(getattr(probe.orig, "pgerror", None) or probe.orig).strip()
+                reason = reason.removeprefix("ERROR:").strip().splitlines()[0]
+                refused.append(Problem("geometry", f"PostGIS cannot use this boundary: "
+                                       f"{reason}", c.idx, c.code))
+        if not refused:
+            raise exc  # not a geometry of the file: a real failure
+        report.errors.extend(refused)
+        report.created.clear()  # rolled back with the savepoint
+        report.updated.clear()
 
 
 def _write(s: Session, actor: Actor, candidates: list[Candidate], report: ImportReport) -> None:

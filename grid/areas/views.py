@@ -133,7 +133,8 @@ def import_areas(args, collection):
     """
     opts = boundaries.Options(repair=args["repair"], tolerance_m=args["tolerance_m"],
                               overlap_min_m2=args["overlap_min_m2"],
-                              gap_min_m2=args["gap_min_m2"])
+                              gap_min_m2=args["gap_min_m2"],
+                              max_extent_deg=current_app.config["AREA_MAX_EXTENT_DEG"])
     with db.unit_of_work() as s:
         report = boundaries.import_areas(s, current_actor(), collection,
                                          dry_run=args["dry_run"], opts=opts)

@@ -1,7 +1,14 @@
 """Importing a community's ledger into the register, and exporting a grid's ledger.
 
-Import (`import_ledger`)
-------------------------
+Import (`submit_import`, then `import_ledger` in the worker)
+------------------------------------------------------------
+An import is a background job (server/jobs.py): `submit_import` checks the permission, the
+grid and the file's declared size (grid.ledgers.files.inspect: rows, an .xlsx's unpacked
+size and compression ratio; 413/415 at once), stores the upload in the blob store and
+queues a job ("ledger_import"); the request answers 202 with the job. The worker runs
+`import_ledger` as the job's creator, reporting rows read as progress; the report is the
+job's result (or, for rows with problems, its 422 error with the report).
+
 The upload is read one row at a time (grid.ledgers.files) and each row is checked by the
 register's own rules (grid.ledgers.columns); rows that pass are collected in batches of
 BATCH_ROWS, and each batch is checked against the file and the register and written:
@@ -36,7 +43,8 @@ Export (`export_ledger`)
 ------------------------
 The records of an area's subtree within the actor's scope as an .xlsx with the headers
 imports accept, personal data as masked as in API responses (the stored masked copies: no
-decryption), key-person groups only for roles that may see them. Rows are read with a
+decryption), key-person groups only for roles that may see them; every cell written through
+server.xlsx (text stays text: no formula from a name like "=HYPERLINK(…)"). Rows are read with a
 server-side cursor and written by openpyxl in write-only mode to a temporary file: memory
 stays bounded whatever the size of the area. Audited (who, which area, how many rows).
 """
@@ -48,7 +56,7 @@ import io
 import queue
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import IO, Any
@@ -63,14 +71,16 @@ from grid.areas.models import Area, AreaLevel
 from grid.ledgers import columns as c
 from grid.ledgers import files
 from grid.registry import models as m
-from server import audit, pii
+from server import audit, jobs, pii
 from server.auth.actor import Actor
 from server.clock import local_today
 from server.errors import Conflict, Invalid, field_errors
 
 BATCH_ROWS = 1000
 MAX_PROBLEMS = 1000  # problems listed in a report (the count goes on)
-HEADER_SEARCH_ROWS = 10  # a title row or two may sit above the header
+HEADER_SEARCH_ROWS = files.HEADER_SEARCH_ROWS
+ImportLimits = files.Limits
+JOB_KIND = "ledger_import"
 _LOCK = "grid.ledgers.import"
 
 
@@ -675,11 +685,47 @@ def _find_header(table: files.Table, cols: tuple[c.Column, ...], report: Report
                                  f"(at least {required}) in the first {HEADER_SEARCH_ROWS} rows.")
 
 
+def submit_import(s: Session, actor: Actor, store: Any, kind: str, stream: IO[bytes], *,
+                  area_id: int | None = None, skip_invalid: bool = False,
+                  dry_run: bool = False, filename: str | None = None,
+                  limits: files.Limits = files.Limits()) -> jobs.Job:
+    """Check what can be checked at once (permission, kind, grid, the file's format and
+    declared size), store the upload and queue the import as a job of the actor."""
+    actor.require("registry:import")
+    if kind not in c.KINDS:
+        raise Invalid(field_errors("kind", f"One of {', '.join(c.KINDS)}.", location="query"))
+    if area_id is not None:
+        _Grids(s, actor).by_id(area_id)
+    found = files.inspect(stream, limits)
+    key = jobs.input_key(found.format)
+    store.put(key, stream.read())  # bounded by MAX_CONTENT_LENGTH
+    return jobs.create(s, actor, JOB_KIND, area_id=area_id, input_key=key, input_name=filename,
+                       total=found.rows, params={
+                           "kind": kind, "area_id": area_id, "skip_invalid": skip_invalid,
+                           "dry_run": dry_run, "limits": limits.as_dict()})
+
+
+def _run_import_job(s: Session, actor: Actor, run: jobs.JobRun) -> dict:
+    """The worker's side of `submit_import`: the import, with the limits of the upload."""
+    p = run.params
+    return import_ledger(s, actor, p["kind"], run.input, area_id=p["area_id"],
+                         skip_invalid=p["skip_invalid"], dry_run=p["dry_run"],
+                         filename=run.input_name, limits=files.Limits(**p["limits"]),
+                         progress=run.progress)
+
+
+jobs.handlers[JOB_KIND] = _run_import_job
+
+
 def import_ledger(s: Session, actor: Actor, kind: str, stream: IO[bytes], *,
                   area_id: int | None = None, skip_invalid: bool = False,
-                  dry_run: bool = False, filename: str | None = None) -> dict:
+                  dry_run: bool = False, filename: str | None = None,
+                  limits: files.Limits = files.Limits(),
+                  progress: Callable[[int, int | None], None] | None = None) -> dict:
     """Import a ledger of `kind` (see the module docstring). Returns the report; raises
-    Invalid (422) with the report when any row has a problem and not `skip_invalid`."""
+    Invalid (422) with the report when any row has a problem and not `skip_invalid`, 413
+    when the file is beyond `limits`. `progress(rows read, rows in the file)` is called
+    after each batch."""
     actor.require("registry:import")
     if kind not in c.KINDS:
         raise Invalid(field_errors("kind", f"One of {', '.join(c.KINDS)}.", location="query"))
@@ -689,7 +735,7 @@ def import_ledger(s: Session, actor: Actor, kind: str, stream: IO[bytes], *,
     today = local_today()
     cols = c.columns(kind, today)
     key_tags = actor.can("person:read_key_tags")
-    with files.open_table(stream) as table:
+    with files.open_table(stream, limits) as table:
         report.format, report.encoding = table.format, table.encoding
         header, rows = _find_header(table, cols, report)
         report.header_row = header.row
@@ -710,7 +756,8 @@ def import_ledger(s: Session, actor: Actor, kind: str, stream: IO[bytes], *,
         savepoint = s.begin_nested() if dry_run else None
         writer = _WRITERS[kind](s, actor, report, grids, header, today)
         try:
-            _read_rows(kind, rows, cols, header, writer, default_area, key_tags, today)
+            _read_rows(kind, rows, cols, header, writer, default_area, key_tags, today,
+                       (lambda n: progress(n, table.rows)) if progress else None)
         except files.UnreadableFile as exc:
             raise _file_error(report, exc.row, exc.message) from None
         except pg_errors.UniqueViolation:
@@ -792,12 +839,13 @@ class _Pipeline:
 
 def _read_rows(kind: str, rows: Iterator[tuple[int, tuple]], cols: tuple[c.Column, ...],
                header: c.Header, writer: _Writer, default_area: int | None, key_tags: bool,
-               today: date) -> None:
+               today: date, progress: Callable[[int], None] | None = None) -> None:
     report = writer.report
     grids = writer.grids
     names = writer.NAMES
     line = _CsvLine()
     batch: list[_Pending] = []
+    number = header.row
     pipeline = _Pipeline(writer)
     try:
         for number, cells in rows:
@@ -828,8 +876,12 @@ def _read_rows(kind: str, rows: Iterator[tuple[int, tuple]], cols: tuple[c.Colum
             if len(batch) >= BATCH_ROWS:
                 pipeline.put(batch)
                 batch = []
+                if progress is not None:
+                    progress(number)
         if batch:
             pipeline.put(batch)
+        if progress is not None:
+            progress(number)
     except BaseException:
         pipeline.close(failing=True)
         raise
@@ -925,8 +977,9 @@ def export_ledger(s: Session, actor: Actor, kind: str, area_id: int | None,
                   include_ended: bool = False) -> tuple[IO[bytes], str, int]:
     """(the .xlsx as an open temporary file at 0, a file name, the number of rows)."""
     from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font
+
+    from server import xlsx
 
     actor.require("registry:export")
     if kind not in c.KINDS:
@@ -950,20 +1003,16 @@ def export_ledger(s: Session, actor: Actor, kind: str, area_id: int | None,
     for i, (title, _) in enumerate(cols, 1):
         sheet.column_dimensions[get_column_letter(i)].width = max(10, 2.2 * len(title) + 2)
     bold = Font(bold=True)
-    titles = []
-    for title, _ in cols:
-        cell = WriteOnlyCell(sheet, value=title)
-        cell.font = bold
-        titles.append(cell)
-    sheet.append(titles)
+    sheet.append([xlsx.safe_cell(sheet, title, font=bold) for title, _ in cols])
     count = 0
     # A server-side cursor: rows come 2,000 at a time, however large the area.
     result = s.connection().execute(stmt.execution_options(stream_results=True, yield_per=2000))
     formatters = [f for _, f in cols]
     for record in result:
         values = record[1:]  # the id orders the rows; it is not a ledger column
-        sheet.append([f(v) if f is not None and v is not None else v
-                      for f, v in zip(formatters, values, strict=True)])
+        # every cell through server.xlsx: a name like "=HYPERLINK(…)" stays text
+        xlsx.append_row(sheet, [f(v) if f is not None and v is not None else v
+                                for f, v in zip(formatters, values, strict=True)])
         count += 1
     out = tempfile.TemporaryFile()  # noqa: SIM115 - the response sends and closes it
     workbook.save(out)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from flask import send_file
+from flask import current_app, send_file
 from webargs.flaskparser import FlaskParser
 from werkzeug.datastructures import CombinedMultiDict
 
 from grid.ledgers import schemas, service
-from server import db
-from server.api import Blueprint
+from server import db, jobs
+from server.api import Blueprint, ErrorSchema
 from server.auth.actor import current_actor, login_required
 from server.security import no_store
+from server.storage import blob_store
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -40,26 +41,30 @@ def _filename(name: str | None) -> str | None:
 @login_required
 @blp.arguments(schemas.LedgerImportQuerySchema, location="query")
 @blp.arguments(schemas.LedgerUploadSchema, location="form", content_type="multipart/form-data")
-@blp.response(201, schemas.LedgerImportReportSchema, description="Imported")
-@blp.alt_response(200, schema=schemas.LedgerImportReportSchema, success=True,
-                  description="dry_run: what would be written")
-@blp.alt_response(422, schema=schemas.LedgerImportErrorSchema,
-                  description="Rows with problems (see `report`: row, column, message); "
-                              "nothing was written")
+@blp.response(202, jobs.JobSchema, description="Queued: poll the job (`Location`)")
+@blp.alt_response(413, schema=ErrorSchema, description="Beyond the limits of one import "
+                  "(rows, unpacked size, compression ratio): nothing was queued")
+@blp.alt_response(415, schema=ErrorSchema, description="Neither .xlsx nor CSV text")
 def import_ledger(args, form):
-    """Import a ledger (multipart field `file`: .xlsx or CSV in UTF-8/GB18030).
+    """Import a ledger (multipart field `file`: .xlsx or CSV in UTF-8/GB18030), as a
+    background job: 202 with the job (`Location: /jobs/{id}`); poll it for its state and
+    progress (rows read of the file's rows); its `result` is the report once it succeeded,
+    its `error` the 422 with the report when rows have problems (nothing written).
 
     Chinese headers as communities write them (姓名, 身份证号, 联系电话, 户号, 网格编码 …) or
     the API's field names. Rows go to the grid of their 网格编码, else to `area_id`. Every row
     is checked by the register's rules; all or nothing unless `skip_invalid`. Needs
-    registry:import; 415 for a file that is neither .xlsx nor CSV text."""
+    registry:import. At most LEDGER_MAX_ROWS (200,000) rows; an .xlsx is checked for its
+    unpacked size and compression ratio before it is opened (413 beyond them); 415 for a
+    file that is neither .xlsx nor CSV text."""
     upload = form["file"]
     with db.unit_of_work() as s:
-        report = service.import_ledger(
-            s, current_actor(), args["kind"], upload.stream, area_id=args.get("area_id"),
-            skip_invalid=args["skip_invalid"], dry_run=args["dry_run"],
-            filename=_filename(upload.filename))
-    return report, 200 if args["dry_run"] else 201
+        job = service.submit_import(
+            s, current_actor(), blob_store(), args["kind"], upload.stream,
+            area_id=args.get("area_id"), skip_invalid=args["skip_invalid"],
+            dry_run=args["dry_run"], filename=_filename(upload.filename),
+            limits=service.ImportLimits.from_config(current_app.config))
+    return jobs.accepted(job)
 
 
 @blp.route("/export")

@@ -388,3 +388,38 @@ def test_patching_a_boundary_checks_parent_siblings_and_children(client, tree, a
     assert body["area_m2"] == pytest.approx(0.75 * grid["area_m2"], rel=0.01)
     assert body["boundary"]["type"] == "MultiPolygon"
     assert body["version"] == grid["version"] + 1
+
+
+WORLD = rect(-180, -90, 180, 90)
+
+
+@pytest.mark.parametrize("where", ["district", "grid"])
+def test_a_world_sized_polygon_is_a_422_naming_the_feature(client, admin, db_session, where):
+    """Before PostGIS: no area is wider than AREA_MAX_EXTENT_DEG (PostGIS's geography would
+    fail with "Antipodal (180 degrees long) edge detected!", a 500)."""
+    before = area_count(db_session)
+    features = base(grid_w=WORLD) if where == "grid" else [
+        feature(DX, "新区", "district", None, WORLD)]
+    code, index = (GW, 3) if where == "grid" else (DX, 0)
+    problem = rejected(post_import(client, admin, features), db_session, before, "extent", code)
+    assert problem["feature"] == index
+    assert problem["message"].startswith("The boundary spans 360.0° of longitude by 180.0° "
+                                         "of latitude; an area spans at most 30°.")
+
+
+def test_a_polygon_postgis_refuses_is_a_422_naming_the_feature(client, admin, db_session, app):
+    """Past the extent check (set wide here), PostGIS's own refusal is caught: the features
+    it refuses are named, nothing is written."""
+    saved = app.config["AREA_MAX_EXTENT_DEG"]
+    app.config["AREA_MAX_EXTENT_DEG"] = 360
+    try:
+        before = area_count(db_session)
+        for features, code, index in (([feature(DX, "新区", "district", None, WORLD)], DX, 0),
+                                      (base(grid_w=WORLD), GW, 3)):
+            problem = rejected(post_import(client, admin, features), db_session, before,
+                               "geometry", code)
+            assert problem["feature"] == index
+            assert problem["message"] == ("PostGIS cannot use this boundary: Antipodal "
+                                          "(180 degrees long) edge detected!")
+    finally:
+        app.config["AREA_MAX_EXTENT_DEG"] = saved

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from urllib.parse import urlencode
 
 import openpyxl
 import pytest
 import sqlalchemy as sa
+from flask import Response
 from stdnum.cn import ric
 
 from grid.registry.models import Household, Person
+from server import db, jobs
+from server.storage import blob_store
 from tests.grid.areas.conftest import C11
 from tests.grid.registry import conftest as registry_conftest
 
@@ -53,13 +57,40 @@ def xlsx_bytes(rows: list[list], title: str = "实有人口") -> bytes:
     return out.getvalue()
 
 
-def upload(who, kind: str, content: bytes, filename: str = "台账.csv", **params):
-    """POST /ledgers/import as `who` (an Api of tests/grid/registry)."""
+def submit(who, kind: str, content: bytes, filename: str = "台账.csv", **params):
+    """POST /ledgers/import as `who` (an Api of tests/grid/registry): 202 and the job, or
+    the refusal of the upload."""
     query = urlencode({"kind": kind, **{k: str(v).lower() if isinstance(v, bool) else v
                                         for k, v in params.items()}})
     return who.client.post(f"/ledgers/import?{query}", headers=who.headers,
                            content_type="multipart/form-data",
                            data={"file": (io.BytesIO(content), filename)})
+
+
+def run_jobs() -> list[dict]:
+    """What `flask worker` does with queued jobs: run them (the test's transaction)."""
+    done = []
+    while (ran := jobs.run_next(db.session(), blob_store())) is not None:
+        done.append(ran)
+    return done
+
+
+def upload(who, kind: str, content: bytes, filename: str = "台账.csv", **params):
+    """The whole import as a client sees it: submit (202), the worker runs the job, then
+    GET /jobs/{id}. Returns the outcome as the import's answer: the job's result (the
+    report) with 201 (200 for a dry run) when it succeeded, its error with the error's
+    code when it failed; an upload refused at once, as it was answered."""
+    response = submit(who, kind, content, filename, **params)
+    if response.status_code != 202:
+        return response
+    run_jobs()
+    job = who.ok(who.get(response.headers["Location"]))
+    if job["state"] == "succeeded":
+        body, status = job["result"], 200 if job["result"]["dry_run"] else 201
+    else:
+        assert job["state"] == "failed", job
+        body, status = job["error"], job["error"]["code"]
+    return Response(json.dumps(body), status=status, mimetype="application/json")
 
 
 def count(db_session, model, **where) -> int:

