@@ -56,7 +56,7 @@ class ApiClient(Base):
 
 
 def create_client(s: Session, actor: Actor, data: dict) -> tuple[ApiClient, str]:
-    actor.require("user:manage")
+    actor.require("apiclient:manage")
     secret = secrets.token_urlsafe(32)
     client = ApiClient(key_id=secrets.token_hex(8), name=data["name"], kind=data["kind"],
                        secret_enc=pii.encrypt(secret, "api_client.secret"),
@@ -70,7 +70,7 @@ def create_client(s: Session, actor: Actor, data: dict) -> tuple[ApiClient, str]
 
 
 def set_active(s: Session, actor: Actor, client_id: int, active: bool) -> ApiClient:
-    actor.require("user:manage")
+    actor.require("apiclient:manage")
     client = s.get(ApiClient, client_id)
     if client is None:
         raise NotFound("No such API client")
@@ -175,8 +175,9 @@ class ApiClients(MethodView):
     @blp.response(200, ApiClientSchema(many=True))
     @login_required
     def get(self):
-        """Every client key (user:manage); secrets are never shown again."""
-        current_actor().require("user:manage")
+        """Every client key (apiclient:manage: platform administrators, since a key reaches
+        every district); secrets are never shown again."""
+        current_actor().require("apiclient:manage")
         return list(db.session().scalars(sa.select(ApiClient).order_by(ApiClient.id)))
 
     @blp.arguments(ApiClientSchema)

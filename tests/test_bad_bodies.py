@@ -35,9 +35,7 @@ WRONG = [{"unexpected": {"nested": 1}}, "文本", 12345, None, [1, 2], True, -1.
 # Bad bodies that still fail on today's code while another branch fixes them:
 # variant → branch. The lead empties it after merging; a variant that no longer fails
 # anywhere fails the test (so the list only ever shrinks).
-KNOWN_FAILURES_BEING_FIXED: dict[str, str] = {
-    "100,000 nested lists": "platform",  # RecursionError in the JSON parser → 500
-}
+KNOWN_FAILURES_BEING_FIXED: dict[str, str] = {}
 
 
 def _number_literals(body, literal: str) -> str:

@@ -191,8 +191,9 @@ def _check_limits(limits: dict) -> None:
 
 def save_category(s: Session, actor: Actor, data: dict, category_id: int | None = None,
                   expected: int | None = None) -> CaseCategory:
-    """Create or change a category (area:manage: district administrators)."""
-    actor.require("area:manage")
+    """Create or change a category (category:manage: platform administrators, since every
+    district shares the categories; a street's own routing is set_route)."""
+    actor.require("category:manage")
     if "time_limits" in data:
         _check_limits(data["time_limits"])
     if data.get("default_department_id") is not None and \

@@ -48,6 +48,8 @@ notice:broadcast        .   .   .   x   x   .   x   .   .
 service:manage          .   .   .   x   x   .   x   .   .
 service:book            x   .   .   .   .   .   .   .   .
 notification:admin      .   .   .   .   .   .   .   .   x
+apiclient:manage        .   .   .   .   .   .   .   .   x
+category:manage         .   .   .   .   .   .   .   .   x
 """
 # fmt: on
 
