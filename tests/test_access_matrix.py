@@ -141,9 +141,9 @@ def test_outsiders_get_nothing_of_a_planted_grid(app, client, db_session, make_u
 
 # Reads no insider gets a 2xx for, with the reason (the control below).
 UNREADABLE: dict[str, str] = {
-    "GET /cases/likely-duplicates": "also needs a point (near=), which the matrix does not "
-                                    "fill; it answers the resident view only, by design to "
-                                    "anyone who may report (tests/grid/cases/test_resident_view.py)",
+    "GET /cases/likely-duplicates": (
+        "also needs a point (near=), which the matrix does not fill; it answers the resident "
+        "view only, by design to anyone who may report (tests/grid/cases/test_resident_view.py)"),
 }
 
 
