@@ -10,7 +10,7 @@ from flask.views import MethodView
 
 from grid.cases import schemas, service
 from server import apiclients, db
-from server.api import Blueprint, etag, expected_version
+from server.api import SIGNED_REQUEST, Blueprint, etag, expected_version
 from server.auth.actor import current_actor, login_required
 
 categories_blp = Blueprint("case_categories", __name__, url_prefix="/case-categories",
@@ -132,7 +132,7 @@ def signed_by(kind: str):
 @cases_blp.response(201, schemas.CaseSchema)
 @signed_by("hotline")
 @cases_blp.arguments(schemas.HotlineCaseSchema)
-@cases_blp.doc(security=[{"hotlineSignature": []}])
+@cases_blp.doc(security=SIGNED_REQUEST)
 def hotline(data):
     """12345 hotline tickets, server to server: `X-Api-Key`, `X-Timestamp` (Unix seconds)
     and `X-Signature` = hex HMAC-SHA256(secret, timestamp + "." + body). Idempotent by
@@ -190,11 +190,12 @@ def join(data, case_id):
 
 
 @cases_blp.route("/<int:case_id>/follow", methods=["POST"])
-@cases_blp.arguments(schemas.FollowSchema)
+@cases_blp.arguments(schemas.FollowSchema, required=False)
 @cases_blp.response(204)
 @login_required
 def follow(data, case_id):
-    """Follow (or stop following) a case you can see: you are told when it moves."""
+    """Follow (or stop following) a case you can see: you are told when it moves. The
+    body is optional: none follows."""
     with db.unit_of_work() as s:
         service.follow_case(s, current_actor(), case_id, data["following"])
 
