@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from geo import fields as geo_fields
 from server.errors import DomainError, PreconditionFailed
+from server.validators import MOBILE_RE, USERNAME_RE, validate_mobile, validate_username
 
 log = logging.getLogger("server.api")
 
@@ -294,6 +295,26 @@ def _point_reference(self, field: ma.fields.Field, ret: dict, **kwargs: Any) -> 
     return reference
 
 
+_DATE_2000S = r"^20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+
+
+def _rules_as_schema(self, field: ma.fields.Field, ret: dict, **kwargs: Any) -> dict:
+    """Rules the validators enforce, spelled in the schema (patterns, descriptions)."""
+    extra: dict = {}
+    validators = getattr(field, "validators", ())
+    if validate_mobile in validators:
+        extra["pattern"] = MOBILE_RE.pattern
+        extra.setdefault("example", "13800138000")
+    if validate_username in validators:
+        extra["pattern"] = USERNAME_RE.pattern
+        extra["description"] = ((ret.get("description") or "") + " Not mobile-shaped "
+                                "(that would read as a phone at login).").strip()
+    if ret.get("format") == "date" and ret.get("x-minimum") == "2000-01-01" \
+            and ret.get("x-maximum") == "2099-12-31":
+        extra["pattern"] = _DATE_2000S  # a date from 2000 to 2099, as the Range refuses others
+    return extra
+
+
 def init_api(app: Flask) -> Api:
     geo_fields.set_max_future(app.config["GPS_MAX_FUTURE_S"])
     api = Api(app, spec_kwargs={"extra_plugins": [_StatusesPlugin()]})
@@ -309,4 +330,5 @@ def init_api(app: Flask) -> Api:
             response["headers"] = headers
         components.response(name, response)
     api.ma_plugin.converter.add_attribute_function(_point_reference)
+    api.ma_plugin.converter.add_attribute_function(_rules_as_schema)
     return api

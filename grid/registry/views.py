@@ -366,6 +366,9 @@ def _month(value: str):
 
 
 @organisations_blp.route("/<int:org_id>/indicators/<string:month>", methods=["PUT"])
+@organisations_blp.doc(parameters=[{
+    "in": "path", "name": "month", "required": True, "description": "YYYY-MM, from 1900-01",
+    "schema": {"type": "string", "pattern": schemas.MONTH_PATTERN, "example": "2026-03"}}])
 @organisations_blp.arguments(schemas.IndicatorWriteSchema)
 @organisations_blp.response(200, schemas.IndicatorSchema)
 @login_required
