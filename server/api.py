@@ -223,6 +223,25 @@ def statuses(*codes: int):
     return decorator
 
 
+def link(status: int, name: str, method: str, path: str, description: str,
+         **parameters: str):
+    """Declare an OpenAPI link from this operation's `status` answer to `method path`:
+    what a client (and schemathesis' stateful phase) does next with what it got back.
+    Parameters are runtime expressions (`$response.body#/id`) or constants; a header is
+    named `header.If-Match`."""
+    reference = "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method.lower()
+
+    def decorator(func):
+        apidoc = getattr(func, "_apidoc", {})
+        links = apidoc.setdefault("manual_doc", {}).setdefault("x-links", {})
+        links.setdefault(str(status), {})[name] = {
+            "operationRef": reference, "description": description, "parameters": parameters}
+        func._apidoc = apidoc
+        return func
+
+    return decorator
+
+
 def _body_schema(spec, operation: dict) -> dict:
     content = operation.get("requestBody", {}).get("content", {})
     schema = next(iter(content.values()), {}).get("schema", {})
@@ -252,6 +271,9 @@ class _StatusesPlugin(BasePlugin):
 
     def _document(self, path: str, method: str, operation: dict) -> None:
         responses = operation.setdefault("responses", {})
+        for status, links in operation.pop("x-links", {}).items():
+            response = responses.get(status, responses.get(int(status)))
+            response.setdefault("links", {}).update(links)
         codes = set(operation.pop("x-statuses", ()))
         security = operation.get("security") or []
         if security:

@@ -10,7 +10,7 @@ from flask.views import MethodView
 
 from grid.cases import schemas, service
 from server import apiclients, db
-from server.api import SIGNED_REQUEST, Blueprint, etag, expected_version
+from server.api import SIGNED_REQUEST, Blueprint, etag, expected_version, link
 from server.auth.actor import current_actor, login_required
 
 categories_blp = Blueprint("case_categories", __name__, url_prefix="/case-categories",
@@ -90,6 +90,13 @@ class Cases(MethodView):
 
     @cases_blp.arguments(schemas.CaseCreateSchema)
     @cases_blp.response(201, schemas.ReportedCaseSchema)
+    @cases_blp.alt_response(200, schema=schemas.ReportedCaseSchema, success=True,
+                            description="A replay (same client_uuid): the original case")
+    @link(201, "GetCase", "get", "/cases/{case_id}", "Read the case reported",
+          case_id="$response.body#/id")
+    @link(201, "ActOnCase", "post", "/cases/{case_id}/actions/{action}",
+          "Accept (受理) the case reported, at its version", case_id="$response.body#/id",
+          action="accept", **{"header.If-Match": "$response.header.ETag"})
     @login_required
     def post(self, data):
         """Report a problem (上报); the answer lists likely duplicates nearby. Idempotent by
@@ -145,6 +152,11 @@ def hotline(data):
 
 @cases_blp.route("/<int:case_id>")
 @cases_blp.response(200, schemas.CaseSchema)
+@link(200, "ActOnCase", "post", "/cases/{case_id}/actions/{action}",
+      "Take one of `actions` at the version read", case_id="$request.path.case_id",
+      action="$response.body#/actions/0", **{"header.If-Match": "$response.header.ETag"})
+@link(200, "Timeline", "get", "/cases/{case_id}/timeline", "The case's history",
+      case_id="$request.path.case_id")
 @login_required
 def get_case(case_id):
     """One case with the actions you may take now."""
