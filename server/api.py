@@ -165,11 +165,13 @@ ERROR_RESPONSES: dict[int, tuple[str, str, dict]] = {
     403: ("Forbidden", "Authenticated, but not allowed: `required` names the permission", {}),
     404: ("NotFound", "No such record, or not in your scope (outside it a record does not "
                       "exist)", {}),
+    400: ("BadRequest", "The body is not JSON (or not the media type declared)", {}),
     409: ("Conflict", "Not possible now (`allowed`: the actions allowed), or a duplicate "
                       "(`existing`)", {}),
     412: ("PreconditionFailed", "The version sent is stale: `current` is the record as it is "
                                 "now; re-read and retry", {}),
     413: ("PayloadTooLarge", "The body is larger than the server accepts", {}),
+    423: ("Locked", "The account is locked for a while after repeated wrong passwords", {}),
     415: ("UnsupportedMediaType", "A file type the server does not accept", {}),
     422: ("UnprocessableEntity", "Invalid arguments: `errors` maps each location "
                                 "(json, query, path, headers, form, files) to its fields", {}),
@@ -278,12 +280,16 @@ class _StatusesPlugin(BasePlugin):
         security = operation.get("security") or []
         if security:
             codes |= {401, 403}
-        if "{" in path:
-            codes.add(404)
-        if operation.get("parameters") or operation.get("requestBody") or "{" in path:
+        parameters = operation.get("parameters") or []
+        if "{" in path or any(p.get("name", "").endswith("_id") for p in parameters
+                              if isinstance(p, dict)):
+            codes.add(404)  # a record named in the path or a filter that does not exist
+        if parameters or operation.get("requestBody") or "{" in path:
             codes.add(422)
         if operation.get("requestBody"):
             codes.add(413)
+            if "application/json" in operation["requestBody"].get("content", {}):
+                codes.add(400)
             if "multipart/form-data" in operation["requestBody"].get("content", {}):
                 codes.add(415)
         if _is_versioned(self.spec, path, method, operation):
@@ -321,9 +327,23 @@ _DATE_2000S = r"^20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 
 
 def _rules_as_schema(self, field: ma.fields.Field, ret: dict, **kwargs: Any) -> dict:
-    """Rules the validators enforce, spelled in the schema (patterns, descriptions)."""
+    """Rules the validators enforce, spelled in the schema (patterns, exclusive bounds)."""
     extra: dict = {}
     validators = getattr(field, "validators", ())
+    for validator in validators:
+        if isinstance(validator, ma.validate.Range):
+            # OpenAPI 3.0 spells "> 0" as minimum 0 + exclusiveMinimum true (apispec omits it)
+            if validator.min is not None and not validator.min_inclusive:
+                extra["exclusiveMinimum"] = True
+            if validator.max is not None and not validator.max_inclusive:
+                extra["exclusiveMaximum"] = True
+    any_of = ret.get("anyOf")
+    if isinstance(any_of, list) and {"type": "object", "nullable": True} in any_of:
+        # apispec's nullable reference (3.0) is "any object or the schema": say "the schema
+        # or null" instead, so that an empty object is not documented as valid.
+        ret.pop("anyOf")
+        extra["allOf"] = [s for s in any_of if s != {"type": "object", "nullable": True}]
+        extra["nullable"] = True
     if validate_mobile in validators:
         extra["pattern"] = MOBILE_RE.pattern
         extra.setdefault("example", "13800138000")
@@ -337,9 +357,31 @@ def _rules_as_schema(self, field: ma.fields.Field, ret: dict, **kwargs: Any) -> 
     return extra
 
 
+API_DESCRIPTION = """\
+The API of grid-based social governance (网格化社会治理): grid workers' phones, residents'
+apps and the street office's console.
+
+Rules that hold for every operation:
+
+- **Errors** have one shape (`Error`): `code` (the HTTP status), `status`, `message`,
+  `errors` (`{location: {field: [messages]}}` on 422), and per status `allowed` (409),
+  `current` (412), `required` (403). Each operation lists the statuses it may answer.
+- **Strings never contain NUL** (U+0000): PostgreSQL text cannot hold it; any input
+  (body, query, path, header, form) with one is a 422 naming the field.
+- **Versions**: updates of versioned records need the version they were based on, as
+  `If-Match` (the ETag of the read) or `version` in the body: neither is 428, a stale one
+  412 with the current record in `current`.
+- **Points** are the `Point` component: lon/lat in a `crs` (wgs84, gcj02, bd09); stored in
+  WGS-84; `?crs=` chooses the system of the answer.
+- **Lists** are paginated with `page`/`page_size`; `X-Pagination` carries the totals as
+  JSON text.
+"""
+
+
 def init_api(app: Flask) -> Api:
     geo_fields.set_max_future(app.config["GPS_MAX_FUTURE_S"])
     api = Api(app, spec_kwargs={"extra_plugins": [_StatusesPlugin()]})
+    api.spec.options.setdefault("info", {})["description"] = API_DESCRIPTION
     components = api.spec.components
     for name, scheme in SECURITY_SCHEMES.items():
         if name not in components.security_schemes:

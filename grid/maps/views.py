@@ -56,7 +56,11 @@ LAYER_PARAMETER = {"in": "path", "name": "layer", "required": True, "schema": {
 
 
 @tiles_blp.route("/<layer>/<int:z>/<int:x>/<int:y>.mvt")
-@tiles_blp.doc(parameters=[LAYER_PARAMETER])
+@tiles_blp.doc(parameters=[LAYER_PARAMETER, {
+    "in": "path", "name": "z", "required": True, "description": "Zoom",
+    "schema": {"type": "integer", "minimum": 0, "maximum": 22}}, *({
+        "in": "path", "name": axis, "required": True, "description": "0 ≤ value < 2^z",
+        "schema": {"type": "integer", "minimum": 0, "maximum": 2**22 - 1}} for axis in "xy")])
 @tiles_blp.response(200, schemas.BINARY, content_type=schemas.MVT,
                     description="A Mapbox Vector Tile (empty body: nothing here). ETag; "
                                 "Cache-Control public for the areas layer, private otherwise")
