@@ -281,9 +281,10 @@ class _StatusesPlugin(BasePlugin):
         if security:
             codes |= {401, 403}
         parameters = operation.get("parameters") or []
-        if "{" in path or any(p.get("name", "").endswith("_id") for p in parameters
-                              if isinstance(p, dict)):
-            codes.add(404)  # a record named in the path or a filter that does not exist
+        named = [p.get("name", "") for p in parameters if isinstance(p, dict)]
+        named += list(_body_schema(self.spec, operation).get("properties", {}))
+        if "{" in path or any(name.endswith("_id") for name in named):
+            codes.add(404)  # a record named in the path, a filter or the body does not exist
         if parameters or operation.get("requestBody") or "{" in path:
             codes.add(422)
         if operation.get("requestBody"):
@@ -337,6 +338,10 @@ def _rules_as_schema(self, field: ma.fields.Field, ret: dict, **kwargs: Any) -> 
                 extra["exclusiveMinimum"] = True
             if validator.max is not None and not validator.max_inclusive:
                 extra["exclusiveMaximum"] = True
+    if isinstance(field, ma.fields.URL):
+        extra["format"] = "uri"  # apispec says "url", which is no OpenAPI format
+        if field.schemes and set(field.schemes) <= {"http", "https"}:
+            extra["pattern"] = "^https?://[^\\s/$.?#].[^\\s]*$"
     any_of = ret.get("anyOf")
     if isinstance(any_of, list) and {"type": "object", "nullable": True} in any_of:
         # apispec's nullable reference (3.0) is "any object or the schema": say "the schema

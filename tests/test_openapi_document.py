@@ -38,7 +38,8 @@ def _walk(node, found: list, trail: str = "") -> list:
     if isinstance(node, dict):
         for key, value in node.items():
             _walk(value, found, f"{trail}/{key}")
-            if key == "location" and isinstance(value, dict) and "/properties" in trail[-11:]:
+            if key == "location" and isinstance(value, dict) and "/properties" in trail[-11:] \
+                    and value.get("type") != "array":  # Open311's [lon, lat] is not a Point
                 found.append((trail, value))
     elif isinstance(node, list):
         for i, value in enumerate(node):

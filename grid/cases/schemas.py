@@ -288,8 +288,10 @@ class FollowSchema(Schema):
 class PerformanceQuerySchema(Schema):
     area_id = ma.fields.Integer(validate=ma.validate.Range(min=1, max=2**62))
     department_id = ma.fields.Integer(validate=ma.validate.Range(min=1, max=2**62))
-    start = UtcDateTime(data_key="from", required=True)
-    end = UtcDateTime(data_key="to", required=True)
+    start = UtcDateTime(data_key="from", required=True,
+                        metadata={"description": "Start (ISO-8601 with offset), before `to`"})
+    end = UtcDateTime(data_key="to", required=True,
+                      metadata={"description": "End (exclusive), after `from`"})
 
     @ma.validates_schema
     def _ordered(self, data, **kwargs):

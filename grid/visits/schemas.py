@@ -176,8 +176,10 @@ class EffectivePolicySchema(Schema):
 
 
 class TasksQuerySchema(Schema):
-    lon = fields.Float(allow_nan=False, validate=validate.Range(-180, 180))
-    lat = fields.Float(allow_nan=False, validate=validate.Range(-90, 90))
+    lon = fields.Float(allow_nan=False, validate=validate.Range(-180, 180), metadata={
+        "description": "Where you are: with `lat` (both or neither, else 422); nearest first"})
+    lat = fields.Float(allow_nan=False, validate=validate.Range(-90, 90), metadata={
+        "description": "With `lon` (both or neither)"})
     crs = fields.String(load_default="wgs84", validate=validate.OneOf(CRS), metadata={
         "description": "The system of lon/lat, and of the locations in the answer"})
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 500), metadata={
