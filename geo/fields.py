@@ -124,6 +124,11 @@ POINT_SCHEMA: dict[str, Any] = {
 }
 
 
+# How a field that is not a Point (e.g. a fields.Method that dumps one) refers to it:
+# `metadata=POINT_REFERENCE`.
+POINT_REFERENCE: dict[str, Any] = {"allOf": [{"$ref": "#/components/schemas/Point"}]}
+
+
 class Point(ma.fields.Field):
     """`{lon, lat, crs?, accuracy_m?, captured_at?, device_id?}` ⇄ GpsFix (WGS-84 inside).
 

@@ -318,7 +318,7 @@ def _point_reference(self, field: ma.fields.Field, ret: dict, **kwargs: Any) -> 
     """Every Point field is the one `Point` component (nullable where the field is)."""
     if not isinstance(field, geo_fields.Point):
         return {}
-    reference: dict = {"allOf": [{"$ref": "#/components/schemas/Point"}]}
+    reference: dict = dict(geo_fields.POINT_REFERENCE)
     if ret.get("nullable"):
         reference["nullable"] = True
     return reference
@@ -340,7 +340,8 @@ def _rules_as_schema(self, field: ma.fields.Field, ret: dict, **kwargs: Any) -> 
                 extra["exclusiveMaximum"] = True
     if isinstance(field, ma.fields.URL):
         extra["format"] = "uri"  # apispec says "url", which is no OpenAPI format
-        if field.schemes and set(field.schemes) <= {"http", "https"}:
+        schemes = next((v.schemes for v in validators if isinstance(v, ma.validate.URL)), ())
+        if schemes and set(schemes) <= {"http", "https"}:
             extra["pattern"] = "^https?://[^\\s/$.?#].[^\\s]*$"
     any_of = ret.get("anyOf")
     if isinstance(any_of, list) and {"type": "object", "nullable": True} in any_of:

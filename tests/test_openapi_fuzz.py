@@ -197,8 +197,7 @@ def api_schema_light(app, counts_before):
 
 @pytest.fixture
 def api_schema_boundaries(app, counts_before):
-    return schemathesis.openapi.from_wsgi("/api/openapi.json", app, config=CONFIG_BOUNDARIES
-                                          ).include(name=BOUNDARY_OPERATIONS)
+    return schemathesis.openapi.from_wsgi("/api/openapi.json", app, config=CONFIG_BOUNDARIES)
 
 
 @pytest.fixture
@@ -273,7 +272,8 @@ def run_as(db_session, make_user, login, member, target_user):
 
 schema = schemathesis.pytest.from_fixture("api_schema")
 schema_light = schemathesis.pytest.from_fixture("api_schema_light")
-schema_boundaries = schemathesis.pytest.from_fixture("api_schema_boundaries")
+schema_boundaries = schemathesis.pytest.from_fixture("api_schema_boundaries").include(
+    name=BOUNDARY_OPERATIONS)
 
 
 def _settings(max_examples: int) -> settings:

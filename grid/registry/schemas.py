@@ -9,7 +9,7 @@ from datetime import UTC, date
 from geoalchemy2.shape import to_shape
 from marshmallow import ValidationError, fields, validate, validates
 
-from geo.fields import GpsFix, Point
+from geo.fields import POINT_REFERENCE, GpsFix, Point
 from grid.registry import models as m
 from grid.registry.validation import normalize_id_number, normalize_uscc
 from server.api import Schema
@@ -73,7 +73,8 @@ class RecordSchema(Schema):
     id = fields.Integer(dump_only=True)
     area_id = fields.Integer(dump_only=True)
     source = fields.String(dump_only=True)
-    location = fields.Method("dump_location", dump_only=True, allow_none=True)
+    location = fields.Method("dump_location", dump_only=True, allow_none=True,
+                             metadata=POINT_REFERENCE)
     gps = fields.Method("dump_gps", dump_only=True)
     needs_review = fields.Boolean(dump_only=True)
     review_reasons = fields.List(fields.String(), dump_only=True, allow_none=True)

@@ -6,7 +6,7 @@ from geoalchemy2.shape import to_shape
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from geo.crs import CRS
-from geo.fields import GpsFix, Point
+from geo.fields import POINT_REFERENCE, GpsFix, Point
 from grid.registry.models import CARE_TAGS, KEY_TAGS
 from grid.visits.models import MAX_INTERVAL_DAYS, MAX_PHOTOS, VISIT_TYPES
 from server.api import Schema, UtcDateTime
@@ -66,7 +66,8 @@ class VisitSchema(Schema):
     type = fields.String()
     type_label = fields.Method("dump_type_label")
     content = fields.String()
-    location = fields.Method("dump_location", allow_none=True)
+    location = fields.Method("dump_location", allow_none=True,
+                             metadata=POINT_REFERENCE)
     gps = fields.Method("dump_gps")
     follow_up = fields.String(allow_none=True)
     follow_up_due = fields.Date(allow_none=True)
