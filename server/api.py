@@ -287,6 +287,8 @@ class _StatusesPlugin(BasePlugin):
             codes.add(404)  # a record named in the path, a filter or the body does not exist
         if parameters or operation.get("requestBody") or "{" in path:
             codes.add(422)
+        if "client_uuid" in named:
+            codes.add(409)  # the same client_uuid with other content
         if operation.get("requestBody"):
             codes.add(413)
             if "application/json" in operation["requestBody"].get("content", {}):
