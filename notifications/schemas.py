@@ -85,14 +85,18 @@ class QuietHoursSchema(Schema):
 
 
 class PreferencesSchema(Schema):
-    muted_kinds = fields.List(fields.String(validate=_KIND), load_default=list,
+    """The whole of one's push settings: PUT replaces them, so every field is required
+    (null for no quiet hours, the default zone): a partial body is a 422, never a reset."""
+
+    muted_kinds = fields.List(fields.String(validate=_KIND), required=True,
                               validate=validate.Length(max=100), metadata={
                                   "description": "Kinds whose pushes are muted (the inbox "
                                                  "still gets them; urgent ones still push)"})
-    quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True, load_default=None, metadata={
-        "description": "免打扰: non-urgent pushes wait until the end (local time)"})
-    timezone = fields.String(validate=validate.Length(1, 64), allow_none=True, metadata={
-        "description": "IANA zone of the quiet hours (default Asia/Shanghai)"})
+    quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True, required=True, metadata={
+        "description": "免打扰: non-urgent pushes wait until the end (local time); null: none"})
+    timezone = fields.String(validate=validate.Length(1, 64), allow_none=True, required=True,
+                             metadata={"description": "IANA zone of the quiet hours (null: "
+                                                      "Asia/Shanghai)", "example": "Asia/Shanghai"})
 
 
 class BroadcastCreateSchema(Schema):

@@ -89,11 +89,12 @@ def read_one(notification_id):
 
 
 @me_blp.route("/notifications/read-all", methods=["POST"])
-@me_blp.arguments(schemas.ReadAllSchema)
+@me_blp.arguments(schemas.ReadAllSchema, required=False)
 @me_blp.response(200, schemas.ReadAllResultSchema)
 @login_required
 def read_all(data):
-    """Mark all (or all up to `up_to_id`) of your notifications read."""
+    """Mark all (or all up to `up_to_id`) of your notifications read. The body is
+    optional: without one, everything is marked."""
     with db.unit_of_work() as s:
         return {"marked": service.mark_all_read(s, current_actor(), data.get("up_to_id"))}
 

@@ -81,6 +81,8 @@ class Config:
                          if o.strip())
     # Collected points less accurate than this are accepted and flagged for review.
     GPS_REVIEW_ACCURACY_M = float(os.environ.get("GPS_REVIEW_ACCURACY_M", 50))
+    # How far ahead of our clock a phone's `captured_at` may be (clock skew); beyond: 422.
+    GPS_MAX_FUTURE_S = _env_int("GPS_MAX_FUTURE_S", 600)
     MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 16 * 1024 * 1024)
     STORAGE_DIR = _env("STORAGE_DIR", os.path.join(os.getcwd(), "var", "storage"))
     # One photo's limit (413 beyond it); MAX_CONTENT_LENGTH bounds the whole request body.
@@ -180,13 +182,7 @@ class Config:
     OPENAPI_SWAGGER_UI_PATH = "docs"
     # Served from the swagger-ui-bundle PyPI package by server.app: no CDN at run time.
     OPENAPI_SWAGGER_UI_URL = "/api/docs/assets/"
-    API_SPEC_OPTIONS = {
-        "components": {
-            "securitySchemes": {
-                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
-            }
-        },
-    }
+    # Security schemes, error responses and the Point component: server.api.init_api.
 
 
 def load_config(overrides: dict | None = None) -> dict:

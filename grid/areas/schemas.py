@@ -170,7 +170,9 @@ class DepartmentSchema(Schema):
     code = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_.-]{2,32}$"))
     name = fields.String(required=True, validate=validate.Length(1, 100),
                          metadata={"example": "城市管理局"})
-    kind = fields.String(validate=validate.Length(max=32), metadata={"example": "城管"})
+    kind = fields.String(validate=validate.Length(max=32), load_default="其他", allow_none=True,
+                         metadata={"example": "城管", "description": "其他 (other) when left out; "
+                                   "null on departments made before kinds were required"})
     service_area_id = fields.Integer(required=True)
     phone = fields.String(validate=validate.Length(max=32), allow_none=True)
     version = fields.Integer(dump_only=True)

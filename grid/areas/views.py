@@ -9,7 +9,7 @@ from geo import crs as crs_mod
 from geo.fields import output_crs
 from grid.areas import boundaries, schemas, service
 from server import db
-from server.api import Blueprint, etag, expected_version
+from server.api import Blueprint, etag, expected_version, statuses
 from server.auth.actor import current_actor, login_optional, login_required
 from server.errors import Unauthorized
 
@@ -205,6 +205,7 @@ def add_department_member(data, department_id):
 @geo_blp.route("/locate")
 @geo_blp.arguments(schemas.LocateQuerySchema, location="query")
 @geo_blp.response(200, schemas.LocateSchema)
+@statuses(404)
 @db.read_only
 @login_required
 def locate(args):

@@ -25,7 +25,9 @@ class CalendarPutSchema(Schema):
         ma.fields.List(ma.fields.String(validate=ma.validate.Regexp(r"^\d{2}:\d{2}$")),
                        validate=ma.validate.Length(equal=2)),
         required=True, validate=ma.validate.Length(min=1, max=6),
-        metadata={"example": [["08:30", "12:00"], ["13:30", "17:30"]]})
+        metadata={"example": [["08:30", "12:00"], ["13:30", "17:30"]], "description": (
+            "Working hours as [start, end] pairs (HH:MM, local time), each start before its "
+            "end, in order of the day and not overlapping (else 422)")})
     days = ma.fields.List(ma.fields.Nested(CalendarDaySchema),
                           validate=ma.validate.Length(max=2000))
 

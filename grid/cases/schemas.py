@@ -6,7 +6,7 @@ import marshmallow as ma
 from webargs.fields import DelimitedList
 
 from geo import crs as crs_mod
-from geo.fields import GpsFix, Near, Point
+from geo.fields import BBox, GpsFix, Near, Point
 from grid.calendar.service import UNITS
 from grid.cases.models import CHANNELS, STAGES, STATES
 from server.api import Schema, UtcDateTime
@@ -303,8 +303,7 @@ class CaseQuerySchema(Schema):
     escalation = ma.fields.Integer(validate=ma.validate.Range(min=0, max=2))
     assigned_to_me = ma.fields.Boolean()
     reported_by_me = ma.fields.Boolean()
-    bbox = DelimitedList(ma.fields.Float(allow_nan=False), metadata={
-        "description": "min_lon,min_lat,max_lon,max_lat in `crs`"})
+    bbox = BBox()
     near = Near()
     crs = ma.fields.String(load_default="wgs84", validate=ma.validate.OneOf(crs_mod.CRS))
     reported_from = UtcDateTime()
@@ -314,15 +313,8 @@ class CaseQuerySchema(Schema):
         metadata={"description": "A leading '-' is newest first (the default: -reported_at)"})
 
     @ma.post_load
-    def _points_to_wgs84(self, data, **kwargs):
-        crs = data.pop("crs")
-        if data.get("bbox") is not None:
-            box = data["bbox"]
-            if len(box) != 4 or not (box[0] < box[2] and box[1] < box[3]) or \
-                    not all(-180 <= v <= 180 for v in box):
-                raise ma.ValidationError("min_lon,min_lat,max_lon,max_lat", "bbox")
-            a, b = crs_mod.to_wgs84(box[0], box[1], crs), crs_mod.to_wgs84(box[2], box[3], crs)
-            data["bbox"] = (a[0], a[1], b[0], b[1])
+    def _drop_crs(self, data, **kwargs):
+        data.pop("crs")  # `bbox` and `near` were read in it already
         return data
 
 
@@ -415,8 +407,10 @@ class FollowSchema(Schema):
 class PerformanceQuerySchema(Schema):
     area_id = ma.fields.Integer(validate=ma.validate.Range(min=1, max=2**62))
     department_id = ma.fields.Integer(validate=ma.validate.Range(min=1, max=2**62))
-    start = UtcDateTime(data_key="from", required=True)
-    end = UtcDateTime(data_key="to", required=True)
+    start = UtcDateTime(data_key="from", required=True,
+                        metadata={"description": "Start (ISO-8601 with offset), before `to`"})
+    end = UtcDateTime(data_key="to", required=True,
+                      metadata={"description": "End (exclusive), after `from`"})
 
     @ma.validates_schema
     def _ordered(self, data, **kwargs):

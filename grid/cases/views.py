@@ -11,7 +11,7 @@ from flask.views import MethodView
 from geo.fields import GpsFix
 from grid.cases import schemas, service
 from server import apiclients, audit, db, idempotency
-from server.api import Blueprint, etag, expected_version
+from server.api import SIGNED_REQUEST, Blueprint, etag, expected_version, link
 from server.auth.actor import credential_headers, current_actor, login_required
 from server.security import no_store
 
@@ -94,6 +94,11 @@ class Cases(MethodView):
     @cases_blp.arguments(schemas.CaseCreateSchema)
     @cases_blp.response(201, schemas.ReportedCaseSchema)
     @idempotency.document_replay(cases_blp, schemas.ReportedCaseSchema)
+    @link(201, "GetCase", "get", "/cases/{case_id}", "Read the case reported",
+          case_id="$response.body#/id")
+    @link(201, "ActOnCase", "post", "/cases/{case_id}/actions/{action}",
+          "Accept (受理) the case reported, at its version", case_id="$response.body#/id",
+          action="accept", **{"header.If-Match": "$response.header.ETag"})
     @login_required
     def post(self, data):
         """Report a problem (上报); the answer lists likely duplicates nearby. Idempotent by
@@ -140,7 +145,7 @@ def signed_by(kind: str):
 @idempotency.document_replay(cases_blp, schemas.CaseSchema)
 @signed_by("hotline")
 @cases_blp.arguments(schemas.HotlineCaseSchema)
-@cases_blp.doc(security=[{"hotlineSignature": []}])
+@cases_blp.doc(security=SIGNED_REQUEST)
 def hotline(data):
     """12345 hotline tickets, server to server: `X-Api-Key`, `X-Timestamp` (Unix seconds)
     and `X-Signature` = hex HMAC-SHA256(secret, timestamp + "." + body). Idempotent by
@@ -173,6 +178,11 @@ def _lookup_limit() -> tuple[int, int]:
 
 @cases_blp.route("/<int:case_id>")
 @cases_blp.response(200, schemas.CaseAnswerSchema)
+@link(200, "ActOnCase", "post", "/cases/{case_id}/actions/{action}",
+      "Take one of `actions` at the version read", case_id="$request.path.case_id",
+      action="$response.body#/actions/0", **{"header.If-Match": "$response.header.ETag"})
+@link(200, "Timeline", "get", "/cases/{case_id}/timeline", "The case's history",
+      case_id="$request.path.case_id")
 @login_required
 def get_case(case_id):
     """One case with the actions you may take now: the whole case for its staff, the
@@ -221,11 +231,12 @@ def join(data, case_id):
 
 
 @cases_blp.route("/<int:case_id>/follow", methods=["POST"])
-@cases_blp.arguments(schemas.FollowSchema)
+@cases_blp.arguments(schemas.FollowSchema, required=False)
 @cases_blp.response(204)
 @login_required
 def follow(data, case_id):
-    """Follow (or stop following) a case you can see: you are told when it moves."""
+    """Follow (or stop following) a case you can see: you are told when it moves. The
+    body is optional: none follows."""
     with db.unit_of_work() as s:
         service.follow_case(s, current_actor(), case_id, data["following"])
 

@@ -46,7 +46,21 @@ def _optional_login(func):
     return func
 
 
+_NAMES = "|".join(sorted(tiles.layers))
+# The layer path parameter as the parser takes it: known names joined by commas (a name
+# twice, or an unknown one, is a 404: no such tile set).
+LAYER_PARAMETER = {"in": "path", "name": "layer", "required": True, "schema": {
+    "type": "string", "pattern": f"^({_NAMES})(,({_NAMES}))*$", "example": "buildings,cases"},
+    "description": "One layer or several joined by commas, each once: "
+                   + ", ".join(sorted(tiles.layers))}
+
+
 @tiles_blp.route("/<layer>/<int:z>/<int:x>/<int:y>.mvt")
+@tiles_blp.doc(parameters=[LAYER_PARAMETER, {
+    "in": "path", "name": "z", "required": True, "description": "Zoom",
+    "schema": {"type": "integer", "minimum": 0, "maximum": 22}}, *({
+        "in": "path", "name": axis, "required": True, "description": "0 ≤ value < 2^z",
+        "schema": {"type": "integer", "minimum": 0, "maximum": 2**22 - 1}} for axis in "xy")])
 @tiles_blp.response(200, schemas.BINARY, content_type=schemas.MVT,
                     description="A Mapbox Vector Tile (empty body: nothing here). ETag; "
                                 "Cache-Control public for the areas layer, private otherwise")
@@ -71,6 +85,7 @@ def tile(layer: str, z: int, x: int, y: int):
 
 
 @tiles_blp.route("/<layer>.json")
+@tiles_blp.doc(parameters=[LAYER_PARAMETER])
 @tiles_blp.response(200, schemas.TileJsonSchema)
 @_optional_login
 def layer_tilejson(layer: str):

@@ -9,7 +9,7 @@ from datetime import UTC, date
 from geoalchemy2.shape import to_shape
 from marshmallow import ValidationError, fields, validate, validates
 
-from geo.fields import GpsFix, Point
+from geo.fields import POINT_REFERENCE, GpsFix, Point
 from grid.registry import models as m
 from grid.registry.validation import normalize_id_number, normalize_uscc
 from server import audit
@@ -26,13 +26,15 @@ def Id(**kwargs) -> fields.Integer:  # noqa: N802 - a field factory, used like a
     return fields.Integer(validate=validate.Range(1, 2**63 - 1), **kwargs)
 
 
-_MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+# Months from 1900 (indicators go back no further): the pattern is the rule.
+MONTH_PATTERN = r"^(19[0-9]{2}|[2-9][0-9]{3})-(0[1-9]|1[0-2])$"
+_MONTH_RE = re.compile(MONTH_PATTERN)
 
 
 def parse_month(value: str) -> date:
     """"2026-03" → date(2026, 3, 1). Raises ValidationError."""
     match = _MONTH_RE.match(value or "")
-    if not match or int(match.group(1)) < 1900:
+    if not match:
         raise ValidationError("A month is YYYY-MM (e.g. 2026-03).")
     return date(int(match.group(1)), int(match.group(2)), 1)
 
@@ -43,8 +45,8 @@ class Month(fields.Field):
     def __init__(self, **kwargs) -> None:
         metadata = kwargs.pop("metadata", {})
         metadata.setdefault("example", "2026-03")
-        super().__init__(metadata={"type": "string", "pattern": r"^\d{4}-(0[1-9]|1[0-2])$",
-                                   **metadata}, **kwargs)
+        super().__init__(metadata={"type": "string", "pattern": MONTH_PATTERN,
+                                   "description": "YYYY-MM, from 1900-01", **metadata}, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs) -> date:
         if not isinstance(value, str):
@@ -72,7 +74,8 @@ class RecordSchema(Schema):
     id = fields.Integer(dump_only=True)
     area_id = fields.Integer(dump_only=True)
     source = fields.String(dump_only=True)
-    location = fields.Method("dump_location", dump_only=True, allow_none=True)
+    location = fields.Method("dump_location", dump_only=True, allow_none=True,
+                             metadata=POINT_REFERENCE)
     gps = fields.Method("dump_gps", dump_only=True)
     needs_review = fields.Boolean(dump_only=True)
     review_reasons = fields.List(fields.String(), dump_only=True, allow_none=True)

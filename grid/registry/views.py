@@ -8,7 +8,7 @@ from marshmallow import ValidationError
 from grid.registry import schemas, service
 from grid.registry.models import Building, House, Household, Organisation, Person
 from server import audit, db, idempotency, storage
-from server.api import Blueprint, etag, expected_version
+from server.api import Blueprint, etag, expected_version, link
 from server.auth.actor import current_actor, login_required
 from server.errors import Invalid, field_errors
 from server.security import no_store
@@ -73,6 +73,11 @@ class Buildings(MethodView):
     @buildings_blp.arguments(schemas.BuildingCreateSchema)
     @buildings_blp.response(201, schemas.BuildingSchema)
     @idempotency.document_replay(buildings_blp, schemas.BuildingSchema)
+    @link(201, "GetBuilding", "get", "/buildings/{building_id}", "Read the building recorded",
+          building_id="$response.body#/id")
+    @link(201, "UpdateBuilding", "patch", "/buildings/{building_id}",
+          "Change the building at its version", building_id="$response.body#/id",
+          **{"header.If-Match": "$response.header.ETag"})
     @login_required
     def post(self, data):
         """Record a building at its entrance point (GPS); idempotent by client_uuid."""
@@ -375,6 +380,9 @@ def _month(value: str):
 
 
 @organisations_blp.route("/<int:org_id>/indicators/<string:month>", methods=["PUT"])
+@organisations_blp.doc(parameters=[{
+    "in": "path", "name": "month", "required": True, "description": "YYYY-MM, from 1900-01",
+    "schema": {"type": "string", "pattern": schemas.MONTH_PATTERN, "example": "2026-03"}}])
 @organisations_blp.arguments(schemas.IndicatorWriteSchema)
 @organisations_blp.response(200, schemas.IndicatorSchema)
 @login_required

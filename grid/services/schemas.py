@@ -144,14 +144,18 @@ class ServiceSlotSchema(Schema):
     closed_reason = ma.fields.String(allow_none=True)
 
 
+_FROM = {"description": "First day (2000–2099), not after `to`"}
+_TO = {"description": "Last day (2000–2099), not before `from`"}
+
+
 class SlotRangeQuerySchema(Schema):
-    day_from = ma.fields.Date(data_key="from", validate=_day)
-    day_to = ma.fields.Date(data_key="to", validate=_day)
+    day_from = ma.fields.Date(data_key="from", validate=_day, metadata=_FROM)
+    day_to = ma.fields.Date(data_key="to", validate=_day, metadata=_TO)
 
 
 class ServiceStatsQuerySchema(Schema):
-    day_from = ma.fields.Date(data_key="from", required=True, validate=_day)
-    day_to = ma.fields.Date(data_key="to", required=True, validate=_day)
+    day_from = ma.fields.Date(data_key="from", required=True, validate=_day, metadata=_FROM)
+    day_to = ma.fields.Date(data_key="to", required=True, validate=_day, metadata=_TO)
 
 
 class CloseSlotSchema(Schema):

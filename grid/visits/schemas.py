@@ -6,7 +6,7 @@ from geoalchemy2.shape import to_shape
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from geo.crs import CRS
-from geo.fields import GpsFix, Point
+from geo.fields import POINT_REFERENCE, GpsFix, Point
 from grid.registry.models import CARE_TAGS, KEY_TAGS
 from grid.visits.models import MAX_INTERVAL_DAYS, MAX_PHOTOS, VISIT_TYPES
 from server.api import Schema, UtcDateTime
@@ -66,7 +66,8 @@ class VisitSchema(Schema):
     type = fields.String()
     type_label = fields.Method("dump_type_label")
     content = fields.String()
-    location = fields.Method("dump_location", allow_none=True)
+    location = fields.Method("dump_location", allow_none=True,
+                             metadata=POINT_REFERENCE)
     gps = fields.Method("dump_gps")
     follow_up = fields.String(allow_none=True)
     follow_up_due = fields.Date(allow_none=True)
@@ -176,8 +177,10 @@ class EffectivePolicySchema(Schema):
 
 
 class TasksQuerySchema(Schema):
-    lon = fields.Float(allow_nan=False, validate=validate.Range(-180, 180))
-    lat = fields.Float(allow_nan=False, validate=validate.Range(-90, 90))
+    lon = fields.Float(allow_nan=False, validate=validate.Range(-180, 180), metadata={
+        "description": "Where you are: with `lat` (both or neither, else 422); nearest first"})
+    lat = fields.Float(allow_nan=False, validate=validate.Range(-90, 90), metadata={
+        "description": "With `lon` (both or neither)"})
     crs = fields.String(load_default="wgs84", validate=validate.OneOf(CRS), metadata={
         "description": "The system of lon/lat, and of the locations in the answer"})
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 500), metadata={

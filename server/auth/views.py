@@ -6,7 +6,7 @@ from flask import g, request
 from flask.views import MethodView
 
 from server import db
-from server.api import Blueprint, etag, expected_version
+from server.api import Blueprint, etag, expected_version, statuses
 from server.auth import schemas, service
 from server.auth.actor import current_actor, login_required
 
@@ -26,6 +26,7 @@ def _forget_earlier_actor() -> None:
 @blp.route("/login", methods=["POST"])
 @blp.arguments(schemas.LoginSchema)
 @blp.response(200, schemas.TokenSchema)
+@statuses(401, 423, 429)
 def login(data):
     """Log in with a username or phone number; returns an access and a refresh token."""
     with db.unit_of_work() as s:
@@ -36,6 +37,7 @@ def login(data):
 @blp.route("/refresh", methods=["POST"])
 @blp.arguments(schemas.RefreshSchema)
 @blp.response(200, schemas.TokenSchema)
+@statuses(401)
 def refresh(data):
     """Trade a refresh token for a new pair. Each refresh token works once."""
     with db.unit_of_work() as s:
@@ -65,6 +67,7 @@ def change_password(data):
 @blp.route("/verification-codes", methods=["POST"])
 @blp.arguments(schemas.VerificationCodeRequestSchema)
 @blp.response(202)
+@statuses(429)
 def request_code(data):
     """Send a registration code to a phone (in development the code is logged)."""
     with db.unit_of_work() as s:
@@ -74,6 +77,7 @@ def request_code(data):
 @blp.route("/register", methods=["POST"])
 @blp.arguments(schemas.RegisterSchema)
 @blp.response(201, schemas.TokenSchema)
+@statuses(409, 429)
 def register(data):
     """A resident (居民) signs up with a phone number and the code sent to it."""
     with db.unit_of_work() as s:
