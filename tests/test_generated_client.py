@@ -99,7 +99,7 @@ def test_a_generated_client_reports_accepts_and_dispatches(generated, base_url, 
     assert (case.location.lon, case.location.lat) == pytest.approx((where["lon"], where["lat"]))
 
     read = get_case.sync_detailed(case.id, client=dispatcher)
-    assert read.status_code == 200 and isinstance(read.parsed, models.Case)
+    assert read.status_code == 200 and isinstance(read.parsed, models.CaseAnswer)
     assert "accept" in read.parsed.actions
 
     accepted = act.sync_detailed(case.id, "accept", client=dispatcher, body=models.Action(),
