@@ -428,7 +428,8 @@ def upload(s: Session, actor: Actor, store: BlobStore, data: bytes, *, max_bytes
            object_type: str | None = None, object_id: int | None = None,
            client_uuid: uuid.UUID | None = None) -> tuple[Attachment, bool]:
     """Store a photo (and link it to a record if one is named). Returns the attachment and
-    whether this request created it (False: an identical earlier upload was reused)."""
+    whether this request created it (False: a replay of its client_uuid, or an identical
+    earlier upload reused)."""
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"A photo may have at most {_size(max_bytes)}; this one has more")
     target = (object_type, object_id) if object_type is not None else None
@@ -437,7 +438,7 @@ def upload(s: Session, actor: Actor, store: BlobStore, data: bytes, *, max_bytes
                    "object_id": object_id}
         prior = idempotency.claim(s, client_uuid, actor.user_id, "upload_attachment", payload)
         if prior is not None:
-            return get_attachment(s, actor, int(prior[1])), True
+            return get_attachment(s, actor, int(prior[1])), False
     if target is not None:
         check_target(s, actor, *target, location="form")
     image = process_image(data)
@@ -587,9 +588,7 @@ class Attachments(MethodView):
     @login_required
     @blp.arguments(UploadSchema, location="form", content_type="multipart/form-data")
     @blp.response(201, AttachmentSchema, description="Stored (or the replay of a client_uuid)")
-    @blp.alt_response(200, schema=AttachmentSchema, success=True,
-                      description="The same image was already uploaded by the caller: "
-                                  "that attachment (linked now if a record was named)")
+    @idempotency.document_replay(blp, AttachmentSchema)
     def post(self, data):
         """Upload a photo (multipart field `file`): checked by content, EXIF/GPS stripped,
         thumbnail made; optionally linked at once to `object_type`/`object_id`.
@@ -602,7 +601,8 @@ class Attachments(MethodView):
         with db.unit_of_work() as s:
             attachment, created = upload(s, current_actor(), blob_store(), content,
                                          max_bytes=limit, **data)
-        return attachment, 201 if created else 200
+        status, headers = idempotency.create_answer(created)
+        return attachment, status, headers
 
     @blp.arguments(AttachmentQuerySchema, location="query")
     @blp.response(200, AttachmentSchema(many=True))

@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from grid.open311 import formats, service
 from grid.open311.schemas import json_params, query_params, split_params
-from server import db
+from server import db, idempotency
 from server.api import Blueprint
 from server.errors import BadRequest, DomainError, NotFound
 
@@ -115,7 +115,8 @@ def requests(fmt: str) -> Response:
     fields.pop("api_key", None)
     with db.unit_of_work() as s:
         body, created = service.post_request(s, client, actor, fields, attributes)
-    return formats.render(fmt, "service_requests", body, 201 if created else 200)
+    status, headers = idempotency.create_answer(created)
+    return formats.render(fmt, "service_requests", body, status, headers)
 
 
 @blp.route("/v2/requests/<string:service_request_id>.<fmt>")

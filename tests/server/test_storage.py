@@ -293,7 +293,8 @@ def test_client_uuid_replay_returns_the_original_and_other_content_is_a_409(clie
     first = _upload(client, headers, _jpeg_with_gps(seed=1), client_uuid=key)
     assert first.status_code == 201
     replay = _upload(client, headers, _jpeg_with_gps(seed=1), client_uuid=key)
-    assert replay.status_code == 201
+    assert replay.status_code == 200  # the one replay rule (server.idempotency)
+    assert replay.headers["Idempotent-Replay"] == "true"
     assert replay.get_json() == first.get_json()
     body = assert_error_shape(_upload(client, headers, _jpeg_with_gps(seed=2), client_uuid=key),
                               409)

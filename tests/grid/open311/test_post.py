@@ -179,6 +179,7 @@ def test_a_retry_with_the_same_client_request_id_is_the_same_request(app311, new
     again = app311.post(service_code="T01", **where(), client_request_id="app-42",
                         **{"attribute[size]": "small"})
     assert again.status_code == 200
+    assert again.headers["Idempotent-Replay"] == "true"  # the one replay rule
     assert again.get_json()[0]["service_request_id"] == first.get_json()[0][
         "service_request_id"]
     assert "重复提交" in again.get_json()[0]["service_notice"]
