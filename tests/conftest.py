@@ -5,6 +5,7 @@ joined to it through savepoints (so services may commit)."""
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -12,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+from werkzeug.serving import make_server
 
 from notifications.models import Notification
 from server import clock, db
@@ -202,3 +204,20 @@ def assert_error_shape(response, status: int) -> dict:
     assert isinstance(body["status"], str) and body["status"]
     assert "message" in body
     return body
+
+
+@pytest.fixture
+def base_url(app) -> Iterator[str]:
+    """The app on a real HTTP server (127.0.0.1, a free port) for clients that speak HTTP
+    themselves (generated OpenAPI clients, PyPI GeoReport clients). One request at a time:
+    the test waits for each answer, so the test's shared, rolled-back connection is used by
+    one thread at a time."""
+    server = make_server("127.0.0.1", 0, app, threaded=False)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()

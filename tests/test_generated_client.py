@@ -17,11 +17,9 @@ import importlib
 import json
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from tests.grid.cases import conftest as cases_conftest
 from tests.grid.registry.conftest import at
@@ -49,21 +47,6 @@ def generated(app, tmp_path: Path, monkeypatch):
     for name in [m for m in sys.modules if m == PACKAGE or m.startswith(PACKAGE + ".")]:
         del sys.modules[name]  # another test's package of the same name
     return importlib.import_module(PACKAGE)
-
-
-@pytest.fixture
-def base_url(app):
-    """The app on a real socket, served from a thread (requests are sequential: the test
-    waits for each answer, so the test's shared database connection is used by one at a
-    time)."""
-    server = make_server("127.0.0.1", 0, app, threaded=False)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
 
 
 def _module(package, dotted: str):

@@ -13,33 +13,14 @@ itertools import ifilter`; implicit relative imports) and do not import on 3.11.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-
 import pytest
 import requests
 from civicbot.http import HttpError, HttpTransport, RateLimiter
 from civicbot.open311 import Open311Client
 from civicbot.registry import Endpoint
 from georeport import GeoReport
-from werkzeug.serving import make_server
 
 from tests.grid.open311.conftest import where
-
-
-@pytest.fixture
-def base_url(app) -> Iterator[str]:
-    """The app on a real HTTP server (127.0.0.1, a free port), one request at a time:
-    its requests share the test's rolled-back connection with the test itself."""
-    server = make_server("127.0.0.1", 0, app, threaded=False)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
 
 
 @pytest.fixture
