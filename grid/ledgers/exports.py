@@ -44,6 +44,34 @@ def _yes(v: bool | None) -> str | None:
     return None if v is None else ("是" if v else "否")
 
 
+def _persons_query(base: list, key_tags: bool, birth_dates: bool, year: int
+                   ) -> tuple[sa.Select, list[tuple[str, Any]]]:
+    """The persons' statement and columns (see _export_query)."""
+    P, T = m.Person, m.PersonTag
+    tags = {}
+    for tag_kind in ("care", "key") if key_tags else ("care",):
+        tags[tag_kind] = (sa.select(sa.func.string_agg(T.tag, ","))
+                          .where(T.person_id == P.id, T.kind == tag_kind,
+                                 T.end_date.is_(None))
+                          .scalar_subquery().label(f"{tag_kind}_tags"))
+    stmt = (sa.select(P.id, P.name, P.id_number_masked, P.sex, P.birth_date, P.phone_masked,
+                      P.ethnicity, m.Household.household_no, m.Household.type,
+                      P.relation_to_head, P.population_type, P.registration_situation,
+                      P.status, *tags.values(), *base, P.source)
+            .outerjoin(m.Household, m.Household.id == P.household_id))
+    born = (("出生日期", None) if birth_dates
+            else ("年龄段", lambda d: pii.age_band(d, year)))
+    cols = [("姓名", None), ("身份证号", None), ("性别", _labels({"M": "男", "F": "女"})),
+            born, ("联系电话", None), ("民族", None), ("户号", None),
+            ("户类型", _labels(m.HOUSEHOLD_TYPES)), ("与户主关系", _labels(m.RELATIONS)),
+            ("人口类型", _labels(m.POPULATION_TYPES)),
+            ("户籍情况", _labels(m.REGISTRATION_SITUATIONS)),
+            ("状态", _labels(m.PERSON_STATUSES)), ("关爱对象", _tag_labels)]
+    if key_tags:
+        cols.append(("重点人员", _tag_labels))
+    return stmt, cols
+
+
 def _export_query(kind: str, key_tags: bool, birth_dates: bool = True, year: int = 0
                   ) -> tuple[sa.Select, list[tuple[str, Any]]]:
     """The statement and its (header, formatter) columns, for a kind. Without
@@ -54,28 +82,7 @@ def _export_query(kind: str, key_tags: bool, birth_dates: bool = True, year: int
     grid = sa.orm.aliased(Area)
     base = [grid.code.label("area_code"), grid.name.label("area_name")]
     if kind == "persons":
-        P, T = m.Person, m.PersonTag
-        tags = {}
-        for tag_kind in ("care", "key") if key_tags else ("care",):
-            tags[tag_kind] = (sa.select(sa.func.string_agg(T.tag, ","))
-                              .where(T.person_id == P.id, T.kind == tag_kind,
-                                     T.end_date.is_(None))
-                              .scalar_subquery().label(f"{tag_kind}_tags"))
-        stmt = (sa.select(P.id, P.name, P.id_number_masked, P.sex, P.birth_date, P.phone_masked,
-                          P.ethnicity, m.Household.household_no, m.Household.type,
-                          P.relation_to_head, P.population_type, P.registration_situation,
-                          P.status, *tags.values(), *base, P.source)
-                .outerjoin(m.Household, m.Household.id == P.household_id))
-        born = (("出生日期", None) if birth_dates
-                else ("年龄段", lambda d: pii.age_band(d, year)))
-        cols = [("姓名", None), ("身份证号", None), ("性别", _labels({"M": "男", "F": "女"})),
-                born, ("联系电话", None), ("民族", None), ("户号", None),
-                ("户类型", _labels(m.HOUSEHOLD_TYPES)), ("与户主关系", _labels(m.RELATIONS)),
-                ("人口类型", _labels(m.POPULATION_TYPES)),
-                ("户籍情况", _labels(m.REGISTRATION_SITUATIONS)),
-                ("状态", _labels(m.PERSON_STATUSES)), ("关爱对象", _tag_labels)]
-        if key_tags:
-            cols.append(("重点人员", _tag_labels))
+        stmt, cols = _persons_query(base, key_tags, birth_dates, year)
     elif kind == "households":
         H, P = m.Household, m.Person
         members = (sa.select(sa.func.count()).where(P.household_id == H.id, P.ended_at.is_(None))

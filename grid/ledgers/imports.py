@@ -95,6 +95,21 @@ def _find_header(table: files.Table, cols: tuple[c.Column, ...], report: Report
                                  f"(at least {required}) in the first {HEADER_SEARCH_ROWS} rows.")
 
 
+def _check_header(header: c.Header, report: Report, default_area: int | None) -> None:
+    """Put the header in the report; 422 for its problems, or for rows without a grid."""
+    report.header_row = header.row
+    report.columns = {text: name for name, (_, text) in header.positions.items()}
+    report.ignored_columns = header.ignored
+    if header.problems:
+        for text, message in header.problems:
+            report.add(Problem(header.row, text, message))
+        raise Invalid({"files": {"file": ["The header has problems; see report."]}},
+                      message="The header has problems", report=report.as_dict())
+    if default_area is None and "area_code" not in header.positions:
+        raise Invalid(field_errors("area_id", "Give area_id, or a 网格编码 column.",
+                                   location="query"), report=report.as_dict())
+
+
 def submit_import(s: Session, actor: Actor, store: Any, kind: str, stream: IO[bytes], *,
                   area_id: int | None = None, skip_invalid: bool = False,
                   dry_run: bool = False, filename: str | None = None,
@@ -148,17 +163,7 @@ def import_ledger(s: Session, actor: Actor, kind: str, stream: IO[bytes], *,
     with files.open_table(stream, limits) as table:
         report.format, report.encoding = table.format, table.encoding
         header, rows = _find_header(table, cols, report)
-        report.header_row = header.row
-        report.columns = {text: name for name, (_, text) in header.positions.items()}
-        report.ignored_columns = header.ignored
-        if header.problems:
-            for text, message in header.problems:
-                report.add(Problem(header.row, text, message))
-            raise Invalid({"files": {"file": ["The header has problems; see report."]}},
-                          message="The header has problems", report=report.as_dict())
-        if default_area is None and "area_code" not in header.positions:
-            raise Invalid(field_errors("area_id", "Give area_id, or a 网格编码 column.",
-                                       location="query"), report=report.as_dict())
+        _check_header(header, report, default_area)
         s.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": _LOCK})
         _plan_for_growth(s)
         # Nothing is written unless the import succeeds: a failure raises, and the unit of
