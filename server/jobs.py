@@ -155,7 +155,7 @@ class JobRun:
 
 Handler = Callable[[Session, Actor, JobRun], dict]
 
-#: kind → handler; packages add theirs when imported (grid/ledgers/service.py).
+#: kind → handler; packages add theirs when imported (grid/ledgers/imports.py).
 handlers: dict[str, Handler] = {}
 
 

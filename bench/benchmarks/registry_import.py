@@ -17,7 +17,7 @@ not part of a persons ledger and are not loaded here.
    with fsync on). Then they are deleted and the table vacuumed, so that the import starts
    from the same table.
 3. Import: a separate Python process (so that its peak RSS is its own: VmHWM) creates the
-   app and calls grid.ledgers.service.import_ledger as the demo district administrator on
+   app and calls grid.ledgers.imports.import_ledger as the demo district administrator on
    the CSV file: reading, validation (the register's rules), encryption and blind indexes
    per row, duplicate checks (file and register), households by 户号, COPY in batches, one
    transaction, committed. Rows/s = N / wall time (commit included); ratio = that ÷ COPY's.
@@ -280,7 +280,7 @@ def child(path: str) -> None:
     imports became jobs (202 + job), the same path as the API: submit (checks of the file,
     the upload stored) then the worker's run of the job; before that, the service call."""
     from grid.areas import service as areas
-    from grid.ledgers import service as ledgers
+    from grid.ledgers import imports as ledgers
     from server import db
     from server.app import create_app
     from server.auth.actor import Actor

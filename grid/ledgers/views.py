@@ -6,7 +6,7 @@ from flask import current_app, send_file
 from webargs.flaskparser import FlaskParser
 from werkzeug.datastructures import CombinedMultiDict
 
-from grid.ledgers import schemas, service
+from grid.ledgers import exports, imports, schemas
 from server import db, jobs
 from server.api import Blueprint, ErrorSchema
 from server.auth.actor import current_actor, login_required
@@ -59,11 +59,11 @@ def import_ledger(args, form):
     file that is neither .xlsx nor CSV text."""
     upload = form["file"]
     with db.unit_of_work() as s:
-        job = service.submit_import(
+        job = imports.submit_import(
             s, current_actor(), blob_store(), args["kind"], upload.stream,
             area_id=args.get("area_id"), skip_invalid=args["skip_invalid"],
             dry_run=args["dry_run"], filename=_filename(upload.filename),
-            limits=service.ImportLimits.from_config(current_app.config))
+            limits=imports.ImportLimits.from_config(current_app.config))
     return jobs.accepted(job)
 
 
@@ -78,7 +78,7 @@ def export_ledger(args):
     import accepts; ID numbers and phones masked as in API responses, key-person groups only
     for roles that may see them. Needs registry:export; audited."""
     with db.unit_of_work() as s:
-        out, name, count = service.export_ledger(s, current_actor(), args["kind"],
+        out, name, count = exports.export_ledger(s, current_actor(), args["kind"],
                                                  args.get("area_id"), args["include_ended"])
     response = send_file(out, mimetype=XLSX, as_attachment=True, download_name=name)
     response.headers["X-Row-Count"] = str(count)

@@ -9,7 +9,8 @@ from datetime import date
 import pytest
 import sqlalchemy as sa
 
-from grid.ledgers import service as ledgers
+from grid.ledgers import imports as ledgers
+from grid.ledgers import kinds
 from grid.registry.models import (
     Building,
     Household,
@@ -424,7 +425,7 @@ def test_a_record_registered_while_importing_is_a_409_and_nothing_is_written(
     """Someone registers a person of the file between the import's check and its write: the
     unique index refuses the write (in the writing thread), and the import is a 409."""
     staff.person(name="先登记", id_number=ID_C, location=at(G111))
-    monkeypatch.setattr(ledgers._Persons, "REGISTER_SQL", ledgers._Persons.REGISTER_SQL.replace(
+    monkeypatch.setattr(kinds._Persons, "REGISTER_SQL", kinds._Persons.REGISTER_SQL.replace(
         "WHERE id_number_bidx", "WHERE false AND id_number_bidx"))  # the check saw nothing
     body = assert_error_shape(upload(staff, "persons", csv_bytes(ledger_rows())), 409)
     assert "import the file again" in body["message"]
