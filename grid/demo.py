@@ -233,11 +233,12 @@ def _photo(s: Session, actor: Actor, seed: int) -> int:
     from flask import current_app
     from PIL import Image
 
-    from server import storage
+    from server.storage import service as storage
+    from server.storage.blobs import blob_store
 
     buffer = io.BytesIO()
     Image.new("RGB", (320, 240), (40 + seed * 17 % 200, 120, 90)).save(buffer, "JPEG")
-    attachment, _ = storage.upload(s, actor, storage.blob_store(), buffer.getvalue(),
+    attachment, _ = storage.upload(s, actor, blob_store(), buffer.getvalue(),
                                    max_bytes=current_app.config["PHOTO_MAX_BYTES"])
     return attachment.id
 

@@ -14,7 +14,7 @@ from marshmallow import ValidationError
 from swagger_ui_bundle import swagger_ui_path
 
 from geo.fields import set_output_crs
-from server import apiclients, audit, db, health, idempotency, jobs, pii, ratelimit, storage
+from server import apiclients, audit, db, health, idempotency, jobs, pii, ratelimit
 from server import config as config_module
 from server.api import error_payload, init_api
 from server.auth import service as auth_service
@@ -26,6 +26,8 @@ from server.errors import Invalid
 from server.limits import init_limits
 from server.logs import configure_logging, init_request_logging
 from server.security import init_security
+from server.storage import models as storage_models
+from server.storage import views as storage_views
 
 log = logging.getLogger("server.app")
 _DOCS_DIR = str(Path(__file__).parent / "docs")
@@ -110,7 +112,7 @@ def _reject_nul_characters() -> None:
 
 
 # Platform modules whose tables the migrations cover (imported for their models).
-_PLATFORM_TABLES = (apiclients, audit, idempotency, jobs, ratelimit, storage)
+_PLATFORM_TABLES = (apiclients, audit, idempotency, jobs, ratelimit, storage_models)
 
 
 class _MigrationTarget:
@@ -175,7 +177,7 @@ def create_app(config: dict | None = None) -> Flask:
         return send_from_directory(_DOCS_DIR, "swagger-init.js", max_age=3600)
 
     for blp in (health.blp, auth_views.blp, auth_views.me_blp, auth_views.users_blp, audit.blp,
-                storage.blp, apiclients.blp, jobs.blp):
+                storage_views.blp, apiclients.blp, jobs.blp):
         api.register_blueprint(blp)
     for module in settings["INSTALLED_MODULES"]:
         importlib.import_module(f"{module}.models")

@@ -49,6 +49,7 @@ from server.auth.models import User, UserRole
 from server.auth.permissions import permissions_for
 from server.db import Base
 from server.errors import DomainError, Forbidden, NotFound
+from server.storage.blobs import blob_key, blob_store
 
 log = logging.getLogger("server.jobs")
 
@@ -109,8 +110,6 @@ class Job(Base):
 def input_key(ext: str) -> str:
     """A fresh blob key for a job's input: random, so that each job owns (and deletes) its
     own blob, whoever uploads the same bytes."""
-    from server.storage import blob_key
-
     return blob_key(secrets.token_hex(32), ext)
 
 
@@ -330,8 +329,6 @@ def run_next(s: Session, store: Any, *, progress_engine: sa.Engine | None = None
 def _run_jobs_task(s: Session) -> dict:
     """The worker's task: jobs one after another for up to 20 s (the other tasks get
     their turns between; a long job holds its turn until it ends)."""
-    from server.storage import blob_store
-
     settings = JobSettings.from_config(current_app.config)
     engine = current_app.extensions["db_engine"]
     started, done = time.monotonic(), {}

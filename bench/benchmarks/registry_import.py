@@ -304,9 +304,10 @@ def child(path: str) -> None:
         cpu0 = time.process_time()
         submit_s = submit_peak = None
         if hasattr(ledgers, "submit_import"):
-            from server import jobs, storage
+            from server import jobs
+            from server.storage.blobs import blob_store
 
-            store = storage.blob_store()
+            store = blob_store()
             with open(path, "rb") as fh, db.unit_of_work() as s:
                 job_id = ledgers.submit_import(
                     s, actor, store, "persons", fh, filename=Path(path).name,

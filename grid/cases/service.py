@@ -42,7 +42,7 @@ from grid.cases.models import (
     CategoryRoute,
 )
 from notifications.service import notify, notify_each, register_template
-from server import audit, db, idempotency, pii, ratelimit, storage
+from server import audit, db, idempotency, pii, ratelimit
 from server.auth.actor import Actor
 from server.clock import local_zone, now
 from server.errors import (
@@ -53,6 +53,7 @@ from server.errors import (
     check_version,
     field_errors,
 )
+from server.storage import service as storage
 
 # Stage limits when a category names none (a short limit for the office's own steps;
 # 30 minutes for verification is the common default).

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 from typing import IO, Any
 
 from server.errors import DomainError
-from server.storage import PayloadTooLarge
+from server.storage.images import PayloadTooLarge
 
 SAMPLE_BYTES = 1 << 20  # what the encoding is guessed from
 csv.field_size_limit(1 << 20)  # one cell up to 1 MiB (the default 128 KiB is a 500 waiting)

@@ -11,7 +11,7 @@ from server import db, jobs
 from server.api import Blueprint, ErrorSchema
 from server.auth.actor import current_actor, login_required
 from server.security import no_store
-from server.storage import blob_store
+from server.storage.blobs import blob_store
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 

@@ -7,11 +7,12 @@ from marshmallow import ValidationError
 
 from grid.registry import schemas, service
 from grid.registry.models import Building, House, Household, Organisation, Person
-from server import audit, db, idempotency, storage
+from server import audit, db, idempotency
 from server.api import Blueprint, etag, expected_version, link
 from server.auth.actor import current_actor, login_required
 from server.errors import Invalid, field_errors
 from server.security import no_store
+from server.storage import service as storage
 
 buildings_blp = Blueprint("buildings", __name__, url_prefix="/buildings",
                           description="Buildings (楼栋)")
@@ -405,7 +406,7 @@ def get_indicators(args, org_id):
                                        args.get("to"))
 
 
-# Photos of a record are visible to whoever may see the record (server.storage's hook).
+# Photos of a record are visible to whoever may see the record (server.storage.service's hook).
 for _kind, _model in service.KINDS.items():
     storage.object_access[_kind] = (
         lambda s, actor, record_id, model=_model: service.get_record(s, actor, model, record_id))

@@ -40,7 +40,7 @@ from grid.registry.models import (
     PersonTag,
 )
 from grid.visits.models import DEFAULT_POLICIES, Visit, VisitPolicy
-from server import audit, db, idempotency, storage
+from server import audit, db, idempotency
 from server.auth.actor import Actor
 from server.errors import (
     Conflict,
@@ -51,6 +51,7 @@ from server.errors import (
     check_version,
     field_errors,
 )
+from server.storage import service as storage
 
 TARGETS: dict[str, type] = {"household": Household, "person": Person,
                             "organisation": Organisation}

@@ -6,9 +6,10 @@ from flask.views import MethodView
 
 from geo import crs as crs_mod
 from grid.visits import schemas, service
-from server import db, idempotency, storage
+from server import db, idempotency
 from server.api import Blueprint, etag, expected_version
 from server.auth.actor import current_actor, login_required
+from server.storage import service as storage
 
 visits_blp = Blueprint("visits", __name__, url_prefix="/visits", description="Visits (走访)")
 policies_blp = Blueprint("visit_policies", __name__, url_prefix="/visit-policies",
@@ -133,5 +134,5 @@ def _visit_access(s, actor, visit_id: int) -> None:
     service.get_visit(s, actor, visit_id)
 
 
-# Photos of a visit are visible to whoever may see the visit (server.storage's hook).
+# Photos of a visit are visible to whoever may see the visit (server.storage.service's hook).
 storage.object_access["visit"] = _visit_access

@@ -13,7 +13,7 @@ from server import clock, db, jobs
 from server.auth.actor import Actor
 from server.cli import periodic_tasks
 from server.errors import Conflict
-from server.storage import blob_store
+from server.storage.blobs import blob_store
 from tests.conftest import assert_error_shape
 
 

@@ -1,6 +1,6 @@
 """Photos and attachments through the HTTP API: type by content, metadata (GPS) stripped,
 thumbnails, size limits, de-duplication, client_uuid replays, and access that follows the
-record an attachment is linked to (server.storage.object_access)."""
+record an attachment is linked to (server.storage.service.object_access)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 import sqlalchemy as sa
 from PIL import ExifTags, Image, PngImagePlugin
 
-from server import storage
 from server.audit import AuditEntry
 from server.errors import NotFound
-from server.storage import Attachment
+from server.storage import blobs, images, service
+from server.storage.models import Attachment
 from tests.conftest import assert_error_shape
 
 GPS_IFD = ExifTags.IFD.GPSInfo
@@ -91,7 +91,7 @@ def things(monkeypatch):
         if (actor.user_id, thing_id) not in grants:
             raise NotFound("No such thing")
 
-    monkeypatch.setitem(storage.object_access, "thing", check)
+    monkeypatch.setitem(service.object_access, "thing", check)
     return grants
 
 
@@ -211,7 +211,7 @@ def test_a_truncated_image_is_a_422(client, worker):
 
 def test_heic_is_accepted_and_stored_as_jpeg_without_metadata(client, worker):
     pillow_heif = pytest.importorskip("pillow_heif")
-    assert storage.HEIF_SUPPORTED
+    assert images.HEIF_SUPPORTED
     _, headers = worker
     out = io.BytesIO()
     heif = pillow_heif.from_pillow(_picture((640, 480)))
@@ -250,7 +250,7 @@ def test_a_body_over_max_content_length_is_a_413(app, client, worker, monkeypatc
 
 def test_too_many_pixels_is_a_413(client, worker, monkeypatch):
     _, headers = worker
-    monkeypatch.setattr(storage, "MAX_PIXELS", 1000 * 700)
+    monkeypatch.setattr(images, "MAX_PIXELS", 1000 * 700)
     body = assert_error_shape(_upload(client, headers, _jpeg_with_gps()), 413)
     assert "1200×800" in body["message"]
 
@@ -403,8 +403,8 @@ def test_uploading_again_for_a_record_links_the_unlinked_copy(client, worker, th
 
 
 def test_local_blob_store_put_open_delete(tmp_path):
-    store = storage.LocalBlobStore(tmp_path)
-    key = storage.blob_key("ab" * 32, "jpg")
+    store = blobs.LocalBlobStore(tmp_path)
+    key = blobs.blob_key("ab" * 32, "jpg")
     assert key.startswith("ab/ab/")
     store.put(key, b"one")
     store.put(key, b"one")  # content-addressed: the second put is a no-op

@@ -16,7 +16,7 @@ from stdnum.cn import ric
 
 from grid.registry.models import Household, Person
 from server import db, jobs
-from server.storage import blob_store
+from server.storage.blobs import blob_store
 from tests.grid.areas.conftest import C11
 from tests.grid.registry import conftest as registry_conftest
 

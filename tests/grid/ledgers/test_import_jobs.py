@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from grid.registry.models import Person
 from server.jobs import Job
-from server.storage import blob_store
+from server.storage.blobs import blob_store
 from tests.conftest import assert_error_shape
 from tests.grid.areas.conftest import C11, G111, G211
 from tests.grid.ledgers.conftest import (
