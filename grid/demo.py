@@ -339,7 +339,7 @@ def seed_services(s: Session) -> int:
     from datetime import time
 
     from geo.fields import GpsFix
-    from grid.services import service as services
+    from grid.services import catalogue, schedules
     from grid.services.models import Service, ServiceCategory
 
     if s.scalar(sa.select(Service.id).limit(1)) is not None:
@@ -351,7 +351,7 @@ def seed_services(s: Session) -> int:
             Area.id, sa.func.ST_X(sa.func.ST_PointOnSurface(Area.boundary)),
             sa.func.ST_Y(sa.func.ST_PointOnSurface(Area.boundary)))
             .where(Area.code == area_code)).one()
-        made = services.create_service(s, SYSTEM, {
+        made = catalogue.create_service(s, SYSTEM, {
             "category_id": categories[category], "area_id": area_id, "name": name,
             "booking_mode": mode, "closed_on_holidays": True,
             "location": GpsFix(lon=lon + rng.uniform(-5e-4, 5e-4),
@@ -359,7 +359,7 @@ def seed_services(s: Session) -> int:
             "opening_hours": [{"days": [1, 2, 3, 4, 5], "open": "08:30", "close": "17:00"}],
             **fields})
         if mode == "slots":
-            services.add_schedule(s, SYSTEM, made.id, {
+            schedules.add_schedule(s, SYSTEM, made.id, {
                 "weekdays": [1, 2, 3, 4, 5], "start_time": time(8, 30),
                 "end_time": time(11, 30), "slot_minutes": 30, "capacity": 5,
                 "working_days_only": True})

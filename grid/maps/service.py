@@ -7,7 +7,7 @@ is drawn inside it is limited to the actor's scope (areas.in_scope, cases.visibl
 worker's community map shows their grid's records only.
 
 Collections are pluggable like the tile layers: `collections[name]` builds one from
-(actor, area subtree). The services module registers "service_points".
+(actor, area subtree). The services module registers "service_points" (on_the_map.py).
 """
 
 from __future__ import annotations

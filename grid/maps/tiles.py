@@ -19,7 +19,7 @@ than many tiles' SQL, and planning it as much as a z16 tile's execution (issue 7
 
 Layers are pluggable like `storage.object_access`: a module registers a `Layer` in
 `layers` when it is imported. The services module (issue 8) registers "service_points"
-this way; until it is installed that layer does not exist (404).
+this way (grid/services/on_the_map.py); until it is installed that layer does not exist (404).
 """
 
 from __future__ import annotations

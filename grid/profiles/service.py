@@ -13,7 +13,8 @@ Rules (those of the registry, reused, not re-implemented):
   rooms, visits or cases (lists are capped at LIST_LIMIT, newest first).
 
 Sections are pluggable: `profile_sections[kind]` lists (name, function) that add a part
-to a profile; the services module (issue 8) adds the person's "bookings" this way.
+to a profile; the services module (issue 8) adds the person's "bookings" this way
+(grid/services/profile_section.py).
 """
 
 from __future__ import annotations

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
-from grid.services import schemas, service
+# Imported for what they register (map layer, profile section, notification texts,
+# periodic tasks): loading the views loads them.
+import grid.services.on_the_map  # noqa: F401
+import grid.services.profile_section  # noqa: F401
+import grid.services.reminders  # noqa: F401
+from grid.services import actions, bookings, catalogue, requests, schedules, schemas
+from grid.services import stats as service_stats
 from server import db, idempotency
 from server.api import Blueprint, etag, expected_version
 from server.auth.actor import current_actor, login_required
@@ -22,7 +28,7 @@ blueprints = [categories_blp, services_blp, slots_blp, bookings_blp]
 
 
 def _shown(s, actor, booking):
-    booking.actions = service.actions_for(s, actor, booking)
+    booking.actions = actions.actions_for(s, actor, booking)
     return booking
 
 
@@ -30,7 +36,7 @@ def _shown(s, actor, booking):
 @categories_blp.response(200, schemas.ServiceCategorySchema(many=True))
 @login_required
 def list_categories():
-    return service.list_categories(db.session())
+    return catalogue.list_categories(db.session())
 
 
 @services_blp.route("")
@@ -42,8 +48,8 @@ class Services(MethodView):
     def get(self, filters, pagination_parameters):
         """Search: q (text), category, open_now, near=lon,lat[,radius] (nearest first, any
         crs). Residents see what serves their community unless `everywhere=true`."""
-        return service.search_services(db.session(), current_actor(), filters,
-                                       pagination_parameters)
+        return catalogue.search_services(db.session(), current_actor(), filters,
+                                         pagination_parameters)
 
     @services_blp.arguments(schemas.ServiceSchema)
     @services_blp.response(201, schemas.ServiceSchema)
@@ -51,7 +57,7 @@ class Services(MethodView):
     def post(self, data):
         """Add a service of an area in your scope (service:manage)."""
         with db.unit_of_work() as s:
-            created = service.create_service(s, current_actor(), data)
+            created = catalogue.create_service(s, current_actor(), data)
         return created, 201, etag(created.version)
 
 
@@ -61,7 +67,7 @@ class ServiceById(MethodView):
     @login_required
     def get(self, service_id):
         """One service with its guide (办事指南)."""
-        found = service.get_service(db.session(), current_actor(), service_id)
+        found = catalogue.get_service(db.session(), current_actor(), service_id)
         return found, 200, etag(found.version)
 
     @services_blp.arguments(schemas.ServiceUpdateSchema)
@@ -71,7 +77,7 @@ class ServiceById(MethodView):
         """Change a service you manage (needs the version: If-Match or `version`)."""
         version = expected_version(data)
         with db.unit_of_work() as s:
-            changed = service.update_service(s, current_actor(), service_id, data, version)
+            changed = catalogue.update_service(s, current_actor(), service_id, data, version)
         return changed, 200, etag(changed.version)
 
 
@@ -80,7 +86,7 @@ class Schedules(MethodView):
     @services_blp.response(200, schemas.ServiceScheduleSchema(many=True))
     @login_required
     def get(self, service_id):
-        return service.list_schedules(db.session(), current_actor(), service_id)
+        return schedules.list_schedules(db.session(), current_actor(), service_id)
 
     @services_blp.arguments(schemas.ServiceScheduleSchema)
     @services_blp.response(201, schemas.ServiceScheduleSchema)
@@ -89,7 +95,7 @@ class Schedules(MethodView):
         """A weekly schedule; slots are generated ahead (SERVICE_SLOT_DAYS_AHEAD days),
         skipping public holidays when `working_days_only`."""
         with db.unit_of_work() as s:
-            schedule, created = service.add_schedule(s, current_actor(), service_id, data)
+            schedule, created = schedules.add_schedule(s, current_actor(), service_id, data)
         schedule.slots_created = created
         return schedule, 201
 
@@ -100,7 +106,7 @@ class Schedules(MethodView):
 def end_schedule(service_id, schedule_id):
     """Stop a schedule; its future slots without bookings go."""
     with db.unit_of_work() as s:
-        service.end_schedule(s, current_actor(), service_id, schedule_id)
+        schedules.end_schedule(s, current_actor(), service_id, schedule_id)
 
 
 @services_blp.route("/<int:service_id>/slots")
@@ -109,8 +115,8 @@ def end_schedule(service_id, schedule_id):
 @login_required
 def list_slots(query, service_id):
     """Slots over local days `from`..`to` (today and the next 6 by default)."""
-    return service.list_slots(db.session(), current_actor(), service_id,
-                              query.get("day_from"), query.get("day_to"))
+    return schedules.list_slots(db.session(), current_actor(), service_id,
+                                query.get("day_from"), query.get("day_to"))
 
 
 @services_blp.route("/<int:service_id>/requests", methods=["POST"])
@@ -122,7 +128,7 @@ def create_request(data, service_id):
     """Ask a request-type service (e.g. 上门维修); idempotent by client_uuid (200 replay)."""
     client_uuid, actor = data.pop("client_uuid", None), current_actor()
     with db.unit_of_work() as s:
-        booking, created = service.create_request(s, actor, service_id, data, client_uuid)
+        booking, created = requests.create_request(s, actor, service_id, data, client_uuid)
         shown = _shown(s, actor, booking)
     return shown, *idempotency.create_answer(created, etag(booking.version))
 
@@ -134,8 +140,8 @@ def create_request(data, service_id):
 @login_required
 def service_bookings(query, service_id, pagination_parameters):
     """Staff: the service's bookings on a day (and requests), by time."""
-    return service.service_bookings(db.session(), current_actor(), service_id, query,
-                                    pagination_parameters)
+    return bookings.service_bookings(db.session(), current_actor(), service_id, query,
+                                     pagination_parameters)
 
 
 @services_blp.route("/<int:service_id>/stats")
@@ -144,8 +150,8 @@ def service_bookings(query, service_id, pagination_parameters):
 @login_required
 def stats(query, service_id):
     """Staff: per day bookings, attended, no-shows, utilization, no-show rate, ratings."""
-    return service.stats(db.session(), current_actor(), service_id, query["day_from"],
-                         query["day_to"])
+    return service_stats.stats(db.session(), current_actor(), service_id, query["day_from"],
+                               query["day_to"])
 
 
 @slots_blp.route("/<int:slot_id>/close", methods=["POST"])
@@ -155,7 +161,7 @@ def stats(query, service_id):
 def close_slot(data, slot_id):
     """Close a slot: its bookings are cancelled and the residents notified."""
     with db.unit_of_work() as s:
-        return service.close_slot(s, current_actor(), slot_id, data["reason"])
+        return schedules.close_slot(s, current_actor(), slot_id, data["reason"])
 
 
 @bookings_blp.route("")
@@ -166,8 +172,8 @@ class Bookings(MethodView):
     @login_required
     def get(self, filters, pagination_parameters):
         """Your bookings and requests, latest first."""
-        return service.list_my_bookings(db.session(), current_actor(), filters,
-                                        pagination_parameters)
+        return bookings.list_my_bookings(db.session(), current_actor(), filters,
+                                         pagination_parameters)
 
     @bookings_blp.arguments(schemas.BookingCreateSchema)
     @bookings_blp.response(201, schemas.BookingSchema)
@@ -178,8 +184,8 @@ class Bookings(MethodView):
         403 while blocked after no-shows; idempotent by client_uuid (200 replay)."""
         actor = current_actor()
         with db.unit_of_work() as s:
-            booking, created = service.book_slot(s, actor, data["slot_id"], data.get("note"),
-                                                 data.get("client_uuid"))
+            booking, created = bookings.book_slot(s, actor, data["slot_id"], data.get("note"),
+                                                  data.get("client_uuid"))
             shown = _shown(s, actor, booking)
         return shown, *idempotency.create_answer(created, etag(booking.version))
 
@@ -189,7 +195,7 @@ class Bookings(MethodView):
 @login_required
 def get_booking(booking_id):
     s, actor = db.session(), current_actor()
-    booking = service.get_booking(s, actor, booking_id)
+    booking = bookings.get_booking(s, actor, booking_id)
     return _shown(s, actor, booking), 200, etag(booking.version)
 
 
@@ -202,6 +208,6 @@ def act(data, booking_id, action):
     schedule, complete, decline. Needs the version (428/412); 409 with `allowed`."""
     version, actor = expected_version(data), current_actor()
     with db.unit_of_work() as s:
-        booking = service.act(s, actor, booking_id, action, data, version)
+        booking = actions.act(s, actor, booking_id, action, data, version)
         shown = _shown(s, actor, booking)
     return shown, 200, etag(booking.version)

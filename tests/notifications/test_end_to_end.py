@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from grid.services import service as services
+from grid.services import reminders
 from grid.services.models import Booking
 from tests.grid.areas.conftest import C11
 from tests.grid.cases.conftest import act, category, department, people, report  # noqa: F401
@@ -43,7 +43,7 @@ def test_a_case_transition_and_a_booking_reminder_reach_the_phone(people, catego
     offered = make_service(staff, tree, db_session)
     booking = book(resident, add_slot(db_session, offered["id"], timedelta(days=3)))
     starts = db_session.get(Booking, booking["id"]).starts_at
-    assert services.send_reminders(db_session, starts - timedelta(hours=23)) == {
+    assert reminders.send_reminders(db_session, starts - timedelta(hours=23)) == {
         "service_reminder_day": 1}
     db_session.commit()
     deliver(db_session, sender)

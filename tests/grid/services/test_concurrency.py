@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from grid.services import service
+from grid.services import bookings
 from server.auth.actor import Actor
 from server.auth.permissions import permissions_for
 from server.errors import Conflict
@@ -71,7 +71,7 @@ def _attempt_all(app, engine, slot_id: int, user_ids: list[int]) -> list[str]:
         barrier.wait()
         with gate, app.app_context(), Session(engine, expire_on_commit=False) as s:
             try:
-                service.book_slot(s, _resident(user_id), slot_id, None)
+                bookings.book_slot(s, _resident(user_id), slot_id, None)
                 s.commit()
                 outcomes.append("201")
             except Conflict:

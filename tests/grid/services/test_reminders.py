@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from grid.services import service
+from grid.services import reminders
 from grid.services.models import Booking
 from server.cli import periodic_tasks
 from tests.conftest import inbox
@@ -16,13 +16,13 @@ def test_the_day_before_and_the_hour_before_each_once(people, tree, db_session):
     slot = add_slot(db_session, svc["id"], timedelta(days=3))
     mine = book(people.resident, slot)
     starts = db_session.get(Booking, mine["id"]).starts_at
-    assert service.send_reminders(db_session, starts - timedelta(hours=30)) == {}
-    assert service.send_reminders(db_session, starts - timedelta(hours=23)) == {
+    assert reminders.send_reminders(db_session, starts - timedelta(hours=30)) == {}
+    assert reminders.send_reminders(db_session, starts - timedelta(hours=23)) == {
         "service_reminder_day": 1}
-    assert service.send_reminders(db_session, starts - timedelta(hours=22)) == {}
-    assert service.send_reminders(db_session, starts - timedelta(minutes=50)) == {
+    assert reminders.send_reminders(db_session, starts - timedelta(hours=22)) == {}
+    assert reminders.send_reminders(db_session, starts - timedelta(minutes=50)) == {
         "service_reminder_hour": 1}
-    assert service.send_reminders(db_session, starts - timedelta(minutes=10)) == {}
+    assert reminders.send_reminders(db_session, starts - timedelta(minutes=10)) == {}
     db_session.commit()
     notes = inbox(db_session, people.resident.user)
     assert [n.kind for n in notes] == ["service_reminder_day", "service_reminder_hour"]
@@ -40,7 +40,7 @@ def test_cancelled_bookings_and_late_bookings_get_no_extra_reminders(people, tre
 
     act(people.resident, cancelled, "cancel")
     soon = book(people.resident2, add_slot(db_session, svc["id"], timedelta(minutes=40)))
-    assert service.send_reminders(db_session) == {}  # booked within the hour: no reminder
+    assert reminders.send_reminders(db_session) == {}  # booked within the hour: no reminder
     assert db_session.get(Booking, soon["id"]).reminded_hour_at is not None
     assert inbox(db_session, people.resident.user, "service_reminder_day") == []
 

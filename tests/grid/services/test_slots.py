@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from grid.calendar.service import clear_cache
-from grid.services import service
+from grid.services import schedules
 from grid.services.models import Schedule, Slot
 from server import clock
 from tests.conftest import assert_error_shape, inbox
@@ -28,7 +28,7 @@ def test_a_schedule_skips_the_may_day_holiday_and_opens_the_make_up_saturday(
     db_session.add(schedule)
     db_session.flush()
     # 劳动节 2026: Fri 05-01 … Tue 05-05 off, Sat 05-09 a make-up working day (调休)
-    created = service.generate_slots(db_session, schedule, date(2026, 4, 30), date(2026, 5, 11))
+    created = schedules.generate_slots(db_session, schedule, date(2026, 4, 30), date(2026, 5, 11))
     starts = db_session.scalars(sa.select(Slot.starts_at).where(
         Slot.schedule_id == schedule.id).order_by(Slot.starts_at)).all()
     days = sorted({s.astimezone(SHANGHAI).date() for s in starts})
@@ -38,7 +38,7 @@ def test_a_schedule_skips_the_may_day_holiday_and_opens_the_make_up_saturday(
     first = [s.astimezone(SHANGHAI).strftime("%H:%M") for s in starts[:3]]
     assert first == ["08:30", "09:00", "09:30"]
     # generating again creates nothing new (re-runnable by the worker)
-    assert service.generate_slots(db_session, schedule, date(2026, 4, 30),
+    assert schedules.generate_slots(db_session, schedule, date(2026, 4, 30),
                                   date(2026, 5, 11)) == 0
 
 
@@ -49,7 +49,7 @@ def test_a_schedule_for_every_day_ignores_the_calendar(people, tree, db_session)
                         working_days_only=False)
     db_session.add(schedule)
     db_session.flush()
-    service.generate_slots(db_session, schedule, date(2026, 4, 27), date(2026, 5, 3))
+    schedules.generate_slots(db_session, schedule, date(2026, 4, 27), date(2026, 5, 3))
     starts = db_session.scalars(sa.select(Slot.starts_at).where(
         Slot.schedule_id == schedule.id)).all()
     assert sorted(s.astimezone(SHANGHAI).date() for s in starts) == [date(2026, 5, 1),
@@ -67,7 +67,7 @@ def test_the_workers_top_up_runs_as_many_statements_for_three_schedules_as_for_o
     def top_up() -> tuple[dict, int]:
         clear_cache()  # the calendars are read again, as by a fresh worker
         with counting(app) as seen:
-            result = service.generate_ahead(db_session)
+            result = schedules.generate_ahead(db_session)
         return result, len(seen)
 
     days = app.config["SERVICE_SLOT_DAYS_AHEAD"] + 1
@@ -79,7 +79,7 @@ def test_the_workers_top_up_runs_as_many_statements_for_three_schedules_as_for_o
     three, n_three = top_up()
     assert three == {"slots_created": 2 * days}  # the first schedule's slots exist already
     assert n_three == n_one
-    assert service.generate_ahead(db_session) == {}
+    assert schedules.generate_ahead(db_session) == {}
 
 
 def test_staff_define_a_schedule_through_the_api(people, tree, db_session):
