@@ -1,7 +1,7 @@
 """Profiles (画像): a person, a household, a building or an area in one request.
 
 Rules (those of the registry, reused, not re-implemented):
-- scope: every record is read through `scope.get_record` / `scope.scoped`,
+- scope: every record is read through the registry's `scope.get_record` / `scope.scoped`,
   `visits.scoped_visits`, `cases.visible` and `areas.in_scope`: outside the scope a
   profile does not exist (404), and what a profile lists is limited to the scope;
 - masking: persons show their masked ID number and phone; `reveal=True` goes through
