@@ -54,7 +54,7 @@ from stdnum.cn import ric
 from bench.harness import Context
 from bench.load import _busy_pct, _Sampler
 from bench.stats import summary_ms
-from grid.registry.service import ID_FIELD, PHONE_FIELD
+from grid.registry.scope import ID_FIELD, PHONE_FIELD
 from grid.registry.validation import normalize_id_number
 from grid.sync.schemas import PAGE_DEFAULT
 from server import pii

@@ -24,7 +24,7 @@ from marshmallow import ValidationError
 from geo.fields import Point
 from grid.registry import models as m
 from grid.registry import schemas as rs
-from grid.registry.service import ID_FIELD, PHONE_FIELD
+from grid.registry.scope import ID_FIELD, PHONE_FIELD
 from grid.registry.validation import id_number_facts, normalize_id_number, normalize_uscc
 from server import pii
 from server.validators import validate_mobile

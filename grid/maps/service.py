@@ -25,7 +25,7 @@ from grid.areas import service as areas
 from grid.areas.models import Area
 from grid.cases import service as cases
 from grid.cases.models import OPEN_STATES, Case, CaseCategory
-from grid.registry import service as registry
+from grid.registry.counts import building_counts
 from grid.registry.models import Building, Organisation
 from server.auth.actor import Actor
 from server.errors import Forbidden
@@ -57,7 +57,7 @@ def feature_collection(rows: sa.Select) -> sa.ScalarSelect:
 
 def _buildings(actor: Actor, subtree: sa.Select, limit: int) -> sa.Select:
     actor.require("registry:read")
-    occupancy, households, persons = registry.building_counts(Building.id)
+    occupancy, households, persons = building_counts(Building.id)
     return (sa.select(Building.id, Building.name, Building.address, Building.use,
                       Building.floors, households, persons,
                       sa.func.coalesce(Building.footprint, Building.location).label("geom"))

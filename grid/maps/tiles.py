@@ -37,7 +37,7 @@ from grid.areas import service as areas
 from grid.areas.models import Area
 from grid.cases import service as cases
 from grid.cases.models import OPEN_STATES, Case, CaseCategory
-from grid.registry import service as registry
+from grid.registry.counts import building_counts
 from grid.registry.models import Building, Organisation
 from server import db
 from server.auth.actor import Actor
@@ -222,7 +222,7 @@ def _buildings(ctx: TileContext) -> sa.Select:
         return per_grid(ctx, counts, Building.area_id, "buildings")
     # footprints simplified to the pixel; entrance points as they are
     geom = sa.func.coalesce(ctx.simplified(Building.footprint), Building.location)
-    occupancy, households, persons = registry.building_counts(Building.id)
+    occupancy, households, persons = building_counts(Building.id)
     rows = (sa.select(Building.id, Building.name, Building.use, Building.floors, households,
                       persons, ctx.mvt_geom(geom).label("geom"))
             .join(occupancy, sa.true())

@@ -1,11 +1,11 @@
 """Profiles (画像): a person, a household, a building or an area in one request.
 
 Rules (those of the registry, reused, not re-implemented):
-- scope: every record is read through `registry.get_record` / `registry.scoped`,
+- scope: every record is read through the registry's `scope.get_record` / `scope.scoped`,
   `visits.scoped_visits`, `cases.visible` and `areas.in_scope`: outside the scope a
   profile does not exist (404), and what a profile lists is limited to the scope;
 - masking: persons show their masked ID number and phone; `reveal=True` goes through
-  `registry.reveal_person` (person:read_pii, a purpose, one audit row): there is no second
+  `people.reveal_person` (person:read_pii, a purpose, one audit row): there is no second
   unmasking path; key-person tags (重点人员) and their counts only with person:read_key_tags,
   and a person profile that shows key-person tags is itself an audit row
   (`person_profile_read`), since it is sensitive personal information;
@@ -31,7 +31,7 @@ from grid.areas import service as areas
 from grid.areas.models import Area
 from grid.cases import service as cases
 from grid.cases.models import OPEN_STATES, Case, CaseCategory
-from grid.registry import service as registry
+from grid.registry import people, scope, tags
 from grid.registry.models import (
     CARE_TAGS,
     KEY_TAGS,
@@ -70,10 +70,10 @@ def _sections(s: Session, actor: Actor, kind: str, record: Any) -> dict:
 def _members(s: Session, actor: Actor, household_ids: list[int]) -> list[Person]:
     """Present members of these households, with the tags the actor may see (2 queries)."""
     members = list(s.scalars(
-        registry.scoped(Person, actor)
+        scope.scoped(Person, actor)
         .where(Person.household_id.in_(household_ids or [-1]), Person.ended_at.is_(None))
         .order_by(Person.household_id, Person.relation_to_head != "head", Person.id)))
-    return registry.with_tags(s, actor, members)
+    return tags.with_tags(s, actor, members)
 
 
 def _visits(s: Session, actor: Actor, *conditions: Any) -> list[Visit]:
@@ -123,7 +123,7 @@ def resident_accounts(person: Person) -> sa.Select | None:
     person to what they did in the app: cases reported, bookings), or None without a phone.
     The user blind index is a different domain: the phone is decrypted in memory to compute
     it, never returned or logged."""
-    phone = pii.decrypt(person.phone_enc, registry.PHONE_FIELD)
+    phone = pii.decrypt(person.phone_enc, scope.PHONE_FIELD)
     if not phone:
         return None
     return sa.select(User.id).where(User.phone_bidx == pii.blind_index(phone, "user.phone"))
@@ -136,8 +136,8 @@ def person_profile(s: Session, actor: Actor, person_id: int,
     the person's resident account or near their building, and the plugged sections.
     `reveal`: the stated purpose of showing the ID number and phone in clear."""
     # the reveal first: a refused one (out of scope too) is audited there
-    revealed = registry.reveal_person(s, actor, person_id, reveal) if reveal else None
-    person = registry.get_record(s, actor, Person, person_id)
+    revealed = people.reveal_person(s, actor, person_id, reveal) if reveal else None
+    person = scope.get_record(s, actor, Person, person_id)
     home = s.execute(
         sa.select(Household, House, Building)
         .outerjoin(House, House.id == Household.house_id)
@@ -147,7 +147,7 @@ def person_profile(s: Session, actor: Actor, person_id: int,
     household, house, building = home if home is not None else (None, None, None)
     members = _members(s, actor, [household.id] if household else [])
     if person not in members:  # ended, or without a household: tags still shown
-        registry.with_tags(s, actor, [person])
+        tags.with_tags(s, actor, [person])
     account = resident_accounts(person)
     near = (sa.select(sa.func.coalesce(Building.location, sa.func.ST_PointOnSurface(
         Building.footprint))).where(Building.id == building.id).scalar_subquery()
@@ -183,7 +183,7 @@ def _point_of(building_id: int) -> Any:
 def household_profile(s: Session, actor: Actor, household_id: int) -> dict:
     """户画像: the household, its house and building, members with their (visible) tags,
     visits to it or its members, cases near its building."""
-    household = registry.get_record(s, actor, Household, household_id)
+    household = scope.get_record(s, actor, Household, household_id)
     home = s.execute(sa.select(House, Building).join(Building, Building.id == House.building_id)
                      .where(House.id == household.house_id)).first()
     house, building = home if home is not None else (None, None)
@@ -202,7 +202,7 @@ def household_profile(s: Session, actor: Actor, household_id: int) -> dict:
 def building_profile(s: Session, actor: Actor, building_id: int) -> dict:
     """楼栋画像: rooms with their occupancy, households, organisations inside, visits to
     its households and organisations, cases nearby."""
-    building = registry.get_record(s, actor, Building, building_id)
+    building = scope.get_record(s, actor, Building, building_id)
     households_of_house = (sa.select(sa.func.count()).where(
         Household.house_id == House.id, Household.ended_at.is_(None)).scalar_subquery())
     persons_of_house = (sa.select(sa.func.count()).select_from(Person)
@@ -210,13 +210,13 @@ def building_profile(s: Session, actor: Actor, building_id: int) -> dict:
                         .where(Household.house_id == House.id, Person.ended_at.is_(None),
                                Person.status == "present").scalar_subquery())
     rooms = [{"house": house, "households": hh, "persons": n} for house, hh, n in s.execute(
-        registry.scoped(House, actor).add_columns(households_of_house, persons_of_house)
+        scope.scoped(House, actor).add_columns(households_of_house, persons_of_house)
         .where(House.building_id == building.id, House.ended_at.is_(None))
         .order_by(House.unit, House.floor, House.room, House.id))]
     house_ids = sa.select(House.id).where(House.building_id == building.id)
-    households = list(s.scalars(registry.scoped(Household, actor).where(
+    households = list(s.scalars(scope.scoped(Household, actor).where(
         Household.house_id.in_(house_ids), Household.ended_at.is_(None)).order_by(Household.id)))
-    organisations = list(s.scalars(registry.scoped(Organisation, actor).where(
+    organisations = list(s.scalars(scope.scoped(Organisation, actor).where(
         Organisation.building_id == building.id, Organisation.ended_at.is_(None))
         .order_by(Organisation.id)))
     household_ids = sa.select(Household.id).where(Household.house_id.in_(house_ids))
@@ -275,7 +275,7 @@ def area_profile(s: Session, actor: Actor, area_id: int, today: date) -> dict:
     # Without person:read_pii, ages are counted from the birth year (this year − birth
     # year ≤ hi ⟺ born on or after 1 January of year − hi): counts that move on birthdays
     # would tell, day by day, whose birthday it was (server.pii.mask_id_number).
-    by_day = actor.can(registry.READ_PII)
+    by_day = actor.can(scope.READ_PII)
     band = sa.case((Person.birth_date.is_(None), "unknown"),
                    *[(Person.birth_date > years_before(today, hi + 1) if by_day
                       else Person.birth_date >= date(today.year - hi, 1, 1), name)
@@ -287,7 +287,7 @@ def area_profile(s: Session, actor: Actor, area_id: int, today: date) -> dict:
     tag_rows = s.execute(
         sa.select(PersonTag.kind, PersonTag.tag, sa.func.count(sa.distinct(PersonTag.person_id)))
         .join(Person, Person.id == PersonTag.person_id)
-        .where(*present, *registry.tags_visible_to(actor),
+        .where(*present, *tags.tags_visible_to(actor),
                sa.or_(PersonTag.end_date.is_(None), PersonTag.end_date >= today),
                PersonTag.start_date <= today)
         .group_by(PersonTag.kind, PersonTag.tag)).all()

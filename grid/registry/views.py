@@ -5,7 +5,16 @@ from __future__ import annotations
 from flask.views import MethodView
 from marshmallow import ValidationError
 
-from grid.registry import schemas, service
+from grid.registry import (
+    counts,  # noqa: F401  imported for what it registers (card counter, occupancy tasks)
+    history,
+    indicators,
+    people,
+    records,
+    schemas,
+    scope,
+    tags,
+)
 from grid.registry.models import Building, House, Household, Organisation, Person
 from server import audit, db, idempotency
 from server.api import Blueprint, etag, expected_version, link
@@ -52,7 +61,7 @@ def _create_args(data: dict):
 
 def _person(record):
     """The person with the tags this caller may see (the response schema dumps it)."""
-    return service.with_tags(db.session(), current_actor(), [record])[0]
+    return tags.with_tags(db.session(), current_actor(), [record])[0]
 
 
 def _person_dict(record):
@@ -68,7 +77,7 @@ class Buildings(MethodView):
     @login_required
     def get(self, filters, pagination_parameters):
         """Buildings in the caller's grids."""
-        return service.list_records(db.session(), current_actor(), Building, filters,
+        return records.list_records(db.session(), current_actor(), Building, filters,
                                     pagination_parameters)
 
     @buildings_blp.arguments(schemas.BuildingCreateSchema)
@@ -85,7 +94,7 @@ class Buildings(MethodView):
         client_uuid = data.pop("client_uuid", None)
         data.pop("version", None)
         with db.unit_of_work() as s:
-            building, created = service.create_building(s, current_actor(), data, client_uuid)
+            building, created = records.create_building(s, current_actor(), data, client_uuid)
         return building, *idempotency.create_answer(created, etag(building.version))
 
 
@@ -94,7 +103,7 @@ class BuildingById(MethodView):
     @buildings_blp.response(200, schemas.BuildingSchema)
     @login_required
     def get(self, building_id):
-        building = service.get_record(db.session(), current_actor(), Building, building_id)
+        building = scope.get_record(db.session(), current_actor(), Building, building_id)
         return building, 200, etag(building.version)
 
     @buildings_blp.arguments(schemas.BuildingWriteSchema)
@@ -105,7 +114,7 @@ class BuildingById(MethodView):
         version = expected_version(data)
         data.pop("client_uuid", None)
         with db.unit_of_work() as s:
-            building = service.update_building(s, current_actor(), building_id, data, version,
+            building = records.update_building(s, current_actor(), building_id, data, version,
                                                _building)
         return building, 200, etag(building.version)
 
@@ -119,8 +128,8 @@ class Persons(MethodView):
     def get(self, filters, pagination_parameters):
         """People in the caller's grids (masked)."""
         s, actor = db.session(), current_actor()
-        persons = service.list_records(s, actor, Person, filters, pagination_parameters)
-        return service.with_tags(s, actor, persons)
+        persons = records.list_records(s, actor, Person, filters, pagination_parameters)
+        return tags.with_tags(s, actor, persons)
 
     @persons_blp.arguments(schemas.PersonCreateSchema)
     @persons_blp.response(201, schemas.PersonSchema)
@@ -132,7 +141,7 @@ class Persons(MethodView):
         client_uuid = data.pop("client_uuid", None)
         data.pop("version", None)
         with db.unit_of_work() as s:
-            person, created = service.create_person(s, current_actor(), data, client_uuid)
+            person, created = people.create_person(s, current_actor(), data, client_uuid)
         return _person(person), *idempotency.create_answer(created, etag(person.version))
 
 
@@ -141,7 +150,7 @@ class PersonById(MethodView):
     @persons_blp.response(200, schemas.PersonSchema)
     @login_required
     def get(self, person_id):
-        person = service.get_record(db.session(), current_actor(), Person, person_id)
+        person = scope.get_record(db.session(), current_actor(), Person, person_id)
         return _person(person), 200, etag(person.version)
 
     @persons_blp.arguments(schemas.PersonWriteSchema)
@@ -151,7 +160,7 @@ class PersonById(MethodView):
         version = expected_version(data)
         data.pop("client_uuid", None)
         with db.unit_of_work() as s:
-            person = service.update_person(s, current_actor(), person_id, data, version,
+            person = people.update_person(s, current_actor(), person_id, data, version,
                                            _person_dict)
         return _person(person), 200, etag(person.version)
 
@@ -164,7 +173,7 @@ def end_person(data, person_id):
     """Moved out or deceased: never deleted."""
     version = expected_version(data)
     with db.unit_of_work() as s:
-        person = service.end_person(s, current_actor(), person_id, data["status"],
+        person = people.end_person(s, current_actor(), person_id, data["status"],
                                     data.get("reason"), version, _person_dict)
     return _person(person), 200, etag(person.version)
 
@@ -177,7 +186,7 @@ def move_person(data, person_id):
     """Move to another household; the previous stay is kept."""
     version = expected_version(data)
     with db.unit_of_work() as s:
-        person = service.move_person(s, current_actor(), person_id, data["household_id"],
+        person = people.move_person(s, current_actor(), person_id, data["household_id"],
                                      data.get("relation_to_head"), version, _person_dict)
     return _person(person), 200, etag(person.version)
 
@@ -187,7 +196,7 @@ def move_person(data, person_id):
 @login_required
 def stays(person_id):
     """The households a person has belonged to, oldest first."""
-    return service.household_stays(db.session(), current_actor(), person_id)
+    return people.household_stays(db.session(), current_actor(), person_id)
 
 
 @persons_blp.route("/<int:person_id>/pii")
@@ -199,7 +208,7 @@ def reveal(args, person_id):
     """The ID number and phone in clear: needs person:read_pii and a purpose (a code and a
     text); audited, and so is a refusal."""
     with db.unit_of_work() as s:
-        return service.reveal_person(s, current_actor(), person_id, audit.purpose_of(args))
+        return people.reveal_person(s, current_actor(), person_id, audit.purpose_of(args))
 
 
 @persons_blp.route("/<int:person_id>/tags", methods=["POST"])
@@ -209,7 +218,7 @@ def reveal(args, person_id):
 def add_tag(data, person_id):
     """Tag a care group (关爱对象) or, with the permission, a key-person group (重点人员)."""
     with db.unit_of_work() as s:
-        return service.add_tag(s, current_actor(), person_id, data)
+        return tags.add_tag(s, current_actor(), person_id, data)
 
 
 @persons_blp.route("/<int:person_id>/tags/<int:tag_id>/end", methods=["POST"])
@@ -218,7 +227,7 @@ def add_tag(data, person_id):
 @login_required
 def end_tag(data, person_id, tag_id):
     with db.unit_of_work() as s:
-        return service.end_tag(s, current_actor(), person_id, tag_id, data.get("end_date"))
+        return tags.end_tag(s, current_actor(), person_id, tag_id, data.get("end_date"))
 
 
 # --- houses --------------------------------------------------------------------------------
@@ -232,7 +241,7 @@ class Houses(MethodView):
     @login_required
     def get(self, filters, pagination_parameters):
         """Houses in the caller's grids (owner phones masked)."""
-        return service.list_records(db.session(), current_actor(), House, filters,
+        return records.list_records(db.session(), current_actor(), House, filters,
                                     pagination_parameters)
 
     @houses_blp.arguments(schemas.HouseCreateSchema)
@@ -244,7 +253,7 @@ class Houses(MethodView):
         409 pointing at the house if the room is already registered."""
         client_uuid, data = _create_args(data)
         with db.unit_of_work() as s:
-            house, created = service.create_house(s, current_actor(), data, client_uuid)
+            house, created = records.create_house(s, current_actor(), data, client_uuid)
         return house, *idempotency.create_answer(created, etag(house.version))
 
 
@@ -253,7 +262,7 @@ class HouseById(MethodView):
     @houses_blp.response(200, schemas.HouseSchema)
     @login_required
     def get(self, house_id):
-        house = service.get_record(db.session(), current_actor(), House, house_id)
+        house = scope.get_record(db.session(), current_actor(), House, house_id)
         return house, 200, etag(house.version)
 
     @houses_blp.arguments(schemas.HouseWriteSchema)
@@ -264,7 +273,7 @@ class HouseById(MethodView):
         version = expected_version(data)
         data.pop("client_uuid", None)
         with db.unit_of_work() as s:
-            house = service.update_house(s, current_actor(), house_id, data, version, _house)
+            house = records.update_house(s, current_actor(), house_id, data, version, _house)
         return house, 200, etag(house.version)
 
 
@@ -279,7 +288,7 @@ class Households(MethodView):
     @login_required
     def get(self, filters, pagination_parameters):
         """Households in the caller's grids."""
-        return service.list_records(db.session(), current_actor(), Household, filters,
+        return records.list_records(db.session(), current_actor(), Household, filters,
                                     pagination_parameters)
 
     @households_blp.arguments(schemas.HouseholdCreateSchema)
@@ -291,7 +300,7 @@ class Households(MethodView):
         idempotent by client_uuid. Members join it through POST /persons/{id}/move."""
         client_uuid, data = _create_args(data)
         with db.unit_of_work() as s:
-            household, created = service.create_household(s, current_actor(), data, client_uuid)
+            household, created = records.create_household(s, current_actor(), data, client_uuid)
         return household, *idempotency.create_answer(created,
                                                           etag(household.version))
 
@@ -301,7 +310,7 @@ class HouseholdById(MethodView):
     @households_blp.response(200, schemas.HouseholdSchema)
     @login_required
     def get(self, household_id):
-        household = service.get_record(db.session(), current_actor(), Household, household_id)
+        household = scope.get_record(db.session(), current_actor(), Household, household_id)
         return household, 200, etag(household.version)
 
     @households_blp.arguments(schemas.HouseholdWriteSchema)
@@ -312,7 +321,7 @@ class HouseholdById(MethodView):
         version = expected_version(data)
         data.pop("client_uuid", None)
         with db.unit_of_work() as s:
-            household = service.update_household(s, current_actor(), household_id, data,
+            household = records.update_household(s, current_actor(), household_id, data,
                                                  version, _household)
         return household, 200, etag(household.version)
 
@@ -322,7 +331,7 @@ class HouseholdById(MethodView):
 @login_required
 def household_members(household_id):
     """The current members (the head first), masked, with the tags the caller may see."""
-    return service.household_members(db.session(), current_actor(), household_id)
+    return records.household_members(db.session(), current_actor(), household_id)
 
 
 # --- organisations -------------------------------------------------------------------------
@@ -336,7 +345,7 @@ class Organisations(MethodView):
     @login_required
     def get(self, filters, pagination_parameters):
         """Organisations in the caller's grids (filters: kind, industry, risk_flag…)."""
-        return service.list_records(db.session(), current_actor(), Organisation, filters,
+        return records.list_records(db.session(), current_actor(), Organisation, filters,
                                     pagination_parameters)
 
     @organisations_blp.arguments(schemas.OrganisationCreateSchema)
@@ -348,7 +357,7 @@ class Organisations(MethodView):
         duplicate is a 409 pointing at the existing record. Idempotent by client_uuid."""
         client_uuid, data = _create_args(data)
         with db.unit_of_work() as s:
-            org, created = service.create_organisation(s, current_actor(), data, client_uuid)
+            org, created = records.create_organisation(s, current_actor(), data, client_uuid)
         return org, *idempotency.create_answer(created, etag(org.version))
 
 
@@ -357,7 +366,7 @@ class OrganisationById(MethodView):
     @organisations_blp.response(200, schemas.OrganisationSchema)
     @login_required
     def get(self, org_id):
-        org = service.get_record(db.session(), current_actor(), Organisation, org_id)
+        org = scope.get_record(db.session(), current_actor(), Organisation, org_id)
         return org, 200, etag(org.version)
 
     @organisations_blp.arguments(schemas.OrganisationWriteSchema)
@@ -368,7 +377,7 @@ class OrganisationById(MethodView):
         version = expected_version(data)
         data.pop("client_uuid", None)
         with db.unit_of_work() as s:
-            org = service.update_organisation(s, current_actor(), org_id, data, version,
+            org = records.update_organisation(s, current_actor(), org_id, data, version,
                                               _organisation)
         return org, 200, etag(org.version)
 
@@ -392,7 +401,7 @@ def put_indicators(data, org_id, month):
     electricity, wage arrears. The fields sent are set, the others kept; a resend of the
     same values changes nothing. Audited."""
     with db.unit_of_work() as s:
-        return service.set_indicators(s, current_actor(), org_id, _month(month), data)
+        return indicators.set_indicators(s, current_actor(), org_id, _month(month), data)
 
 
 @organisations_blp.route("/<int:org_id>/indicators")
@@ -402,14 +411,14 @@ def put_indicators(data, org_id, month):
 def get_indicators(args, org_id):
     """The monthly series from `from` to `to` (inclusive), oldest first. Audited."""
     with db.unit_of_work() as s:
-        return service.list_indicators(s, current_actor(), org_id, args.get("from_"),
+        return indicators.list_indicators(s, current_actor(), org_id, args.get("from_"),
                                        args.get("to"))
 
 
 # Photos of a record are visible to whoever may see the record (server.storage.service's hook).
-for _kind, _model in service.KINDS.items():
+for _kind, _model in scope.KINDS.items():
     storage.object_access[_kind] = (
-        lambda s, actor, record_id, model=_model: service.get_record(s, actor, model, record_id))
+        lambda s, actor, record_id, model=_model: scope.get_record(s, actor, model, record_id))
 
 
 # --- what every record has: end (not for persons: they move out or die) and history -------
@@ -427,7 +436,7 @@ def _record_routes(blp: Blueprint, kind: str, schema: type, as_dict, end: bool =
             with current children (houses, households, members) must lose them first."""
             version = expected_version(data)
             with db.unit_of_work() as s:
-                record = service.end_record(s, current_actor(), kind, record_id,
+                record = records.end_record(s, current_actor(), kind, record_id,
                                             data["reason"], version, as_dict)
             return record, 200, etag(record.version)
 
@@ -437,7 +446,7 @@ def _record_routes(blp: Blueprint, kind: str, schema: type, as_dict, end: bool =
     @login_required
     def record_history(record_id, pagination_parameters):
         """Every change: who, when, which fields, old and new (personal data masked)."""
-        return service.history(db.session(), current_actor(), kind, record_id,
+        return history.history(db.session(), current_actor(), kind, record_id,
                                pagination_parameters)
 
 

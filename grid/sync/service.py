@@ -73,7 +73,6 @@ from werkzeug.http import HTTP_STATUS_CODES
 from geo.fields import GpsFix
 from grid.areas import service as areas
 from grid.registry import schemas as rs
-from grid.registry import service as registry
 from grid.registry.models import (
     Building,
     House,
@@ -83,6 +82,20 @@ from grid.registry.models import (
     RegisterRecord,
     Tombstone,
 )
+from grid.registry.people import create_person, end_person, update_person
+from grid.registry.records import (
+    create_building,
+    create_house,
+    create_household,
+    create_organisation,
+    end_record,
+    update_building,
+    update_house,
+    update_household,
+    update_organisation,
+)
+from grid.registry.scope import ID_FIELD, PHONE_FIELD, READ_PII, scoped
+from grid.registry.tags import tags_visible_to, with_tags
 from grid.registry.validation import normalize_id_number, normalize_uscc
 from grid.sync import pages
 from grid.sync.schemas import BATCH_MAX, PushItemSchema
@@ -121,7 +134,7 @@ TYPES: dict[str, SyncType] = {
     "building": SyncType(Building, rs.BuildingSchema),
     "house": SyncType(House, rs.HouseSchema),
     "household": SyncType(Household, rs.HouseholdSchema),
-    "person": SyncType(Person, rs.PersonSchema, registry.with_tags),
+    "person": SyncType(Person, rs.PersonSchema, with_tags),
     "organisation": SyncType(Organisation, rs.OrganisationSchema),
 }
 
@@ -313,7 +326,7 @@ def _changed(actor: Actor, prev: Snapshot | None, cur: Snapshot, after: int, n: 
     branches = []
     for branch, (kind, spec) in enumerate(TYPES.items()):
         model = spec.model
-        stmt = (registry.scoped(model, actor)
+        stmt = (scoped(model, actor)
                 .with_only_columns(model.change_seq.label("seq"),
                                    sa.literal_column(str(branch)).label("branch"),
                                    sa.literal_column(f"'{kind}'", sa.String).label("kind"),
@@ -346,13 +359,13 @@ def _tombstones(actor: Actor, prev: Snapshot, cur: Snapshot, after: int, n: int)
 def _records(actor: Actor, ids: dict[str, list[int]]) -> sa.CompoundSelect:
     """The JSON of these records (grid.sync.pages), still in the actor's grids: a record
     that left them since the changes were read comes back as a tombstone next pull."""
-    tags = registry.tags_visible_to(actor)
-    birth_dates, year = actor.can(registry.READ_PII), local_today().year
+    tags = tags_visible_to(actor)
+    birth_dates, year = actor.can(READ_PII), local_today().year
     branches = []
     for kind, record_ids in ids.items():
         model = TYPES[kind].model
         branches.append(
-            registry.scoped(model, actor)
+            scoped(model, actor)
             .with_only_columns(sa.literal_column(f"'{kind}'", sa.String).label("kind"),
                                model.id, model.version,
                                *(pages.data_columns(model, TYPES[kind].schema, tags,
@@ -462,28 +475,28 @@ def _update(schema: type[ma.Schema], update: Callable) -> Operation:
 
 
 def _end(kind: str) -> Operation:
-    return Operation(rs.EndSchema, lambda s, a, it: registry.end_record(
+    return Operation(rs.EndSchema, lambda s, a, it: end_record(
         s, a, kind, it.id, it.data["reason"], it.version, it.current))
 
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
-    ("building", "create"): _create(rs.BuildingCreateSchema, registry.create_building),
-    ("building", "update"): _update(rs.BuildingWriteSchema, registry.update_building),
+    ("building", "create"): _create(rs.BuildingCreateSchema, create_building),
+    ("building", "update"): _update(rs.BuildingWriteSchema, update_building),
     ("building", "end"): _end("building"),
-    ("house", "create"): _create(rs.HouseCreateSchema, registry.create_house),
-    ("house", "update"): _update(rs.HouseWriteSchema, registry.update_house),
+    ("house", "create"): _create(rs.HouseCreateSchema, create_house),
+    ("house", "update"): _update(rs.HouseWriteSchema, update_house),
     ("house", "end"): _end("house"),
-    ("household", "create"): _create(rs.HouseholdCreateSchema, registry.create_household),
-    ("household", "update"): _update(rs.HouseholdWriteSchema, registry.update_household),
+    ("household", "create"): _create(rs.HouseholdCreateSchema, create_household),
+    ("household", "update"): _update(rs.HouseholdWriteSchema, update_household),
     ("household", "end"): _end("household"),
     ("organisation", "create"): _create(rs.OrganisationCreateSchema,
-                                        registry.create_organisation),
+                                        create_organisation),
     ("organisation", "update"): _update(rs.OrganisationWriteSchema,
-                                        registry.update_organisation),
+                                        update_organisation),
     ("organisation", "end"): _end("organisation"),
-    ("person", "create"): _create(rs.PersonCreateSchema, registry.create_person),
-    ("person", "update"): _update(rs.PersonWriteSchema, registry.update_person),
-    ("person", "end"): Operation(rs.PersonEndSchema, lambda s, a, it: registry.end_person(
+    ("person", "create"): _create(rs.PersonCreateSchema, create_person),
+    ("person", "update"): _update(rs.PersonWriteSchema, update_person),
+    ("person", "end"): Operation(rs.PersonEndSchema, lambda s, a, it: end_person(
         s, a, it.id, it.data["status"], it.data.get("reason"), it.version, it.current)),
 }
 
@@ -540,9 +553,9 @@ def _same_value(record: Any, name: str, value: Any) -> bool:
             value.device_id)
     if isinstance(record, Person) and name == "id_number":
         number = normalize_id_number(value) if value is not None else None
-        return pii.blind_index(number, registry.ID_FIELD) == record.id_number_bidx
+        return pii.blind_index(number, ID_FIELD) == record.id_number_bidx
     if isinstance(record, Person) and name == "phone":
-        return pii.blind_index(value, registry.PHONE_FIELD) == record.phone_bidx
+        return pii.blind_index(value, PHONE_FIELD) == record.phone_bidx
     if isinstance(record, Organisation) and name == "uscc":
         return (normalize_uscc(value) if value is not None else None) == record.uscc
     if isinstance(record, Organisation) and name == "risk_flags":
@@ -557,7 +570,7 @@ def _already_applied(s: Session, actor: Actor, item: Item) -> Any | None:
     """A stale update or end that the record already reflects (the phone resent a batch
     whose first attempt was applied but whose answer it never got): the record, else None.
     """
-    record = s.scalars(registry.scoped(TYPES[item.type].model, actor)
+    record = s.scalars(scoped(TYPES[item.type].model, actor)
                        .where(TYPES[item.type].model.id == item.id)).first()
     if record is None:
         return None
@@ -606,7 +619,7 @@ def _apply(s: Session, actor: Actor, index: int, raw: dict) -> dict:
 
 def _current(s: Session, actor: Actor, item: Item) -> dict | None:
     spec = TYPES[item.type]
-    record = s.scalars(registry.scoped(spec.model, actor).where(spec.model.id == item.id)
+    record = s.scalars(scoped(spec.model, actor).where(spec.model.id == item.id)
                        ).first()
     return None if record is None else _dump_one(s, actor, item.type, record)
 

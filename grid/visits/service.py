@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from geo.fields import GpsFix
 from grid.areas import service as areas
 from grid.areas.models import Area
-from grid.registry import service as registry
+from grid.registry import scope
 from grid.registry.models import (
     CARE_TAGS,
     KEY_TAGS,
@@ -114,7 +114,7 @@ def _target(s: Session, actor: Actor, fields: dict) -> tuple[str, Any]:
         raise Invalid(field_errors("_schema", "Name exactly one of household_id, person_id, "
                                               "organisation_id."))
     kind, target_id = named[0]
-    record = registry.get_record(s, actor, TARGETS[kind], target_id)
+    record = scope.get_record(s, actor, TARGETS[kind], target_id)
     if record.ended_at is not None:
         raise Invalid(field_errors(f"{kind}_id", f"This {kind}'s record has ended "
                                                  f"({record.end_reason or 'ended'})."))
@@ -455,9 +455,9 @@ def review_records(s: Session, actor: Actor, lon_lat: tuple[float, float] | None
     here = _point(lon_lat)
     branches = []
     for kind, label in _REVIEW_LABELS.items():
-        model = registry.KINDS[kind]
+        model = scope.KINDS[kind]
         branches.append(
-            registry.scoped(model, actor).with_only_columns(
+            scope.scoped(model, actor).with_only_columns(
                 sa.literal(kind, sa.Text).label("type"), model.id.label("id"),
                 model.area_id.label("area_id"), sa.cast(label(), sa.Text).label("label"),
                 model.review_reasons.label("review_reasons"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from grid.registry import service
+from grid.registry import records
 from grid.registry.models import House, Tombstone
 from tests.conftest import assert_error_shape
 from tests.grid.areas.conftest import G211
@@ -164,7 +164,7 @@ def test_a_concurrent_insert_of_the_same_room_is_the_same_409(worker, monkeypatc
     index refuses ours, and the answer is the 409 the check would have given."""
     building = worker.building()
     house = worker.house(building, room="301")
-    real = service._house_unique
+    real = records._house_unique
 
     def blind_check(*args, **kwargs):
         index, find, message = real(*args, **kwargs)
@@ -176,7 +176,7 @@ def test_a_concurrent_insert_of_the_same_room_is_the_same_409(worker, monkeypatc
 
         return index, find_second_time, message
 
-    monkeypatch.setattr(service, "_house_unique", blind_check)
+    monkeypatch.setattr(records, "_house_unique", blind_check)
     response = worker.post("/houses", {"building_id": building["id"], "unit": "1单元",
                                        "room": "301"})
     body = assert_error_shape(response, 409)

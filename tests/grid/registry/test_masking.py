@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stdnum.cn import ric
 
-from grid.registry import service as registry
+from grid.registry import tags
 from server import clock, pii
 from tests.conftest import assert_error_shape, today_local
 from tests.grid.areas.conftest import S1
@@ -124,7 +124,7 @@ def test_it_runs_over_the_suite_and_catches_a_real_endpoint(api, monkeypatch,
     seen = personal_data_scan.seen
     dispatcher.ok(dispatcher.get(f"/persons/{person['id']}"))
     assert personal_data_scan.seen == seen + 1 and personal_data_scan.violations == []
-    monkeypatch.setattr(registry, "READ_PII", "registry:read")  # the old behaviour
+    monkeypatch.setattr(tags, "READ_PII", "registry:read")  # the old behaviour
     dispatcher.ok(dispatcher.get(f"/persons/{person['id']}"))
     found = list(personal_data_scan.violations)
     personal_data_scan.violations.clear()  # planted on purpose: not this test's failure

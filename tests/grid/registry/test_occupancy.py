@@ -8,7 +8,7 @@ import uuid
 
 import sqlalchemy as sa
 
-from grid.registry import service
+from grid.registry import counts
 from tests.grid.areas.conftest import C11, G111, G211
 from tests.grid.ledgers.conftest import PERSON_HEADER, csv_bytes, id_number, upload
 from tests.grid.registry.conftest import at
@@ -99,8 +99,8 @@ def test_occupancy_follows_every_kind_of_change(api, db_session, tree):
     # the first house stays (not ended), now empty
     assert db_session.scalar(sa.text("SELECT ended_at IS NULL FROM houses WHERE id = :h"),
                              {"h": house["id"]})
-    # the triggers and the daily recount (registry.service) count the same thing
-    assert service.recount_occupancy(db_session) == {}
+    # the triggers and the daily recount (registry.counts) count the same thing
+    assert counts.recount_occupancy(db_session) == {}
 
 
 def test_sync_push_ledger_copy_and_bulk_writes_are_counted(api, db_session, client, tree):
@@ -141,7 +141,7 @@ def test_sync_push_ledger_copy_and_bulk_writes_are_counted(api, db_session, clie
     assert occupancy(db_session)[building] == (1, 7)
 
     # the worker's folding keeps the sums and leaves one row per building
-    assert service.compact_occupancy(db_session)["folded_buildings"] >= 1
+    assert counts.compact_occupancy(db_session)["folded_buildings"] >= 1
     assert occupancy(db_session)[building] == (1, 7)
     assert db_session.execute(sa.text(
         "SELECT count(*) = count(DISTINCT building_id) FROM building_occupancy")).scalar()
@@ -150,16 +150,16 @@ def test_sync_push_ledger_copy_and_bulk_writes_are_counted(api, db_session, clie
     body = w.ok(w.get(f"/areas/{tree[G111]}/map"))
     [feature] = [f for f in body["buildings"]["features"] if f["id"] == building]
     assert (feature["properties"]["households"], feature["properties"]["persons"]) == (1, 7)
-    assert service.recount_occupancy(db_session) == {}  # the recount's rule is the triggers'
+    assert counts.recount_occupancy(db_session) == {}  # the recount's rule is the triggers'
 
 
 def test_the_daily_recount_puts_a_drift_right(worker, db_session):
     chain = worker.chain(G111)
     building = chain["building"]["id"]
-    assert service.recount_occupancy(db_session) == {}  # nothing to put right
+    assert counts.recount_occupancy(db_session) == {}  # nothing to put right
     db_session.execute(sa.text("INSERT INTO building_occupancy (building_id, households, "
                                "persons) VALUES (:b, 0, 5)"), {"b": building})
-    assert service.recount_occupancy(db_session)["drifted"] == 1
+    assert counts.recount_occupancy(db_session)["drifted"] == 1
     assert occupancy(db_session)[building] == (1, 1)
     assert db_session.execute(sa.text(
         "SELECT count(*) = count(DISTINCT building_id) FROM building_occupancy")).scalar()

@@ -52,17 +52,17 @@ def test_a_duplicate_in_another_grid_names_the_grid_not_the_record(api, worker):
 
 
 def test_a_concurrent_insert_of_the_same_id_number_is_the_same_409(worker, monkeypatch):
-    from grid.registry import service
+    from grid.registry import people
 
     person = worker.person(id_number=ID_MALE_2023)
-    real = service._person_by_bidx
+    real = people._person_by_bidx
     calls = {"n": 0}
 
     def blind_first_time(*args, **kwargs):
         calls["n"] += 1
         return None if calls["n"] == 1 else real(*args, **kwargs)
 
-    monkeypatch.setattr(service, "_person_by_bidx", blind_first_time)
+    monkeypatch.setattr(people, "_person_by_bidx", blind_first_time)
     response = worker.post("/persons", {"name": "王某", "id_number": ID_MALE_2023,
                                         "location": at(G111)})
     assert assert_error_shape(response, 409)["existing"]["id"] == person["id"]

@@ -10,7 +10,8 @@ import pytest
 from geo.fields import Point
 from grid.areas import service as area_service
 from grid.demo import SYSTEM
-from grid.registry import service as registry
+from grid.registry.people import create_person, move_person
+from grid.registry.records import create_house, create_household, update_household
 from grid.sync import service as sync
 from grid.sync.schemas import PAGE_MAX
 from tests.conftest import assert_error_shape
@@ -97,9 +98,9 @@ def test_a_person_moved_to_another_grid_is_a_tombstone_there(db_session, member,
     c1, c2 = pull(w1)["next_cursor"], pull(w2)["next_cursor"]
 
     actor = actor_of(db_session, staff)
-    household, _ = registry.create_household(db_session, actor, {"location": _fix(G112)},
+    household, _ = create_household(db_session, actor, {"location": _fix(G112)},
                                            None)
-    registry.move_person(db_session, actor, person["id"], household.id, "head", 1,
+    move_person(db_session, actor, person["id"], household.id, "head", 1,
                          lambda r: {})
     db_session.commit()  # (a savepoint: the test's transaction is still rolled back)
 
@@ -118,16 +119,16 @@ def test_a_tombstone_does_not_hide_a_record_back_in_my_grids(db_session, member,
     c_both, c_w1 = pull(both)["next_cursor"], pull(w1)["next_cursor"]
 
     actor = actor_of(db_session, staff)
-    away, _ = registry.create_household(db_session, actor, {"location": _fix(G112)}, None)
-    home, _ = registry.create_household(db_session, actor, {"location": _fix(G111)}, None)
-    moved = registry.move_person(db_session, actor, person["id"], away.id, "head", 1,
+    away, _ = create_household(db_session, actor, {"location": _fix(G112)}, None)
+    home, _ = create_household(db_session, actor, {"location": _fix(G111)}, None)
+    moved = move_person(db_session, actor, person["id"], away.id, "head", 1,
                                  lambda r: {})
     # Between two of my grids: the record, and no tombstone (which comes after it).
     assert keys(pull(both, c_both)["items"]) == [
         ("household", away.id, False), ("household", home.id, False),
         ("person", person["id"], False)]
     # Out of my grid and back again within one pull: the record, not a tombstone.
-    registry.move_person(db_session, actor, person["id"], home.id, "head", moved.version,
+    move_person(db_session, actor, person["id"], home.id, "head", moved.version,
                          lambda r: {})
     db_session.commit()
     items = pull(w1, c_w1)["items"]
@@ -166,9 +167,9 @@ def test_paging_of_an_incremental_pull_with_tombstones(db_session, member, colle
     people = [collect(w1, "persons", at=G111, name=f"人{i}") for i in range(4)]
     _, cursor, _ = pull_all(w1)
     actor = actor_of(db_session, staff)
-    away, _ = registry.create_household(db_session, actor, {"location": _fix(G112)}, None)
+    away, _ = create_household(db_session, actor, {"location": _fix(G112)}, None)
     for p in people[:2]:
-        registry.move_person(db_session, actor, p["id"], away.id, None, 1, lambda r: {})
+        move_person(db_session, actor, p["id"], away.id, None, 1, lambda r: {})
     fresh = [collect(w1, "buildings", at=G111) for _ in range(3)]
     db_session.commit()
 
@@ -288,18 +289,18 @@ def test_a_household_moved_to_another_grid_takes_its_members_along(db_session, m
     w2, _ = member("grid_worker", G112)
     _, staff = member("community_staff", "330183001001")
     actor = actor_of(db_session, staff)
-    household, _ = registry.create_household(db_session, actor, {"location": _fix(G111)},
+    household, _ = create_household(db_session, actor, {"location": _fix(G111)},
                                            None)
-    people = [registry.create_person(db_session, actor, {"name": n, "household_id":
+    people = [create_person(db_session, actor, {"name": n, "household_id":
                                                          household.id}, None)[0]
               for n in ("甲", "乙")]
     there = collect(w2, "buildings", at=G112)
-    house, _ = registry.create_house(db_session, actor, {"building_id": there["id"],
+    house, _ = create_house(db_session, actor, {"building_id": there["id"],
                                                          "room": "101"}, None)
     db_session.commit()
     c1, c2 = pull(w1)["next_cursor"], pull(w2)["next_cursor"]
 
-    registry.update_household(db_session, actor, household.id, {"house_id": house.id},
+    update_household(db_session, actor, household.id, {"house_id": house.id},
                               household.version, lambda r: {})
     db_session.commit()
     gone = keys(pull(w1, c1)["items"])

@@ -12,7 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from geo.fields import Point, set_output_crs
-from grid.registry import service as registry
+from grid.registry.people import move_person
+from grid.registry.records import create_household
 from grid.sync import service as sync
 from tests.grid.sync.conftest import G111, G112, actor_of, id_number, point_in
 
@@ -110,9 +111,9 @@ def test_ended_records_and_tombstones_are_what_they_were(register, client, db_se
     assert ended.status_code == 200, ended.get_json()
     _, staff = member("community_staff", "330183001001")
     staff_actor = actor_of(db_session, staff)
-    away, _ = registry.create_household(db_session, staff_actor,
+    away, _ = create_household(db_session, staff_actor,
                                         {"location": _fix(G112)}, None)
-    registry.move_person(db_session, staff_actor, other["id"], away.id, "head", 1,
+    move_person(db_session, staff_actor, other["id"], away.id, "head", 1,
                          lambda r: {})
     db_session.commit()
     body = _pull_and_compare(client, db_session, headers, actor, cursor, crs="gcj02")
