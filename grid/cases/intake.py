@@ -196,13 +196,7 @@ def report_case(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | N
                                              "entered for others never are."))
     self_handle = data.get("self_handle")
     if self_handle is not None:
-        actor.require("case:handle")
-        if not (actor.roles & {"grid_worker", "grid_chief"}) or \
-                not _area_in_scope(s, actor, grid.id):
-            raise Forbidden("Only a worker of this grid can handle a problem on the spot")
-        if category.result_photo_required and not self_handle.get("photo_ids"):
-            raise Invalid({"json": {"self_handle": {"photo_ids": ["A result photo is "
-                                                                  "required."]}}})
+        _check_self_handle(s, actor, category, grid, self_handle)
     duplicates = likely_duplicates(s, actor, category, fix.lon, fix.lat)
     case = _new_case(s, category, grid, channel, data, actor.user_id, found.case_id)
     if self_handle is not None:
@@ -213,6 +207,33 @@ def report_case(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | N
     s.add(case)
     s.flush()
     s.add(CaseFollower(case_id=case.id, user_id=actor.user_id, kind="reporter"))
+    _announce_report(s, actor, case, data, channel, found.dispatchers or [])
+    audit.record(s, actor, "case_reported", "case", case.id,
+                 changes={"category": category.code, "channel": channel,
+                          "self_handled": self_handle is not None})
+    s.flush()
+    return case, duplicates, True
+
+
+def _check_self_handle(s: Session, actor: Actor, category: CaseCategory, grid: Area,
+                       self_handle: dict) -> None:
+    """Only a worker of the case's grid handles a problem on the spot, with the result
+    photo its category requires."""
+    actor.require("case:handle")
+    if not (actor.roles & {"grid_worker", "grid_chief"}) or \
+            not _area_in_scope(s, actor, grid.id):
+        raise Forbidden("Only a worker of this grid can handle a problem on the spot")
+    if category.result_photo_required and not self_handle.get("photo_ids"):
+        raise Invalid({"json": {"self_handle": {"photo_ids": ["A result photo is "
+                                                              "required."]}}})
+
+
+def _announce_report(s: Session, actor: Actor, case: Case, data: dict, channel: str,
+                     dispatchers: list[int]) -> None:
+    """The report's photos and timeline entries (and those of the fix on the spot), and who
+    is told: the street's dispatchers of a new case; the grid's workers too of a fix on the
+    spot to verify."""
+    self_handle = data.get("self_handle")
     _link_photos(s, actor, case, data.get("photo_ids") or [])
     _event(s, case, actor, "report", None, note=data["description"],
            photo_ids=data.get("photo_ids"), to_state="reported", channel=channel)
@@ -220,16 +241,11 @@ def report_case(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | N
         _link_photos(s, actor, case, self_handle.get("photo_ids") or [])
         _event(s, case, actor, "self_handle", "reported", note=self_handle["result"],
                photo_ids=self_handle.get("photo_ids"))
-        _tell(s, case, "case_changed", _grid_workers(s, case) + (found.dispatchers or []),
+        _tell(s, case, "case_changed", _grid_workers(s, case) + dispatchers,
               actor, action="自行处置待核查",
               action_en="self-handled, to verify")
     else:
-        _tell(s, case, "case_new", found.dispatchers or [], actor)
-    audit.record(s, actor, "case_reported", "case", case.id,
-                 changes={"category": category.code, "channel": channel,
-                          "self_handled": self_handle is not None})
-    s.flush()
-    return case, duplicates, True
+        _tell(s, case, "case_new", dispatchers, actor)
 
 
 def report_from_hotline(s: Session, actor: Actor, data: dict) -> tuple[Case, bool]:

@@ -128,6 +128,25 @@ def performance(s: Session, actor: Actor, filters: dict, weights: dict) -> dict:
     those the actor sees only as reporter or follower, are added from `cases` directly.
     """
     actor.require("stats:read")
+    c = sa.union_all(*_period_parts(s, actor, filters)).subquery("c")
+    # grouping(): 3 = the total, 1 = per department, 2 = per grid
+    level = sa.func.grouping(c.c.department_id, c.c.area_id).label("level")
+    rows = [dict(r._mapping) for r in s.execute(
+        sa.select(level, c.c.department_id, c.c.area_id, *_measures(c.c))
+        .group_by(sa.text("GROUPING SETS ((), (c.department_id), (c.area_id))")))]
+    # a group whose cases all left it (moved, merged) leaves rows adding up to nothing
+    rows = [r for r in rows if r["level"] == 3 or r["reported"]]
+    departments, grids = _named_groups(s, rows)
+    total = _scored([_total(rows)], weights)[0]
+    departments = _scored(departments, weights)
+    grids = _scored(grids, weights)
+    return {"start": filters["start"], "end": filters["end"], "weights": weights,
+            "total": total, "departments": departments, "grids": grids}
+
+
+def _period_parts(s: Session, actor: Actor, filters: dict) -> list[sa.Select]:
+    """The rows performance() adds up, as parts of one UNION ALL: the roll-up's rows of the
+    whole days, and the cases' contributions (the partial days, the actor's own cases)."""
     start, end = filters["start"], filters["end"]
     case_cond = [Case.state != "merged"]
     daily_cond = []
@@ -167,14 +186,11 @@ def performance(s: Session, actor: Actor, filters: dict, weights: dict) -> dict:
             parts.append(cases_in(Case.reported_at >= first, Case.reported_at < last, extra,
                                   sa.not_(sa.func.coalesce(
                                       scope(Case.area_id, Case.department_id), False))))
-    c = sa.union_all(*parts).subquery("c")
-    # grouping(): 3 = the total, 1 = per department, 2 = per grid
-    level = sa.func.grouping(c.c.department_id, c.c.area_id).label("level")
-    rows = [dict(r._mapping) for r in s.execute(
-        sa.select(level, c.c.department_id, c.c.area_id, *_measures(c.c))
-        .group_by(sa.text("GROUPING SETS ((), (c.department_id), (c.area_id))")))]
-    # a group whose cases all left it (moved, merged) leaves rows adding up to nothing
-    rows = [r for r in rows if r["level"] == 3 or r["reported"]]
+    return parts
+
+
+def _named_groups(s: Session, rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The rows per department and per grid, each with its id, code and name, by code."""
     names = {("d", r.id): r for r in s.execute(sa.select(Department.id, Department.code,
                                                          Department.name))}
     grid_ids = [r["area_id"] for r in rows if r["level"] == 2]
@@ -191,21 +207,21 @@ def performance(s: Session, actor: Actor, filters: dict, weights: dict) -> dict:
                                if k not in ("level", "department_id", "area_id")}})
         return sorted(out, key=lambda x: x["code"])
 
+    return named("d", "department_id", 1), named("a", "area_id", 2)
+
+
+def _total(rows: list[dict]) -> dict:
+    """The total row (counts of zero and no rates when nothing was counted)."""
     empty = {k: 0 for k in ("reported", "accepted", "dispatched", "correctly_dispatched",
                             "handled", "handled_in_time", "handled_late", "due_for_closure",
                             "closed", "closed_in_time", "self_handled", "reworks",
                             "evaluable", "rated")}
-    total = next(({k: v for k, v in r.items() if k not in ("level", "department_id",
-                                                           "area_id")}
-                  for r in rows if r["level"] == 3), None) or {
+    return next(({k: v for k, v in r.items() if k not in ("level", "department_id",
+                                                          "area_id")}
+                 for r in rows if r["level"] == 3), None) or {
         **empty, **{k: None for k in ("correct_dispatch_rate", "on_time_handling_rate",
                                       "closure_rate", "on_time_closure_rate", "rework_rate",
                                       "mean_handling_hours", "satisfaction_rate")}}
-    total = _scored([total], weights)[0]
-    departments = _scored(named("d", "department_id", 1), weights)
-    grids = _scored(named("a", "area_id", 2), weights)
-    return {"start": filters["start"], "end": filters["end"], "weights": weights,
-            "total": total, "departments": departments, "grids": grids}
 
 
 # --- the daily roll-up ---------------------------------------------------------------------
