@@ -247,7 +247,8 @@ def seed_cases(s: Session, departments: dict) -> int:
     """Categories routed to the demo departments, and cases in every state of the loop,
     moved there through the case service by the demo accounts themselves."""
     from geo.fields import GpsFix
-    from grid.cases import service as cases
+    from grid.cases.actions import act
+    from grid.cases.intake import report_case
     from grid.cases.models import Case, CaseCategory
     from server.auth.permissions import permissions_for
 
@@ -282,7 +283,7 @@ def seed_cases(s: Session, departments: dict) -> int:
         reporter = who["worker"] if i % 3 == 0 else who["resident"]
         answers = {a["code"]: a["values"][0]["key"] if a.get("values") else 1
                    for a in category.attributes if a.get("required")}
-        case, _, _ = cases.report_case(s, reporter, {
+        case, _, _ = report_case(s, reporter, {
             "category_id": category.id, "location": fix, "address": address,
             "description": text, "attributes": answers})
         for step in steps:
@@ -294,14 +295,14 @@ def seed_cases(s: Session, departments: dict) -> int:
                 data["photo_ids"] = [_photo(s, acting, i * 10 + len(step))]
             if step == "evaluate" and case.reporter_id != acting.user_id:
                 acting = reporter
-            case = cases.act(s, acting, case.id, step, data, case.version, lambda c, a: {})
+            case = act(s, acting, case.id, step, data, case.version, lambda c, a: {})
         made += 1
     # a worker's own fix on the spot, waiting for verification (自行处置)
     category = s.scalars(sa.select(CaseCategory).where(CaseCategory.code == "0102")).one()
     lon, lat = s.execute(sa.select(sa.func.ST_X(sa.func.ST_PointOnSurface(Area.boundary)),
                                    sa.func.ST_Y(sa.func.ST_PointOnSurface(Area.boundary)))
                          .where(Area.code == "330183001001001")).one()
-    cases.report_case(s, who["worker"], {
+    report_case(s, who["worker"], {
         "category_id": category.id, "location": GpsFix(lon=lon, lat=lat),
         "address": "东门路20号", "description": "绿化带内少量垃圾", "attributes": {},
         "self_handle": {"result": "已当场清理", "photo_ids": [_photo(s, who["worker"], 99)]}})

@@ -4,7 +4,7 @@ Issue 5 targets, with 1,000,000 historical cases and 20,000 open ones:
 - intake (POST /cases: grid lookup, duplicate check, outbox rows) ≥ 40 % of /healthz's
   requests/s in the same run;
 - a street dispatcher's queue page (GET /cases?open=true&sort=due_at) p99 < 100 ms;
-- the sweep (grid.cases.service.sweep) over the 20,000 open cases < 2 s;
+- the sweep (grid.cases.sweep.sweep) over the 20,000 open cases < 2 s;
 - the performance statistics of the district over a year (GET /stats/performance) < 1 s.
 
 Data (INSERT … SELECT from generate_series through the owner role; the case service's rules
@@ -485,7 +485,7 @@ def line_queue(ctx: Context) -> tuple[list[dict], dict]:
     import requests
     from sqlalchemy.orm import Session
 
-    from grid.cases import service
+    from grid.cases import queue
 
     headers = ctx.auth_headers("dispatcher")
     path = "/cases?open=true&sort=due_at"
@@ -499,9 +499,9 @@ def line_queue(ctx: Context) -> tuple[list[dict], dict]:
     with Session(ctx.engine) as s:
         actor = _actor(s, "dispatcher")
         with captured(ctx.engine) as page_sql:
-            service.list_cases(s, actor, {"open": True, "sort": "due_at"}, Page())
+            queue.list_cases(s, actor, {"open": True, "sort": "due_at"}, Page())
         with captured(ctx.engine) as count_sql:
-            service.count_by_state(s, actor, {"open": True})
+            queue.count_by_state(s, actor, {"open": True})
     sql = {"count": page_sql[-2], "page": page_sql[-1], "counts": count_sql[-1]}
     plans = {k: explain(ctx, v["sql"], v["params"]) for k, v in sql.items()}
     timed = {k: ctx.sql_timings(v["sql"], v["params"], n=30, warmup=3)
@@ -520,7 +520,7 @@ def line_queue(ctx: Context) -> tuple[list[dict], dict]:
 def line_sweep(ctx: Context) -> dict:
     from sqlalchemy.orm import Session
 
-    from grid.cases import service
+    from grid.cases import sweep
     from server.clock import now
 
     out: dict[str, Any] = {}
@@ -528,7 +528,7 @@ def line_sweep(ctx: Context) -> dict:
         with Session(ctx.engine) as s, captured(ctx.engine) as stmts:
             at = now()
             t0 = time.perf_counter()
-            done = service.sweep(s, at)
+            done = sweep.sweep(s, at)
             t1 = time.perf_counter()
             s.commit()
             t2 = time.perf_counter()
@@ -554,7 +554,7 @@ def line_stats(ctx: Context) -> tuple[list[dict], dict]:
     import requests
     from sqlalchemy.orm import Session
 
-    from grid.cases import service
+    from grid.cases import stats
     from server.config import Config
 
     end = datetime.now(UTC).replace(microsecond=0)
@@ -572,7 +572,7 @@ def line_stats(ctx: Context) -> tuple[list[dict], dict]:
         actor = _actor(s, "district")
         with captured(ctx.engine) as stmts:
             t0 = time.perf_counter()
-            service.performance(s, actor, {"start": start, "end": end},
+            stats.performance(s, actor, {"start": start, "end": end},
                                 Config.CASE_SCORE_WEIGHTS)
             in_process_ms = (time.perf_counter() - t0) * 1000
     stats_sql = [st for st in stmts if "GROUPING SETS" in st["sql"]]
@@ -589,7 +589,7 @@ def line_stats(ctx: Context) -> tuple[list[dict], dict]:
     # the worker's folding of the roll-up (rows appended by the load and the intake line)
     with Session(ctx.engine) as s:
         t0 = time.perf_counter()
-        folded = service.compact_stats(s)
+        folded = stats.compact_stats(s)
         s.commit()
         fold_s = time.perf_counter() - t0
     print(f"  roll-up: {rollup['rows']} rows for {rollup['keys']} keys ({rollup['size']}); "

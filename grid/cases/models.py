@@ -130,7 +130,7 @@ class Case(TimestampMixin, VersionedMixin, GpsTaggedMixin, Base):
                                                server_default=sa.false())
     joined_count: Mapped[int] = mapped_column(sa.Integer, nullable=False, server_default="0")
     result: Mapped[str | None] = mapped_column(sa.Text)
-    # 公开: listed by Open311 and other public lists (cases.published()).
+    # 公开: listed by Open311 and other public lists (scope.published()).
     public: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, server_default=sa.false())
     # The app's clock, like reported_at and the milestones: the database's now() is the
     # start of the transaction, earlier than a report made in it (the demo seed reports and
@@ -204,9 +204,24 @@ class Case(TimestampMixin, VersionedMixin, GpsTaggedMixin, Base):
 
     @property
     def light(self) -> str | None:
-        from grid.cases.service import light_of
-
         return light_of(self)
+
+
+def light_of(case: Case, at: datetime | None = None) -> str | None:
+    """绿灯/黄灯/红灯 of the current stage (frozen while on hold)."""
+    if case.due_at is None:
+        return None
+    at = case.held_at or at or now()
+    if at <= case.warn_at:
+        return "green"
+    return "yellow" if at <= case.due_at else "red"
+
+
+def light_sql() -> sa.ColumnElement[str]:
+    """light_of in SQL (the same thresholds), for filters, maps and tiles."""
+    at = sa.func.coalesce(Case.held_at, sa.func.now())
+    return sa.case((Case.due_at.is_(None), None), (at <= Case.warn_at, "green"),
+                   (at <= Case.due_at, "yellow"), else_="red")
 
 
 class CaseEvent(Base):

@@ -244,7 +244,7 @@ class DuplicateSchema(ResidentCaseSchema):
 
 
 class _ByView:
-    """dump() by the view the service chose (grid.cases.service.sees_whole_case): the
+    """dump() by the view the service chose (grid.cases.resident_view.sees_whole_case): the
     staff's schema (the class itself) for a CaseView, `resident` for a ResidentView. The
     document lists the union of the two (every field optional)."""
 

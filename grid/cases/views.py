@@ -9,7 +9,17 @@ from flask import current_app, g, request
 from flask.views import MethodView
 
 from geo.fields import GpsFix
-from grid.cases import schemas, service
+from grid.cases import (
+    actions,
+    categories,
+    intake,
+    queue,
+    resident_view,
+    schemas,
+    scope,
+    stats,
+    sweep,  # noqa: F401  (registers the worker's case_sweep and case_stats_compact)
+)
 from server import apiclients, audit, db, idempotency
 from server.api import SIGNED_REQUEST, Blueprint, etag, expected_version, link
 from server.auth.actor import credential_headers, current_actor, login_required
@@ -33,7 +43,7 @@ class Categories(MethodView):
     @login_required
     def get(self):
         """Active categories, 大类 and their 小类 (report with a 小类's id)."""
-        return service.list_categories(db.session())
+        return categories.list_categories(db.session())
 
     @categories_blp.arguments(schemas.CategorySchema)
     @categories_blp.response(201, schemas.CategorySchema)
@@ -41,7 +51,7 @@ class Categories(MethodView):
     def post(self, data):
         """Add a category (area:manage)."""
         with db.unit_of_work() as s:
-            category = service.save_category(s, current_actor(), data)
+            category = categories.save_category(s, current_actor(), data)
         return category, 201, etag(category.version)
 
 
@@ -50,7 +60,7 @@ class CategoryById(MethodView):
     @categories_blp.response(200, schemas.CategorySchema)
     @login_required
     def get(self, category_id):
-        category = service.get_category(db.session(), category_id)
+        category = categories.get_category(db.session(), category_id)
         return category, 200, etag(category.version)
 
     @categories_blp.arguments(schemas.CategoryUpdateSchema)
@@ -60,7 +70,7 @@ class CategoryById(MethodView):
         """Change limits, department, questions… (area:manage; needs the version)."""
         version = expected_version(data)
         with db.unit_of_work() as s:
-            category = service.save_category(s, current_actor(), data, category_id, version)
+            category = categories.save_category(s, current_actor(), data, category_id, version)
         return category, 200, etag(category.version)
 
 
@@ -71,8 +81,8 @@ class CategoryById(MethodView):
 def put_route(data, category_id):
     """A street's own department for this category (null removes the override)."""
     with db.unit_of_work() as s:
-        service.set_route(s, current_actor(), category_id, data["area_id"],
-                          data["department_id"])
+        categories.set_route(s, current_actor(), category_id, data["area_id"],
+                             data["department_id"])
 
 
 # --- cases ---------------------------------------------------------------------------------
@@ -88,8 +98,8 @@ class Cases(MethodView):
         """The caller's queue: cases of their grids, street, department, or their own
         (those in the resident view)."""
         s, actor = db.session(), current_actor()
-        return service.present(s, actor, service.list_cases(s, actor, filters,
-                                                             pagination_parameters))
+        return resident_view.present(s, actor, queue.list_cases(s, actor, filters,
+                                                                pagination_parameters))
 
     @cases_blp.arguments(schemas.CaseCreateSchema)
     @cases_blp.response(201, schemas.ReportedCaseSchema)
@@ -106,8 +116,8 @@ class Cases(MethodView):
         client_uuid = data.pop("client_uuid", None)
         actor = current_actor()
         with db.unit_of_work() as s:
-            case, duplicates, created = service.report_case(s, actor, data, client_uuid)
-            shown = service.view(s, actor, case, duplicates, new=created)
+            case, duplicates, created = intake.report_case(s, actor, data, client_uuid)
+            shown = actions.view(s, actor, case, duplicates, new=created)
         return shown, *idempotency.create_answer(created, etag(case.version))
 
 
@@ -117,7 +127,7 @@ class Cases(MethodView):
 @login_required
 def counts(filters):
     """Badges: cases per state under the same filters as the queue."""
-    counted = service.count_by_state(db.session(), current_actor(), filters)
+    counted = queue.count_by_state(db.session(), current_actor(), filters)
     return {"counts": counted, "total": sum(counted.values())}
 
 
@@ -152,9 +162,9 @@ def hotline(data):
     ticket_no: 200 with the original case when sent again."""
     actor = current_actor()
     with db.unit_of_work() as s:
-        case, created = service.report_from_hotline(s, actor, data)
-    return service.CaseView(case, actor), *idempotency.create_answer(created,
-                                                                     etag(case.version))
+        case, created = intake.report_from_hotline(s, actor, data)
+    return resident_view.CaseView(case, actor), *idempotency.create_answer(
+        created, etag(case.version))
 
 
 @cases_blp.route("/likely-duplicates")
@@ -167,8 +177,8 @@ def likely_duplicates(query):
     `POST /cases/{id}/join {"location", "category_id"}` instead of filing anew."""
     lon, lat, radius = query["near"]
     with db.unit_of_work() as s:
-        return service.duplicate_lookup(s, current_actor(), query["category_id"],
-                                        GpsFix(lon=lon, lat=lat), radius, _lookup_limit())
+        return intake.duplicate_lookup(s, current_actor(), query["category_id"],
+                                       GpsFix(lon=lon, lat=lat), radius, _lookup_limit())
 
 
 def _lookup_limit() -> tuple[int, int]:
@@ -188,8 +198,8 @@ def get_case(case_id):
     """One case with the actions you may take now: the whole case for its staff, the
     resident view for its reporter and residents who joined or follow it."""
     s, actor = db.session(), current_actor()
-    case = service.get_case(s, actor, case_id)
-    return service.view(s, actor, case), 200, etag(case.version)
+    case = scope.get_case(s, actor, case_id)
+    return actions.view(s, actor, case), 200, etag(case.version)
 
 
 @cases_blp.route("/<int:case_id>/actions/<string:action>", methods=["POST"])
@@ -204,14 +214,15 @@ def act(data, case_id, action):
     version = expected_version(data)
     actor = current_actor()
     with db.unit_of_work() as s:
-        case = service.act(s, actor, case_id, action, data, version,
+        case = actions.act(s, actor, case_id, action, data, version,
                            lambda c, allowed: _as_dict(c, actor, allowed))
-        shown = service.view(s, actor, case)
+        shown = actions.view(s, actor, case)
     return shown, 200, etag(case.version)
 
 
 def _as_dict(case, actor, allowed) -> dict:
-    return schemas.CaseAnswerSchema().dump(service.shown(db.session(), actor, case, allowed))
+    shown = resident_view.shown(db.session(), actor, case, allowed)
+    return schemas.CaseAnswerSchema().dump(shown)
 
 
 @cases_blp.route("/<int:case_id>/join", methods=["POST"])
@@ -225,8 +236,8 @@ def join(data, case_id):
     see its resident view and are told of its progress."""
     actor = current_actor()
     with db.unit_of_work() as s:
-        case = service.join_case(s, actor, case_id, data, _lookup_limit())
-        shown = service.view(s, actor, case)
+        case = intake.join_case(s, actor, case_id, data, _lookup_limit())
+        shown = actions.view(s, actor, case)
     return shown, 200, etag(case.version)
 
 
@@ -238,7 +249,7 @@ def follow(data, case_id):
     """Follow (or stop following) a case you can see: you are told when it moves. The
     body is optional: none follows."""
     with db.unit_of_work() as s:
-        service.follow_case(s, current_actor(), case_id, data["following"])
+        intake.follow_case(s, current_actor(), case_id, data["following"])
 
 
 @cases_blp.route("/<int:case_id>/timeline")
@@ -247,7 +258,7 @@ def follow(data, case_id):
 def get_timeline(case_id):
     """Every action on the case, oldest first (流转记录); outside the case's staff, the
     public timeline (ResidentEvent)."""
-    return service.timeline(db.session(), current_actor(), case_id)
+    return resident_view.timeline(db.session(), current_actor(), case_id)
 
 
 @cases_blp.route("/<int:case_id>/requests")
@@ -255,7 +266,7 @@ def get_timeline(case_id):
 @login_required
 def get_requests(case_id):
     """Extension, defer, backlog and void requests with their decisions."""
-    return service.requests_of(db.session(), current_actor(), case_id)
+    return queue.requests_of(db.session(), current_actor(), case_id)
 
 
 @cases_blp.route("/<int:case_id>/contact", methods=["POST"])
@@ -267,7 +278,7 @@ def reveal_contact(data, case_id):
     """The caller's phone in clear, for a stated purpose: a code and a text (dispatchers;
     audited, and so is a refusal)."""
     with db.unit_of_work() as s:
-        return service.contact_of(s, current_actor(), case_id, audit.purpose_of(data))
+        return queue.contact_of(s, current_actor(), case_id, audit.purpose_of(data))
 
 
 # --- statistics ----------------------------------------------------------------------------
@@ -280,5 +291,5 @@ def reveal_contact(data, case_id):
 def get_performance(filters):
     """上报数 … 满意率 and the composite score per department and per grid, for cases
     reported in [from, to) that you may see (CASE_SCORE_WEIGHTS sets the weights)."""
-    return service.performance(db.session(), current_actor(), filters,
-                               current_app.config["CASE_SCORE_WEIGHTS"])
+    return stats.performance(db.session(), current_actor(), filters,
+                             current_app.config["CASE_SCORE_WEIGHTS"])

@@ -3,7 +3,7 @@ points as GeoJSON built by PostGIS (json_agg + ST_AsGeoJSON) in one statement, w
 grid card (网格公示); and the same area as a static SVG for printed reports (ST_AsSVG).
 
 Scope: the area itself may be one the actor sees by name only (a worker's community); what
-is drawn inside it is limited to the actor's scope (areas.in_scope, cases.visible), so a
+is drawn inside it is limited to the actor's scope (areas.in_scope, cases.scope.visible), so a
 worker's community map shows their grid's records only.
 
 Collections are pluggable like the tile layers: `collections[name]` builds one from
@@ -23,8 +23,9 @@ from sqlalchemy.orm import Session
 from geo import crs as crs_mod
 from grid.areas import service as areas
 from grid.areas.models import Area
-from grid.cases import service as cases
-from grid.cases.models import OPEN_STATES, Case, CaseCategory
+from grid.cases.clock import overdue_sql
+from grid.cases.models import OPEN_STATES, Case, CaseCategory, light_sql
+from grid.cases.scope import visible
 from grid.registry.counts import building_counts
 from grid.registry.models import Building, Organisation
 from server.auth.actor import Actor
@@ -70,11 +71,11 @@ def _buildings(actor: Actor, subtree: sa.Select, limit: int) -> sa.Select:
 def _cases(actor: Actor, subtree: sa.Select, limit: int) -> sa.Select:
     return (sa.select(Case.id, Case.code, Case.state, CaseCategory.code.label("category"),
                       CaseCategory.name.label("category_name"),
-                      cases.light_sql().label("light"), cases.overdue_sql().label("overdue"),
+                      light_sql().label("light"), overdue_sql().label("overdue"),
                       Case.address, Case.reported_at, Case.due_at, Case.location.label("geom"))
             .join(CaseCategory, CaseCategory.id == Case.category_id)
-            .where(Case.area_id.in_(subtree), cases.visible(actor), Case.state.in_(OPEN_STATES))
-            .order_by(cases.overdue_sql().desc(), Case.due_at.asc().nulls_last(), Case.id)
+            .where(Case.area_id.in_(subtree), visible(actor), Case.state.in_(OPEN_STATES))
+            .order_by(overdue_sql().desc(), Case.due_at.asc().nulls_last(), Case.id)
             .limit(limit))
 
 

@@ -5,7 +5,7 @@ Rules every layer follows (ARCHITECTURE §3 and §8):
 
 - the spatial filter is on the indexed WGS-84 column against the tile envelope transformed
   to 4326 (never the column to 3857); geometries are simplified before they are transformed;
-- rows are limited to the caller's scope in SQL (areas.in_scope, cases.visible): a worker's
+- rows are limited to the caller's scope in SQL (areas.in_scope, cases.scope.visible): a worker's
   tile never holds another grid's records; personal data never enters a tile (buildings
   carry counts, cases their id, state, category code and light);
 - below `detail_zoom` points are aggregated per grid (one point per grid on its surface,
@@ -35,8 +35,9 @@ from sqlalchemy.orm import Session
 
 from grid.areas import service as areas
 from grid.areas.models import Area
-from grid.cases import service as cases
-from grid.cases.models import OPEN_STATES, Case, CaseCategory
+from grid.cases.clock import overdue_sql
+from grid.cases.models import OPEN_STATES, Case, CaseCategory, light_sql
+from grid.cases.scope import visible
 from grid.registry.counts import building_counts
 from grid.registry.models import Building, Organisation
 from server import db
@@ -232,19 +233,19 @@ def _buildings(ctx: TileContext) -> sa.Select:
 
 
 def _cases(ctx: TileContext) -> sa.Select:
-    scope = (cases.visible(ctx.actor), Case.state.in_(OPEN_STATES))
+    scope = (visible(ctx.actor), Case.state.in_(OPEN_STATES))
     if not ctx.detailed:
         counts = (sa.select(Case.area_id, sa.func.count().label("count"),
-                            sa.func.count().filter(cases.overdue_sql()).label("overdue"))
+                            sa.func.count().filter(overdue_sql()).label("overdue"))
                   .where(*scope).group_by(Case.area_id))
         return per_grid(ctx, counts, Case.area_id, "cases")
     rows = (sa.select(Case.id, Case.state, CaseCategory.code.label("category"),
-                      cases.light_sql().label("light"), cases.overdue_sql().label("overdue"),
+                      light_sql().label("light"), overdue_sql().label("overdue"),
                       ctx.mvt_geom(Case.location).label("geom"))
             .join(CaseCategory, CaseCategory.id == Case.category_id)
             .where(*scope, _near(Case.location, ctx))
             # overdue first: what a capped tile keeps is what needs attention
-            .order_by(cases.overdue_sql().desc(), Case.due_at.asc().nulls_last(), Case.id)
+            .order_by(overdue_sql().desc(), Case.due_at.asc().nulls_last(), Case.id)
             .limit(ctx.max_features))
     return mvt(rows, "cases")
 

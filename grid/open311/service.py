@@ -1,9 +1,9 @@
 """GeoReport v2 over the case module: services are the active 小类, service requests are
 cases, and a POST goes through the same intake as the 12345 hotline
-(`cases.report_from_system`): an active 小类, its extra questions checked, the grid of
+(`grid.cases.intake.report_from_system`): an active 小类, its extra questions checked, the grid of
 the point, likely duplicates, the street's dispatchers told, the audit row.
 
-What is published is `cases.published()`: requests of Open311 apps and grid workers'
+What is published is `grid.cases.scope.published()`: requests of Open311 apps and grid workers'
 reports, and residents' reports that they chose to make public (公开); never hotline
 tickets, nor disputes (矛盾纠纷, 06xx) and mass incidents (群发性事件, 0406), which can be
 reported but are never listed nor fetched. Of those only public fields leave: never the
@@ -24,7 +24,8 @@ from werkzeug.exceptions import HTTPException
 
 from geo.fields import GpsFix
 from grid.areas.models import Department
-from grid.cases import service as cases
+from grid.cases.categories import list_categories
+from grid.cases.intake import report_from_system
 from grid.cases.models import (
     OPEN_STATES,
     STATES,
@@ -33,6 +34,7 @@ from grid.cases.models import (
     CaseEvent,
     CaseRequest,
 )
+from grid.cases.scope import published
 from grid.open311.schemas import PostRequestSchema, RequestQuerySchema
 from server import apiclients, ratelimit
 from server.apiclients import ApiClient
@@ -100,7 +102,7 @@ def discovery(s: Session, base_url: str, contact: str, key_service: str) -> dict
 
 
 def _services(s: Session) -> tuple[list[CaseCategory], dict[int, CaseCategory]]:
-    everything = cases.list_categories(s, include_inactive=True)
+    everything = list_categories(s, include_inactive=True)
     groups = {c.id: c for c in everything if c.parent_id is None}
     leaves = [c for c in everything if c.parent_id is not None and c.active
               and groups[c.parent_id].active]
@@ -160,7 +162,7 @@ def _number(value: Any) -> Any:
 
 def typed_attributes(category: CaseCategory, raw: dict[str, list]) -> dict:
     """attribute[code] values (always lists from a form) in the type each question has;
-    `cases.check_attributes` then checks them."""
+    `grid.cases.categories.check_attributes` then checks them."""
     kinds = {a["code"]: a.get("datatype") for a in category.attributes}
     values: dict[str, Any] = {}
     for code, items in raw.items():
@@ -226,7 +228,7 @@ def post_request(s: Session, client: ApiClient, actor: Actor, fields: dict,
                "attributes": typed_attributes(category, attributes),
                "contact_name": _name(data.get("first_name"), data.get("last_name")),
                "contact_phone": _phone(data.get("phone")), "media_url": data.get("media_url")}
-    case, duplicates, created = cases.report_from_system(
+    case, duplicates, created = report_from_system(
         s, actor, {k: v for k, v in payload.items() if v is not None}, "open311",
         f"{client.key_id}:{ref}" if ref else None, category_field="service_code",
         event_data={"api_client_id": client.id, "client_request_id": ref,
@@ -255,7 +257,7 @@ def find_requests(s: Session, query: dict) -> list[dict]:
     by default, 90 days at most) of service_code(s) and status, newest first, one page
     (page, page_size ≤ 1000: the common extension)."""
     q = _load(RequestQuerySchema(), query)
-    stmt = sa.select(Case).where(cases.published())
+    stmt = sa.select(Case).where(published())
     if q.get("service_request_id"):
         ids = _split(q["service_request_id"])
         if len(ids) > MAX_IDS:
@@ -296,7 +298,7 @@ def _window(q: dict) -> list[sa.ColumnElement[bool]]:
 def get_request(s: Session, service_request_id: str) -> list[dict]:
     """One request (a list of one, as the spec answers); 404 if unknown or private."""
     case = s.scalars(sa.select(Case).where(Case.code == service_request_id,
-                                           cases.published())).first()
+                                           published())).first()
     if case is None:
         raise NotFound(f"service_request_id {service_request_id!r}: no such request")
     return _present(s, [case])
@@ -316,7 +318,7 @@ def _status_notes(s: Session, page: list[Case]) -> dict[int, str]:
     voided = dict(s.execute(sa.select(CaseRequest.case_id, CaseRequest.reason)
                             .where(CaseRequest.id.in_(last_void))).all())
     kept = dict(s.execute(sa.select(Case.id, Case.code).where(
-        Case.id.in_({c.merged_into_id for c in page if c.merged_into_id})).where(cases.published())
+        Case.id.in_({c.merged_into_id for c in page if c.merged_into_id})).where(published())
     ).all())
     notes = {}
     for case in page:

@@ -2,7 +2,7 @@
 
 Rules (those of the registry, reused, not re-implemented):
 - scope: every record is read through the registry's `scope.get_record` / `scope.scoped`,
-  `visits.scoped_visits`, `cases.visible` and `areas.in_scope`: outside the scope a
+  `visits.scoped_visits`, `cases.scope.visible` and `areas.in_scope`: outside the scope a
   profile does not exist (404), and what a profile lists is limited to the scope;
 - masking: persons show their masked ID number and phone; `reveal=True` goes through
   `people.reveal_person` (person:read_pii, a purpose, one audit row): there is no second
@@ -29,8 +29,9 @@ from sqlalchemy.orm import Session
 
 from grid.areas import service as areas
 from grid.areas.models import Area
-from grid.cases import service as cases
-from grid.cases.models import OPEN_STATES, Case, CaseCategory
+from grid.cases.clock import overdue_sql
+from grid.cases.models import OPEN_STATES, Case, CaseCategory, light_sql
+from grid.cases.scope import visible
 from grid.registry import people, scope, tags
 from grid.registry.models import (
     CARE_TAGS,
@@ -97,11 +98,11 @@ def _cases(s: Session, actor: Actor, near: Any | None, reporter_ids: Any | None 
     rows = s.execute(
         sa.select(Case.id, Case.code, Case.state, Case.address, Case.reported_at,
                   Case.due_at, CaseCategory.code.label("category"),
-                  CaseCategory.name.label("category_name"), cases.light_sql().label("light"),
+                  CaseCategory.name.label("category_name"), light_sql().label("light"),
                   Case.state.in_(OPEN_STATES).label("open"),
                   sa.case(*relation).label("relation"))
         .join(CaseCategory, CaseCategory.id == Case.category_id)
-        .where(cases.visible(actor), sa.or_(*(cond for cond, _ in relation)))
+        .where(visible(actor), sa.or_(*(cond for cond, _ in relation)))
         .order_by(Case.reported_at.desc(), Case.id.desc()).limit(LIST_LIMIT))
     return [dict(r._mapping) for r in rows]
 
@@ -305,7 +306,7 @@ def area_profile(s: Session, actor: Actor, area_id: int, today: date) -> dict:
         sa.select(Person.household_id).join(Visit, Visit.person_id == Person.id)
         .where(Visit.visited_at >= since_at))
     visited = households.where(Household.id.in_(recent))
-    open_cases = sa.select(Case.id).where(Case.area_id.in_(subtree), cases.visible(actor),
+    open_cases = sa.select(Case.id).where(Case.area_id.in_(subtree), visible(actor),
                                           Case.state.in_(OPEN_STATES))
 
     def count(stmt: sa.Select) -> Any:
@@ -317,7 +318,7 @@ def area_profile(s: Session, actor: Actor, area_id: int, today: date) -> dict:
         count(sa.select(House.id).where(*live(House))).label("houses"),
         count(sa.select(Organisation.id).where(*live(Organisation))).label("organisations"),
         count(open_cases).label("open_cases"),
-        count(open_cases.where(cases.overdue_sql()))
+        count(open_cases.where(overdue_sql()))
         .label("overdue_cases"),
         count(visited).label("households_visited"),
         count(sa.select(Visit.id).where(Visit.area_id.in_(subtree), Visit.visited_at >= since_at))
@@ -369,6 +370,6 @@ def _children(s: Session, actor: Actor, area: Area) -> list[dict]:
         child.c.id, child.c.code, child.c.name, child.c.level,
         n(Person, Person.ended_at.is_(None), Person.status == "present").label("population"),
         n(Household, Household.ended_at.is_(None)).label("households"),
-        n(Case, cases.visible(actor), Case.state.in_(OPEN_STATES)).label("open_cases"),
+        n(Case, visible(actor), Case.state.in_(OPEN_STATES)).label("open_cases"),
     ).order_by(child.c.code)).all()
     return [r._asdict() for r in rows]

@@ -7,7 +7,7 @@ the transition table: a bulk INSERT … SELECT costs one grouped insert, not one
 UPDATE appends −old and +new for each row whose counted columns changed (row-level with a
 WHEN condition: the sweep's UPDATE of escalation and overdue fires nothing).
 
-The contribution of a case must match grid/cases/service.py `_contributions` (a test
+The contribution of a case must match grid/cases/stats.py `_contributions` (a test
 compares the roll-up with a scan of the cases).
 
 Revision ID: 0009

@@ -7,8 +7,8 @@ filled from the cases already there (one row per key with only `evaluable` set: 
 add up a key's rows), and migration 0009's trigger functions with the column added; the
 update trigger also fires when a case gains its first joiner or changes channel.
 
-Must match grid/cases/service.py `_contributions` / `evaluable_sql` (a test compares the
-roll-up with a scan of the cases).
+Must match grid/cases/stats.py `_contributions` / grid/cases/actions.py `evaluable_sql` (a
+test compares the roll-up with a scan of the cases).
 
 Revision ID: 0014
 Revises: 0013

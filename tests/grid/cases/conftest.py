@@ -133,12 +133,12 @@ def local(text: str) -> datetime:
 def start_clock(db_session, case_id: int, at: datetime, state: str | None = None) -> Case:
     """Start the clock of the case's current stage (or of `state`'s stage) at `at`, as the
     service does when a stage begins; returns the case as stored."""
-    from grid.cases import service
+    from grid.cases import clock
 
     case = db_session.get(Case, case_id, populate_existing=True)
     if state is not None:
         case.state = state
-    service._start_stage(db_session, case, at)
+    clock._start_stage(db_session, case, at)
     db_session.commit()
     return db_session.get(Case, case_id, populate_existing=True)
 

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from grid.cases import service
+from grid.cases import actions
 from server.auth.actor import Actor
 from server.auth.permissions import permissions_for
 from server.errors import PreconditionFailed
@@ -66,7 +66,7 @@ def test_two_simultaneous_dispatches_make_one_dispatch_and_one_412(app, engine,
         with app.app_context(), Session(engine, expire_on_commit=False) as s:
             barrier.wait()
             try:
-                case = service.act(s, actor, committed_case["case"], "dispatch",
+                case = actions.act(s, actor, committed_case["case"], "dispatch",
                                    {"department_id": department_id}, 1,
                                    lambda c, allowed: {"version": c.version,
                                                        "department_id": c.department_id})

@@ -19,8 +19,8 @@ import sqlalchemy as sa
 
 from grid.areas.models import Area
 from grid.calendar import service as calendar
-from grid.cases import service
-from grid.cases.models import CaseEvent
+from grid.cases import sweep
+from grid.cases.models import CaseEvent, light_of
 from notifications.models import OutboxMessage
 from tests.conftest import inbox
 from tests.grid.areas.conftest import D
@@ -100,11 +100,11 @@ def test_the_light_turns_at_80_and_100_percent(people, category, department, db_
     case = in_progress(people, category, department)
     row = start_clock(db_session, case["id"], local("2026-03-06 16:00"))
     tick = timedelta(microseconds=1)
-    assert service.light_of(row, local("2026-03-06 16:00")) == "green"
-    assert service.light_of(row, row.warn_at) == "green"  # exactly 80 %
-    assert service.light_of(row, row.warn_at + tick) == "yellow"
-    assert service.light_of(row, row.due_at) == "yellow"  # exactly 100 %
-    assert service.light_of(row, row.due_at + tick) == "red"
+    assert light_of(row, local("2026-03-06 16:00")) == "green"
+    assert light_of(row, row.warn_at) == "green"  # exactly 80 %
+    assert light_of(row, row.warn_at + tick) == "yellow"
+    assert light_of(row, row.due_at) == "yellow"  # exactly 100 %
+    assert light_of(row, row.due_at + tick) == "red"
 
 
 @pytest.mark.parametrize("warn, due, light", [
@@ -134,7 +134,7 @@ def test_the_light_shown_and_filtered(people, category, department, db_session, 
 def _sweep(db_session, at: datetime) -> dict:
     """Run the sweep as the worker does (its own unit of work) and forget what this test's
     session had loaded, as the next request would."""
-    done = service.sweep(db_session, at)
+    done = sweep.sweep(db_session, at)
     db_session.commit()
     db_session.expire_all()
     return done

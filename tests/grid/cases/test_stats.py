@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grid.areas.models import Department
-from grid.cases import service
+from grid.cases import stats
 from grid.cases.models import STAT_COUNTS, Case, CaseFollower
 from tests.conftest import assert_error_shape
 from tests.grid.areas.conftest import C11, G111, G112, G211, D
@@ -215,7 +215,7 @@ def test_the_score_and_grade_of_any_row(accepted, busiest, closure, on_time, rew
                "no_rework": 0.3}
     row = {"accepted": accepted, "closure_rate": closure, "on_time_handling_rate": on_time,
            "rework_rate": rework}
-    service._score(row, busiest, weights)
+    stats._score(row, busiest, weights)
     expected = 10 * accepted / busiest + 0.3 * (closure + on_time + 100 - rework)
     assert row["score"] == pytest.approx(expected, abs=0.006)
     assert 0 <= row["score"] <= 100
@@ -235,7 +235,7 @@ def _rollup(db_session) -> list[tuple]:
         "GROUP BY 1, 2, 3 HAVING sum(reported) <> 0 ORDER BY 1, 2, 3")).all()
     contributions = sa.select(
         sa.cast(sa.func.timezone("UTC", Case.reported_at), sa.Date).label("day"),
-        Case.area_id, Case.department_id, *service._contributions()
+        Case.area_id, Case.department_id, *stats._contributions()
     ).where(Case.state != "merged").subquery()
     scanned = db_session.execute(
         sa.select(contributions.c.day, contributions.c.area_id, contributions.c.department_id,
@@ -255,7 +255,7 @@ def test_the_daily_rollup_follows_every_change(api, db_session, fixture_cases, p
     kept, scanned = _rollup(db_session)
     assert kept == scanned and len(kept) == 8  # (day, grid, department) keys of the cases
     before = _perf(api("district_admin", D))
-    assert service.compact_stats(db_session)["folded_keys"] >= 1
+    assert stats.compact_stats(db_session)["folded_keys"] >= 1
     db_session.commit()
     keys = db_session.execute(sa.text(
         "SELECT count(*), count(DISTINCT (day, area_id, department_id)) "
@@ -275,7 +275,7 @@ def test_the_daily_rollup_follows_every_change(api, db_session, fixture_cases, p
     total = _perf(api("district_admin", D))["total"]
     assert _pick(total, "reported", "accepted", "dispatched", "rated", "satisfaction_rate") \
         == (6, 6, 5, 3, 33.33)
-    service.compact_stats(db_session)
+    stats.compact_stats(db_session)
     db_session.commit()
     assert _perf(api("district_admin", D))["total"] == total
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from grid.cases.categories import suggested_department
 from grid.cases.models import Case, CaseCategory
-from grid.cases.service import suggested_department
 from tests.conftest import assert_error_shape, inbox
 from tests.grid.cases.conftest import act, photo, report
 from tests.grid.maps.conftest import counting
@@ -408,7 +408,7 @@ def test_supervision_is_per_stage(people, category, department, db_session):
     """A yellow card for late signing does not follow the case into handling."""
     from datetime import timedelta
 
-    from grid.cases import service
+    from grid.cases import sweep
     from server.clock import now
     from tests.grid.cases.conftest import set_case_times
 
@@ -416,7 +416,7 @@ def test_supervision_is_per_stage(people, category, department, db_session):
     case = _accepted(p, category, department)
     past = now() - timedelta(days=1)
     set_case_times(db_session, case["id"], warn_at=past, due_at=past, red_at=past)
-    service.sweep(db_session)
+    sweep.sweep(db_session)
     db_session.commit()
     db_session.expire_all()
     late = _as(p.handler, case)
