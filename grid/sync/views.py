@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from grid.sync import schemas, service
+# as modules under other names: the views are called pull and push
+from grid.sync import pull as pulling
+from grid.sync import push as pushing
+from grid.sync import schemas
 from server import db
 from server.api import Blueprint, json_text_response
 from server.auth.actor import current_actor, login_required
@@ -29,8 +32,8 @@ def pull(args):
     A cursor this server cannot read is a 422: sync again without one.
     """
     # Built as JSON text by the service (PostgreSQL): not dumped again by PullSchema.
-    return json_text_response(service.pull_json(db.session(), current_actor(),
-                                                args.get("cursor"), args["limit"]))
+    return json_text_response(pulling.pull_json(db.session(), current_actor(),
+                                                 args.get("cursor"), args["limit"]))
 
 
 @blp.route("/push", methods=["POST"])
@@ -52,4 +55,4 @@ def push(data):
     Field errors are named under the item: {"json": {"items": {"3": {"data": {...}}}}}.
     """
     with db.unit_of_work() as s:
-        return {"results": service.push(s, current_actor(), data["items"])}
+        return {"results": pushing.push(s, current_actor(), data["items"])}

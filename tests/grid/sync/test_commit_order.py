@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from grid.registry.models import Building, Tombstone
-from grid.sync import service as sync
+from grid.sync import pull as sync
 from server.auth.actor import Actor
 from server.auth.permissions import permissions_for
 

@@ -12,7 +12,7 @@ from grid.areas import service as area_service
 from grid.demo import SYSTEM
 from grid.registry.people import create_person, move_person
 from grid.registry.records import create_house, create_household, update_household
-from grid.sync import service as sync
+from grid.sync import cursor as sync
 from grid.sync.schemas import PAGE_MAX
 from tests.conftest import assert_error_shape
 from tests.grid.sync.conftest import G111, G112, actor_of, id_number, keys, point_in

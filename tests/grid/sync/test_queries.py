@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 
-from grid.sync import service as sync
+from grid.sync import pull as sync
 from tests.grid.sync.conftest import G111, G112, actor_of
 
 
