@@ -32,7 +32,6 @@ ROLE_LEVELS: dict[str, tuple[str, ...]] = {
 }
 
 
-
 def list_memberships(s: Session, actor: Actor, filters: dict, page: Any) -> list:
     actor.require("membership:manage")
     stmt = (sa.select(Membership, User.display_name, Area.code, Area.name)
