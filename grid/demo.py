@@ -18,6 +18,7 @@ from shapely.ops import split
 from sqlalchemy.orm import Session
 
 from grid.areas import boundaries
+from grid.areas import memberships as area_memberships
 from grid.areas import service as area_service
 from grid.areas.models import Area, Department, DepartmentMember, Membership
 from server.auth import service as auth_service
@@ -180,7 +181,7 @@ def seed(s: Session, force: bool = False) -> str:
         if user is None:
             user = auth_service._new_user(s, username, name, phone, DEMO_PASSWORD, roles)
         if isinstance(place, tuple):
-            area_service.add_membership(s, SYSTEM, {"user_id": user.id,
+            area_memberships.add_membership(s, SYSTEM, {"user_id": user.id,
                                                     "area_id": by_code[place[0]].id,
                                                     "role": place[1]})
         elif isinstance(place, str) and s.get(

@@ -1,5 +1,6 @@
-"""Areas: the scope filter, reading and editing the hierarchy, memberships, departments,
-the grid contact card, and locating a point.
+"""Areas (区域/网格): the scope filter, reading and editing the hierarchy, the grid contact
+card, and locating a point. Memberships live in grid.areas.memberships, departments in
+grid.areas.departments.
 
 Scope (ARCHITECTURE §3): an actor's scope is the union of the subtrees of their
 memberships. `in_scope()` is the one filter every context applies in SQL; outside it a
@@ -23,7 +24,7 @@ from grid.areas.models import Area, AreaLevel, Department, DepartmentMember, Mem
 from server import audit, db, pii
 from server.auth import service as accounts
 from server.auth.actor import Actor, ActorEnricher, actor_enrichers
-from server.auth.models import User, UserRole
+from server.auth.models import User
 from server.errors import (
     Conflict,
     Invalid,
@@ -31,18 +32,6 @@ from server.errors import (
     check_version,
     field_errors,
 )
-
-# Which level a membership role attaches to (levels as data: ranks, not names, decide
-# nesting; this only stops obvious mistakes like a dispatcher in a single grid).
-ROLE_LEVELS: dict[str, tuple[str, ...]] = {
-    "grid_worker": ("grid", "micro_grid"),
-    "grid_chief": ("grid", "community"),
-    "community_staff": ("community",),
-    "street_dispatcher": ("street",),
-    "district_admin": ("district", "city"),
-    "resident": ("community", "grid", "micro_grid"),
-}
-
 
 # --- scope ---------------------------------------------------------------------------------
 
@@ -165,7 +154,7 @@ def get_area_by_code(s: Session, actor: Actor, code: str) -> Area:
     return area
 
 
-def _manageable(s: Session, actor: Actor, area_id: int) -> Area:
+def manageable_area(s: Session, actor: Actor, area_id: int) -> Area:
     """An area the actor may change: inside their own subtrees (not an ancestor)."""
     actor.require("area:manage")
     area = s.scalars(
@@ -273,9 +262,9 @@ def move_area(s: Session, actor: Actor, area_id: int, new_parent_id: int,
     another street usually needs its new code: with `new_code` the codes of the whole
     subtree are rewritten by prefix (330183001002005 → 330183002004005).
     """
-    area = _manageable(s, actor, area_id)
+    area = manageable_area(s, actor, area_id)
     check_version(area, expected_version, _current)
-    parent = _manageable(s, actor, new_parent_id)
+    parent = manageable_area(s, actor, new_parent_id)
     if parent.path.startswith(area.path):
         raise Conflict("An area cannot move into its own subtree")
     lv = levels(s)
@@ -339,7 +328,7 @@ def update_area(s: Session, actor: Actor, area_id: int, changes: dict,
     """Rename or re-code an area, or replace its boundary (validated like an import)."""
     from grid.areas import boundaries
 
-    area = _manageable(s, actor, area_id)
+    area = manageable_area(s, actor, area_id)
     check_version(area, expected_version, _current)
     recorded: dict[str, Any] = {}
     if "name" in changes and changes["name"] != area.name:
@@ -366,83 +355,6 @@ def update_area(s: Session, actor: Actor, area_id: int, changes: dict,
         s.refresh(area)
         audit.record(s, actor, "area_updated", "area", area.id, changes=recorded)
     return area
-
-
-# --- memberships ---------------------------------------------------------------------------
-
-
-def list_memberships(s: Session, actor: Actor, filters: dict, page: Any) -> list:
-    actor.require("membership:manage")
-    stmt = (sa.select(Membership, User.display_name, Area.code, Area.name)
-            .join(User, User.id == Membership.user_id).join(Area, Area.id == Membership.area_id)
-            .where(in_scope(Membership.area_id, actor)).order_by(Membership.id))
-    for name in ("user_id", "area_id", "role"):
-        if filters.get(name) is not None:
-            stmt = stmt.where(getattr(Membership, name) == filters[name])
-    return db.paginate(s, stmt, page)
-
-
-def _member_user(s: Session, actor: Actor, user_id: int, role: str) -> User:
-    """The account a membership is given to or taken from: the role must be the actor's to
-    grant, and the account one the actor manages (else, for them, no such user)."""
-    accounts.check_grantable(actor, {role})
-    user = s.scalars(sa.select(User).where(User.id == user_id,
-                                           accounts.manageable(actor))).first()
-    if user is None:
-        raise Invalid(field_errors("user_id", "No such user."))
-    return user
-
-
-def add_membership(s: Session, actor: Actor, data: dict) -> Membership:
-    """Put a user in an area with a role they hold. The area must be in the actor's scope,
-    the role theirs to grant, and the user one they manage (server.auth.service.manageable):
-    a district admin cannot pull a neighbouring district's worker, or a peer, into its own."""
-    actor.require("membership:manage")
-    area = _manageable_for_membership(s, actor, data["area_id"])
-    role = data["role"]
-    user = _member_user(s, actor, data["user_id"], role)
-    has_role = s.scalar(sa.select(UserRole.role).where(UserRole.user_id == user.id,
-                                                      UserRole.role == role))
-    if has_role is None:
-        raise Invalid(field_errors("role", f"The user does not hold the role {role!r}."))
-    if area.level not in ROLE_LEVELS.get(role, ()):
-        raise Invalid(field_errors(
-            "area_id", f"A {role} belongs to a {' or '.join(ROLE_LEVELS.get(role, ('?',)))}, "
-                       f"not a {area.level}."))
-    existing = s.scalars(sa.select(Membership).where(
-        Membership.user_id == user.id, Membership.area_id == area.id, Membership.role == role
-    )).first()
-    if existing is not None:
-        return existing  # idempotent: the same membership twice is one membership
-    membership = Membership(user_id=user.id, area_id=area.id, role=role)
-    s.add(membership)
-    s.flush()
-    audit.record(s, actor, "membership_added", "membership", membership.id,
-                 changes={"user_id": user.id, "area_id": area.id, "role": role})
-    return membership
-
-
-def _manageable_for_membership(s: Session, actor: Actor, area_id: int) -> Area:
-    area = s.scalars(sa.select(Area).where(Area.id == area_id, in_scope(Area.id, actor))).first()
-    if area is None:
-        raise NotFound("No such area")
-    return area
-
-
-def remove_membership(s: Session, actor: Actor, membership_id: int) -> None:
-    actor.require("membership:manage")
-    membership = s.scalars(sa.select(Membership).where(
-        Membership.id == membership_id, in_scope(Membership.area_id, actor))).first()
-    if membership is None:
-        raise NotFound("No such membership")
-    accounts.check_grantable(actor, {membership.role})
-    if s.scalar(sa.select(User.id).where(User.id == membership.user_id,
-                                         accounts.manageable(actor))) is None:
-        raise NotFound("No such membership")
-    audit.record(s, actor, "membership_removed", "membership", membership.id,
-                 changes={"user_id": membership.user_id, "area_id": membership.area_id,
-                          "role": membership.role})
-    s.delete(membership)
 
 
 # --- grid card -----------------------------------------------------------------------------
@@ -496,52 +408,6 @@ def grid_card(s: Session, actor: Actor, area_id: int, *, public: bool = False,
     for counter in card_counters if private else ():
         card["counts"].update(counter(s, area))
     return card
-
-
-# --- departments ---------------------------------------------------------------------------
-
-
-def list_departments(s: Session, actor: Actor, page: Any) -> list[Department]:
-    stmt = sa.select(Department).where(
-        sa.or_(in_scope(Department.service_area_id, actor),
-               Department.service_area_id.in_(visible_area_ids(actor)),
-               Department.id.in_(actor.department_ids or [-1]))
-    ).order_by(Department.code)
-    return db.paginate(s, stmt, page)
-
-
-def create_department(s: Session, actor: Actor, data: dict) -> Department:
-    actor.require("area:manage")
-    _manageable(s, actor, data["service_area_id"])
-    if s.scalar(sa.select(Department.id).where(Department.code == data["code"])):
-        raise Conflict("Another department has this code")
-    dept = Department(**data)
-    s.add(dept)
-    s.flush()
-    audit.record(s, actor, "department_created", "department", dept.id, changes=data)
-    return dept
-
-
-def add_department_member(s: Session, actor: Actor, department_id: int, user_id: int,
-                          is_head: bool) -> DepartmentMember:
-    actor.require("membership:manage")
-    dept = s.scalars(sa.select(Department).where(
-        Department.id == department_id, in_scope(Department.service_area_id, actor))).first()
-    if dept is None:
-        raise NotFound("No such department")
-    _member_user(s, actor, user_id, "department_handler")
-    if s.scalar(sa.select(UserRole.role).where(UserRole.user_id == user_id,
-                                               UserRole.role == "department_handler")) is None:
-        raise Invalid(field_errors("user_id", "The user is not a department handler."))
-    member = s.get(DepartmentMember, (department_id, user_id))
-    if member is None:
-        member = DepartmentMember(department_id=department_id, user_id=user_id)
-        s.add(member)
-    member.is_head = is_head
-    s.flush()
-    audit.record(s, actor, "department_member_set", "department", department_id,
-                 changes={"user_id": user_id, "is_head": is_head})
-    return member
 
 
 # --- locate --------------------------------------------------------------------------------

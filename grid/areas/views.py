@@ -7,7 +7,7 @@ from flask.views import MethodView
 
 from geo import crs as crs_mod
 from geo.fields import output_crs
-from grid.areas import boundaries, schemas, service
+from grid.areas import boundaries, departments, memberships, schemas, service
 from server import db
 from server.api import Blueprint, etag, expected_version, statuses
 from server.auth.actor import current_actor, login_optional, login_required
@@ -156,8 +156,8 @@ class Memberships(MethodView):
     @members_blp.paginate()
     @login_required
     def get(self, filters, pagination_parameters):
-        return service.list_memberships(db.session(), current_actor(), filters,
-                                        pagination_parameters)
+        return memberships.list_memberships(db.session(), current_actor(), filters,
+                                            pagination_parameters)
 
     @members_blp.arguments(schemas.MembershipSchema)
     @members_blp.response(201, schemas.MembershipSchema)
@@ -165,7 +165,7 @@ class Memberships(MethodView):
     def post(self, data):
         """Put a user in an area with a role (idempotent)."""
         with db.unit_of_work() as s:
-            return service.add_membership(s, current_actor(), data)
+            return memberships.add_membership(s, current_actor(), data)
 
 
 @members_blp.route("/<int:membership_id>", methods=["DELETE"])
@@ -173,7 +173,7 @@ class Memberships(MethodView):
 @login_required
 def delete_membership(membership_id):
     with db.unit_of_work() as s:
-        service.remove_membership(s, current_actor(), membership_id)
+        memberships.remove_membership(s, current_actor(), membership_id)
 
 
 @dept_blp.route("")
@@ -182,14 +182,15 @@ class Departments(MethodView):
     @dept_blp.paginate()
     @login_required
     def get(self, pagination_parameters):
-        return service.list_departments(db.session(), current_actor(), pagination_parameters)
+        return departments.list_departments(db.session(), current_actor(),
+                                             pagination_parameters)
 
     @dept_blp.arguments(schemas.DepartmentSchema)
     @dept_blp.response(201, schemas.DepartmentSchema)
     @login_required
     def post(self, data):
         with db.unit_of_work() as s:
-            return service.create_department(s, current_actor(), data)
+            return departments.create_department(s, current_actor(), data)
 
 
 @dept_blp.route("/<int:department_id>/members", methods=["POST"])
@@ -198,8 +199,8 @@ class Departments(MethodView):
 @login_required
 def add_department_member(data, department_id):
     with db.unit_of_work() as s:
-        return service.add_department_member(s, current_actor(), department_id,
-                                             data["user_id"], data["is_head"])
+        return departments.add_department_member(s, current_actor(), department_id,
+                                                 data["user_id"], data["is_head"])
 
 
 @geo_blp.route("/locate")

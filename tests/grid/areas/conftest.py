@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from grid.areas import boundaries
-from grid.areas import service as area_service
+from grid.areas import memberships as area_memberships
 from grid.areas.models import Area
 from grid.demo import SYSTEM
 
@@ -86,7 +86,7 @@ def member(db_session, make_user, login, tree):
         user = make_user(role, phone=phone, display_name=display_name,
                          username=None if phone is None else f"u{phone}")
         for code in codes:
-            area_service.add_membership(db_session, SYSTEM, {
+            area_memberships.add_membership(db_session, SYSTEM, {
                 "user_id": user.id, "area_id": tree[code], "role": role})
         db_session.commit()
         tokens = login(user.username)

@@ -269,7 +269,7 @@ def neighbour(db_session, tree) -> int:
 
 def test_who_may_change_a_calendar(api, tree, neighbour, make_user, login, client,
                                    db_session):
-    from grid.areas import service as area_service
+    from grid.areas import memberships as area_memberships
     from grid.demo import SYSTEM
     from tests.grid.registry.conftest import Api
 
@@ -287,7 +287,7 @@ def test_who_may_change_a_calendar(api, tree, neighbour, make_user, login, clien
     # someone who may manage areas but whose scope is one community sees its street
     # (an ancestor) and may not change it; inside the community they may
     user = make_user("district_admin", "grid_chief")
-    area_service.add_membership(db_session, SYSTEM, {"user_id": user.id,
+    area_memberships.add_membership(db_session, SYSTEM, {"user_id": user.id,
                                                      "area_id": tree[C11],
                                                      "role": "grid_chief"})
     db_session.commit()

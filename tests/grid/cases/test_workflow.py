@@ -468,7 +468,7 @@ def test_a_worker_living_elsewhere_works_only_in_their_grid(people, category, tr
                                                              db_session, make_user, login,
                                                              client):
     """Living in a community (a resident membership) gives a grid worker no powers there."""
-    from grid.areas import service as area_service
+    from grid.areas import memberships as area_memberships
     from grid.demo import SYSTEM
     from tests.grid.cases.conftest import Api
 
@@ -476,7 +476,7 @@ def test_a_worker_living_elsewhere_works_only_in_their_grid(people, category, tr
     case = report(p.resident, category, "330183001002001")  # in G121
     user = make_user("grid_worker", "resident")
     for code, role in (("330183001001001", "grid_worker"), ("330183001002", "resident")):
-        area_service.add_membership(db_session, SYSTEM, {
+        area_memberships.add_membership(db_session, SYSTEM, {
             "user_id": user.id, "area_id": tree[code], "role": role})
     db_session.commit()
     token = login(user.username)["access_token"]

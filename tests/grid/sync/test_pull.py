@@ -8,7 +8,7 @@ import json
 import pytest
 
 from geo.fields import Point
-from grid.areas import service as area_service
+from grid.areas import memberships as area_memberships
 from grid.demo import SYSTEM
 from grid.registry.people import create_person, move_person
 from grid.registry.records import create_house, create_household, update_household
@@ -200,7 +200,7 @@ def test_a_new_grid_starts_the_phone_over(db_session, member, collect, pull, tre
     other = collect(w2, "buildings", at=G112)
     cursor = pull(w1)["next_cursor"]
     assert pull(w1, cursor)["reset"] is False
-    area_service.add_membership(db_session, SYSTEM, {
+    area_memberships.add_membership(db_session, SYSTEM, {
         "user_id": u1.id, "area_id": tree[G112], "role": "grid_worker"})
     db_session.commit()
 
