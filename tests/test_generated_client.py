@@ -21,13 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.grid.cases import conftest as cases_conftest
-from tests.grid.registry.conftest import at
-
-tree, member, make_user, api = (cases_conftest.tree, cases_conftest.member,
-                                cases_conftest.make_user, cases_conftest.api)
-department, category, people = (cases_conftest.department, cases_conftest.category,
-                                cases_conftest.people)
+from tests.fixtures.http import at
+from tests.fixtures.users import make_user  # noqa: F401 - fixture (tree, people…: tests/fixtures)
 
 PACKAGE = "grid_client"
 

@@ -65,3 +65,34 @@ def test_no_module_is_too_long_without_a_reason():
         if lines > MAX_LINES and REASON not in doc:
             long.append(f"{name} ({lines} lines)")
     assert not long, f"split along the domain's words, or say why in the docstring: {long}"
+
+
+def _conftest_imports(tree: ast.Module) -> list[str]:
+    """`import tests.<x>.conftest`, `from tests.<x>.conftest import …`, `from tests.<x> import
+    conftest` anywhere in a module (the top-level tests/conftest.py is not a package's)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names
+                      if a.name.startswith("tests.") and a.name.endswith(".conftest")
+                      and a.name != "tests.conftest"]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module.startswith("tests.") and node.module.endswith(".conftest") \
+                    and node.module != "tests.conftest":
+                found.append(node.module)
+            elif node.module.startswith("tests.") and any(a.name == "conftest"
+                                                          for a in node.names):
+                found.append(f"{node.module}.conftest")
+    return found
+
+
+def test_test_packages_do_not_import_each_others_conftest():
+    """Fixtures shared between test packages live in tests/fixtures/ (registered once in
+    tests/conftest.py); a package's tests may import their own conftest, no other's."""
+    wrong = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        package = ".".join(path.parent.relative_to(ROOT).parts)
+        for module in _conftest_imports(ast.parse(path.read_text())):
+            if module != f"{package}.conftest":
+                wrong.append((str(path.relative_to(ROOT)), module))
+    assert not wrong, wrong

@@ -10,13 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.conftest import assert_error_shape
-from tests.grid.cases import conftest as cases_conftest
-from tests.grid.registry.conftest import at
-
-tree, member, make_user, api = (cases_conftest.tree, cases_conftest.member,
-                                cases_conftest.make_user, cases_conftest.api)
-department, category, people = (cases_conftest.department, cases_conftest.category,
-                                cases_conftest.people)
+from tests.fixtures.cases import report
+from tests.fixtures.http import at
+from tests.fixtures.users import make_user  # noqa: F401 - fixture (tree, people…: tests/fixtures)
 
 G111 = "330183001001001"
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -106,7 +102,7 @@ def test_bbox_and_near_are_one_patterned_string(document, name, people, category
 
 
 def test_bbox_finds_cases_inside_it(people, category):
-    case = cases_conftest.report(people.worker, category)
+    case = report(people.worker, category)
     inside = people.dispatcher.ok(people.dispatcher.get("/cases?bbox=119.90,30.01,119.91,30.02"))
     outside = people.dispatcher.ok(people.dispatcher.get("/cases?bbox=119.92,30.0,119.94,30.02"))
     assert case["id"] in [c["id"] for c in inside]
@@ -131,7 +127,7 @@ def test_versioned_operations_document_if_match_412_and_428(document):
 
 
 def test_without_if_match_or_version_an_action_is_428(people, category):
-    case = cases_conftest.report(people.worker, category)
+    case = report(people.worker, category)
     assert_error_shape(people.dispatcher.post(f"/cases/{case['id']}/actions/accept", {}), 428)
     accepted = people.dispatcher.post(f"/cases/{case['id']}/actions/accept", {},
                                       headers={"If-Match": f'"{case["version"]}"'})
@@ -147,7 +143,7 @@ def test_optional_bodies_are_documented_as_optional(document, path):
 
 
 def test_follow_and_read_all_work_without_a_body(client, people, category):
-    case = cases_conftest.report(people.worker, category)
+    case = report(people.worker, category)
     headers = people.dispatcher.headers
     assert client.post(f"/cases/{case['id']}/follow", headers=headers).status_code == 204
     assert client.post("/me/notifications/read-all", headers=headers).status_code == 200

@@ -39,16 +39,12 @@ from schemathesis.checks import CHECKS, load_all_checks
 
 from server import db
 from tests.conftest import assert_error_shape
-from tests.grid.areas import conftest as areas_conftest
-from tests.grid.areas.conftest import G111, S1
-from tests.grid.cases import conftest as cases_conftest
-from tests.grid.registry.conftest import at
+from tests.fixtures import users
+from tests.fixtures.areas import G111, S1
+from tests.fixtures.http import at
 
-# The area tree of tests/grid/areas, its members (committed make_user).
-tree = areas_conftest.tree
-member = areas_conftest.member
-make_user = areas_conftest.make_user
-department, category = cases_conftest.department, cases_conftest.category
+# The committed make_user (tree, member, department…: tests/fixtures, registered plugins).
+make_user = users.make_user
 
 SEED = 20261122
 # Per operation in the fuzzing phase (the examples phase is bounded by design): the

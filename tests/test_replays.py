@@ -13,17 +13,10 @@ from datetime import timedelta
 
 import pytest
 
-from tests.grid.areas.conftest import C11, G111
-from tests.grid.cases import conftest as cases_conftest
-from tests.grid.registry.conftest import Api, at, new_uuid
-from tests.grid.services.conftest import add_slot, make_service
-
-tree = cases_conftest.tree
-member = cases_conftest.member
-make_user = cases_conftest.make_user
-api = cases_conftest.api
-department = cases_conftest.department
-category = cases_conftest.category
+from tests.fixtures.areas import C11, G111
+from tests.fixtures.http import Api, at, new_uuid
+from tests.fixtures.services import add_slot, make_service
+from tests.fixtures.users import make_user  # noqa: F401 - fixture (tree, api…: tests/fixtures)
 
 
 def _registry(kind: str, body: dict):

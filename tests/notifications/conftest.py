@@ -14,13 +14,8 @@ from notifications import service, worker
 from notifications.fcm import FcmSender
 from server import clock
 from server.auth.actor import Actor
-from tests.grid.areas import conftest as areas_conftest
+from tests.fixtures.users import make_user  # noqa: F401 - fixture
 from tests.notifications.fcm_standin import FcmStandIn
-
-# The area fixtures, reused as they are (the tree, members with roles in it).
-tree = areas_conftest.tree
-member = areas_conftest.member
-make_user = areas_conftest.make_user
 
 # A kind of our own, registered as grid.cases would register its kinds.
 service.register_template("test.case_moved",
@@ -66,7 +61,7 @@ def _fresh_standin(fcm) -> None:
 
 
 @pytest.fixture
-def recipient(make_user, db_session):
+def recipient(make_user, db_session):  # noqa: F811 - the fixture
     """A user with devices registered outside any login (always active):
     `recipient(("tok-a", "android", "zh-CN"), ("tok-b", "ios", "en"))` → user."""
 

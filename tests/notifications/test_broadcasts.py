@@ -13,7 +13,7 @@ from notifications.models import Broadcast, Notification
 from server.audit import AuditEntry
 from server.auth.actor import Actor
 from tests.conftest import assert_error_shape
-from tests.grid.areas.conftest import C11, C12, G111, G112, G121, G211, S1
+from tests.fixtures.areas import C11, C12, G111, G112, G121, G211, S1
 from tests.notifications.conftest import deliver
 
 TYPHOON = {"level": "warning", "title": "台风蓝色预警",

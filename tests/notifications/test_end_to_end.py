@@ -7,10 +7,11 @@ from datetime import timedelta
 
 from grid.services import reminders
 from grid.services.models import Booking
-from tests.grid.areas.conftest import C11
-from tests.grid.cases.conftest import act, category, department, people, report  # noqa: F401
-from tests.grid.registry.conftest import api, make_user, member, tree  # noqa: F401
-from tests.grid.services.conftest import add_slot, book, make_service
+from tests.fixtures.areas import C11, member, tree  # noqa: F401
+from tests.fixtures.cases import act, category, department, people, report  # noqa: F401
+from tests.fixtures.http import api  # noqa: F401
+from tests.fixtures.services import add_slot, book, make_service
+from tests.fixtures.users import make_user  # noqa: F401
 from tests.notifications.conftest import (  # noqa: F401
     _fresh_standin,
     credentials_file,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from tests.conftest import assert_error_shape
-from tests.grid.areas.conftest import C11, G111, G112, S1, D
+from tests.fixtures.areas import C11, G111, G112, S1, D
 
 MASKED = re.compile(r"^\d{3}\*{4}\d{4}$")
 

@@ -6,7 +6,7 @@ import pytest
 
 from geo import crs
 from tests.conftest import assert_error_shape
-from tests.grid.areas.conftest import BOXES, G111, S2
+from tests.fixtures.areas import BOXES, G111, S2
 
 
 def test_boundary_in_wgs84_by_default(client, tree, admin):

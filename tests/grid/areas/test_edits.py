@@ -3,19 +3,8 @@
 from __future__ import annotations
 
 from tests.conftest import assert_error_shape
-from tests.grid.areas.conftest import (
-    C11,
-    C12,
-    C21,
-    G111,
-    G121,
-    G122,
-    NAMES,
-    S1,
-    S2,
-    D,
-    total,
-)
+from tests.fixtures.areas import C11, C12, C21, G111, G121, G122, NAMES, S1, S2, D
+from tests.fixtures.http import total
 
 
 def _read(client, headers, area_id) -> dict:

@@ -19,7 +19,7 @@ from server.auth.models import User, UserRole
 from server.auth.permissions import permissions_for
 from server.errors import Conflict
 from tests.conftest import assert_error_shape
-from tests.grid.areas.conftest import G111, G211, D, collection, feature, rect
+from tests.fixtures.areas import G111, G211, D, collection, feature, rect
 
 OTHER_DISTRICT, OTHER_STREET = "330184", "330184001"
 

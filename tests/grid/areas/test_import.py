@@ -8,15 +8,8 @@ import math
 import pytest
 
 from tests.conftest import assert_error_shape
-from tests.grid.areas.conftest import (
-    C21,
-    G211,
-    S2,
-    area_count,
-    collection,
-    feature,
-    rect,
-)
+from tests.fixtures.areas import C21, G211, S2, collection, feature, rect
+from tests.grid.areas.conftest import area_count
 
 # A fresh district east of the fixture tree: one street, one community, two grids.
 DX, SX, CX = "330185", "330185001", "330185001001"

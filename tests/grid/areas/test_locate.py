@@ -6,7 +6,7 @@ import pytest
 
 from geo import crs
 from tests.conftest import assert_error_shape
-from tests.grid.areas.conftest import BOXES, C11, G111, G112, G212, S1, S2, D
+from tests.fixtures.areas import BOXES, C11, G111, G112, G212, S1, S2, D
 
 
 def _locate(client, headers, lon, lat, system=None):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from tests.conftest import assert_error_shape
-from tests.grid.areas.conftest import C11, G111, G112, G211, S1, D, total
+from tests.fixtures.areas import C11, G111, G112, G211, S1, D
+from tests.fixtures.http import total
 
 
 def _post(client, headers, user_id, area_id, role):
@@ -81,7 +82,7 @@ def test_district_admin_manages_memberships_only_inside_their_district(
     # a second district next to the test district, owned by nobody here
     from grid.areas import boundaries
     from grid.demo import SYSTEM
-    from tests.grid.areas.conftest import collection, feature, rect
+    from tests.fixtures.areas import collection, feature, rect
 
     boundaries.import_areas(db_session, SYSTEM, collection(
         feature("330184", "邻区", "district", None, rect(119.94, 30.00, 119.96, 30.02)),

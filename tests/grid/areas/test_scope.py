@@ -3,22 +3,8 @@
 from __future__ import annotations
 
 from tests.conftest import assert_error_shape
-from tests.grid.areas.conftest import (
-    C11,
-    C12,
-    C21,
-    G111,
-    G112,
-    G121,
-    G122,
-    G211,
-    G212,
-    NAMES,
-    S1,
-    S2,
-    D,
-    total,
-)
+from tests.fixtures.areas import C11, C12, C21, G111, G112, G121, G122, G211, G212, NAMES, S1, S2, D
+from tests.fixtures.http import total
 
 
 def _codes(response) -> set[str]:

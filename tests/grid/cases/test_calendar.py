@@ -20,7 +20,7 @@ from grid.areas.models import Area
 from grid.calendar.models import DEFAULT_WINDOWS
 from grid.calendar.service import WorkingTime, elapsed, limit_end
 from tests.conftest import assert_error_shape
-from tests.grid.areas.conftest import C11, G111, S1, S2, D
+from tests.fixtures.areas import C11, G111, S1, S2, D
 from tests.grid.cases.conftest import local
 
 HOUR = 3600.0
@@ -257,7 +257,7 @@ def neighbour(db_session, tree) -> int:
     """A second district next to the test district; returns its id."""
     from grid.areas import boundaries
     from grid.demo import SYSTEM
-    from tests.grid.areas.conftest import collection, feature, rect
+    from tests.fixtures.areas import collection, feature, rect
 
     boundaries.import_areas(db_session, SYSTEM, collection(feature(
         "330184", "邻区", "district", None, rect(119.94, 30.00, 119.96, 30.02))),
@@ -271,7 +271,7 @@ def test_who_may_change_a_calendar(api, tree, neighbour, make_user, login, clien
                                    db_session):
     from grid.areas import memberships as area_memberships
     from grid.demo import SYSTEM
-    from tests.grid.registry.conftest import Api
+    from tests.fixtures.http import Api
 
     other = api("district_admin", "330184")
     worker = api("grid_worker", G111)

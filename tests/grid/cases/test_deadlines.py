@@ -23,17 +23,10 @@ from grid.cases import sweep
 from grid.cases.models import CaseEvent, light_of
 from notifications.models import OutboxMessage
 from tests.conftest import inbox
-from tests.grid.areas.conftest import D
-from tests.grid.cases.conftest import (
-    act,
-    in_progress,
-    local,
-    set_case_times,
-    start_clock,
-    stored,
-    total,
-    utc,
-)
+from tests.fixtures.areas import D
+from tests.fixtures.cases import act, set_case_times, utc
+from tests.fixtures.http import total
+from tests.grid.cases.conftest import in_progress, local, start_clock, stored
 
 HOUR = 3600.0
 

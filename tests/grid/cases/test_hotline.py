@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from grid.cases.models import Case
 from server.apiclients import sign
 from tests.conftest import assert_error_shape, inbox
-from tests.grid.areas.conftest import G111, G112, G211
-from tests.grid.cases.conftest import at, audit_rows
+from tests.fixtures.areas import G111, G112, G211
+from tests.fixtures.http import at, audit_rows
 
 PHONE = "13812345678"
 

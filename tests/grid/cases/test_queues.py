@@ -20,8 +20,9 @@ import sqlalchemy as sa
 from geo import crs
 from grid.cases.models import CaseCategory, CaseFollower
 from tests.conftest import assert_error_shape
-from tests.grid.areas.conftest import BOXES, C12, G111, G112, G121, G211, G212, S1
-from tests.grid.cases.conftest import act, at, report, total
+from tests.fixtures.areas import BOXES, C12, G111, G112, G121, G211, G212, S1
+from tests.fixtures.cases import act, report
+from tests.fixtures.http import at, total
 
 
 def _ids(who, query: str = "") -> list[int]:
@@ -220,7 +221,7 @@ def test_bbox_and_near_in_wgs84_and_gcj02(people, cases):
 
 
 def test_sort_and_pagination(people, cases, db_session):
-    from tests.grid.cases.conftest import set_case_times, utc
+    from tests.fixtures.cases import set_case_times, utc
 
     p = people
     s1 = [cases[G111], cases[G112], cases[G121]]

@@ -10,8 +10,9 @@ import sqlalchemy as sa
 
 from grid.cases.models import CaseCategory
 from tests.conftest import assert_error_shape
-from tests.grid.areas.conftest import G111
-from tests.grid.cases.conftest import Api, act, at, photo, report
+from tests.fixtures.areas import G111
+from tests.fixtures.cases import act, photo, report
+from tests.fixtures.http import Api, at
 
 STAFF_ONLY = ("reporter_id", "contact_name", "contact_phone", "assignee_id", "department_id",
               "external_ref", "rating_comment", "suggested_department_id")
@@ -197,8 +198,8 @@ def test_a_platform_admin_without_case_read_gets_no_case_data(people, category, 
     timeline = p.dispatcher.ok(p.dispatcher.get(f"/cases/{case['id']}/timeline"))
     assert_error_shape(admin.get(f"/attachments/{timeline[0]['photo_ids'][0]}"), 404)
     # nor does its reach stand in for service:manage
-    from tests.grid.areas.conftest import C11
-    from tests.grid.services.conftest import category_id
+    from tests.fixtures.areas import C11
+    from tests.fixtures.services import category_id
 
     assert_error_shape(admin.post("/services", {
         "category_id": category_id(db_session, "clinic"), "area_id": tree[C11],
@@ -224,7 +225,7 @@ def test_a_staff_reported_case_is_evaluated_by_residents_who_joined_it(
     """评价 was only the reporting resident's: a grid worker's case could never be rated.
     Now the residents who joined it evaluate it; one nobody joined closes without a rating,
     and the statistics count the evaluable cases beside the rated ones."""
-    from tests.grid.areas.conftest import D
+    from tests.fixtures.areas import D
     from tests.grid.cases.test_stats import _rollup
 
     p = people

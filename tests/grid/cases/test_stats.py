@@ -21,8 +21,8 @@ from grid.areas.models import Department
 from grid.cases import stats
 from grid.cases.models import STAT_COUNTS, Case, CaseFollower
 from tests.conftest import assert_error_shape
-from tests.grid.areas.conftest import C11, G111, G112, G211, D
-from tests.grid.cases.conftest import report, set_case_times, utc
+from tests.fixtures.areas import C11, G111, G112, G211, D
+from tests.fixtures.cases import report, set_case_times, utc
 
 PERIOD = "from=2026-06-01T00:00:00%2B08:00&to=2026-07-01T00:00:00%2B08:00"
 H = 3600.0

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from grid.cases.categories import suggested_department
 from grid.cases.models import Case, CaseCategory
 from tests.conftest import assert_error_shape, inbox
-from tests.grid.cases.conftest import act, photo, report
-from tests.grid.maps.conftest import counting
+from tests.fixtures.cases import act, photo, report
+from tests.fixtures.maps import counting
 
 
 def test_the_whole_loop_from_report_to_evaluation(people, category, department, db_session):
@@ -336,7 +336,7 @@ def test_a_worker_solves_a_small_problem_on_the_spot(people, category, db_sessio
 
 
 def _at(code):
-    from tests.grid.cases.conftest import at
+    from tests.fixtures.http import at
 
     return at(code)
 
@@ -410,7 +410,7 @@ def test_supervision_is_per_stage(people, category, department, db_session):
 
     from grid.cases import sweep
     from server.clock import now
-    from tests.grid.cases.conftest import set_case_times
+    from tests.fixtures.cases import set_case_times
 
     p = people
     case = _accepted(p, category, department)
@@ -447,7 +447,7 @@ def test_only_a_case_near_you_can_be_joined(people, category, db_session):
 
 def test_any_case_the_duplicate_rule_finds_can_be_joined_not_only_the_ten_nearest(
         people, category):
-    from tests.grid.cases.conftest import at
+    from tests.fixtures.http import at
 
     p = people
     metre = 1 / 96_000  # degrees of longitude at 30°N, near enough
@@ -470,7 +470,7 @@ def test_a_worker_living_elsewhere_works_only_in_their_grid(people, category, tr
     """Living in a community (a resident membership) gives a grid worker no powers there."""
     from grid.areas import memberships as area_memberships
     from grid.demo import SYSTEM
-    from tests.grid.cases.conftest import Api
+    from tests.fixtures.http import Api
 
     p = people
     case = report(p.resident, category, "330183001002001")  # in G121

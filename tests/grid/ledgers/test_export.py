@@ -10,9 +10,9 @@ import openpyxl
 import pytest
 
 from tests.conftest import assert_error_shape
-from tests.grid.areas.conftest import G111, G112, G211
-from tests.grid.ledgers.conftest import csv_bytes, id_number, masked, upload
-from tests.grid.registry.conftest import at, audit_rows
+from tests.fixtures.areas import G111, G112, G211
+from tests.fixtures.http import at, audit_rows
+from tests.fixtures.ledgers import csv_bytes, id_number, masked, upload
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 ID_A, ID_B, ID_C, ID_D = (id_number(i, "19900101") for i in (11, 12, 13, 14))

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from server.auth import permissions
 from tests.conftest import today_local
-from tests.grid.areas.conftest import G111, S1
-from tests.grid.ledgers.conftest import id_number
+from tests.fixtures.areas import G111, S1
+from tests.fixtures.http import at
+from tests.fixtures.ledgers import id_number
 from tests.grid.ledgers.test_export import sheet_rows
-from tests.grid.registry.conftest import at
 
 
 def test_an_exporter_without_read_pii_gets_age_bands(api, staff, monkeypatch,

@@ -20,19 +20,10 @@ from grid.registry.models import (
     PersonTag,
 )
 from tests.conftest import assert_error_shape
-from tests.grid.areas.conftest import C11, G111, G112, G211
-from tests.grid.ledgers.conftest import (
-    PERSON_HEADER,
-    count,
-    csv_bytes,
-    households_by_no,
-    id_number,
-    masked,
-    persons_by_name,
-    upload,
-    xlsx_bytes,
-)
-from tests.grid.registry.conftest import at, audit_rows
+from tests.fixtures.areas import C11, G111, G112, G211
+from tests.fixtures.http import at, audit_rows
+from tests.fixtures.ledgers import PERSON_HEADER, csv_bytes, id_number, masked, upload, xlsx_bytes
+from tests.grid.ledgers.conftest import count, households_by_no, persons_by_name
 
 ID_A, ID_B, ID_C, ID_D = (id_number(i) for i in (1, 2, 3, 4))
 

@@ -16,17 +16,10 @@ from grid.registry.models import Person
 from server.jobs import Job
 from server.storage.blobs import blob_store
 from tests.conftest import assert_error_shape
-from tests.grid.areas.conftest import C11, G111, G211
-from tests.grid.ledgers.conftest import (
-    PERSON_HEADER,
-    count,
-    csv_bytes,
-    id_number,
-    run_jobs,
-    submit,
-    xlsx_bytes,
-)
-from tests.grid.registry.conftest import audit_rows
+from tests.fixtures.areas import C11, G111, G211
+from tests.fixtures.http import audit_rows
+from tests.fixtures.ledgers import PERSON_HEADER, csv_bytes, id_number, run_jobs, submit, xlsx_bytes
+from tests.grid.ledgers.conftest import count
 
 
 def person_rows(n: int, start: int = 1) -> list[list]:

@@ -10,8 +10,9 @@ import sqlalchemy as sa
 from geo import crs as crs_mod
 from grid.registry.models import Building
 from tests.conftest import assert_error_shape
-from tests.grid.areas.conftest import C11, G111, G112
-from tests.grid.maps.conftest import at, report
+from tests.fixtures.areas import C11, G111, G112
+from tests.fixtures.cases import report
+from tests.fixtures.http import at
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 

@@ -25,8 +25,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_PASSWORD
-from tests.grid.areas.conftest import G111, G211
-from tests.grid.maps.conftest import at, report
+from tests.fixtures.areas import G111, G211
+from tests.fixtures.cases import report
+from tests.fixtures.http import at
 
 CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser",
                                                          "google-chrome")) if p), None)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import assert_error_shape
-from tests.grid.areas.conftest import G111, G211, D
-from tests.grid.maps.conftest import at, decode, report, tile_at
+from tests.fixtures.areas import G111, G211, D
+from tests.fixtures.cases import report
+from tests.fixtures.http import at
+from tests.fixtures.maps import decode, tile_at
 
 BOTH = tile_at(at(G111), 14)  # one z14 tile over G111's and G211's centres
 
@@ -84,7 +86,7 @@ def test_low_zooms_aggregate_points_per_grid(people, category, api):
 
 
 def test_overdue_cases_are_counted_and_kept_first(people, category, api, db_session):
-    from tests.grid.cases.conftest import set_case_times, utc
+    from tests.fixtures.cases import set_case_times, utc
 
     made = _seed(people, category, api)
     set_case_times(db_session, made[G111]["case"]["id"], warn_at=utc("2026-01-01T00:00:00Z"),

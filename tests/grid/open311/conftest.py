@@ -11,16 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from grid.cases.models import CaseCategory
-from tests.grid.areas.conftest import BOXES, G111
-from tests.grid.cases import conftest as cases_conftest
-
-tree = cases_conftest.tree
-member = cases_conftest.member
-make_user = cases_conftest.make_user
-api = cases_conftest.api
-department = cases_conftest.department
-category = cases_conftest.category
-people = cases_conftest.people
+from tests.fixtures.areas import BOXES, G111
+from tests.fixtures.users import make_user  # noqa: F401 - fixture
 
 PHONE, EMAIL = "13812345678", "li.wei@example.com"
 

@@ -13,8 +13,9 @@ import sqlalchemy as sa
 
 from grid import demo
 from grid.cases.models import Case, CaseCategory
-from tests.grid.areas.conftest import G111
-from tests.grid.cases.conftest import act, at, report
+from tests.fixtures.areas import G111
+from tests.fixtures.cases import act, report
+from tests.fixtures.http import at
 from tests.grid.open311.conftest import parse, spec_errors, where
 
 

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from grid.cases.models import Case, CaseEvent
 from server import pii
 from tests.conftest import inbox
-from tests.grid.areas.conftest import G111, G211
-from tests.grid.cases.conftest import audit_rows
+from tests.fixtures.areas import G111, G211
+from tests.fixtures.http import audit_rows
 from tests.grid.open311.conftest import EMAIL, PHONE, parse, spec_errors, where
 
 

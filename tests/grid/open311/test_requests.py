@@ -11,8 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from grid.cases.models import Case
-from tests.grid.areas.conftest import G211, S1
-from tests.grid.cases.conftest import act, at, photo, report, set_case_times
+from tests.fixtures.areas import G211, S1
+from tests.fixtures.cases import act, photo, report, set_case_times
+from tests.fixtures.http import at
 from tests.grid.open311.conftest import EMAIL, PHONE, parse, spec_errors, where
 
 FIELDS = {"service_request_id", "status", "status_notes", "service_name", "service_code",

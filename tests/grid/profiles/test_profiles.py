@@ -11,9 +11,11 @@ import sqlalchemy as sa
 from grid.profiles.service import years_before
 from server import pii
 from tests.conftest import SHANGHAI, assert_error_shape, today_local
-from tests.grid.areas.conftest import C11, G111, G112, D
-from tests.grid.maps.conftest import at, counting, report
-from tests.grid.registry.conftest import ID_FEMALE_1988, ID_MALE_2023, ID_MORE, audit_rows
+from tests.fixtures.areas import C11, G111, G112, D
+from tests.fixtures.cases import report
+from tests.fixtures.http import at, audit_rows
+from tests.fixtures.maps import counting
+from tests.fixtures.registry import ID_FEMALE_1988, ID_MALE_2023, ID_MORE
 
 PHONE = "13812345678"
 
@@ -239,7 +241,7 @@ def test_person_profile_lists_their_bookings_to_the_staff_who_manage_them(
     service, not a grid worker. Still one statement more, whatever the number."""
     from datetime import timedelta
 
-    from tests.grid.services.conftest import add_slot, book, make_service
+    from tests.fixtures.services import add_slot, book, make_service
 
     f = family(people.worker)
     resident = api("resident", C11, phone=PHONE)

@@ -7,8 +7,8 @@ import sqlalchemy as sa
 from grid.registry import records
 from grid.registry.models import House, Tombstone
 from tests.conftest import assert_error_shape
-from tests.grid.areas.conftest import G211
-from tests.grid.registry.conftest import G111, at, total
+from tests.fixtures.areas import G111, G211
+from tests.fixtures.http import at, total
 
 # --- buildings -----------------------------------------------------------------------------
 

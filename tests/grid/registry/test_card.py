@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tests.grid.areas.conftest import C11, G112
-from tests.grid.registry.conftest import G111, at
+from tests.fixtures.areas import C11, G111, G112
+from tests.fixtures.http import at
 
 
 def _counts(api_, area_id: int) -> dict:

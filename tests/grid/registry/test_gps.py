@@ -9,8 +9,8 @@ import sqlalchemy as sa
 
 from grid.registry.models import Building, House, Household, Organisation, Person
 from tests.conftest import assert_error_shape
-from tests.grid.areas.conftest import G112, G121, G211, NAMES
-from tests.grid.registry.conftest import G111, at
+from tests.fixtures.areas import G111, G112, G121, G211, NAMES
+from tests.fixtures.http import at
 
 MODELS = {"/buildings": Building, "/houses": House, "/households": Household,
           "/persons": Person, "/organisations": Organisation}

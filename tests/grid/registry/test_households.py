@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from tests.conftest import assert_error_shape
-from tests.grid.areas.conftest import G211
-from tests.grid.registry.conftest import G111, ID_FEMALE_1988, ID_MALE_2023, at, total
+from tests.fixtures.areas import G111, G211
+from tests.fixtures.http import at, total
+from tests.fixtures.registry import ID_FEMALE_1988, ID_MALE_2023
 
 
 def test_a_household_takes_its_houses_grid(worker, tree):

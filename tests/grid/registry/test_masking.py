@@ -15,9 +15,10 @@ from stdnum.cn import ric
 from grid.registry import tags
 from server import clock, pii
 from tests.conftest import assert_error_shape, today_local
-from tests.grid.areas.conftest import S1
-from tests.grid.ledgers.conftest import id_number
-from tests.grid.registry.conftest import G111, ID_FEMALE_1988, ID_MALE_2023, at
+from tests.fixtures.areas import G111, S1
+from tests.fixtures.http import at
+from tests.fixtures.ledgers import id_number
+from tests.fixtures.registry import ID_FEMALE_1988, ID_MALE_2023
 
 PHONE = "13812345678"
 

@@ -9,9 +9,9 @@ import uuid
 import sqlalchemy as sa
 
 from grid.registry import counts
-from tests.grid.areas.conftest import C11, G111, G211
-from tests.grid.ledgers.conftest import PERSON_HEADER, csv_bytes, id_number, upload
-from tests.grid.registry.conftest import at
+from tests.fixtures.areas import C11, G111, G211
+from tests.fixtures.http import at
+from tests.fixtures.ledgers import PERSON_HEADER, csv_bytes, id_number, upload
 
 # what the maps counted live before the roll-up: households not ended in a house not
 # ended; persons not ended and present in such a household

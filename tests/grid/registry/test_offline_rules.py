@@ -8,7 +8,9 @@ import sqlalchemy as sa
 
 from grid.registry.models import Building, House, Household, Organisation, Person
 from tests.conftest import assert_error_shape
-from tests.grid.registry.conftest import G111, ID_MALE_2023, USCC_A, at, new_uuid
+from tests.fixtures.areas import G111
+from tests.fixtures.http import at, new_uuid
+from tests.fixtures.registry import ID_MALE_2023, USCC_A
 
 KINDS = ["buildings", "houses", "households", "persons", "organisations"]
 MODELS = {"buildings": Building, "houses": House, "households": Household,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import assert_error_shape, today_local
-from tests.grid.areas.conftest import G112, G211, NAMES
-from tests.grid.registry.conftest import G111, USCC_A, USCC_B, at, audit_rows, total
+from tests.fixtures.areas import G111, G112, G211, NAMES
+from tests.fixtures.http import at, audit_rows, total
+from tests.fixtures.registry import USCC_A, USCC_B
 
 
 def _months_ago(n: int) -> str:

@@ -6,8 +6,9 @@ import sqlalchemy as sa
 
 from grid.registry.models import Person
 from tests.conftest import assert_error_shape
-from tests.grid.areas.conftest import G112, NAMES
-from tests.grid.registry.conftest import G111, ID_FEMALE_1988, ID_MALE_2023, ID_MORE, at
+from tests.fixtures.areas import G111, G112, NAMES
+from tests.fixtures.http import at
+from tests.fixtures.registry import ID_FEMALE_1988, ID_MALE_2023, ID_MORE
 
 
 def test_a_person_in_a_household_takes_its_grid(worker, tree):

@@ -11,8 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import assert_error_shape, today_local
-from tests.grid.areas.conftest import S1
-from tests.grid.registry.conftest import G111, ID_FEMALE_1988, ID_MALE_2023, at, audit_rows
+from tests.fixtures.areas import G111, S1
+from tests.fixtures.http import at, audit_rows
+from tests.fixtures.registry import ID_FEMALE_1988, ID_MALE_2023
 
 PHONE = "13812345678"
 MASKED_ID = "110101************"

@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import assert_error_shape
-from tests.grid.areas.conftest import G112, S1
-from tests.grid.registry.conftest import ID_MALE_2023, audit_rows
+from tests.fixtures.areas import G112, S1
+from tests.fixtures.http import audit_rows
+from tests.fixtures.registry import ID_MALE_2023
 
 PHONE = "13812345678"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import assert_error_shape
-from tests.grid.areas.conftest import C11, G112, S1
-from tests.grid.registry.conftest import G111, at, total
+from tests.fixtures.areas import C11, G111, G112, S1
+from tests.fixtures.http import at, total
 
 KINDS = ["buildings", "houses", "households", "persons", "organisations"]
 

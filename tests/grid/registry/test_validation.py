@@ -9,15 +9,9 @@ import pytest
 from stdnum.cn import ric
 
 from tests.conftest import assert_error_shape, today_local
-from tests.grid.registry.conftest import (
-    G111,
-    ID_FEMALE_1988,
-    ID_MALE_2023,
-    ID_WITH_X,
-    USCC_A,
-    USCC_B,
-    at,
-)
+from tests.fixtures.areas import G111
+from tests.fixtures.http import at
+from tests.fixtures.registry import ID_FEMALE_1988, ID_MALE_2023, ID_WITH_X, USCC_A, USCC_B
 
 WHY = "purpose_code=verify_identity&purpose="  # a reveal's purpose (code, then text)
 

@@ -1,6 +1,6 @@
-"""Service fixtures: the area tree of tests/grid/areas (communities C11, C12 of street S1,
-C21 of street S2), staff and residents per community, and helpers that make services,
-slots and bookings.
+"""Service fixtures: the area tree of tests/fixtures/areas.py (communities C11, C12 of street
+S1, C21 of street S2), staff and residents per community; the helpers that make services,
+slots and bookings are in tests/fixtures/services.py.
 """
 
 from __future__ import annotations
@@ -11,16 +11,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from grid.services.models import Booking, ServiceCategory, Slot
+from grid.services.models import Booking, Slot
 from notifications.models import OutboxMessage
-from tests.grid.areas.conftest import C11, C12, C21, S1  # noqa: F401
-from tests.grid.registry import conftest as registry_conftest
-from tests.grid.registry.conftest import Api, at, new_uuid, total  # noqa: F401
-
-tree = registry_conftest.tree
-member = registry_conftest.member
-make_user = registry_conftest.make_user
-api = registry_conftest.api
+from tests.fixtures.areas import C11, C21, S1
+from tests.fixtures.http import Api
+from tests.fixtures.users import make_user  # noqa: F401 - fixture
 
 
 @dataclass
@@ -38,41 +33,6 @@ def people(api) -> People:
     return People(staff=api("community_staff", C11), staff21=api("community_staff", C21),
                   dispatcher=api("street_dispatcher", S1), resident=api("resident", C11),
                   resident2=api("resident", C11), resident21=api("resident", C21))
-
-
-def category_id(db_session, code: str) -> int:
-    return db_session.scalar(sa.select(ServiceCategory.id).where(ServiceCategory.code == code))
-
-
-def make_service(who: Api, tree: dict, db_session, code: str = C11, category: str = "clinic",
-                 status: int = 201, **fields) -> dict:
-    body = {"category_id": category_id(db_session, category), "area_id": tree[code],
-            "name": "社区卫生服务站全科门诊", "provider": "北社区卫生服务站",
-            "description": "全科诊疗、慢病随访、预约挂号", "location": at(code),
-            "address": "北社区文化路8号", "phone": "0571-63300000",
-            "opening_hours": [{"days": [1, 2, 3, 4, 5], "open": "08:00", "close": "17:00"}],
-            "fee": "挂号费5元", "materials": ["身份证", "医保卡"], "max_trips": 1,
-            "booking_mode": "slots", **fields}
-    response = who.post("/services", body)
-    assert response.status_code == status, response.get_json()
-    return response.get_json()
-
-
-def add_slot(db_session, service_id: int, starts_in: timedelta, capacity: int = 5,
-             minutes: int = 30) -> int:
-    """A slot starting `starts_in` from now (committed to the test's savepoint)."""
-    start = datetime.now(UTC).replace(microsecond=0) + starts_in
-    slot = Slot(service_id=service_id, starts_at=start,
-                ends_at=start + timedelta(minutes=minutes), capacity=capacity)
-    db_session.add(slot)
-    db_session.commit()
-    return slot.id
-
-
-def book(who: Api, slot_id: int, status: int = 201, **fields) -> dict:
-    response = who.post("/bookings", {"slot_id": slot_id, **fields})
-    assert response.status_code == status, response.get_json()
-    return response.get_json()
 
 
 def act(who: Api, booking: dict, action: str, status: int = 200, **fields) -> dict:

@@ -7,16 +7,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tests.conftest import assert_error_shape
-from tests.grid.services.conftest import (
-    act,
-    add_slot,
-    book,
-    make_service,
-    move_to_past,
-    new_uuid,
-    slot_row,
-    total,
-)
+from tests.fixtures.http import new_uuid, total
+from tests.fixtures.services import add_slot, book, make_service
+from tests.grid.services.conftest import act, move_to_past, slot_row
 
 DAY, HOUR = timedelta(days=1), timedelta(hours=1)
 
@@ -29,7 +22,7 @@ def test_book_a_slot_once_and_never_beyond_capacity(people, tree, db_session, ap
     again = assert_error_shape(people.resident.post("/bookings", {"slot_id": slot}), 409)
     assert again["existing"]["id"] == first["id"]
     book(people.resident2, slot)
-    from tests.grid.services.conftest import C11
+    from tests.fixtures.areas import C11
 
     late = api("resident", C11)
     assert "full" in assert_error_shape(late.post("/bookings", {"slot_id": slot}), 409)["message"]

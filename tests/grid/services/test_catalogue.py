@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from tests.conftest import assert_error_shape
-from tests.grid.services.conftest import C11, C21, S1, category_id, make_service
+from tests.fixtures.areas import C11, C21, S1
+from tests.fixtures.services import category_id, make_service
 
 
 def test_the_categories_of_domain_6_are_seeded(people):

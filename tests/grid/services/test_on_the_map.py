@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from tests.grid.areas.conftest import C11, C21
-from tests.grid.maps.conftest import decode, tile_at
-from tests.grid.registry.conftest import at
-from tests.grid.services.conftest import make_service
+from tests.fixtures.areas import C11, C21
+from tests.fixtures.http import at
+from tests.fixtures.maps import decode, tile_at
+from tests.fixtures.services import make_service
 
 
 def test_service_points_are_on_the_public_tiles_and_the_area_map(people, tree, db_session,

@@ -8,7 +8,8 @@ from grid.services import reminders
 from grid.services.models import Booking
 from server.cli import periodic_tasks
 from tests.conftest import inbox
-from tests.grid.services.conftest import add_slot, book, make_service, outbox
+from tests.fixtures.services import add_slot, book, make_service
+from tests.grid.services.conftest import outbox
 
 
 def test_the_day_before_and_the_hour_before_each_once(people, tree, db_session):

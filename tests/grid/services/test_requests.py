@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from tests.conftest import assert_error_shape, inbox
-from tests.grid.services.conftest import act, make_service, new_uuid
+from tests.fixtures.http import new_uuid
+from tests.fixtures.services import make_service
+from tests.grid.services.conftest import act
 
 
 def test_a_home_repair_request_from_asked_to_rated(people, tree, db_session):

@@ -6,8 +6,9 @@ from __future__ import annotations
 from geo import crs as crs_mod
 from server import clock
 from tests.conftest import SHANGHAI
-from tests.grid.registry.conftest import at
-from tests.grid.services.conftest import C11, C12, C21, S1, category_id, make_service
+from tests.fixtures.areas import C11, C12, C21, S1
+from tests.fixtures.http import at
+from tests.fixtures.services import category_id, make_service
 
 
 def ids(response) -> list[int]:

@@ -13,8 +13,10 @@ from grid.services import schedules
 from grid.services.models import Schedule, Slot
 from server import clock
 from tests.conftest import assert_error_shape, inbox
-from tests.grid.maps.conftest import counting
-from tests.grid.services.conftest import C21, add_slot, book, make_service, outbox, slot_row
+from tests.fixtures.areas import C21
+from tests.fixtures.maps import counting
+from tests.fixtures.services import add_slot, book, make_service
+from tests.grid.services.conftest import outbox, slot_row
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 

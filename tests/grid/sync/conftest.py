@@ -1,4 +1,4 @@
-"""Sync fixtures: the areas test tree (tests/grid/areas/conftest.py), members of its grids,
+"""Sync fixtures: the areas test tree (tests/fixtures/areas.py), members of its grids,
 and helpers to collect records through the API and to pull to the end."""
 
 from __future__ import annotations
@@ -14,15 +14,8 @@ from grid.areas import service as area_service
 from server.auth.actor import Actor
 from server.auth.models import UserRole
 from server.auth.permissions import permissions_for
-from tests.grid.areas.conftest import (  # noqa: F401 - fixtures
-    BOXES,
-    G111,
-    G112,
-    G121,
-    make_user,
-    member,
-    tree,
-)
+from tests.fixtures.areas import BOXES
+from tests.fixtures.users import make_user  # noqa: F401 - fixture
 
 _serial = itertools.count(1)
 

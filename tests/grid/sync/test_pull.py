@@ -15,7 +15,8 @@ from grid.registry.records import create_house, create_household, update_househo
 from grid.sync import cursor as sync
 from grid.sync.schemas import PAGE_MAX
 from tests.conftest import assert_error_shape
-from tests.grid.sync.conftest import G111, G112, actor_of, id_number, keys, point_in
+from tests.fixtures.areas import G111, G112
+from tests.grid.sync.conftest import actor_of, id_number, keys, point_in
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ from geo.fields import Point, set_output_crs
 from grid.registry.people import move_person
 from grid.registry.records import create_household
 from grid.sync import record_types as sync
-from tests.grid.sync.conftest import G111, G112, actor_of, id_number, point_in
+from tests.fixtures.areas import G111, G112
+from tests.grid.sync.conftest import actor_of, id_number, point_in
 
 
 def _encoded(value) -> str:

@@ -11,7 +11,8 @@ from grid.registry.models import Building, Person
 from grid.sync.schemas import BATCH_MAX
 from server.idempotency import ClientRequest
 from tests.conftest import assert_error_shape
-from tests.grid.sync.conftest import G111, G112, id_number, point_in
+from tests.fixtures.areas import G111, G112
+from tests.grid.sync.conftest import id_number, point_in
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 
 from grid.sync import pull as sync
-from tests.grid.sync.conftest import G111, G112, actor_of
+from tests.fixtures.areas import G111, G112
+from tests.grid.sync.conftest import actor_of
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""Fixtures for visits: the hand-made area tree of tests/grid/areas (reused), and a small
+"""Fixtures for visits: the hand-made area tree of tests/fixtures/areas.py, and a small
 register built row by row (buildings, houses, households, persons, tags) so that each test
 states exactly who lives where and since when.
 
@@ -17,15 +17,8 @@ from shapely.geometry import Point as ShapelyPoint
 
 from grid.registry.models import KEY_TAGS, Building, House, Household, Person, PersonTag
 from grid.visits.models import Visit
-from tests.conftest import SHANGHAI, today_local  # noqa: F401
-from tests.grid.areas import conftest as areas_conftest
-from tests.grid.areas.conftest import C11, C12, G111, G112, G121, D, total  # noqa: F401
-
-# The area fixtures, reused as they are (the tree, members with roles in it).
-tree = areas_conftest.tree
-member = areas_conftest.member
-make_user = areas_conftest.make_user
-admin = areas_conftest.admin
+from tests.conftest import today_local
+from tests.fixtures.users import make_user  # noqa: F401 - fixture
 
 IN_G111 = (119.905, 30.015)
 IN_G112 = (119.915, 30.015)

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from grid.visits.models import DEFAULT_POLICIES
 from server.audit import AuditEntry
 from tests.conftest import assert_error_shape
-from tests.grid.visits.conftest import C11, C12, G111, G121, D
+from tests.fixtures.areas import C11, C12, G111, G121, D
 
 
 def _effective(client, headers, area_id) -> dict[str, dict]:

@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 from geo.crs import wgs84_to_gcj02
 from grid.visits.models import VisitPolicy
-from tests.conftest import assert_error_shape
-from tests.grid.visits.conftest import C11, G111, G112, G121, IN_G111, IN_G112, D, today_local
+from tests.conftest import assert_error_shape, today_local
+from tests.fixtures.areas import C11, G111, G112, G121, D
+from tests.grid.visits.conftest import IN_G111, IN_G112
 
 
 def _tasks(client, headers, **query) -> dict:

@@ -12,17 +12,9 @@ from PIL import Image
 
 from server.audit import AuditEntry
 from tests.conftest import assert_error_shape
-from tests.grid.visits.conftest import (
-    C11,
-    G111,
-    G112,
-    IN_G111,
-    IN_G112,
-    IN_G121,
-    point,
-    total,
-    visits_count,
-)
+from tests.fixtures.areas import C11, G111, G112
+from tests.fixtures.http import total
+from tests.grid.visits.conftest import IN_G111, IN_G112, IN_G121, point, visits_count
 
 
 def _body(**kw) -> dict:
