@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -52,9 +52,23 @@ DEFAULT_LOCALE = "zh-CN"
 LOCALES = ("zh-CN", "en")
 
 
+class NoticeTemplate(NamedTuple):
+    """A kind of notice and its texts, as a package declares it; registered at wiring."""
+
+    kind: str
+    zh: tuple[str, str]
+    en: tuple[str, str]
+    urgent: bool = False
+
+
 def register_template(kind: str, zh: tuple[str, str], en: tuple[str, str], *,
                       urgent: bool = False) -> None:
     TEMPLATES[kind] = Template({"zh-CN": zh, "en": en}, urgent=urgent)
+
+
+def register_templates(templates: Iterable[NoticeTemplate]) -> None:
+    for t in templates:
+        register_template(t.kind, t.zh, t.en, urgent=t.urgent)
 
 
 class _Blank(dict):
@@ -76,12 +90,14 @@ def render(kind: str, data: dict, locale: str | None = None) -> tuple[str, str]:
 
 # Broadcasts are kinds of their own, so a resident can mute notices but not warnings;
 # emergencies are urgent (they ignore mutes and quiet hours).
-register_template("broadcast.info", zh=("【通知】{title}", "{text}"),
-                  en=("[Notice] {title}", "{text}"))
-register_template("broadcast.warning", zh=("【预警】{title}", "{text}"),
-                  en=("[Warning] {title}", "{text}"))
-register_template("broadcast.emergency", zh=("【紧急】{title}", "{text}"),
-                  en=("[Emergency] {title}", "{text}"), urgent=True)
+NOTICE_TEMPLATES: tuple[NoticeTemplate, ...] = (
+    NoticeTemplate("broadcast.info", zh=("【通知】{title}", "{text}"),
+                      en=("[Notice] {title}", "{text}")),
+    NoticeTemplate("broadcast.warning", zh=("【预警】{title}", "{text}"),
+                      en=("[Warning] {title}", "{text}")),
+    NoticeTemplate("broadcast.emergency", zh=("【紧急】{title}", "{text}"),
+                      en=("[Emergency] {title}", "{text}"), urgent=True),
+)
 
 
 # --- notify --------------------------------------------------------------------------------

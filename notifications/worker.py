@@ -1,5 +1,5 @@
 """What `flask worker` does for notifications: fan broadcasts out, deliver the outbox,
-forget devices of ended logins. Registered in server.cli.periodic_tasks at import.
+forget devices of ended logins. Its tasks are wired in notifications/wiring.py.
 
 Delivery of one batch is three short transactions, none open during the HTTP calls:
 
@@ -38,7 +38,7 @@ from notifications import service
 from notifications.fcm import FcmSender, LogSender, Outcome, Push, Sender
 from notifications.models import Broadcast, Device
 from server import clock
-from server.cli import PeriodicTask, periodic_tasks
+from server.cli import PeriodicTask
 
 log = logging.getLogger("notifications.worker")
 
@@ -383,8 +383,9 @@ def _expand_task(s: Session) -> int:
     return expand_broadcasts(s, current_app.config["BROADCAST_BATCH_SIZE"])
 
 
-periodic_tasks.extend([
+# The worker's tasks, handed to the platform by notifications/wiring.py.
+PERIODIC_TASKS = (
     PeriodicTask("expand_broadcasts", 1, _expand_task),
     PeriodicTask("deliver_notifications", 1, _deliver_task),
     PeriodicTask("prune_devices", 3600, prune_devices),
-])
+)

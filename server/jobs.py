@@ -326,7 +326,7 @@ def run_next(s: Session, store: Any, *, progress_engine: sa.Engine | None = None
     return {"job": job_id, "kind": kind, "state": state}
 
 
-def _run_jobs_task(s: Session) -> dict:
+def run_jobs_task(s: Session) -> dict:
     """The worker's task: jobs one after another for up to 20 s (the other tasks get
     their turns between; a long job holds its turn until it ends)."""
     settings = JobSettings.from_config(current_app.config)
@@ -340,14 +340,6 @@ def _run_jobs_task(s: Session) -> dict:
     return done
 
 
-def _register_task() -> None:
-    from server.cli import PeriodicTask, periodic_tasks
-
-    if not any(t.name == "run_jobs" for t in periodic_tasks):
-        periodic_tasks.append(PeriodicTask("run_jobs", 1, _run_jobs_task))
-
-
-_register_task()
 
 
 # --- API -----------------------------------------------------------------------------------
