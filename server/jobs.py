@@ -10,7 +10,7 @@ answered it).
 - A job is visible to the account that created it only; anyone else gets 404. It runs
   as that account: its roles and scope are read again when it starts, so a job of an
   account disabled or demoted meanwhile is refused as its request would be.
-- Packages register a handler per kind in `handlers` (server/ never imports grid/):
+- Packages register a handler per kind in `handlers` at wiring (server/modules.py):
   `handler(session, actor, run) -> dict` does the work in the session's transaction and
   returns the result; a DomainError it raises is the job's error. The job's row is
   marked succeeded in that same transaction: the work and its "done" commit together.

@@ -1,5 +1,5 @@
 """Bookings in the person profile (人员画像, grid.profiles): the section that lists a
-person's bookings to staff who manage the service. Registered at import."""
+person's bookings to staff who manage the service. Added at wiring (grid/services/wiring.py)."""
 
 from __future__ import annotations
 
