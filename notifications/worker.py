@@ -305,23 +305,13 @@ def expand_broadcasts(s: Session, batch_size: int = 1000, budget_s: float = 20.0
     """Fan pending broadcasts out, `batch_size` users per transaction, in user-id order:
     each batch writes inbox and outbox rows and moves the broadcast's cursor together, so a
     crash repeats nothing and loses nothing. Returns the users reached."""
-    from grid.areas.models import Area, Membership
-    from server.auth.models import User
-
     started, reached = time.monotonic(), 0
     while True:
         b = s.scalars(sa.select(Broadcast).where(Broadcast.state == "pending")
                       .order_by(Broadcast.id).limit(1).with_for_update(skip_locked=True)).first()
         if b is None:
             break
-        root = s.scalar(sa.select(Area.path).where(Area.id == b.area_id))
-        users = list(s.scalars(
-            sa.select(Membership.user_id).distinct()
-            .join(Area, Area.id == Membership.area_id)
-            .join(User, User.id == Membership.user_id)
-            .where(Area.path.startswith(root, autoescape=True), User.is_active,
-                   Membership.user_id > b.cursor_user_id)
-            .order_by(Membership.user_id).limit(batch_size)))
+        users = service.areas().members_below(s, b.area_id, b.cursor_user_id, batch_size)
         if users:
             data = {"broadcast_id": b.id, "level": b.level, "title": b.title, "text": b.text,
                     "link": b.link, "area_id": b.area_id}
