@@ -154,7 +154,7 @@ class JobRun:
 
 Handler = Callable[[Session, Actor, JobRun], dict]
 
-#: kind → handler; packages add theirs when imported (grid/ledgers/imports.py).
+#: kind → handler; packages add theirs at wiring (grid/ledgers/wiring.py).
 handlers: dict[str, Handler] = {}
 
 

@@ -60,6 +60,19 @@ def test_the_platform_does_not_import_the_domain_at_load():
     assert not wrong, wrong
 
 
+def test_the_platform_never_imports_the_domain():
+    """Not even inside a function: what server/ and notifications/ need from grid/ is
+    handed to them by a package's wiring.py."""
+    wrong = []
+    for name, path in _modules().items():
+        if name.startswith(("server", "geo", "notifications")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                imported = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                            [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                wrong += [f"{name}:{node.lineno}" for m in imported if m.split(".")[0] == "grid"]
+    assert not wrong, wrong
+
+
 def test_no_module_is_too_long_without_a_reason():
     long = []
     for name, path in _modules().items():
