@@ -1,8 +1,8 @@
 """Notifications (消息通知): `notify()` for other modules, templates, the inbox, devices,
 push preferences, area broadcasts and the dead letters.
 
-Templates are registered by the module that owns the kind (grid.cases registers the case
-kinds), so that each message's words live beside the rule that sends it.
+Templates are declared by the module that owns the kind (grid.cases declares the case
+kinds; its wiring.py registers them), so each message's words live beside the rule that sends it.
 
 `notify()` writes an inbox row and, unless the recipient muted the kind, an outbox row per
 recipient in the caller's transaction (a rolled-back change sends nothing); the worker
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -52,9 +52,23 @@ DEFAULT_LOCALE = "zh-CN"
 LOCALES = ("zh-CN", "en")
 
 
+class NoticeTemplate(NamedTuple):
+    """A kind of notice and its texts, as a package declares it; registered at wiring."""
+
+    kind: str
+    zh: tuple[str, str]
+    en: tuple[str, str]
+    urgent: bool = False
+
+
 def register_template(kind: str, zh: tuple[str, str], en: tuple[str, str], *,
                       urgent: bool = False) -> None:
     TEMPLATES[kind] = Template({"zh-CN": zh, "en": en}, urgent=urgent)
+
+
+def register_templates(templates: Iterable[NoticeTemplate]) -> None:
+    for t in templates:
+        register_template(t.kind, t.zh, t.en, urgent=t.urgent)
 
 
 class _Blank(dict):
@@ -76,12 +90,14 @@ def render(kind: str, data: dict, locale: str | None = None) -> tuple[str, str]:
 
 # Broadcasts are kinds of their own, so a resident can mute notices but not warnings;
 # emergencies are urgent (they ignore mutes and quiet hours).
-register_template("broadcast.info", zh=("【通知】{title}", "{text}"),
-                  en=("[Notice] {title}", "{text}"))
-register_template("broadcast.warning", zh=("【预警】{title}", "{text}"),
-                  en=("[Warning] {title}", "{text}"))
-register_template("broadcast.emergency", zh=("【紧急】{title}", "{text}"),
-                  en=("[Emergency] {title}", "{text}"), urgent=True)
+NOTICE_TEMPLATES: tuple[NoticeTemplate, ...] = (
+    NoticeTemplate("broadcast.info", zh=("【通知】{title}", "{text}"),
+                      en=("[Notice] {title}", "{text}")),
+    NoticeTemplate("broadcast.warning", zh=("【预警】{title}", "{text}"),
+                      en=("[Warning] {title}", "{text}")),
+    NoticeTemplate("broadcast.emergency", zh=("【紧急】{title}", "{text}"),
+                      en=("[Emergency] {title}", "{text}"), urgent=True),
+)
 
 
 # --- notify --------------------------------------------------------------------------------
@@ -335,13 +351,36 @@ def set_preferences(s: Session, actor: Actor, data: dict) -> dict:
 # --- broadcasts (通知公告/预警) -------------------------------------------------------------
 
 
-def _broadcast_area(s: Session, actor: Actor, area_id: int):
-    # grid.areas owns the one scope filter; only broadcasts (never notify()) reach it, so
-    # grid.* may keep importing notifications.service without a cycle.
-    from grid.areas.models import Area
-    from grid.areas.service import in_scope
+@dataclass(frozen=True)
+class AreaHooks:
+    """What broadcasts need from the area hierarchy, handed over at wiring by grid.areas
+    (grid/areas/wiring.py): notifications never imports grid."""
 
-    area = s.scalars(sa.select(Area).where(Area.id == area_id, in_scope(Area.id, actor))).first()
+    #: THE scope filter: (area id column, actor) → SQL condition.
+    in_scope: Callable[[Any, Actor], sa.ColumnElement[bool]]
+    #: (session, actor, area id) → the area (with `id`, `code`) if in scope, else None.
+    area_in_scope: Callable[[Session, Actor, int], Any]
+    #: (session, area id, after user id, limit) → ids of active users with a membership in
+    #: the area's subtree, above `after`, in id order.
+    members_below: Callable[[Session, int, int, int], list[int]]
+
+
+_areas: AreaHooks | None = None
+
+
+def use_areas(hooks: AreaHooks) -> None:
+    global _areas
+    _areas = hooks
+
+
+def areas() -> AreaHooks:
+    if _areas is None:
+        raise RuntimeError("notifications: no area hierarchy wired (server/modules.py)")
+    return _areas
+
+
+def _broadcast_area(s: Session, actor: Actor, area_id: int):
+    area = areas().area_in_scope(s, actor, area_id)
     if area is None:
         raise NotFound("No such area")
     return area
@@ -379,10 +418,9 @@ def create_broadcast(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUI
 
 
 def _broadcasts_in_scope(actor: Actor) -> sa.Select:
-    from grid.areas.service import in_scope
 
     actor.require("notice:broadcast")
-    return sa.select(Broadcast).where(in_scope(Broadcast.area_id, actor))
+    return sa.select(Broadcast).where(areas().in_scope(Broadcast.area_id, actor))
 
 
 def list_broadcasts(s: Session, actor: Actor, filters: dict, page: Any) -> list[Broadcast]:

@@ -7,7 +7,6 @@ from flask import current_app, request
 from flask.views import MethodView
 
 from notifications import schemas, service
-from notifications import worker as _worker  # noqa: F401 - registers the worker's tasks
 from server import db, idempotency
 from server.api import Blueprint
 from server.auth.actor import current_actor, login_required

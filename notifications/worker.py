@@ -1,5 +1,5 @@
 """What `flask worker` does for notifications: fan broadcasts out, deliver the outbox,
-forget devices of ended logins. Registered in server.cli.periodic_tasks at import.
+forget devices of ended logins. Its tasks are wired in notifications/wiring.py.
 
 Delivery of one batch is three short transactions, none open during the HTTP calls:
 
@@ -38,7 +38,7 @@ from notifications import service
 from notifications.fcm import FcmSender, LogSender, Outcome, Push, Sender
 from notifications.models import Broadcast, Device
 from server import clock
-from server.cli import PeriodicTask, periodic_tasks
+from server.cli import PeriodicTask
 
 log = logging.getLogger("notifications.worker")
 
@@ -305,23 +305,13 @@ def expand_broadcasts(s: Session, batch_size: int = 1000, budget_s: float = 20.0
     """Fan pending broadcasts out, `batch_size` users per transaction, in user-id order:
     each batch writes inbox and outbox rows and moves the broadcast's cursor together, so a
     crash repeats nothing and loses nothing. Returns the users reached."""
-    from grid.areas.models import Area, Membership
-    from server.auth.models import User
-
     started, reached = time.monotonic(), 0
     while True:
         b = s.scalars(sa.select(Broadcast).where(Broadcast.state == "pending")
                       .order_by(Broadcast.id).limit(1).with_for_update(skip_locked=True)).first()
         if b is None:
             break
-        root = s.scalar(sa.select(Area.path).where(Area.id == b.area_id))
-        users = list(s.scalars(
-            sa.select(Membership.user_id).distinct()
-            .join(Area, Area.id == Membership.area_id)
-            .join(User, User.id == Membership.user_id)
-            .where(Area.path.startswith(root, autoescape=True), User.is_active,
-                   Membership.user_id > b.cursor_user_id)
-            .order_by(Membership.user_id).limit(batch_size)))
+        users = service.areas().members_below(s, b.area_id, b.cursor_user_id, batch_size)
         if users:
             data = {"broadcast_id": b.id, "level": b.level, "title": b.title, "text": b.text,
                     "link": b.link, "area_id": b.area_id}
@@ -383,8 +373,9 @@ def _expand_task(s: Session) -> int:
     return expand_broadcasts(s, current_app.config["BROADCAST_BATCH_SIZE"])
 
 
-periodic_tasks.extend([
+# The worker's tasks, handed to the platform by notifications/wiring.py.
+PERIODIC_TASKS = (
     PeriodicTask("expand_broadcasts", 1, _expand_task),
     PeriodicTask("deliver_notifications", 1, _deliver_task),
     PeriodicTask("prune_devices", 3600, prune_devices),
-])
+)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import re
 from pathlib import Path
@@ -14,11 +13,10 @@ from marshmallow import ValidationError
 from swagger_ui_bundle import swagger_ui_path
 
 from geo.fields import set_output_crs
-from server import apiclients, audit, db, health, idempotency, jobs, pii, ratelimit
+from server import apiclients, audit, db, health, idempotency, jobs, modules, pii, ratelimit
 from server import config as config_module
 from server.api import error_payload, init_api
 from server.auth import service as auth_service
-from server.auth import views as auth_views
 from server.auth.actor import authenticate_first
 from server.auth.tokens import CachingJWTManager
 from server.compress import init_compression
@@ -27,7 +25,6 @@ from server.limits import init_limits
 from server.logs import configure_logging, init_request_logging
 from server.security import init_security
 from server.storage import models as storage_models
-from server.storage import views as storage_views
 
 log = logging.getLogger("server.app")
 _DOCS_DIR = str(Path(__file__).parent / "docs")
@@ -176,14 +173,8 @@ def create_app(config: dict | None = None) -> Flask:
         """Starts Swagger UI (server/templates/swagger_ui.html has no inline script)."""
         return send_from_directory(_DOCS_DIR, "swagger-init.js", max_age=3600)
 
-    for blp in (health.blp, auth_views.blp, auth_views.me_blp, auth_views.users_blp, audit.blp,
-                storage_views.blp, apiclients.blp, jobs.blp):
-        api.register_blueprint(blp)
-    for module in settings["INSTALLED_MODULES"]:
-        importlib.import_module(f"{module}.models")
-        views = importlib.import_module(f"{module}.views")
-        for blp in views.blueprints:
-            api.register_blueprint(blp)
+    # Every package's blueprints, tasks, templates and hooks, in order (server/modules.py).
+    modules.wire(api)
 
     from server import cli
 

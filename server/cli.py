@@ -15,7 +15,7 @@ from flask import Flask, current_app
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from server import db, ratelimit
+from server import db
 
 log = logging.getLogger("server.worker")
 
@@ -29,10 +29,8 @@ class PeriodicTask:
     run: Callable[[Session], object]
 
 
-# Domain packages append their tasks (outbox delivery, SLA sweep…) at import time.
-periodic_tasks: list[PeriodicTask] = [
-    PeriodicTask("prune_rate_limits", 3600, lambda s: ratelimit.prune(s)),
-]
+# Filled at wiring (server/modules.py) from each package's wiring.py.
+periodic_tasks: list[PeriodicTask] = []
 
 
 def grant_app_role(conn: sa.Connection, app_role: str, owner_role: str) -> None:

@@ -164,13 +164,6 @@ class Config:
     SERVICE_NO_SHOW_LIMIT = _env_int("SERVICE_NO_SHOW_LIMIT", 3)
     SERVICE_NO_SHOW_WINDOW_DAYS = _env_int("SERVICE_NO_SHOW_WINDOW_DAYS", 30)
 
-    # Domain packages plugged into the platform, in dependency order. create_app imports
-    # `<module>.models` (tables for migrations) and `<module>.views` (its `blueprints`), so
-    # that server/ never imports grid/ by name.
-    INSTALLED_MODULES: tuple[str, ...] = ("grid.areas", "grid.registry", "grid.visits",
-                                         "grid.sync", "grid.ledgers", "notifications",
-                                         "grid.calendar", "grid.cases", "grid.services",
-                                         "grid.open311", "grid.maps", "grid.profiles")
     # The demo-data generator run once by `make run` (`flask seed-demo`).
     DEMO_SEEDER = "grid.demo:seed"
 

@@ -10,7 +10,7 @@ answered it).
 - A job is visible to the account that created it only; anyone else gets 404. It runs
   as that account: its roles and scope are read again when it starts, so a job of an
   account disabled or demoted meanwhile is refused as its request would be.
-- Packages register a handler per kind in `handlers` (server/ never imports grid/):
+- Packages register a handler per kind in `handlers` at wiring (server/modules.py):
   `handler(session, actor, run) -> dict` does the work in the session's transaction and
   returns the result; a DomainError it raises is the job's error. The job's row is
   marked succeeded in that same transaction: the work and its "done" commit together.
@@ -154,7 +154,7 @@ class JobRun:
 
 Handler = Callable[[Session, Actor, JobRun], dict]
 
-#: kind → handler; packages add theirs when imported (grid/ledgers/imports.py).
+#: kind → handler; packages add theirs at wiring (grid/ledgers/wiring.py).
 handlers: dict[str, Handler] = {}
 
 
@@ -326,7 +326,7 @@ def run_next(s: Session, store: Any, *, progress_engine: sa.Engine | None = None
     return {"job": job_id, "kind": kind, "state": state}
 
 
-def _run_jobs_task(s: Session) -> dict:
+def run_jobs_task(s: Session) -> dict:
     """The worker's task: jobs one after another for up to 20 s (the other tasks get
     their turns between; a long job holds its turn until it ends)."""
     settings = JobSettings.from_config(current_app.config)
@@ -340,14 +340,6 @@ def _run_jobs_task(s: Session) -> dict:
     return done
 
 
-def _register_task() -> None:
-    from server.cli import PeriodicTask, periodic_tasks
-
-    if not any(t.name == "run_jobs" for t in periodic_tasks):
-        periodic_tasks.append(PeriodicTask("run_jobs", 1, _run_jobs_task))
-
-
-_register_task()
 
 
 # --- API -----------------------------------------------------------------------------------

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +60,19 @@ def test_the_platform_does_not_import_the_domain_at_load():
     assert not wrong, wrong
 
 
+def test_the_platform_never_imports_the_domain():
+    """Not even inside a function: what server/ and notifications/ need from grid/ is
+    handed to them by a package's wiring.py."""
+    wrong = []
+    for name, path in _modules().items():
+        if name.startswith(("server", "geo", "notifications")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                imported = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                            [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                wrong += [f"{name}:{node.lineno}" for m in imported if m.split(".")[0] == "grid"]
+    assert not wrong, wrong
+
+
 def test_no_module_is_too_long_without_a_reason():
     long = []
     for name, path in _modules().items():
@@ -96,3 +112,85 @@ def test_test_packages_do_not_import_each_others_conftest():
             if module != f"{package}.conftest":
                 wrong.append((str(path.relative_to(ROOT)), module))
     assert not wrong, wrong
+
+
+# The registries the platform and the domain packages fill at wiring (server/modules.py).
+_REGISTRIES = """
+import json
+from grid.areas import service as areas
+from grid.maps import service as maps, tiles
+from grid.profiles import service as profiles
+from notifications import service as notices
+from server import cli, jobs
+from server.auth import service as accounts
+from server.auth.actor import actor_enrichers
+from server.storage import service as storage
+
+def sizes():
+    return {"periodic_tasks": len(cli.periodic_tasks), "job handlers": len(jobs.handlers),
+            "actor_enrichers": len(actor_enrichers),
+            "user_scope_rules": len(accounts.user_scope_rules),
+            "object_access": len(storage.object_access),
+            "attachment_filters": len(storage.attachment_filters),
+            "notice templates": len(notices.TEMPLATES), "card_counters": len(areas.card_counters),
+            "tile layers": len(tiles.layers), "map collections": len(maps.collections),
+            "profile sections": sum(map(len, profiles.profile_sections.values()))}
+"""
+
+
+def test_importing_a_module_registers_nothing():
+    """Every module of the app imported, without create_app: the registries hold only their
+    owners' own values (wiring happens in one place, server/modules.py)."""
+    names = sorted(n for n in _modules() if not n.endswith("__main__"))
+    script = _REGISTRIES + f"""
+before = sizes()
+import importlib
+for name in {names!r}:
+    importlib.import_module(name)
+print(json.dumps([before, sizes()]))
+"""
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    before, after = json.loads(out.splitlines()[-1])
+    assert after == before
+    assert before["periodic_tasks"] == before["notice templates"] == 0
+    assert before["object_access"] == before["actor_enrichers"] == 0
+
+
+def test_wiring_fills_the_registries():
+    """The same registries after create_app: the check above looks at something real."""
+    script = _REGISTRIES + """
+from server.app import create_app
+create_app()  # builds the engine, connects to nothing
+print(json.dumps(sizes()))
+"""
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    wired = json.loads(out.splitlines()[-1])
+    assert all(wired.values()), wired
+
+
+def test_only_wiring_files_write_into_registries():
+    """No module-level statement outside a `wiring.py` calls `register*` or writes into an
+    attribute of another module (`storage.object_access[k] = …`, `x.tasks.append(…)`)."""
+    wrong = []
+    for name, path in _modules().items():
+        if path.name == "wiring.py":
+            continue
+        for node in ast.parse(path.read_text()).body:
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            call = node.value if isinstance(node, ast.Expr) else None
+            if any(isinstance(t, ast.Subscript) and isinstance(t.value, ast.Attribute)
+                   for t in targets):
+                wrong.append(f"{name}:{node.lineno}")
+            if isinstance(call, ast.Call):
+                func = call.func
+                called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                into_other_module = (isinstance(func, ast.Attribute) and called in MUTATORS
+                                     and isinstance(func.value, ast.Attribute))
+                if called.startswith("register") or into_other_module:
+                    wrong.append(f"{name}:{node.lineno}")
+    assert not wrong, f"move these to the package's wiring.py: {wrong}"
+
+
+MUTATORS = {"append", "extend", "update", "setdefault", "insert", "add"}

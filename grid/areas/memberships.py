@@ -105,3 +105,20 @@ def remove_membership(s: Session, actor: Actor, membership_id: int) -> None:
                           "role": membership.role})
     s.delete(membership)
 
+
+def area_in_scope(s: Session, actor: Actor, area_id: int) -> Area | None:
+    """The area if it lies in the actor's scope (for notifications' broadcasts)."""
+    return s.scalars(sa.select(Area).where(Area.id == area_id, in_scope(Area.id, actor))).first()
+
+
+def members_below(s: Session, area_id: int, after_user_id: int, limit: int) -> list[int]:
+    """Active users with a membership in the area's subtree, above `after_user_id`, in id
+    order (the broadcast fan-out's batches)."""
+    root = s.scalar(sa.select(Area.path).where(Area.id == area_id))
+    return list(s.scalars(
+        sa.select(Membership.user_id).distinct()
+        .join(Area, Area.id == Membership.area_id)
+        .join(User, User.id == Membership.user_id)
+        .where(Area.path.startswith(root, autoescape=True), User.is_active,
+               Membership.user_id > after_user_id)
+        .order_by(Membership.user_id).limit(limit)))

@@ -22,8 +22,7 @@ from sqlalchemy.orm import Session
 
 from grid.areas.models import Area, AreaLevel, Department, DepartmentMember, Membership
 from server import audit, db, pii
-from server.auth import service as accounts
-from server.auth.actor import Actor, ActorEnricher, actor_enrichers
+from server.auth.actor import Actor, ActorEnricher
 from server.auth.models import User
 from server.errors import (
     Conflict,
@@ -76,10 +75,11 @@ def _outermost(paths: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(kept))
 
 
-actor_enrichers.append(ActorEnricher(_scope_columns, _with_scope))
+# Adds scope to every actor the platform loads; wired in grid/areas/wiring.py.
+SCOPE_ENRICHER = ActorEnricher(_scope_columns, _with_scope)
 
 
-def _placed_in_scope(actor: Actor) -> sa.ColumnElement[bool]:
+def placed_in_scope(actor: Actor) -> sa.ColumnElement[bool]:
     """SQL on User: every area membership and every department of the account lies in the
     actor's areas (an account placed nowhere yet qualifies). A district admin manages the
     people of its district, not a worker who also works in the next one."""
@@ -91,8 +91,6 @@ def _placed_in_scope(actor: Actor) -> sa.ColumnElement[bool]:
                                ~in_scope(Department.service_area_id, actor)))
     return sa.and_(~sa.exists(elsewhere), ~sa.exists(other_department))
 
-
-accounts.user_scope_rules.append(_placed_in_scope)
 
 
 def in_scope(area_id_column: Any, actor: Actor) -> sa.ColumnElement[bool]:

@@ -12,24 +12,26 @@ from sqlalchemy.orm import Session
 
 from grid.areas.models import Area, DepartmentMember, Membership
 from grid.cases.models import STATES, Case, CaseCategory, CaseEvent, CaseFollower
-from notifications.service import notify, register_template
+from notifications.service import NoticeTemplate, notify
 from server.auth.actor import Actor
 from server.storage import service as storage
 
 # --- notification texts (zh-CN, en) --------------------------------------------------------
 
-register_template("case_new", ("新事件待受理", "{code} {category}：{address}"),
-                  ("New case to accept", "{code} {category}: {address}"))
-register_template("case_changed", ("事件{action}", "{code} {category}：{state}"),
-                  ("Case update: {action_en}", "{code} {category}: {state_en}"))
-register_template("case_dispatched", ("新派遣事件", "{code} {category}：{address}，请及时签收"),
-                  ("Case dispatched to you", "{code} {category}: {address}"))
-register_template("case_request", ("待审批申请", "{code}：{action}，理由：{reason}"),
-                  ("Request awaiting approval", "{code}: {action_en}: {reason}"))
-register_template("case_escalated", ("事件督办：{card}", "{code} {category} 已超期，请尽快处置"),
-                  ("Case escalated: {card_en}", "{code} {category} is overdue"), urgent=True)
-register_template("case_joined", ("有居民反映了同一问题", "{code} 共 {joined} 人反映"),
-                  ("Someone reported the same problem", "{code}: {joined} reports"))
+NOTICE_TEMPLATES: tuple[NoticeTemplate, ...] = (
+    NoticeTemplate("case_new", ("新事件待受理", "{code} {category}：{address}"),
+                      ("New case to accept", "{code} {category}: {address}")),
+    NoticeTemplate("case_changed", ("事件{action}", "{code} {category}：{state}"),
+                      ("Case update: {action_en}", "{code} {category}: {state_en}")),
+    NoticeTemplate("case_dispatched", ("新派遣事件", "{code} {category}：{address}，请及时签收"),
+                      ("Case dispatched to you", "{code} {category}: {address}")),
+    NoticeTemplate("case_request", ("待审批申请", "{code}：{action}，理由：{reason}"),
+                      ("Request awaiting approval", "{code}: {action_en}: {reason}")),
+    NoticeTemplate("case_escalated", ("事件督办：{card}", "{code} {category} 已超期，请尽快处置"),
+                      ("Case escalated: {card_en}", "{code} {category} is overdue"), urgent=True),
+    NoticeTemplate("case_joined", ("有居民反映了同一问题", "{code} 共 {joined} 人反映"),
+                      ("Someone reported the same problem", "{code}: {joined} reports")),
+)
 
 
 # --- recipients ----------------------------------------------------------------------------

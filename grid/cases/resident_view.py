@@ -17,7 +17,6 @@ from grid.cases.categories import suggested_department
 from grid.cases.models import Case, CaseEvent, CaseFollower, light_of
 from grid.cases.scope import _area_in_scope, _scope_terms, _works_in_areas, get_case
 from server.auth.actor import Actor
-from server.storage import service as storage
 
 
 def sees_whole_case(s: Session, actor: Actor, case: Case) -> bool:
@@ -203,7 +202,7 @@ def _resident_timeline(s: Session, actor: Actor, case: Case, events: list[CaseEv
 # --- photos --------------------------------------------------------------------------------
 
 
-def _case_photo_shown(s: Session, actor: Actor, attachment: Any) -> bool:
+def case_photo_shown(s: Session, actor: Actor, attachment: Any) -> bool:
     """A case's photo for an actor who may see the case: all of them for its staff; in
     the resident view, the results' photos and the actor's own."""
     if attachment.uploaded_by is not None and attachment.uploaded_by == actor.user_id:
@@ -215,5 +214,3 @@ def _case_photo_shown(s: Session, actor: Actor, attachment: Any) -> bool:
         CaseEvent.case_id == case.id, CaseEvent.action.in_(PUBLIC_PHOTOS),
         attachment.id == sa.any_(CaseEvent.photo_ids)))) or False
 
-
-storage.attachment_filters["case"] = _case_photo_shown

@@ -14,7 +14,6 @@ from grid.areas import service as areas
 from grid.cases.models import PRIVATE_CATEGORIES, Case, CaseCategory, CaseFollower
 from server.auth.actor import Actor
 from server.errors import NotFound
-from server.storage import service as storage
 
 
 def visible(actor: Actor) -> sa.ColumnElement[bool]:
@@ -73,8 +72,6 @@ def get_case(s: Session, actor: Actor, case_id: int, *, for_update: bool = False
         raise NotFound("No such case")
     return case
 
-
-storage.object_access["case"] = lambda s, actor, case_id: get_case(s, actor, case_id)
 
 
 # --- the public ----------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 from grid.areas.models import Area, DepartmentMember, Membership
 from grid.cases.clock import CLOCKED_STATES
 from grid.cases.models import STATES, Case, CaseCategory, CaseEvent
-from grid.cases.stats import compact_stats
 from notifications.service import notify_each
 from server.clock import now
 
@@ -66,14 +65,3 @@ def sweep(s: Session, at: datetime | None = None) -> dict:
         notify_each(s, messages)
     return done if any(done.values()) else {}
 
-
-def register_sweep() -> None:
-    from server.cli import PeriodicTask, periodic_tasks
-
-    if not any(t.name == "case_sweep" for t in periodic_tasks):
-        periodic_tasks.append(PeriodicTask("case_sweep", 60, lambda s: sweep(s)))
-    if not any(t.name == "case_stats_compact" for t in periodic_tasks):
-        periodic_tasks.append(PeriodicTask("case_stats_compact", 600, compact_stats))
-
-
-register_sweep()

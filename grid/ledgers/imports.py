@@ -130,7 +130,7 @@ def submit_import(s: Session, actor: Actor, store: Any, kind: str, stream: IO[by
                            "dry_run": dry_run, "limits": limits.as_dict()})
 
 
-def _run_import_job(s: Session, actor: Actor, run: jobs.JobRun) -> dict:
+def run_import_job(s: Session, actor: Actor, run: jobs.JobRun) -> dict:
     """The worker's side of `submit_import`: the import, with the limits of the upload."""
     p = run.params
     return import_ledger(s, actor, p["kind"], run.input, area_id=p["area_id"],
@@ -138,8 +138,6 @@ def _run_import_job(s: Session, actor: Actor, run: jobs.JobRun) -> dict:
                          filename=run.input_name, limits=files.Limits(**p["limits"]),
                          progress=run.progress)
 
-
-jobs.handlers[JOB_KIND] = _run_import_job
 
 
 def import_ledger(s: Session, actor: Actor, kind: str, stream: IO[bytes], *,

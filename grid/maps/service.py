@@ -7,7 +7,8 @@ is drawn inside it is limited to the actor's scope (areas.in_scope, cases.scope.
 worker's community map shows their grid's records only.
 
 Collections are pluggable like the tile layers: `collections[name]` builds one from
-(actor, area subtree). The services module registers "service_points" (on_the_map.py).
+(actor, area subtree). The services package adds "service_points" at wiring
+(grid/services/wiring.py).
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from server.errors import Forbidden
 # (actor, subtree: SELECT of the area ids below the area, limit) → SELECT of rows with a
 # `geom` column (WGS-84) and the properties; `collection()` makes them a FeatureCollection.
 Collection = Callable[[Actor, sa.Select, int], sa.Select]
-collections: dict[str, Collection] = {}
 
 
 def feature_collection(rows: sa.Select) -> sa.ScalarSelect:
@@ -90,7 +90,9 @@ def _organisations(actor: Actor, subtree: sa.Select, limit: int) -> sa.Select:
             .order_by(Organisation.id).limit(limit))
 
 
-collections.update(buildings=_buildings, cases=_cases, organisations=_organisations)
+# This package's own collections; other packages add theirs at wiring.
+collections: dict[str, Collection] = {"buildings": _buildings, "cases": _cases,
+                                      "organisations": _organisations}
 
 
 def _subtree(area: Area) -> sa.Select:

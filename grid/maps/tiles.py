@@ -17,9 +17,9 @@ with bind parameters for x, y, the cap and the actor's scope values, and prepare
 database connection: building and cache-keying the expressions on every request cost more
 than many tiles' SQL, and planning it as much as a z16 tile's execution (issue 7).
 
-Layers are pluggable like `storage.object_access`: a module registers a `Layer` in
-`layers` when it is imported. The services module (issue 8) registers "service_points"
-this way (grid/services/on_the_map.py); until it is installed that layer does not exist (404).
+Layers are pluggable like `storage.object_access`: a package's wiring.py registers its
+`Layer` in `layers` (server/modules.py). The services package registers "service_points"
+this way (grid/services/wiring.py); until it is installed that layer does not exist (404).
 """
 
 from __future__ import annotations
@@ -148,8 +148,6 @@ class Layer:
     vector_layers: tuple[str, ...] = ()
 
 
-layers: dict[str, Layer] = {}
-
 
 def register(layer: Layer) -> None:
     layers[layer.name] = layer
@@ -269,24 +267,27 @@ def _organisations(ctx: TileContext) -> sa.Select:
 _GRID_FIELDS = {"area_id": "The grid (aggregated points, below the detail zoom)",
                 "code": "Grid code (aggregated)", "name": "Grid name (aggregated)",
                 "count": "How many (aggregated)"}
-register(Layer("areas", "Area boundaries, one layer per level (district, street, "
-                        "community, grid…)", _areas,
-               {"id": "Area id", "code": "Administrative code", "name": "Name",
-                "level": "Level key"}, public=True))
-register(Layer("buildings", "Buildings (楼栋) in scope: footprint or entrance point, with "
-                            "household and person counts", _buildings,
-               {"id": "Building id", "name": "Name/number", "use": "Use", "floors": "Floors",
-                "households": "Households living in it", "persons": "Persons present",
-                **_GRID_FIELDS}))
-register(Layer("cases", "Open cases (事件) in scope", _cases,
-               {"id": "Case id", "state": "State", "category": "Category code",
-                "light": "green/yellow/red",
-                "overdue": "Past its stage's limit (aggregated: how many are)",
-                **_GRID_FIELDS}))
-register(Layer("organisations", "Organisations (实有单位) in scope", _organisations,
-               {"id": "Organisation id", "name": "Name", "kind": "Kind", "industry": "Industry",
-                "employees": "Employees", "risk_flags": "Risk flags, comma-separated",
-                **_GRID_FIELDS}))
+# The layers this package serves itself; other packages add theirs at wiring.
+layers: dict[str, Layer] = {layer.name: layer for layer in (
+    Layer("areas", "Area boundaries, one layer per level (district, street, "
+                   "community, grid…)", _areas,
+          {"id": "Area id", "code": "Administrative code", "name": "Name",
+           "level": "Level key"}, public=True),
+    Layer("buildings", "Buildings (楼栋) in scope: footprint or entrance point, with "
+                       "household and person counts", _buildings,
+          {"id": "Building id", "name": "Name/number", "use": "Use", "floors": "Floors",
+           "households": "Households living in it", "persons": "Persons present",
+           **_GRID_FIELDS}),
+    Layer("cases", "Open cases (事件) in scope", _cases,
+          {"id": "Case id", "state": "State", "category": "Category code",
+           "light": "green/yellow/red",
+           "overdue": "Past its stage's limit (aggregated: how many are)",
+           **_GRID_FIELDS}),
+    Layer("organisations", "Organisations (实有单位) in scope", _organisations,
+          {"id": "Organisation id", "name": "Name", "kind": "Kind", "industry": "Industry",
+           "employees": "Employees", "risk_flags": "Risk flags, comma-separated",
+           **_GRID_FIELDS}),
+)}
 
 
 # --- building a tile -----------------------------------------------------------------------

@@ -14,7 +14,7 @@ Rules (those of the registry, reused, not re-implemented):
 
 Sections are pluggable: `profile_sections[kind]` lists (name, function) that add a part
 to a profile; the services module (issue 8) adds the person's "bookings" this way
-(grid/services/profile_section.py).
+(grid/services/profile_section.py, added in grid/services/wiring.py).
 """
 
 from __future__ import annotations

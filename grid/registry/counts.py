@@ -27,8 +27,6 @@ def grid_counts(s: Session, area: Area) -> dict:
     return {"households": households, "population": population}
 
 
-areas.card_counters.append(grid_counts)
-
 
 # --- building occupancy (kept by triggers, migration 0010) ---------------------------------
 
@@ -107,16 +105,3 @@ def recount_occupancy(s: Session) -> dict:
     buildings, drifted = s.execute(sa.text(_OCCUPANCY_RECOUNT)).one()
     return {"recounted_buildings": buildings, "drifted": drifted} if drifted else {}
 
-
-def register_compaction() -> None:
-    from server.cli import PeriodicTask, periodic_tasks
-
-    if not any(t.name == "building_occupancy_compact" for t in periodic_tasks):
-        periodic_tasks.append(PeriodicTask("building_occupancy_compact", 600,
-                                           compact_occupancy))
-    if not any(t.name == "building_occupancy_recount" for t in periodic_tasks):
-        periodic_tasks.append(PeriodicTask("building_occupancy_recount", 86400,
-                                           recount_occupancy))
-
-
-register_compaction()

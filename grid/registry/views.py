@@ -6,7 +6,6 @@ from flask.views import MethodView
 from marshmallow import ValidationError
 
 from grid.registry import (
-    counts,  # noqa: F401  imported for what it registers (card counter, occupancy tasks)
     history,
     indicators,
     people,
@@ -21,7 +20,6 @@ from server.api import Blueprint, etag, expected_version, link
 from server.auth.actor import current_actor, login_required
 from server.errors import Invalid, field_errors
 from server.security import no_store
-from server.storage import service as storage
 
 buildings_blp = Blueprint("buildings", __name__, url_prefix="/buildings",
                           description="Buildings (楼栋)")
@@ -413,12 +411,6 @@ def get_indicators(args, org_id):
     with db.unit_of_work() as s:
         return indicators.list_indicators(s, current_actor(), org_id, args.get("from_"),
                                        args.get("to"))
-
-
-# Photos of a record are visible to whoever may see the record (server.storage.service's hook).
-for _kind, _model in scope.KINDS.items():
-    storage.object_access[_kind] = (
-        lambda s, actor, record_id, model=_model: scope.get_record(s, actor, model, record_id))
 
 
 # --- what every record has: end (not for persons: they move out or die) and history -------

@@ -1,5 +1,6 @@
 """Service points on the map (grid.maps): a public tile layer and a per-area map
-collection — service points are public information (办事指南). Registered at import."""
+collection — service points are public information (办事指南). Both are added at
+wiring (grid/services/wiring.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from grid.services.models import Service, ServiceCategory
 from server.auth.actor import Actor
 
 
-def _service_points_tile(ctx: Any) -> sa.Select:
+def service_points_tile(ctx: Any) -> sa.Select:
     from grid.maps import tiles
 
     rows = (sa.select(Service.id, Service.name, Service.booking_mode, Service.fee,
@@ -24,7 +25,7 @@ def _service_points_tile(ctx: Any) -> sa.Select:
     return tiles.mvt(rows, "service_points")
 
 
-def _service_points_collection(actor: Actor, subtree: sa.Select, limit: int) -> sa.Select:
+def service_points_collection(actor: Actor, subtree: sa.Select, limit: int) -> sa.Select:
     """Active service points standing inside the area (whoever provides them)."""
     inside = sa.select(Area.id).where(Area.id.in_(subtree),
                                       sa.func.ST_Covers(Area.boundary, Service.location))
@@ -35,15 +36,11 @@ def _service_points_collection(actor: Actor, subtree: sa.Select, limit: int) -> 
             .order_by(Service.id).limit(limit))
 
 
-def register_map_layers() -> None:
-    from grid.maps import service as maps
+def tile_layer() -> Any:
+    """The "service_points" tile layer (a grid.maps.tiles.Layer), added at wiring."""
     from grid.maps import tiles
 
-    tiles.register(tiles.Layer(
-        "service_points", "Service points (便民服务点): public", _service_points_tile,
+    return tiles.Layer(
+        "service_points", "Service points (便民服务点): public", service_points_tile,
         {"id": "Service id", "name": "Name", "booking_mode": "none/slots/request",
-         "fee": "Fee", "category": "Service category code"}, public=True))
-    maps.collections["service_points"] = _service_points_collection
-
-
-register_map_layers()
+         "fee": "Fee", "category": "Service category code"}, public=True)

@@ -1,5 +1,5 @@
 """Bookings in the person profile (人员画像, grid.profiles): the section that lists a
-person's bookings to staff who manage the service. Registered at import."""
+person's bookings to staff who manage the service. Added at wiring (grid/services/wiring.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from grid.services.models import Booking, Service, ServiceCategory, Slot
 from server.auth.actor import Actor
 
 
-def _profile_bookings(s: Session, actor: Actor, person: Any) -> list[dict]:
+def profile_bookings(s: Session, actor: Actor, person: Any) -> list[dict]:
     """人员画像's bookings: those of the person's resident account that the actor may see
     (the booking rule: staff who manage the service), newest first, capped like the
     profile's other lists; no notes or addresses. One statement."""
@@ -37,11 +37,3 @@ def _profile_bookings(s: Session, actor: Actor, person: Any) -> list[dict]:
     # the profile's `bookings` is a raw field: this section gives its JSON shape
     return schemas.ProfileBookingSchema(many=True).dump([r._mapping for r in rows])
 
-
-def register_profile_section() -> None:
-    from grid.profiles import service as profiles
-
-    profiles.profile_sections["person"].append(("bookings", _profile_bookings))
-
-
-register_profile_section()

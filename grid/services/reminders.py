@@ -9,14 +9,15 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from grid.services.models import Booking, Service
-from grid.services.schedules import generate_ahead
-from notifications.service import notify_each, register_template
+from notifications.service import NoticeTemplate, notify_each
 from server import clock
 
-register_template("service_reminder_day", ("预约提醒：明天{time}", "{service}，地点：{address}"),
-                  ("Booking tomorrow at {time}", "{service}, {address}"))
-register_template("service_reminder_hour", ("预约提醒：{time}开始", "{service}，地点：{address}"),
-                  ("Booking at {time}", "{service}, {address}"))
+NOTICE_TEMPLATES: tuple[NoticeTemplate, ...] = (
+    NoticeTemplate("service_reminder_day", ("预约提醒：明天{time}", "{service}，地点：{address}"),
+                      ("Booking tomorrow at {time}", "{service}, {address}")),
+    NoticeTemplate("service_reminder_hour", ("预约提醒：{time}开始", "{service}，地点：{address}"),
+                      ("Booking at {time}", "{service}, {address}")),
+)
 
 
 def send_reminders(s: Session, at: datetime | None = None) -> dict:
@@ -54,15 +55,3 @@ def send_reminders(s: Session, at: datetime | None = None) -> dict:
     notify_each(s, messages)
     return {k: len(v) for k, v in picked.items() if v}
 
-
-def register_tasks() -> None:
-    from server.cli import PeriodicTask, periodic_tasks
-
-    names = {t.name for t in periodic_tasks}
-    if "service_reminders" not in names:
-        periodic_tasks.append(PeriodicTask("service_reminders", 60, send_reminders))
-    if "service_slots" not in names:
-        periodic_tasks.append(PeriodicTask("service_slots", 3600, generate_ahead))
-
-
-register_tasks()

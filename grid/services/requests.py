@@ -21,7 +21,7 @@ from grid.services.bookings import (
 from grid.services.catalogue import get_service
 from grid.services.models import Booking, Service
 from grid.services.schedules import _local_text
-from notifications.service import notify, register_template
+from notifications.service import NoticeTemplate, notify
 from server import clock, idempotency
 from server.auth.actor import Actor
 from server.errors import Conflict, Invalid, field_errors
@@ -29,10 +29,12 @@ from server.errors import Conflict, Invalid, field_errors
 # Who hears about requests to a service: the staff of the area that provides it.
 PROVIDER_ROLES = ("community_staff", "street_dispatcher")
 
-register_template("service_request_new", ("新的服务申请", "{service}：{note}"),
-                  ("New service request", "{service}: {note}"))
-register_template("service_request_changed", ("服务申请{state}", "{service}：{detail}"),
-                  ("Service request {state_en}", "{service}: {detail}"))
+NOTICE_TEMPLATES: tuple[NoticeTemplate, ...] = (
+    NoticeTemplate("service_request_new", ("新的服务申请", "{service}：{note}"),
+                      ("New service request", "{service}: {note}")),
+    NoticeTemplate("service_request_changed", ("服务申请{state}", "{service}：{detail}"),
+                      ("Service request {state_en}", "{service}: {detail}")),
+)
 
 
 def create_request(s: Session, actor: Actor, service_id: int, data: dict,

@@ -17,13 +17,15 @@ from grid.areas.models import Area
 from grid.calendar import service as calendar
 from grid.services.catalogue import get_service, managed_service
 from grid.services.models import Booking, Schedule, Service, Slot
-from notifications.service import notify, register_template
+from notifications.service import NoticeTemplate, notify
 from server import audit, clock
 from server.auth.actor import Actor
 from server.errors import Conflict, Invalid, NotFound, field_errors
 
-register_template("service_slot_closed", ("预约已取消", "{service} {time} 时段已关闭：{reason}"),
-                  ("Booking cancelled", "{service} at {time} was closed: {reason}"))
+NOTICE_TEMPLATES: tuple[NoticeTemplate, ...] = (
+    NoticeTemplate("service_slot_closed", ("预约已取消", "{service} {time} 时段已关闭：{reason}"),
+                      ("Booking cancelled", "{service} at {time} was closed: {reason}")),
+)
 
 
 def _setting(name: str) -> Any:

@@ -5,11 +5,6 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
-# Imported for what they register (map layer, profile section, notification texts,
-# periodic tasks): loading the views loads them.
-import grid.services.on_the_map  # noqa: F401
-import grid.services.profile_section  # noqa: F401
-import grid.services.reminders  # noqa: F401
 from grid.services import actions, bookings, catalogue, requests, schedules, schemas
 from grid.services import stats as service_stats
 from server import db, idempotency

@@ -9,7 +9,6 @@ from grid.visits import schemas, service
 from server import db, idempotency
 from server.api import Blueprint, etag, expected_version
 from server.auth.actor import current_actor, login_required
-from server.storage import service as storage
 
 visits_blp = Blueprint("visits", __name__, url_prefix="/visits", description="Visits (走访)")
 policies_blp = Blueprint("visit_policies", __name__, url_prefix="/visit-policies",
@@ -130,9 +129,6 @@ def my_tasks(args):
     return service.my_tasks(db.session(), current_actor(), lon_lat, args["limit"])
 
 
-def _visit_access(s, actor, visit_id: int) -> None:
+def visit_access(s, actor, visit_id: int) -> None:
     service.get_visit(s, actor, visit_id)
 
-
-# Photos of a visit are visible to whoever may see the visit (server.storage.service's hook).
-storage.object_access["visit"] = _visit_access

@@ -405,8 +405,8 @@ def _new_user(s: Session, username: str | None, display_name: str, phone: str | 
 
 
 # Conditions other packages add on the accounts an actor may manage, so that server/ never
-# imports grid/: grid.areas adds "every area membership and department of the account lies
-# in the actor's areas". Each takes the actor and returns a SQL condition on User.
+# imports grid/: grid.areas adds at wiring "every area membership and department of the
+# account lies in the actor's areas". Each takes the actor and returns a SQL condition on User.
 user_scope_rules: list[Callable[[Actor], sa.ColumnElement[bool]]] = []
 
 

@@ -2,7 +2,7 @@
 
 - An attachment belongs to one record (`object_type`, `object_id`), linked at upload or
   later. Who may see the record may see its attachments: domain packages register a checker
-  per object type in `object_access` (server/ never imports grid/). An unlinked upload is
+  per object type in `object_access` at wiring (server/ never imports grid/). An unlinked upload is
   visible to its uploader only.
 - Uploads are idempotent by client_uuid (server.idempotency) and de-duplicated per uploader
   by the sha256 of the stored image. Uploads and links are audited.
@@ -28,8 +28,8 @@ from server.storage.models import Attachment
 
 #: object type → checker(session, actor, object_id) that returns when the actor may see the
 #: record and raises (NotFound, as a scoped read does) when not. Domain packages register
-#: theirs when imported, e.g. in grid/registry/views.py (storage: this module):
-#:     storage.object_access["person"] = lambda s, a, i: service.get_record(s, a, Person, i)
+#: theirs at wiring, e.g. grid/registry/wiring.py:
+#:     registry.object_access("person", lambda s, a, i: scope.get_record(s, a, Person, i))
 ObjectAccess = Callable[[Session, Actor, int], None]
 object_access: dict[str, ObjectAccess] = {}
 #: object type → filter(session, actor, attachment) → bool, for records some of whose
