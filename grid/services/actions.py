@@ -7,10 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
-from flask import current_app
 from sqlalchemy.orm import Session
 
 from grid.services.bookings import (
@@ -20,7 +18,7 @@ from grid.services.bookings import (
     _take_seat,
     get_booking,
 )
-from grid.services.catalogue import _manages
+from grid.services.catalogue import _manages, setting
 from grid.services.models import Booking, Service, Slot
 from grid.services.requests import (
     _accept,
@@ -34,11 +32,6 @@ from notifications.service import notify
 from server import clock
 from server.auth.actor import Actor
 from server.errors import Conflict, Forbidden, Invalid, NotFound, check_version, field_errors
-
-
-def _setting(name: str) -> Any:
-    return current_app.config[name]
-
 
 # action → (states it applies to, who: "resident" (the booker) or "staff" (a manager))
 ACTIONS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -89,7 +82,7 @@ def actions_for(s: Session, actor: Actor, booking: Booking) -> list[str]:
 def _cutoff(s: Session, booking: Booking) -> timedelta:
     minutes = s.scalar(sa.select(Service.cancel_cutoff_minutes)
                        .where(Service.id == booking.service_id))
-    return timedelta(minutes=_setting("SERVICE_CANCEL_CUTOFF_MINUTES")
+    return timedelta(minutes=setting("SERVICE_CANCEL_CUTOFF_MINUTES")
                      if minutes is None else minutes)
 
 

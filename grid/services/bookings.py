@@ -9,19 +9,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from flask import current_app
 from sqlalchemy.orm import Session
 
-from grid.services.catalogue import _manages, managed_service
+from grid.services.catalogue import _manages, managed_service, setting
 from grid.services.models import ACTIVE_STATES, Booking, Service, Slot
 from grid.services.schedules import _local_range
 from server import audit, clock, db, idempotency
 from server.auth.actor import Actor
 from server.errors import Conflict, Forbidden, NotFound
-
-
-def _setting(name: str) -> Any:
-    return current_app.config[name]
 
 
 def _lock_resident(s: Session, resident_id: int) -> None:
@@ -33,8 +28,8 @@ def _lock_resident(s: Session, resident_id: int) -> None:
 def blocked_until(s: Session, resident_id: int, at: datetime) -> datetime | None:
     """When a resident may book again after SERVICE_NO_SHOW_LIMIT no-shows within
     SERVICE_NO_SHOW_WINDOW_DAYS (None: not blocked)."""
-    limit, window = _setting("SERVICE_NO_SHOW_LIMIT"), timedelta(
-        days=_setting("SERVICE_NO_SHOW_WINDOW_DAYS"))
+    limit, window = setting("SERVICE_NO_SHOW_LIMIT"), timedelta(
+        days=setting("SERVICE_NO_SHOW_WINDOW_DAYS"))
     if limit <= 0:
         return None
     times = s.scalars(sa.select(Booking.starts_at).where(

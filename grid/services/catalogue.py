@@ -13,6 +13,7 @@ from datetime import datetime, time
 from typing import Any
 
 import sqlalchemy as sa
+from flask import current_app
 from geoalchemy2 import Geography
 from geoalchemy2.shape import from_shape
 from shapely.geometry import Point as ShapelyPoint
@@ -26,6 +27,10 @@ from server import audit, clock, db
 from server.auth.actor import Actor
 from server.errors import Invalid, NotFound, check_version, field_errors
 
+
+def setting(name: str) -> Any:
+    """An application setting (until settings reach the services as arguments, issue 16)."""
+    return current_app.config[name]
 
 def _hhmm(text: str) -> str:
     """"8:30" → "08:30" (zero-padded, so that times compare as text in SQL)."""

@@ -5,17 +5,15 @@ closing a slot (its bookings cancelled, their residents told)."""
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from flask import current_app
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from grid.areas.models import Area
 from grid.calendar import service as calendar
-from grid.services.catalogue import get_service, managed_service
+from grid.services.catalogue import get_service, managed_service, setting
 from grid.services.models import Booking, Schedule, Service, Slot
 from notifications.service import NoticeTemplate, notify
 from server import audit, clock
@@ -26,10 +24,6 @@ NOTICE_TEMPLATES: tuple[NoticeTemplate, ...] = (
     NoticeTemplate("service_slot_closed", ("预约已取消", "{service} {time} 时段已关闭：{reason}"),
                       ("Booking cancelled", "{service} at {time} was closed: {reason}")),
 )
-
-
-def _setting(name: str) -> Any:
-    return current_app.config[name]
 
 
 def _slot_days(schedule: Schedule, wt: calendar.WorkingTime, first: date, last: date):
@@ -103,7 +97,7 @@ def add_schedule(s: Session, actor: Actor, service_id: int, data: dict,
     s.flush()
     today = today or clock.local_today()
     created = generate_slots(s, schedule, today, today + timedelta(
-        days=_setting("SERVICE_SLOT_DAYS_AHEAD")))
+        days=setting("SERVICE_SLOT_DAYS_AHEAD")))
     audit.record(s, actor, "service_schedule_added", "service", service.id,
                  changes={**{k: str(v) for k, v in data.items()}, "slots": created})
     return schedule, created
@@ -138,7 +132,7 @@ def generate_ahead(s: Session) -> dict:
     three statements whatever the number of schedules (the schedules with their areas, the
     uncached calendars of those areas) plus one INSERT per _SLOT_BATCH slots."""
     today = clock.local_today()
-    last = today + timedelta(days=_setting("SERVICE_SLOT_DAYS_AHEAD"))
+    last = today + timedelta(days=setting("SERVICE_SLOT_DAYS_AHEAD"))
     schedules = s.execute(sa.select(Schedule, Area.path, Area.timezone).select_from(Schedule)
                           .join(Service).join(Area, Service.area_id == Area.id)
                           .where(Schedule.active, Service.active,
