@@ -36,6 +36,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session, aliased
 
 from grid.areas import service as areas
@@ -169,7 +170,7 @@ def repeated_place(s: Session, indicator: Indicator, now: datetime) -> sa.Select
     c = clusters.c
     return (sa.select(c.area_id, _no_department(), sa.cast(c.n, sa.Float).label("value"),
                       c.record_ids, _no_people())
-            .distinct(c.area_id).order_by(c.area_id, c.n.desc(), c.cluster))
+            .ext(distinct_on(c.area_id)).order_by(c.area_id, c.n.desc(), c.cluster))
 
 
 def repeated_caller(s: Session, indicator: Indicator, now: datetime) -> sa.Select:
@@ -224,7 +225,7 @@ def unvisited_care(s: Session, indicator: Indicator, now: datetime) -> sa.Select
     overdue = (sa.select(t.person_id, t.area_id, due.label("due"))
                .where(t.interval.is_not(None),
                       due + int(param(indicator, "grace_days")) < today)
-               .distinct(t.person_id).order_by(t.person_id, due).cte("overdue"))
+               .ext(distinct_on(t.person_id)).order_by(t.person_id, due).cte("overdue"))
     o = overdue.c
     people = sa.func.count()
     return (sa.select(m.c.area_id, _no_department(), sa.cast(people, sa.Float).label("value"),
