@@ -327,7 +327,8 @@ FIELDS = ("name", "description", "window_hours", "every_minutes", "params", "thr
 
 
 def indicator_dict(i: Indicator) -> dict:
-    return {"id": i.id, "code": i.code, "kind": i.kind, "area_level": i.area_level,
+    return {"id": i.id, "code": i.code, "kind": i.kind, "area_id": i.area_id,
+            "area_level": i.area_level,
             "version": i.version, **{k: getattr(i, k) for k in FIELDS}}
 
 
@@ -340,19 +341,36 @@ def list_indicators(s: Session, actor: Actor, filters: dict, page: Any) -> list[
     from server import db
 
     _may_read(actor)
-    stmt = sa.select(Indicator).order_by(Indicator.code)
+    stmt = sa.select(Indicator).where(_readable(actor)).order_by(Indicator.code)
     for key in ("kind", "active"):
         if filters.get(key) is not None:
             stmt = stmt.where(getattr(Indicator, key) == filters[key])
     return db.paginate(s, stmt, page)
 
 
+def _readable(actor: Actor) -> sa.ColumnElement[bool]:
+    """Indicators of everywhere, and of the areas the actor sees (theirs and above)."""
+    return sa.or_(Indicator.area_id.is_(None),
+                  Indicator.area_id.in_(areas.visible_area_ids(actor)))
+
+
 def get_indicator(s: Session, actor: Actor, indicator_id: int, *, for_update: bool = False
                   ) -> Indicator:
     _may_read(actor)
-    stmt = sa.select(Indicator).where(Indicator.id == indicator_id)
+    stmt = sa.select(Indicator).where(Indicator.id == indicator_id, _readable(actor))
     indicator = s.scalars(stmt.with_for_update() if for_update else stmt).first()
     if indicator is None:
+        raise NotFound("No such indicator")
+    return indicator
+
+
+def _manageable(s: Session, actor: Actor, indicator_id: int) -> Indicator:
+    """An indicator the actor may tune: of an area in their scope (the platform's own,
+    of no area, by an administrator only)."""
+    actor.require(MANAGE)
+    indicator = get_indicator(s, actor, indicator_id, for_update=True)
+    if not actor.unrestricted and (indicator.area_id is None or not areas.area_in_scope(
+            s, actor, indicator.area_id)):
         raise NotFound("No such indicator")
     return indicator
 
@@ -372,9 +390,13 @@ def _check(s: Session, kind: str, level: str | None, data: dict) -> None:
 def create_indicator(s: Session, actor: Actor, data: dict) -> Indicator:
     actor.require(MANAGE)
     _check(s, data["kind"], data.get("area_level"), data)
+    if data.get("area_id") is None and not actor.unrestricted:
+        raise Invalid(field_errors("area_id", "Name the area (your district) it measures."))
+    if data.get("area_id") is not None and not areas.area_in_scope(s, actor, data["area_id"]):
+        raise NotFound("No such area")
     if s.scalar(sa.select(Indicator.id).where(Indicator.code == data["code"])) is not None:
         raise Conflict("An indicator with this code exists")
-    indicator = Indicator(code=data["code"], kind=data["kind"],
+    indicator = Indicator(code=data["code"], kind=data["kind"], area_id=data.get("area_id"),
                           area_level=data.get("area_level"), created_by=actor.user_id,
                           next_run_at=clock.now(), params={}, thresholds={}, statistical={},
                           baseline_runs=8, active=True)
@@ -400,9 +422,8 @@ def _clean(key: str, value: Any) -> Any:
 def update_indicator(s: Session, actor: Actor, indicator_id: int, changes: dict,
                      expected: int | None) -> Indicator:
     """Tune an indicator (thresholds, window, schedule, parameters) or switch it off."""
-    actor.require(MANAGE)
-    indicator = get_indicator(s, actor, indicator_id, for_update=True)
-    check_version(indicator, expected, indicator_dict)
+    indicator = _manageable(s, actor, indicator_id)
+    check_version(indicator, expected)
     before = indicator_dict(indicator)
     for key in FIELDS:
         if key in changes:
@@ -419,8 +440,7 @@ def update_indicator(s: Session, actor: Actor, indicator_id: int, changes: dict,
 def set_area_thresholds(s: Session, actor: Actor, indicator_id: int, area_id: int,
                         data: dict) -> tuple[IndicatorThreshold, bool]:
     """An area's own thresholds for its subtree (an area in the actor's scope)."""
-    actor.require(MANAGE)
-    indicator = get_indicator(s, actor, indicator_id)
+    indicator = _manageable(s, actor, indicator_id)
     if not areas.area_in_scope(s, actor, area_id):
         raise NotFound("No such area")
     row = s.get(IndicatorThreshold, (indicator.id, area_id), with_for_update=True)
@@ -440,8 +460,7 @@ def set_area_thresholds(s: Session, actor: Actor, indicator_id: int, area_id: in
 
 
 def remove_area_thresholds(s: Session, actor: Actor, indicator_id: int, area_id: int) -> None:
-    actor.require(MANAGE)
-    get_indicator(s, actor, indicator_id)
+    _manageable(s, actor, indicator_id)
     if not areas.area_in_scope(s, actor, area_id):
         raise NotFound("No such area")
     row = s.get(IndicatorThreshold, (indicator_id, area_id))

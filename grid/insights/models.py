@@ -47,6 +47,9 @@ class Indicator(TimestampMixin, VersionedMixin, Base):
     name: Mapped[str] = mapped_column(sa.String(100), nullable=False)
     description: Mapped[str | None] = mapped_column(sa.Text)
     kind: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    # Whose indicator: the subtree it measures (a district's); None: everywhere (admin's).
+    area_id: Mapped[int | None] = mapped_column(sa.ForeignKey("areas.id", ondelete="CASCADE"),
+                                                index=True)
     # The level of the areas measured (grid, community, street…); department kinds: None.
     area_level: Mapped[str | None] = mapped_column(sa.ForeignKey("area_levels.key"))
     window_hours: Mapped[int] = mapped_column(sa.Integer, nullable=False)

@@ -66,6 +66,9 @@ class CityIndicatorCreateSchema(_CityIndicatorFields):
     kind = fields.String(required=True, validate=validate.OneOf(list(INDICATOR_KINDS)),
                          metadata={"description": ", ".join(f"{k} {v}" for k, v in
                                                             INDICATOR_KINDS.items())})
+    area_id = fields.Integer(validate=_ID, allow_none=True, metadata={
+        "description": "The area (a district) whose subtree it measures; only an "
+                       "administrator may leave it out (everywhere)"})
     area_level = fields.String(validate=validate.Length(1, 32), allow_none=True, metadata={
         "description": "The level measured (grid, community, street…); not for "
                        "overdue_rate (per department)"})
@@ -90,6 +93,7 @@ class CityIndicatorSchema(_CityIndicatorFields):
     code = fields.String()
     kind = fields.String()
     kind_label = fields.Function(lambda i: INDICATOR_KINDS[i.kind])
+    area_id = fields.Integer(allow_none=True)
     area_level = fields.String(allow_none=True)
     params = fields.Dict()
     next_run_at = UtcDateTime(allow_none=True)

@@ -179,6 +179,18 @@ def _resolve(indicator: Indicator, breached: sa.CTE, now: datetime) -> sa.CTE:
                        W.state, sa.literal("resolved").label("change")).cte("gone"))
 
 
+def _measure(s: Session, indicator: Indicator, now: datetime) -> sa.Select:
+    """The kind's measure, within the indicator's area (a district's subtree) if it has
+    one."""
+    raw = KINDS[indicator.kind].measure(s, indicator, now)
+    if indicator.area_id is None:
+        return raw
+    root = s.scalar(sa.select(Area.path).where(Area.id == indicator.area_id))
+    r = raw.subquery("raw")
+    return sa.select(r).join(Area, Area.id == r.c.area_id).where(
+        Area.path.startswith(root, autoescape=True))
+
+
 def evaluate(s: Session, indicator: Indicator, now: datetime | None = None) -> dict:
     """Evaluate one indicator now: values, warnings raised/escalated/resolved, their
     timeline and notices. Returns the counts."""
@@ -188,8 +200,7 @@ def evaluate(s: Session, indicator: Indicator, now: datetime | None = None) -> d
                        duration_ms=0.0)
     s.add(run)
     s.flush()
-    measure = KINDS[indicator.kind].measure(s, indicator, now).cte("m").prefix_with(
-        "MATERIALIZED")
+    measure = _measure(s, indicator, now).cte("m").prefix_with("MATERIALIZED")
     m = measure.c
     kept = sa.insert(IndicatorValue).from_select(
         ["run_id", "indicator_id", "at", "area_id", "department_id", "value"],

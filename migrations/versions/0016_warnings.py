@@ -44,6 +44,7 @@ def upgrade():
     sa.Column('name', sa.String(length=100), nullable=False),
     sa.Column('description', sa.Text(), nullable=True),
     sa.Column('kind', sa.String(length=32), nullable=False),
+    sa.Column('area_id', sa.BigInteger(), nullable=True),
     sa.Column('area_level', sa.String(length=32), nullable=True),
     sa.Column('window_hours', sa.Integer(), nullable=False),
     sa.Column('every_minutes', sa.Integer(), nullable=False),
@@ -60,10 +61,12 @@ def upgrade():
     sa.Column('version', sa.Integer(), nullable=False),
     sa.CheckConstraint(_in('kind', _KINDS), name=op.f('ck_indicators_kind')),
     sa.CheckConstraint('window_hours > 0 AND every_minutes > 0', name=op.f('ck_indicators_schedule')),
+    sa.ForeignKeyConstraint(['area_id'], ['areas.id'], name=op.f('fk_indicators_area_id_areas'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['area_level'], ['area_levels.key'], name=op.f('fk_indicators_area_level_area_levels')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_indicators')),
     sa.UniqueConstraint('code', name=op.f('uq_indicators_code'))
     )
+    op.create_index(op.f('ix_indicators_area_id'), 'indicators', ['area_id'], unique=False)
     op.create_index('ix_indicators_due', 'indicators', ['next_run_at'], unique=False,
                     postgresql_where=sa.text('active'))
     op.create_table('indicator_thresholds',

@@ -18,8 +18,11 @@ from tests.fixtures.cases import report
 
 
 def make_indicator(admin, **fields) -> dict:
-    body = {"code": "grid_daily", "name": "网格日新增案件", "kind": "new_cases",
-            "area_level": "grid", "window_hours": 24, "every_minutes": 60,
+    """An indicator of the test district (the district admin's), new cases per grid a day
+    unless told."""
+    district = admin.ok(admin.get("/areas/by-code/330183"))["id"]
+    body = {"code": "grid_daily", "area_id": district, "name": "网格日新增案件",
+            "kind": "new_cases", "area_level": "grid", "window_hours": 24, "every_minutes": 60,
             "thresholds": {"yellow": 2, "orange": 3, "red": 5}, **fields}
     return admin.ok(admin.post("/indicators", body), 201)
 
