@@ -25,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, array, insert
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from grid.areas import service as areas
 from grid.areas.models import Area, DepartmentMember, Membership
@@ -210,21 +211,27 @@ def evaluate(s: Session, indicator: Indicator, now: datetime | None = None) -> d
     breached = _scored(indicator, measure, now)
     up, gone = _upsert(indicator, breached, now), _resolve(indicator, breached, now)
     changed = sa.union_all(sa.select(up), sa.select(gone)).subquery("changed")
-    stmt = (sa.select(changed, sa.select(sa.func.count()).select_from(kept)
-                      .scalar_subquery().label("measured"))
-            .add_cte(kept).add_cte(up).add_cte(gone))
+    stmt = sa.select(changed).add_cte(kept).add_cte(up).add_cte(gone)
     rows = s.execute(stmt).all()
     measured = s.scalar(sa.select(sa.func.count()).where(IndicatorValue.run_id == run.id))
     changes = [r for r in rows if r.change != "kept"]
     _record_changes(s, indicator, changes, now)
     run.measured, run.breaches = measured or 0, sum(1 for r in rows if r.change != "resolved")
     run.duration_ms = round((time.perf_counter() - started) * 1000, 1)
-    indicator.last_run_at = now
+    _mark(s, indicator, last_run_at=now)
     s.flush()
     counts = {c: sum(1 for r in changes if r.change == c)
               for c in ("raised", "escalated", "resolved")}
     return {"indicator": indicator.code, "measured": run.measured, "breaches": run.breaches,
             **counts}
+
+
+def _mark(s: Session, indicator: Indicator, **times: datetime) -> None:
+    """The worker's bookkeeping on an indicator, without moving its version: an expert
+    tuning it (If-Match) is not made stale by every evaluation."""
+    s.execute(sa.update(Indicator).where(Indicator.id == indicator.id).values(**times))
+    for name, value in times.items():
+        set_committed_value(indicator, name, value)
 
 
 def _record_changes(s: Session, indicator: Indicator, changes: list, now: datetime) -> None:
@@ -299,7 +306,7 @@ def evaluate_due(s: Session, budget_s: float = 50.0) -> dict:
             .with_for_update(skip_locked=True)).first()
         if indicator is None:
             break
-        indicator.next_run_at = now + timedelta(minutes=indicator.every_minutes)
+        _mark(s, indicator, next_run_at=now + timedelta(minutes=indicator.every_minutes))
         try:
             with s.begin_nested():
                 result = evaluate(s, indicator, now)

@@ -207,3 +207,45 @@ def test_open_red_cases(api, db_session, people, category):
 
     states = _cycle(db_session, "red_cards", grow, shrink)
     assert states == [{"level": "red", "value": 3.0, "state": "resolved"}]
+
+
+def test_labour_risk(api, db_session, people, monkeypatch):
+    """劳资纠纷风险 per grid: the highest monthly risk score of its organisations. The
+    scores come from grid.insights.labour.risks_for_month (the hotspots change builds it,
+    tested there against its hand-computed fixture); here a stand-in with the documented
+    signature gives the scores, so that the indicator's own part is tested alone."""
+    import sys
+    import types
+    from dataclasses import dataclass
+
+    import grid.insights
+
+    @dataclass
+    class Risk:
+        organisation_id: int
+        area_id: int
+        score: int
+        level: str = ""
+        factors: tuple = ()
+
+    orgs = [people.worker.organisation(G111, name=f"制衣厂{i}") for i in range(2)]
+    scores = {orgs[0]["id"]: 50, orgs[1]["id"]: 20}
+    grid_of = {o["id"]: o["area_id"] for o in orgs}
+    fake = types.ModuleType("grid.insights.labour")
+    fake.risks_for_month = lambda s, month, *a, **k: [
+        Risk(org, grid_of[org], score) for org, score in scores.items()]
+    monkeypatch.setitem(sys.modules, "grid.insights.labour", fake)
+    monkeypatch.setattr(grid.insights, "labour", fake, raising=False)
+    make_indicator(api("district_admin", D), code="labour", kind="labour_risk",
+                   window_hours=24 * 31, thresholds={"yellow": 40, "orange": 60, "red": 80})
+
+    def grow():
+        scores[orgs[1]["id"]] = 75
+
+    def shrink():
+        scores.update({k: 10 for k in scores})
+
+    states = _cycle(db_session, "labour", grow, shrink)
+    assert states == [{"level": "orange", "value": 75.0, "state": "resolved"}]
+    w = db_session.scalar(sa.select(EarlyWarning))
+    assert w.record_type == "organisation" and w.record_ids == [orgs[1]["id"], orgs[0]["id"]]
