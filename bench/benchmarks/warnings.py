@@ -18,12 +18,13 @@ department's overdue rate, repeated reports at one place (30 days / 100 m / 3, a
 past their visit per grid and (with 残疾人) per community, open red cases per grid and per
 community; thresholds that make a few hundred warnings.
 
-Measured, in this process on the app role (no HTTP): `grid.insights.warnings.evaluate`
-of each indicator (the measure, the values kept, the thresholds and baselines, the
-warnings' upsert and resolution, the timeline) in one transaction per run, committed; a
-first run (every warning raised) and a second (steady: most kept); and, in the same run,
-each kind's measure SELECT alone (executed and fetched on one connection): the ratio is the
-evaluation's time over the SQL alone.
+Measured, in this process on the app's own engine and role (no HTTP; its sessions run
+with jit off, as the worker's): `grid.insights.warnings.evaluate` of each indicator (the
+measure, the values kept, the thresholds and baselines, the warnings' upsert and
+resolution, the timeline) in one transaction per run, committed; a first run (every
+warning raised) and a second (steady: most kept); and, in the same run, each kind's measure
+SELECT alone (executed and fetched on one connection): the ratio is the evaluation's time
+over the SQL alone.
 """
 
 from __future__ import annotations
@@ -228,7 +229,10 @@ def run(ctx: Context) -> dict:
     loaded = load(ctx)
     print(f"  loaded {loaded}", flush=True)
     app = _app(ctx)
-    with app.app_context(), Session(ctx.engine, expire_on_commit=False) as s:
+    # the app's own engine, as the worker uses it (its sessions run with jit=off: with JIT
+    # the evaluation's one large statement spent seconds compiling, server/db.py)
+    engine = app.extensions["db_engine"]
+    with app.app_context(), Session(engine, expire_on_commit=False) as s:
         s.execute(sa.text("DELETE FROM warnings WHERE indicator_id IN "
                           "(SELECT id FROM indicators WHERE code LIKE 'b\\_%')"))
         indicators = _indicators(s)

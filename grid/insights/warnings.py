@@ -192,6 +192,24 @@ def _measure(s: Session, indicator: Indicator, now: datetime) -> sa.Select:
         Area.path.startswith(root, autoescape=True))
 
 
+def evaluation_statement(s: Session, indicator: Indicator, run_id: int, now: datetime
+                         ) -> sa.Select:
+    """The one statement of an evaluation (module docstring): its rows are the warnings it
+    raised, escalated, kept or resolved."""
+    measure = _measure(s, indicator, now).cte("m").prefix_with("MATERIALIZED")
+    m = measure.c
+    kept = sa.insert(IndicatorValue).from_select(
+        ["run_id", "indicator_id", "at", "area_id", "department_id", "value"],
+        sa.select(sa.literal(run_id), sa.literal(indicator.id), sa.literal(now), m.area_id,
+                  m.department_id, m.value).where(m.value != 0)
+    ).returning(IndicatorValue.id).cte("kept")
+    breached = _scored(indicator, measure, now)
+    up, gone = _upsert(indicator, breached, now), _resolve(indicator, breached, now)
+    changed = sa.union_all(sa.select(up), sa.select(gone)).subquery("changed")
+    stmt = sa.select(changed).add_cte(kept).add_cte(up).add_cte(gone)
+    return stmt
+
+
 def evaluate(s: Session, indicator: Indicator, now: datetime | None = None) -> dict:
     """Evaluate one indicator now: values, warnings raised/escalated/resolved, their
     timeline and notices. Returns the counts."""
@@ -201,17 +219,7 @@ def evaluate(s: Session, indicator: Indicator, now: datetime | None = None) -> d
                        duration_ms=0.0)
     s.add(run)
     s.flush()
-    measure = _measure(s, indicator, now).cte("m").prefix_with("MATERIALIZED")
-    m = measure.c
-    kept = sa.insert(IndicatorValue).from_select(
-        ["run_id", "indicator_id", "at", "area_id", "department_id", "value"],
-        sa.select(sa.literal(run.id), sa.literal(indicator.id), sa.literal(now), m.area_id,
-                  m.department_id, m.value).where(m.value != 0)
-    ).returning(IndicatorValue.id).cte("kept")
-    breached = _scored(indicator, measure, now)
-    up, gone = _upsert(indicator, breached, now), _resolve(indicator, breached, now)
-    changed = sa.union_all(sa.select(up), sa.select(gone)).subquery("changed")
-    stmt = sa.select(changed).add_cte(kept).add_cte(up).add_cte(gone)
+    stmt = evaluation_statement(s, indicator, run.id, now)
     rows = s.execute(stmt).all()
     measured = s.scalar(sa.select(sa.func.count()).where(IndicatorValue.run_id == run.id))
     changes = [r for r in rows if r.change != "kept"]
