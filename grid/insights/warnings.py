@@ -2,16 +2,17 @@
 and area (and department), telling the area's responsible people, and reading warnings
 within the actor's scope with small figures about people suppressed.
 
-One evaluation is one statement (besides the run's row, the timeline and the notices):
-the measure over every area (grid/insights/indicators.py), each row's thresholds (the
+One evaluation is one statement (besides the run's row, the resolution, the timeline and
+the notices): the measure over every area (grid/insights/indicators.py), each row's thresholds (the
 deepest area's override on its path, else the indicator's), its baseline (the mean and
 standard deviation of the area's values at the `baseline_runs` runs before the current
 window, absent = 0), its level — the higher of the fixed one (value ≥ the level's
 threshold) and the statistical one (value ≥ mean + z·sd, sd at least √mean and 1, a
 Poisson floor, given at least 3 past runs) — and then, as data-modifying CTEs: the values
-kept for the series, the upsert of the warnings (ON CONFLICT on the partial unique index
+kept for the series and the upsert of the warnings (ON CONFLICT on the partial unique index
 of open warnings: a worsening raises the level, never a second warning, whoever evaluates
-at the same moment) and the resolution of open warnings whose area no longer breaches.
+at the same moment), which stamps `seen_at`; then one UPDATE resolves the open warnings
+not seen breaching (their area no longer breaches).
 A warning dismissed within the window is not raised again unless the level is higher.
 """
 
@@ -142,11 +143,16 @@ def _scored(indicator: Indicator, measure: sa.CTE, now: datetime) -> sa.CTE:
 
 def _upsert(indicator: Indicator, breached: sa.CTE, now: datetime) -> sa.CTE:
     W, b = EarlyWarning, breached.c
-    dismissed = sa.select(W.id).where(
-        W.indicator_id == indicator.id, W.area_id == b.area_id,
-        _same(W.department_id, b.department_id), W.state == "dismissed",
-        W.closed_at > now - timedelta(hours=indicator.window_hours),
-        _rank(W.level) >= b.rank)
+    # the few recent dismissals of this indicator, read once (not a probe per breach)
+    recent = (sa.select(W.area_id, sa.func.coalesce(W.department_id, 0).label("dep"),
+                        sa.func.max(_rank(W.level)).label("rank"))
+              .where(W.indicator_id == indicator.id, W.state == "dismissed",
+                     W.closed_at > now - timedelta(hours=indicator.window_hours))
+              .group_by(W.area_id, W.department_id).cte("dismissed")
+              .prefix_with("MATERIALIZED"))
+    dismissed = sa.select(recent.c.rank).where(
+        recent.c.area_id == b.area_id, recent.c.dep == sa.func.coalesce(b.department_id, 0),
+        recent.c.rank >= b.rank)
     rows = sa.select(
         sa.literal(indicator.id), b.area_id, b.department_id, sa.literal("raised"), b.level,
         b.value, b.threshold, b.baseline, b.basis,
@@ -175,16 +181,18 @@ def _upsert(indicator: Indicator, breached: sa.CTE, now: datetime) -> sa.CTE:
                         else_="kept").label("change")).cte("up")
 
 
-def _resolve(indicator: Indicator, breached: sa.CTE, now: datetime) -> sa.CTE:
-    W, b = EarlyWarning, breached.c
-    still = sa.select(b.area_id).where(
-        b.area_id == W.area_id, _same(b.department_id, W.department_id))
-    return (sa.update(W).where(W.indicator_id == indicator.id,
-                               W.state.in_(OPEN_WARNING_STATES), ~sa.exists(still))
-            .values(state="resolved", closed_at=now, reason="指标恢复正常", seen_at=now,
-                    updated_at=now, version=W.version + 1)
-            .returning(W.id, W.area_id, W.department_id, W.level, W.value, W.threshold,
-                       W.state, sa.literal("resolved").label("change")).cte("gone"))
+def _resolve(s: Session, indicator: Indicator, now: datetime) -> list:
+    """Open warnings of the indicator the evaluation did not see breaching (the upsert
+    stamps `seen_at` on every breach): resolved (指标恢复正常). No join: the index of open
+    warnings and a comparison."""
+    W = EarlyWarning
+    return s.execute(
+        sa.update(W).where(W.indicator_id == indicator.id, W.state.in_(OPEN_WARNING_STATES),
+                           W.seen_at < now)
+        .values(state="resolved", closed_at=now, reason="指标恢复正常", updated_at=now,
+                version=W.version + 1)
+        .returning(W.id, W.area_id, W.department_id, W.level, W.value, W.threshold,
+                   W.state, sa.literal("resolved").label("change"))).all()
 
 
 def _measure(s: Session, indicator: Indicator, now: datetime) -> sa.Select:
@@ -202,7 +210,7 @@ def _measure(s: Session, indicator: Indicator, now: datetime) -> sa.Select:
 def evaluation_statement(s: Session, indicator: Indicator, run_id: int, now: datetime
                          ) -> sa.Select:
     """The one statement of an evaluation (module docstring): its rows are the warnings it
-    raised, escalated, kept or resolved."""
+    raised, escalated or kept."""
     measure = _measure(s, indicator, now).cte("m").prefix_with("MATERIALIZED")
     m = measure.c
     kept = sa.insert(IndicatorValue).from_select(
@@ -211,10 +219,8 @@ def evaluation_statement(s: Session, indicator: Indicator, run_id: int, now: dat
                   m.department_id, m.value).where(m.value != 0)
     ).returning(IndicatorValue.id).cte("kept")
     breached = _scored(indicator, measure, now)
-    up, gone = _upsert(indicator, breached, now), _resolve(indicator, breached, now)
-    changed = sa.union_all(sa.select(up), sa.select(gone)).subquery("changed")
-    stmt = sa.select(changed).add_cte(kept).add_cte(up).add_cte(gone)
-    return stmt
+    up = _upsert(indicator, breached, now)
+    return sa.select(up).add_cte(kept)
 
 
 def evaluate(s: Session, indicator: Indicator, now: datetime | None = None) -> dict:
@@ -227,7 +233,7 @@ def evaluate(s: Session, indicator: Indicator, now: datetime | None = None) -> d
     s.add(run)
     s.flush()
     stmt = evaluation_statement(s, indicator, run.id, now)
-    rows = s.execute(stmt).all()
+    rows = s.execute(stmt).all() + _resolve(s, indicator, now)
     measured = s.scalar(sa.select(sa.func.count()).where(IndicatorValue.run_id == run.id))
     changes = [r for r in rows if r.change != "kept"]
     _record_changes(s, indicator, changes, now)
