@@ -18,6 +18,7 @@ from server import config as config_module
 from server.api import error_payload, init_api
 from server.auth import service as auth_service
 from server.auth.actor import authenticate_first
+from server.auth.actor_cache import ActorCache
 from server.auth.tokens import CachingJWTManager
 from server.compress import init_compression
 from server.errors import Invalid
@@ -139,6 +140,8 @@ def create_app(config: dict | None = None) -> Flask:
         settings["ARGON2_TIME_COST"], settings["ARGON2_MEMORY_KIB"], settings["ARGON2_PARALLELISM"]
     )
     db.init_db(app)
+    app.extensions["actor_cache"] = ActorCache(settings["DATABASE_URL"],
+                                               settings["ACTOR_CACHE_SECONDS"])
     _init_jwt(app)
     init_request_logging(app)
     # Transport limits (URL, headers, JSON depth) first; then the token, before any other
@@ -174,7 +177,7 @@ def create_app(config: dict | None = None) -> Flask:
         return send_from_directory(_DOCS_DIR, "swagger-init.js", max_age=3600)
 
     # Every package's blueprints, tasks, templates and hooks, in order (server/modules.py).
-    modules.wire(api)
+    modules.wire(api, app.config)
 
     from server import cli
 
