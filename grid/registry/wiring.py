@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from grid.areas import service as areas
-from grid.registry import counts, models, scope, views
+from grid.registry import collecting, counts, models, scope, views
 from server.cli import PeriodicTask
 
 if TYPE_CHECKING:
@@ -21,6 +21,7 @@ def _record_access(model):
 
 
 def contribute(registry: Registry) -> None:
+    collecting.configure(registry.settings["GPS_REVIEW_ACCURACY_M"])
     registry.blueprints(views.blueprints)
     # Photos of a record are visible to whoever may see the record.
     for kind, model in scope.KINDS.items():
