@@ -9,13 +9,13 @@ that none is missing): the account (active or not), its sessions (revoked), its 
 area memberships and departments, and the areas' paths (a moved area changes everyone's
 scope below it).
 
-Revision ID: 0016_request
+Revision ID: 0016
 Revises: 0015
 """
 
 from alembic import op
 
-revision = '0016_request'
+revision = '0016'
 down_revision = '0015'
 branch_labels = None
 depends_on = None
