@@ -146,8 +146,10 @@ def run(s: Session, router: Router, settings: Any,
     fixed, now = now, now or clock.now()
     token, rows = leases.claim(s, "topic_tasks", settings.batch_size, settings.lease_s, now,
                                _COLUMNS)
+    rows = sorted(rows, key=lambda r: r.id)
     notes = {n.id: n for n in s.scalars(sa.select(Notification).where(
         Notification.id.in_({r.notification_id for r in rows if r.notification_id})))}
+    wanted_now = _subscribed(s, rows)
     s.commit()
     counts, results, gone = Counter(), [], defaultdict(list)
     for row in rows:
@@ -164,7 +166,11 @@ def run(s: Session, router: Router, settings: Any,
             outcomes, tokens = [provider.send_topic(row.topic, push)], [None]
         else:
             manage = provider.subscribe if row.action == "subscribe" else provider.unsubscribe
-            tokens = list(row.tokens)
+            # What is wanted now decides, not the order tasks run in: a subscription since
+            # undone is not made, an unsubscription since undone is not sent.
+            wanted_tokens = {t for t in row.tokens if (row.provider, t, row.topic) in wanted_now}
+            tokens = [t for t in row.tokens
+                      if (t in wanted_tokens) == (row.action == "subscribe")]
             outcomes = manage(row.topic, tokens) if tokens else []
         for t, o in zip(tokens, outcomes, strict=True):
             if o.status == "disable" and t is not None:
@@ -178,6 +184,17 @@ def run(s: Session, router: Router, settings: Any,
         disable_tokens(s, name, dead, later)
     s.commit()
     return counts
+
+
+def _subscribed(s: Session, rows: list[Any]) -> set[tuple[str, str, str]]:
+    """(provider, token, topic) of the subscriptions wanted now, among the claimed tasks'."""
+    tokens = {t for r in rows if r.action != "send" for t in r.tokens}
+    if not tokens:
+        return set()
+    return {tuple(r) for r in s.execute(
+        sa.select(Device.provider, Device.token, DeviceTopic.topic)
+        .join(DeviceTopic, DeviceTopic.device_id == Device.id)
+        .where(Device.token.in_(tokens)))}
 
 
 def _settle(row: Any, tokens: list, outcomes: list[Outcome], settings: Any,

@@ -345,12 +345,18 @@ def _topics_task(s: Session) -> dict:
                            service.render))
 
 
+# The walk and the SMS yield every few seconds: a new broadcast's topic messages (the first
+# task of each round) never wait long behind a district's walk.
+TURN_S = 5.0
+
+
 def _walk_task(s: Session) -> int:
     config = _config()
-    return broadcasts.walk(s, sms_configured(config), config["BROADCAST_BATCH_SIZE"])
+    return broadcasts.walk(s, sms_configured(config), config["BROADCAST_BATCH_SIZE"],
+                           budget_s=TURN_S)
 
 
-def _sms_task(s: Session, budget_s: float = 20.0) -> dict:
+def _sms_task(s: Session, budget_s: float = TURN_S) -> dict:
     """SMS in claims of ≤ 1,000 (one request each) until none is due or the budget ends."""
     config = _config()
     if not sms_configured(config):

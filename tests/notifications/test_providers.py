@@ -130,7 +130,7 @@ def test_topic_subscription_is_retried_and_a_dead_token_leaves(db_session, membe
         TopicTask.state == "pending", TopicTask.topic == topic)).one()
     assert retried.tokens == ["tok-busy"] and retried.due_at > now  # only what is left
     fcm.state.scripts.pop("tok-busy")  # FCM has quota again
-    _run(db_session, sender, retried.due_at + timedelta(seconds=1))
+    _run(db_session, sender, now + timedelta(hours=1))  # every retry due
     assert fcm.subscribed(topic) == {"tok-fine", "tok-busy"}
     # Registering again changes nothing: no new task, the topics are already theirs.
     service.register_device(db_session, actor, {"token": "tok-fine", "platform": "android",
@@ -258,3 +258,20 @@ def test_aliyun_refuses_a_wrong_signature(sms_standin):
 def test_percent_encoding_is_rfc_3986():
     assert percent_encode("a b*~-_.") == "a%20b%2A~-_."
     assert percent_encode("台风") == "%E5%8F%B0%E9%A3%8E"
+
+
+def test_push_kit_topic_subscription_of_a_dead_token_disables_it(db_session, member, hms,
+                                                                 sender):
+    _, user = member("resident", G111)
+    for token in ("tok-hw-topic-dead", "tok-hw-topic-ok"):
+        service.register_device(db_session, Actor(user_id=user.id), {
+            "token": token, "platform": "android", "provider": "hms", "locale": "en"})
+    db_session.commit()
+    hms.fail("tok-hw-topic-dead", "invalid", times=None)
+    _run(db_session, sender)
+    topic = topics.topic_name(G111, "emergency", "en")
+    assert hms.topics[topic] == {"tok-hw-topic-ok"}
+    dead = db_session.scalars(sa.select(Device).where(
+        Device.token == "tok-hw-topic-dead")).one()
+    assert dead.disabled_at is not None
+    assert _topic_tokens(db_session, "tok-hw-topic-dead") == set()
