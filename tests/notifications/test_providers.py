@@ -275,3 +275,17 @@ def test_push_kit_topic_subscription_of_a_dead_token_disables_it(db_session, mem
         Device.token == "tok-hw-topic-dead")).one()
     assert dead.disabled_at is not None
     assert _topic_tokens(db_session, "tok-hw-topic-dead") == set()
+
+
+def test_a_device_registers_with_its_provider(client, make_user, login):
+    user = make_user("resident")
+    headers = {"Authorization": f"Bearer {login(user.username)['access_token']}"}
+    body = {"token": "hms-token-AAAA", "platform": "android"}
+    huawei = client.post("/me/devices", json={**body, "provider": "hms"}, headers=headers)
+    assert huawei.status_code == 201 and huawei.get_json()["provider"] == "hms"
+    plain = client.post("/me/devices", json={"token": "fcm-token-B", "platform": "ios"},
+                        headers=headers)
+    assert plain.get_json()["provider"] == "fcm"  # the default
+    unknown = client.post("/me/devices", json={**body, "provider": "carrier-pigeon"},
+                          headers=headers)
+    assert unknown.status_code == 422 and "provider" in unknown.get_json()["errors"]["json"]
