@@ -10,16 +10,16 @@ Written by hand.
   (un)subscriptions to make at the providers, retried like the outbox.
 - sms_outbox: SMS to people without the app (urgent broadcasts).
 
-Revision ID: 0016_reach
-Revises: 0015
+Revision ID: 0017
+Revises: 0016
 """
 
 from alembic import op
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-revision = '0016_reach'
-down_revision = '0015'
+revision = '0017'
+down_revision = '0016'
 branch_labels = None
 depends_on = None
 
