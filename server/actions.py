@@ -33,9 +33,11 @@ How to put a life cycle on it (see grid/cases/actions.py, grid/services/actions.
 
 4. **The life cycle** — `Lifecycle(kind, transitions, handlers, load, …)`: `load` fetches
    the record in the actor's scope under a row lock (NotFound outside it), `entered` runs
-   after the state changed (clocks), `timeline` writes the one `Entry` where this kind keeps
-   its history, `announce` tells people (outbox rows). The constructor checks the table's
-   invariants (one transition per action, one handler per transition, labels, sources).
+   after the table moved the state to `target` (clocks; a handler that changes the state
+   itself, e.g. an approval applying a request, does what its new state needs),
+   `timeline` writes the one `Entry` where this kind keeps its history, `announce` tells
+   people (outbox rows). The constructor checks the table's invariants (one transition
+   per action, one handler per transition, labels, sources).
 
 5. **Running** — `run(s, actor, lifecycle, record_id, action, data, expected)`. The checks,
    in this order everywhere (ARCHITECTURE.md §3):
@@ -294,9 +296,12 @@ def check(c: Context, lifecycle: Lifecycle, transition: Transition, record: Any,
     if expected != record.version:
         raise Stale(record)
     state = getattr(record, lifecycle.state_attr)
-    if not possible(c, transition, record, state):
-        raise Conflict(f"Cannot {action} a {noun} that is {state} now",
+    if state not in transition.sources:
+        raise Conflict(f"Cannot {action} a {noun} that is {state}",
                        allowed=_allowed(c, lifecycle, record))
+    if not transition.when(c, record):
+        raise Conflict(f"Cannot {action} this {noun} now: {transition.when.name} does not "
+                       "hold", allowed=_allowed(c, lifecycle, record))
     missing = {name: ["Required for this action."] for name in transition.requires
                if data.get(name) in (None, "", [], ())}
     if missing:
@@ -320,9 +325,8 @@ def run(s: Session, actor: Actor, lifecycle: Lifecycle, record_id: Any, action: 
         or Result()
     if transition.target is not None:
         setattr(record, lifecycle.state_attr, transition.target)
-    after = getattr(record, lifecycle.state_attr)
-    if after != before and lifecycle.entered is not None:
-        lifecycle.entered(s, record, before, at)
+        if lifecycle.entered is not None:
+            lifecycle.entered(s, record, before, at)
     entry = _entry(lifecycle, record, transition, actor, before, at, data, result)
     if lifecycle.timeline is not None:
         lifecycle.timeline(s, record, entry)
