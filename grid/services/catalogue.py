@@ -122,7 +122,7 @@ def create_service(s: Session, actor: Actor, data: dict) -> Service:
 def update_service(s: Session, actor: Actor, service_id: int, data: dict,
                    expected: int | None) -> Service:
     service = managed_service(s, actor, service_id, for_update=True)
-    check_version(service, expected, lambda r: {"version": r.version})
+    check_version(service, expected)
     if "area_id" in data and not areas.area_in_scope(s, actor, data["area_id"]):
         raise NotFound("No such area")
     if "category_id" in data and s.get(ServiceCategory, data["category_id"]) is None:

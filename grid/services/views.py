@@ -27,6 +27,12 @@ def _shown(s, actor, booking):
     return booking
 
 
+def current_booking(booking) -> dict:
+    """A stale booking as a 412 shows it: as GET /bookings/{id} answers now (registered
+    in grid/services/wiring.py)."""
+    return schemas.BookingSchema().dump(_shown(db.session(), current_actor(), booking))
+
+
 @categories_blp.route("")
 @categories_blp.response(200, schemas.ServiceCategorySchema(many=True))
 @login_required
