@@ -21,7 +21,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from geo import fields as geo_fields
 from server.db import unavailable
-from server.errors import DomainError, PreconditionFailed, ServiceUnavailable, Stale
+from server.errors import DomainError, PreconditionFailed, ServiceUnavailable
 from server.validators import MOBILE_RE, USERNAME_RE, validate_mobile, validate_username
 
 log = logging.getLogger("server.api")
@@ -123,8 +123,10 @@ class Api(flask_smorest.Api):
     def handle_domain_error(self, error: DomainError):
         from werkzeug.http import HTTP_STATUS_CODES
 
-        if isinstance(error, Stale):
-            error.extra["current"] = present_current(error.record)
+        current = error.extra.get("current")
+        if current is not None and not isinstance(current, dict | list):
+            # a record (Stale, or a 409 naming what is there): in its resource's schema
+            error.extra["current"] = present_current(current)
 
         payload = error_payload(
             error.status,

@@ -261,7 +261,7 @@ def move_area(s: Session, actor: Actor, area_id: int, new_parent_id: int,
     subtree are rewritten by prefix (330183001002005 → 330183002004005).
     """
     area = manageable_area(s, actor, area_id)
-    check_version(area, expected_version, _current)
+    check_version(area, expected_version)
     parent = manageable_area(s, actor, new_parent_id)
     if parent.path.startswith(area.path):
         raise Conflict("An area cannot move into its own subtree")
@@ -315,19 +315,13 @@ def _recode_subtree(s: Session, area: Area, new_code: str) -> None:
     )
 
 
-def _current(area: Area) -> dict:
-    """The record as it is now, for a 412 (the client redoes its edit on top of it)."""
-    return {"id": area.id, "code": area.code, "name": area.name, "level": area.level,
-            "parent_id": area.parent_id, "area_m2": area.area_m2, "version": area.version}
-
-
 def update_area(s: Session, actor: Actor, area_id: int, changes: dict,
                 expected_version: int | None) -> Area:
     """Rename or re-code an area, or replace its boundary (validated like an import)."""
     from grid.areas import boundaries
 
     area = manageable_area(s, actor, area_id)
-    check_version(area, expected_version, _current)
+    check_version(area, expected_version)
     recorded: dict[str, Any] = {}
     if "name" in changes and changes["name"] != area.name:
         recorded["name"] = [area.name, changes["name"]]
