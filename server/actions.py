@@ -15,7 +15,7 @@ How to put a life cycle on it (see grid/cases/actions.py, grid/services/actions.
        street = is_platform_admin | is_street_dispatcher
 
    Role names stay in server/auth/permissions.py: predicates ask it
-   (`permissions.dispatches_street(actor)`), never `"street_dispatcher" in actor.roles`.
+   (`permissions.commands_streets(actor)`), never test a role's name themselves.
    `c.once(key, compute)` memoizes a costly fact (a query) for one check of one record.
 
 2. **The table** — one `Transition` per action: its 中文 label, the states it leaves

@@ -209,8 +209,9 @@ def get_case(case_id):
 def act(data, case_id, action):
     """Move the case along its loop (accept, reject, merge, dispatch, sign, return, handle,
     verify, reject_result, close, evaluate, reopen, request_extension, request_defer,
-    request_backlog, request_void, approve, refuse, resume). Needs the version (If-Match or
-    `version`): 412 with the current case if stale, 409 with `allowed` if not possible now."""
+    request_backlog, request_void, approve, refuse, resume). Checked in the engine's order:
+    403 not yours, 428 without a version (If-Match or `version`), 412 with the current case
+    if stale, 409 with `allowed` if not possible now, 422 naming missing fields."""
     version = expected_version(data)
     actor = current_actor()
     with db.unit_of_work() as s:

@@ -25,7 +25,7 @@ from grid.registry.collecting import (
     _updated,
 )
 from grid.registry.history import apply_changes
-from grid.registry.models import KEY_TAGS, Household, HouseholdStay, Person
+from grid.registry.models import COLLECTED, KEY_TAGS, Household, HouseholdStay, Person
 from grid.registry.scope import ID_FIELD, PHONE_FIELD, READ_PII, _referenced, get_record
 from grid.registry.tags import add_tag
 from grid.registry.validation import id_number_facts, normalize_id_number
@@ -92,7 +92,7 @@ def _leave_household(s: Session, actor: Actor, person: Person, at: datetime,
 
 
 def create_person(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | None,
-                  source: str = "grid_worker") -> tuple[Person, bool]:
+                  source: str = COLLECTED) -> tuple[Person, bool]:
     actor.require("registry:write")
     tags = data.get("tags") or []
     if any(t["tag"] in KEY_TAGS for t in tags):

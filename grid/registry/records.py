@@ -31,6 +31,7 @@ from grid.registry.collecting import (
 )
 from grid.registry.history import apply_changes
 from grid.registry.models import (
+    COLLECTED,
     ORG_RISK_FLAGS,
     Building,
     House,
@@ -134,7 +135,7 @@ def end_record(s: Session, actor: Actor, kind: str, record_id: int, reason: str,
 
 
 def create_building(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | None,
-                    source: str = "grid_worker") -> tuple[Building, bool]:
+                    source: str = COLLECTED) -> tuple[Building, bool]:
     actor.require("registry:write")
     replay = _replayed(s, actor, "building", client_uuid, data)
     if replay is not None:
@@ -211,7 +212,7 @@ def _check_rental(start: date | None, end: date | None) -> None:
 
 
 def create_house(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | None,
-                 source: str = "grid_worker") -> tuple[House, bool]:
+                 source: str = COLLECTED) -> tuple[House, bool]:
     """房屋: a room of a building, in the building's grid. A point is optional; when sent
     it must be in the collector's grids."""
     actor.require("registry:write")
@@ -267,7 +268,7 @@ def update_house(s: Session, actor: Actor, house_id: int, changes: dict,
 
 
 def create_household(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | None,
-                     source: str = "grid_worker") -> tuple[Household, bool]:
+                     source: str = COLLECTED) -> tuple[Household, bool]:
     """户: in a house (its grid), or located by its point when the house is not known."""
     actor.require("registry:write")
     replay = _replayed(s, actor, "household", client_uuid, data)
@@ -366,7 +367,7 @@ def _risk_flags(flags: list[str]) -> list[str]:
 
 
 def create_organisation(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | None,
-                        source: str = "grid_worker") -> tuple[Organisation, bool]:
+                        source: str = COLLECTED) -> tuple[Organisation, bool]:
     """实有单位 located at its main gate (the point decides the grid)."""
     actor.require("registry:write")
     replay = _replayed(s, actor, "organisation", client_uuid, data)

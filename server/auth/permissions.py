@@ -115,6 +115,8 @@ COMMAND_ROLES = (STREET_DISPATCHER, DISTRICT_ADMIN)
 SERVICE_PROVIDER_ROLES = (COMMUNITY_STAFF, STREET_DISPATCHER)
 # Staff who file cases from the console or the office rather than the field.
 OFFICE_ROLES = (COMMUNITY_STAFF, STREET_DISPATCHER, ADMIN, DISTRICT_ADMIN)
+# Who an area's card lists (网格长, 网格员, 社区工作人员).
+AREA_CARD_ROLES = (GRID_CHIEF, GRID_WORKER, COMMUNITY_STAFF)
 # Where each role may hold an area membership (the area levels).
 MEMBERSHIP_LEVELS: dict[str, tuple[str, ...]] = {
     GRID_WORKER: ("grid", "micro_grid"),

@@ -24,7 +24,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from server import audit, clock, db, pii, ratelimit
 from server.auth.actor import Actor
 from server.auth.models import AuthSession, RefreshToken, User, UserRole, VerificationCode
-from server.auth.permissions import ADMIN, ROLES, grantable_by
+from server.auth.permissions import ADMIN, RESIDENT, ROLES, grantable_by
 from server.errors import (
     Conflict,
     Forbidden,
@@ -375,7 +375,7 @@ def register_resident(s: Session, actor: Actor, data: dict) -> TokenPair:
     problems = password_problems(data["password"], phone)
     if problems:
         raise Invalid(field_errors("password", *problems))
-    user = _new_user(s, None, data["display_name"], phone, data["password"], ["resident"])
+    user = _new_user(s, None, data["display_name"], phone, data["password"], [RESIDENT])
     audit.record(s, Actor(user.id, ip=actor.ip, request_id=actor.request_id), "register",
                  "user", user.id)
     auth_session = AuthSession(user_id=user.id, ip=actor.ip)
