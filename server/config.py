@@ -44,6 +44,10 @@ class Config:
     # after the answer was lost) gets its successor again instead of ending the session.
     REFRESH_REUSE_GRACE_S = _env_int("REFRESH_REUSE_GRACE_S", 30)
     JWT_ERROR_MESSAGE_KEY = "message"
+    # Actors are remembered this long between requests; a change (revocation, roles,
+    # memberships) forgets them at once through LISTEN/NOTIFY (server/auth/actor_cache.py).
+    # 0: load the actor from the database on every request (e.g. behind PgBouncer).
+    ACTOR_CACHE_SECONDS = _env_int("ACTOR_CACHE_SECONDS", 60)
 
     # Personal data: AES-256-GCM key(s) as "keyid:base64key,..."; the first is used to write.
     PII_KEYS = _env("PII_KEYS", f"k1:{_DEV_PII_KEY}")
