@@ -47,6 +47,7 @@ from grid.registry.models import (
 from grid.visits import service as visits
 from grid.visits.models import Visit
 from server import audit, clock, pii
+from server.auth import permissions
 from server.auth.actor import Actor
 from server.auth.models import User
 
@@ -280,7 +281,7 @@ def area_profile(s: Session, actor: Actor, area_id: int, today: date) -> dict:
                            "households_visited": totals["households_visited"],
                            "rate": round(totals["households_visited"] / households_n, 4)
                            if households_n else None},
-        "workers": areas.contacts(s, areas.subtree_ids(area), ("grid_worker", "grid_chief")),
+        "workers": areas.contacts(s, areas.subtree_ids(area), permissions.GRID_ROLES),
         "children": _children(s, actor, area),
         **_sections(s, actor, "area", area),
     }
