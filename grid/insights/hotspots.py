@@ -43,7 +43,7 @@ uneven background; recall and precision measured), timed by bench/benchmarks/hot
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -52,7 +52,6 @@ from sqlalchemy.orm import Session
 
 from grid.areas.models import Area
 from grid.cases.models import CaseCategory
-from grid.insights.models import Hotspot, HotspotRun
 
 EXCLUDED_STATES = ("merged", "voided", "rejected")  # duplicates and reports not accepted
 
@@ -311,56 +310,3 @@ def _spots(focal: dict, own: dict, n: int, settings: HotspotSettings) -> list[Sp
             hot_slices=hot_slices,
             spot_class=classify(hot_slices, count, base, scale, settings.alpha)))
     return sorted(spots, key=lambda sp: (sp.p, -sp.count))
-
-
-# --- runs: analyse and store ---------------------------------------------------------------
-
-_SHAPE = sa.text("""
-WITH cell AS (
-    SELECT ST_MakeEnvelope(split_part(k, ':', 1)::int * :size,
-                           split_part(k, ':', 2)::int * :size,
-                           (split_part(k, ':', 1)::int + 1) * :size,
-                           (split_part(k, ':', 2)::int + 1) * :size, :srid) AS g
-    FROM unnest(CAST(:cells AS text[])) AS k
-), shape AS (
-    SELECT ST_Multi(ST_Transform(ST_Union(g), 4326)) AS g FROM cell
-)
-SELECT shape.g AS shape,
-       coalesce((SELECT a.id FROM areas a WHERE a.path LIKE :path
-                   AND ST_Intersects(a.boundary, ST_PointOnSurface(shape.g))
-                 ORDER BY length(a.path) DESC, a.id LIMIT 1), :area_id) AS area_id
-FROM shape
-""")
-
-
-def store(s: Session, category: CaseCategory, area: Area, settings: HotspotSettings,
-          analysis: Analysis, created_by: int | None = None) -> HotspotRun:
-    """The run and its hot spots as rows (shapes built in SQL, one statement a spot)."""
-    run = HotspotRun(category_id=category.id, area_id=area.id,
-                     window_start=analysis.window_start, window_end=analysis.window_end,
-                     baseline_start=analysis.baseline_start,
-                     settings={**asdict(settings), "cell_m": analysis.cell_m,
-                               "srid": analysis.srid},
-                     cells=analysis.n_cells, window_cases=analysis.window_cases,
-                     created_by=created_by)
-    s.add(run)
-    s.flush()
-    for spot in analysis.spots:
-        keys = [f"{ix}:{iy}" for ix, iy in spot.cells]
-        shape, area_id = s.execute(_SHAPE, {
-            "size": analysis.cell_m, "srid": analysis.srid, "cells": keys,
-            "path": f"{area.path}%", "area_id": area.id}).one()
-        s.add(Hotspot(run_id=run.id, area_id=area_id, shape=shape, cells=keys,
-                      count=spot.count, expected=spot.expected,
-                      baseline_expected=spot.baseline_expected, z=spot.z, p=spot.p,
-                      q=spot.q, hot_slices=spot.hot_slices, spot_class=spot.spot_class))
-    s.flush()
-    return run
-
-
-def run(s: Session, category: CaseCategory, area: Area, settings: HotspotSettings,
-        window_end: datetime, created_by: int | None = None) -> HotspotRun:
-    """Analyse and store one category over one area."""
-    analysis = analyse(s, category_ids(s, category), area, settings,
-                       settings.cell_for(category.code), window_end)
-    return store(s, category, area, settings, analysis, created_by)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from grid.insights import models, views
+from grid.insights import hotspot_runs, labour, models, on_the_map, views  # hotspots
+from grid.maps import tiles  # hotspots
+from grid.profiles import service as profiles  # hotspots
+from server.cli import PeriodicTask  # hotspots
 
 if TYPE_CHECKING:
     from server.modules import Registry
@@ -14,5 +17,21 @@ TABLES = models  # imported so that the migrations see its tables
 
 def contribute(registry: Registry) -> None:
     registry.blueprints(views.blueprints)
-    # --- hotspots: hot spots and labour risk ---
-    # --- end hotspots ---
+    _hotspots(registry)
+
+
+# --- hotspots: hot spots and labour risk ---
+
+
+def _hotspots(registry: Registry) -> None:
+    """The daily hot-spot runs and labour-risk scores, the on-demand run's job, the
+    `hotspots` tile layer and the building profile's "labour_risks" section."""
+    registry.periodic_tasks((
+        PeriodicTask("hotspot_runs", 86400, lambda s: hotspot_runs.daily_runs(s)),
+        PeriodicTask("labour_risk_scores", 86400, lambda s: labour.score_recent_months(s))))
+    registry.job_handler(hotspot_runs.JOB_KIND, hotspot_runs.run_job)
+    tiles.register(on_the_map.tile_layer())
+    building = profiles.profile_sections["building"]
+    if not any(name == "labour_risks" for name, _ in building):
+        building.append(("labour_risks", labour.building_section))
+# --- end hotspots ---

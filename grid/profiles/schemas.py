@@ -105,6 +105,9 @@ class BuildingProfileSchema(Schema):
     grid = fields.Nested(GridCardSchema)
     visits = fields.List(fields.Nested(VisitSchema))
     cases = fields.List(fields.Nested(CaseRowSchema))
+    labour_risks = fields.Raw(metadata={  # hotspots: grid/insights/labour.building_section
+        "description": "From the insights module, when installed: the latest labour-dispute "
+                       "risk (劳资纠纷风险) of each organisation in the building, riskiest first"})
     labels = _labels("`by_use` (occupancy's) → house use → 自住…")
 
     def dump_labels(self, profile: dict) -> dict:
