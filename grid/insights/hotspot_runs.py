@@ -42,6 +42,7 @@ from server.jobs import JobRun
 
 SUPPRESS_BELOW = 5
 JOB_KIND = "hotspot_run"
+KEEP_DAYS = 90  # older runs (and their hot spots) are deleted by the daily task
 
 # --- runs: analyse and store ---------------------------------------------------------------
 
@@ -98,9 +99,12 @@ def run(s: Session, category: CaseCategory, area: Area, settings: HotspotSetting
 
 def daily_runs(s: Session, settings: HotspotSettings = HotspotSettings(),
                now: datetime | None = None) -> dict:
-    """The worker's task: every district × every 小类 with enough cases in the window."""
+    """The worker's task: every district × every 小类 with enough cases in the window;
+    runs older than KEEP_DAYS go."""
     end = now or clock.now()
     start = end - timedelta(days=settings.window_days)
+    pruned = s.execute(sa.delete(HotspotRun).where(
+        HotspotRun.created_at < end - timedelta(days=KEEP_DAYS))).rowcount
     done = 0
     for district in s.scalars(sa.select(Area).where(Area.parent_id.is_(None),
                                                     Area.boundary.is_not(None))):
@@ -111,7 +115,7 @@ def daily_runs(s: Session, settings: HotspotSettings = HotspotSettings(),
         for category in s.scalars(sa.select(CaseCategory).where(CaseCategory.id.in_(busy))):
             run(s, category, district, settings, end)
             done += 1
-    return {"runs": done}
+    return {"runs": done, "pruned": pruned}
 
 
 # --- on demand: a job ----------------------------------------------------------------------

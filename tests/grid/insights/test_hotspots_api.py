@@ -126,3 +126,14 @@ def test_the_hotspots_tile_layer(api, tree, planted):
         (code, "new")]
     chief = api("grid_chief", G211)
     assert decode(chief.get(f"/tiles/hotspots/{tile_at(at(G111), 14)}.mvt").data) == {}
+
+
+def test_the_daily_task_runs_every_busy_category_of_every_district(api, tree, planted,
+                                                                    db_session):
+    code, ids = planted
+    assert hotspot_runs.daily_runs(db_session) == {"runs": 1, "pruned": 0}
+    db_session.commit()
+    admin = api("district_admin", D)
+    found = admin.ok(admin.get(f"/insights/hotspots?category={code}&area_id={tree[D]}"))
+    assert found["run"]["settings"]["cell_m"] == 250  # the defaults
+    assert any(set(ids[G111]) <= set(h["case_ids"]) for h in found["hotspots"])
