@@ -333,3 +333,31 @@ def building_section(s: Session, actor: Actor, building: Any) -> list[dict]:
               .order_by(OrganisationRisk.organisation_id, OrganisationRisk.month.desc()))
     rows = [_row(*r) for r in s.execute(latest)]
     return sorted(rows, key=lambda r: (-r["score"], r["organisation_id"]))
+
+
+AREA_TOP = 10  # organisations listed on an area's profile
+
+
+def area_section(s: Session, actor: Actor, area: Any) -> dict | None:
+    """The area profile's "labour_risks": the latest scored month in the area's subtree
+    (and the actor's scope), organisations per level, and the riskiest (orange or red)
+    first. None without registry:read or without scores."""
+    if not actor.can("registry:read"):
+        return None
+    where = (OrganisationRisk.area_id.in_(areas.subtree_ids(area)),
+             areas.in_scope(OrganisationRisk.area_id, actor))
+    month = s.scalar(sa.select(sa.func.max(OrganisationRisk.month)).where(*where))
+    if month is None:
+        return None
+    levels = dict(s.execute(sa.select(OrganisationRisk.level, sa.func.count())
+                            .where(*where, OrganisationRisk.month == month)
+                            .group_by(OrganisationRisk.level)).all())
+    top = s.execute(sa.select(OrganisationRisk, Organisation.name, Organisation.uscc)
+                    .join(Organisation, Organisation.id == OrganisationRisk.organisation_id)
+                    .where(*where, OrganisationRisk.month == month,
+                           OrganisationRisk.level.in_(("red", "orange")))
+                    .order_by(OrganisationRisk.score.desc(), OrganisationRisk.organisation_id)
+                    .limit(AREA_TOP))
+    return {"month": month.strftime("%Y-%m"),
+            "levels": {name: levels.get(name, 0) for name in RISK_LEVELS},
+            "riskiest": [{**_row(*r), "month": month.strftime("%Y-%m")} for r in top]}

@@ -25,13 +25,15 @@ def contribute(registry: Registry) -> None:
 
 def _hotspots(registry: Registry) -> None:
     """The daily hot-spot runs and labour-risk scores, the on-demand run's job, the
-    `hotspots` tile layer and the building profile's "labour_risks" section."""
+    `hotspots` tile layer and the building and area profiles' "labour_risks" sections."""
     registry.periodic_tasks((
         PeriodicTask("hotspot_runs", 86400, lambda s: hotspot_runs.daily_runs(s)),
         PeriodicTask("labour_risk_scores", 86400, lambda s: labour.score_recent_months(s))))
     registry.job_handler(hotspot_runs.JOB_KIND, hotspot_runs.run_job)
     tiles.register(on_the_map.tile_layer())
-    building = profiles.profile_sections["building"]
-    if not any(name == "labour_risks" for name, _ in building):
-        building.append(("labour_risks", labour.building_section))
+    for kind, section in (("building", labour.building_section),
+                          ("area", labour.area_section)):
+        sections = profiles.profile_sections[kind]
+        if not any(name == "labour_risks" for name, _ in sections):
+            sections.append(("labour_risks", section))
 # --- end hotspots ---

@@ -124,6 +124,10 @@ def test_series_profile_and_report(worker, scored, db_session, months):
     profile = worker.ok(worker.get(f"/buildings/{scored['building']['id']}/profile"))
     assert [(r["organisation_id"], r["score"]) for r in profile["labour_risks"]] == [
         (org_id, 88)]
+    area = worker.ok(worker.get(f"/areas/{scored['a']['area_id']}/profile"))["labour_risks"]
+    assert area["month"] == M0.strftime("%Y-%m")
+    assert area["levels"] == {"green": 1, "yellow": 0, "orange": 0, "red": 1}
+    assert [(r["organisation_id"], r["score"]) for r in area["riskiest"]] == [(org_id, 88)]
     response = worker.get(f"/insights/labour-risks/{org_id}/report")
     assert response.status_code == 200
     book = load_workbook(io.BytesIO(response.data))
@@ -146,3 +150,26 @@ def test_other_grids_see_nothing(api, scored, months):
     handler = api("department_handler")  # no registry:read
     assert handler.get(f"/insights/labour-risks?month={M0.strftime('%Y-%m')}"
                        ).status_code == 403
+
+
+def test_disputes_inside_its_building_count_beyond_the_gate_radius(worker, db_session,
+                                                                   months):
+    """A 劳资纠纷 80 m from the gate but inside the building's footprint counts (+10); one
+    80 m away on the other side, outside the footprint, does not."""
+    building = worker.building()
+    org = worker.organisation(building_id=building["id"])
+    gate = at(G111)
+    db_session.execute(sa.text(
+        "UPDATE buildings SET footprint = ST_Multi(ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326))"
+        " WHERE id = :id"), {"id": building["id"], "x0": gate["lon"] - 0.0001,
+                             "y0": gate["lat"] - 0.0001, "x1": gate["lon"] + 0.0012,
+                             "y1": gate["lat"] + 0.0001})
+    worker.ok(worker.put(f"/organisations/{org['id']}/indicators/"
+                         f"{months[0].strftime('%Y-%m')}", {"employees": 10}))
+    start = labour._local_start(months[0]) + timedelta(minutes=1)
+    _case(db_session, "0602", at(G111, dx=0.00083), start, 11)  # ≈ 80 m east: inside
+    _case(db_session, "0602", at(G111, dx=-0.00083), start, 12)  # ≈ 80 m west: outside
+    db_session.commit()
+    (risk,) = labour.risks_for_month(db_session, months[0], organisation_ids=[org["id"]])
+    assert [(f.factor, f.points) for f in risk.factors] == [("labour_disputes", 10)]
+    assert (risk.score, risk.level) == (10, "green")
