@@ -121,10 +121,10 @@ def daily_runs(s: Session, settings: HotspotSettings = HotspotSettings(),
 # --- on demand: a job ----------------------------------------------------------------------
 
 
-def _category(s: Session, code: str) -> CaseCategory:
+def _category(s: Session, code: str, location: str = "json") -> CaseCategory:
     category = s.scalar(sa.select(CaseCategory).where(CaseCategory.code == code))
     if category is None:
-        raise Invalid(field_errors("category", "No such category."))
+        raise Invalid(field_errors("category", "No such category.", location=location))
     return category
 
 
@@ -132,6 +132,8 @@ def submit(s: Session, actor: Actor, data: dict) -> jobs.Job:
     """Queue a run for one category over an area in scope (its settings as given)."""
     actor.require("stats:read")
     area = _scoped_area(s, actor, data["area_id"])
+    if area.boundary is None:
+        raise Invalid(field_errors("area_id", "The area has no boundary to analyse."))
     _category(s, data["category"])
     return jobs.create(s, actor, JOB_KIND, area_id=area.id, params=dict(data))
 
@@ -176,7 +178,7 @@ def hotspots_for(s: Session, actor: Actor, code: str, area_id: int,
     see."""
     actor.require("stats:read")
     area = _scoped_area(s, actor, area_id)
-    category = _category(s, code)
+    category = _category(s, code, "query")
     found = latest_run(s, category, area)
     if found is None:
         return {"run": None, "hotspots": []}

@@ -137,3 +137,13 @@ def test_the_daily_task_runs_every_busy_category_of_every_district(api, tree, pl
     found = admin.ok(admin.get(f"/insights/hotspots?category={code}&area_id={tree[D]}"))
     assert found["run"]["settings"]["cell_m"] == 250  # the defaults
     assert any(set(ids[G111]) <= set(h["case_ids"]) for h in found["hotspots"])
+
+
+def test_unknown_categories_are_422(api, tree):
+    admin = api("district_admin", D)
+    response = admin.get(f"/insights/hotspots?category=9999&area_id={tree[D]}")
+    assert response.status_code == 422
+    assert response.get_json()["errors"] == {"query": {"category": ["No such category."]}}
+    response = admin.post("/insights/hotspots/runs", {"category": "9999", "area_id": tree[D]})
+    assert response.status_code == 422
+    assert response.get_json()["errors"] == {"json": {"category": ["No such category."]}}
