@@ -15,7 +15,7 @@ How to put a life cycle on it (see grid/cases/actions.py, grid/services/actions.
        street = is_platform_admin | is_street_dispatcher
 
    Role names stay in server/auth/permissions.py: predicates ask it
-   (`permissions.dispatches_street(actor)`), never `"street_dispatcher" in actor.roles`.
+   (`permissions.commands_streets(actor)`), never test a role's name themselves.
    `c.once(key, compute)` memoizes a costly fact (a query) for one check of one record.
 
 2. **The table** — one `Transition` per action: its 中文 label, the states it leaves
@@ -25,17 +25,20 @@ How to put a life cycle on it (see grid/cases/actions.py, grid/services/actions.
    `when` (a condition of the record beyond its state, e.g. "a request is pending"; false =
    409 like a wrong state).
 
-3. **Handlers** — one per action: `handler(step: Step) -> Result | None`. A handler
-   changes the record (not its state: the engine sets `target`), may raise domain errors
+3. **Handlers** — one per action: `handler(step: Step) -> Result | None`. A handler sees
+   the record still in its old state and changes it (not its state: the engine then sets
+   `target`), may raise domain errors
    for what only it can know, and returns a `Result` (the timeline note, who is told, the
    facts the timeline keeps, e.g. the department chosen). `step.data` is read-only: values
    pass through the Result, never through the request's data.
 
 4. **The life cycle** — `Lifecycle(kind, transitions, handlers, load, …)`: `load` fetches
    the record in the actor's scope under a row lock (NotFound outside it), `entered` runs
-   after the state changed (clocks), `timeline` writes the one `Entry` where this kind keeps
-   its history, `announce` tells people (outbox rows). The constructor checks the table's
-   invariants (one transition per action, one handler per transition, labels, sources).
+   after the table moved the state to `target` (clocks; a handler that changes the state
+   itself, e.g. an approval applying a request, does what its new state needs),
+   `timeline` writes the one `Entry` where this kind keeps its history, `announce` tells
+   people (outbox rows). The constructor checks the table's invariants (one transition
+   per action, one handler per transition, labels, sources).
 
 5. **Running** — `run(s, actor, lifecycle, record_id, action, data, expected)`. The checks,
    in this order everywhere (ARCHITECTURE.md §3):
@@ -57,8 +60,9 @@ How to put a life cycle on it (see grid/cases/actions.py, grid/services/actions.
    `registry.transition_listeners((on_transition,))` with
    `on_transition(s, kind, record, transition, actor, result) -> None`.
 
-`allowed(s, actor, lifecycle, record)` lists what the actor may do now (a record's
-`actions` field and the 409 body).
+`allowed(s, actor, lifecycle, record, known)` lists what the actor may do now (a record's
+`actions` field and the 409 body); `known` pre-fills memo keys the caller knows (a case
+created in this transaction has no pending request).
 """
 
 from __future__ import annotations
@@ -294,9 +298,12 @@ def check(c: Context, lifecycle: Lifecycle, transition: Transition, record: Any,
     if expected != record.version:
         raise Stale(record)
     state = getattr(record, lifecycle.state_attr)
-    if not possible(c, transition, record, state):
-        raise Conflict(f"Cannot {action} a {noun} that is {state} now",
+    if state not in transition.sources:
+        raise Conflict(f"Cannot {action} a {noun} that is {state}",
                        allowed=_allowed(c, lifecycle, record))
+    if not transition.when(c, record):
+        raise Conflict(f"Cannot {action} this {noun} now: {transition.when.name} does not "
+                       "hold", allowed=_allowed(c, lifecycle, record))
     missing = {name: ["Required for this action."] for name in transition.requires
                if data.get(name) in (None, "", [], ())}
     if missing:
@@ -320,9 +327,8 @@ def run(s: Session, actor: Actor, lifecycle: Lifecycle, record_id: Any, action: 
         or Result()
     if transition.target is not None:
         setattr(record, lifecycle.state_attr, transition.target)
-    after = getattr(record, lifecycle.state_attr)
-    if after != before and lifecycle.entered is not None:
-        lifecycle.entered(s, record, before, at)
+        if lifecycle.entered is not None:
+            lifecycle.entered(s, record, before, at)
     entry = _entry(lifecycle, record, transition, actor, before, at, data, result)
     if lifecycle.timeline is not None:
         lifecycle.timeline(s, record, entry)

@@ -21,7 +21,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from geo import fields as geo_fields
 from server.db import unavailable
-from server.errors import DomainError, PreconditionFailed, ServiceUnavailable, Stale
+from server.errors import DomainError, PreconditionFailed, ServiceUnavailable
 from server.validators import MOBILE_RE, USERNAME_RE, validate_mobile, validate_username
 
 log = logging.getLogger("server.api")
@@ -123,8 +123,10 @@ class Api(flask_smorest.Api):
     def handle_domain_error(self, error: DomainError):
         from werkzeug.http import HTTP_STATUS_CODES
 
-        if isinstance(error, Stale):
-            error.extra["current"] = present_current(error.record)
+        current = error.extra.get("current")
+        if current is not None and not isinstance(current, dict | list):
+            # a record (Stale, or a 409 naming what is there): in its resource's schema
+            error.extra["current"] = present_current(current)
 
         payload = error_payload(
             error.status,
@@ -157,12 +159,19 @@ current_schemas: dict[type, Callable[[Any], Any]] = {}
 
 def present_current(record: Any) -> Any:
     """The record of a 412 in its resource's response schema."""
-    for cls in type(record).__mro__:
-        present = current_schemas.get(cls)
-        if present is not None:
+    present = next((current_schemas[cls] for cls in type(record).__mro__
+                    if cls in current_schemas), None)
+    if present is None:
+        log.error("no current schema registered for %s", type(record).__name__)
+    else:
+        try:
             return present(record)
-    log.error("no current schema registered for %s", type(record).__name__)
-    return {"id": getattr(record, "id", None), "version": getattr(record, "version", None)}
+        except Exception:  # noqa: BLE001 - e.g. deleted meanwhile: the 412 still answers
+            log.exception("cannot present the current %s", type(record).__name__)
+    try:  # the least a client needs to redo its edit
+        return {"id": record.id, "version": record.version}
+    except Exception:  # noqa: BLE001 - gone: no current record to show
+        return None
 
 
 def expected_version(body: dict) -> int | None:

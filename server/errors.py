@@ -58,7 +58,8 @@ class NotFound(DomainError):
 
 
 class Conflict(DomainError):
-    """409: an illegal transition (extra `allowed`), a duplicate (extra `existing`)…"""
+    """409: an illegal transition (extra `allowed`), a duplicate (extra `existing`)… A
+    `current` record (a model, not a dict) is presented like a 412's (server/api.py)."""
 
     status = 409
 
@@ -76,7 +77,7 @@ class Stale(PreconditionFailed):
 
     def __init__(self, record: Any, message: str = "This record changed since you read it"
                  ) -> None:
-        super().__init__(message)
+        super().__init__(message, current=record)
         self.record = record
 
 
@@ -107,15 +108,12 @@ def field_errors(field: str, *messages: str, location: str = "json") -> dict:
     return {location: {field: list(messages)}}
 
 
-def check_version(record: Any, expected: int | None, current: Any = None) -> None:
+def check_version(record: Any, expected: int | None) -> None:
     """The one optimistic-concurrency check of an update: 428 without a version, `Stale`
     (412 with the record in its resource's schema) when it moved on."""
     if expected is None:
         raise PreconditionRequired("Send the version you edited (If-Match or `version`)")
     if expected != record.version:
-        if current is not None:  # transitional: callers still passing a presenter
-            raise PreconditionFailed("This record changed since you read it",
-                                     current=current(record))
         raise Stale(record)
 
 

@@ -20,7 +20,9 @@ from server.db import XID8, Base, GpsTaggedMixin, TimestampMixin, VersionedMixin
 
 CHANGE_SEQ = sa.Sequence("registry_change_seq", metadata=Base.metadata)
 
-SOURCES = {"grid_worker": "网格员采集", "self_declared": "居民自主申报", "import": "台账导入",
+# Where a record came from (a data source code, not a role: "grid_worker" is stored).
+COLLECTED = "grid_worker"
+SOURCES = {COLLECTED: "网格员采集", "self_declared": "居民自主申报", "import": "台账导入",
            "other_system": "其他系统"}
 BUILDING_USES = {"residential": "住宅", "commercial": "商业", "mixed": "商住混合",
                  "industrial": "工业", "public": "公共"}
@@ -275,6 +277,9 @@ class OrganisationIndicator(Base):
     water_m3: Mapped[float | None] = mapped_column(sa.Float)
     electricity_kwh: Mapped[float | None] = mapped_column(sa.Float)
     wage_arrears_yuan: Mapped[float | None] = mapped_column(sa.Numeric(14, 2))
+    # 社保欠缴 and 欠租: unpaid social insurance and rent, yuan (劳资纠纷预警's early signs)
+    social_insurance_arrears_yuan: Mapped[float | None] = mapped_column(sa.Numeric(14, 2))
+    rent_arrears_yuan: Mapped[float | None] = mapped_column(sa.Numeric(14, 2))
     recorded_by: Mapped[int | None] = mapped_column(sa.BigInteger)
     recorded_at: Mapped[datetime] = mapped_column(
         sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False)

@@ -11,12 +11,14 @@ from grid.maps import service as maps
 from grid.maps import tiles
 from grid.profiles import service as profiles
 from grid.services import (
+    catalogue,
     models,
     on_the_map,
     profile_section,
     reminders,
     requests,
     schedules,
+    schemas,
     views,
 )
 from notifications.service import register_templates
@@ -29,7 +31,10 @@ TABLES = models  # imported so that the migrations see its tables
 
 
 def contribute(registry: Registry) -> None:
+    catalogue.configure(catalogue.ServiceSettings.from_config(registry.settings))
     registry.blueprints(views.blueprints)
+    registry.current_schema(models.Booking, views.current_booking)
+    registry.current_schema(models.Service, schemas.ServiceSchema())
     for module in (requests, schedules, reminders):
         register_templates(module.NOTICE_TEMPLATES)
     registry.periodic_tasks((PeriodicTask("service_reminders", 60, reminders.send_reminders),

@@ -9,16 +9,16 @@ partial unique index. Cases get `contact_phone_bidx` (HMAC blind index of the co
 phone, server/pii.py) with an index by caller and time; existing cases keep NULL (their
 phone is encrypted: a backfill would decrypt them in the app, not here).
 
-Revision ID: 0016_warnings
-Revises: 0015
+Revision ID: 0019_warnings
+Revises: 0018
 """
 
 from alembic import op
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-revision = '0016_warnings'
-down_revision = '0015'
+revision = '0019_warnings'
+down_revision = '0018'
 branch_labels = None
 depends_on = None
 
