@@ -249,3 +249,18 @@ def test_labour_risk(api, db_session, people, monkeypatch):
     assert states == [{"level": "orange", "value": 75.0, "state": "resolved"}]
     w = db_session.scalar(sa.select(EarlyWarning))
     assert w.record_type == "organisation" and w.record_ids == [orgs[1]["id"], orgs[0]["id"]]
+
+
+def test_labour_risk_with_the_real_scores(api, db_session, people):
+    """With grid.insights.labour's own scoring: wage arrears this month (工资拖欠 1 个月
+    +20) make the organisation's grid yellow at 20."""
+    month = today_local().replace(day=1)
+    org = people.worker.organisation(G111, name="富春制衣")
+    people.worker.ok(people.worker.put(
+        f"/organisations/{org['id']}/indicators/{month:%Y-%m}",
+        {"employees": 120, "wage_arrears_yuan": 500000}))
+    make_indicator(api("district_admin", D), code="labour", kind="labour_risk",
+                   window_hours=24 * 31, thresholds={"yellow": 20, "orange": 40, "red": 60})
+    assert evaluate(db_session, "labour")["raised"] == 1
+    w = db_session.scalar(sa.select(EarlyWarning))
+    assert (w.level, w.record_ids) == ("yellow", [org["id"]]) and w.value >= 20
