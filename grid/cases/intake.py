@@ -151,6 +151,7 @@ def _new_case(s: Session, category: CaseCategory, grid: Area, channel: str, data
     if data.get("contact_phone"):
         case.contact_phone_enc = pii.encrypt(data["contact_phone"], "case.contact_phone")
         case.contact_phone_masked = pii.mask_phone(data["contact_phone"])
+        case.contact_phone_bidx = pii.blind_index(data["contact_phone"], "case.contact_phone")
     if data.get("location") is not None:
         case.set_gps(data["location"])
     return case

@@ -119,6 +119,9 @@ class Case(TimestampMixin, VersionedMixin, GpsTaggedMixin, Base):
     contact_name: Mapped[str | None] = mapped_column(sa.String(64))
     contact_phone_enc: Mapped[str | None] = mapped_column(sa.Text)
     contact_phone_masked: Mapped[str | None] = mapped_column(sa.String(32))
+    # HMAC blind index of the phone (server/pii.py): the same caller's cases, found without
+    # decrypting (重复来电, grid/insights/indicators.py)
+    contact_phone_bidx: Mapped[str | None] = mapped_column(sa.String(64))
     external_ref: Mapped[str | None] = mapped_column(sa.String(64))  # 12345 工单号…
     department_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("departments.id", ondelete="RESTRICT"))
@@ -187,6 +190,8 @@ class Case(TimestampMixin, VersionedMixin, GpsTaggedMixin, Base):
         # index handed the z14 tile ~90,000 cases to AND with the open ones)
         sa.Index("ix_cases_open_location", "location", postgresql_using="gist",
                  postgresql_where=_OPEN),
+        sa.Index("ix_cases_contact_phone_bidx", "contact_phone_bidx", "reported_at",
+                 postgresql_where=sa.text("contact_phone_bidx IS NOT NULL")),
         sa.Index("uq_cases_channel_external_ref", "channel", "external_ref", unique=True,
                  postgresql_where=sa.text("external_ref IS NOT NULL")),
     )

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from grid.insights import hotspot_runs, labour, models, on_the_map, views  # hotspots
-from grid.maps import tiles  # hotspots
-from grid.profiles import service as profiles  # hotspots
-from server.cli import PeriodicTask  # hotspots
+from grid.insights import (
+    hotspot_runs,
+    labour,
+    models,
+    on_the_map,
+    reports,
+    schemas,
+    views,
+    warnings,
+)
+from grid.maps import tiles
+from grid.profiles import service as profiles
+from notifications.service import register_templates
+from server.cli import PeriodicTask
 
 if TYPE_CHECKING:
     from server.modules import Registry
@@ -18,6 +28,7 @@ TABLES = models  # imported so that the migrations see its tables
 def contribute(registry: Registry) -> None:
     registry.blueprints(views.blueprints)
     _hotspots(registry)
+    _contribute_warnings(registry)
 
 
 # --- hotspots: hot spots and labour risk ---
@@ -37,3 +48,16 @@ def _hotspots(registry: Registry) -> None:
         if not any(name == "labour_risks" for name, _ in sections):
             sections.append(("labour_risks", section))
 # --- end hotspots ---
+
+
+# --- warnings: indicators, warnings, leaders' reports ---
+
+
+def _contribute_warnings(registry: Registry) -> None:
+    register_templates(warnings.NOTICE_TEMPLATES + reports.NOTICE_TEMPLATES)
+    registry.job_handler(reports.JOB_KIND, reports.run_report_job)
+    registry.current_schema(models.EarlyWarning, views.present_current)
+    registry.current_schema(models.Indicator, schemas.CityIndicatorSchema())
+    registry.periodic_tasks((PeriodicTask("indicator_evaluate", 60, warnings.evaluate_due),
+                             PeriodicTask("leader_reports_weekly", 600, reports.weekly_due)))
+# --- end warnings ---

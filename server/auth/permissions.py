@@ -50,6 +50,9 @@ service:book            x   .   .   .   .   .   .   .   .
 notification:admin      .   .   .   .   .   .   .   .   x
 apiclient:manage        .   .   .   .   .   .   .   .   x
 category:manage         .   .   .   .   .   .   .   .   x
+warning:read            .   .   x   x   x   x   x   .   x
+warning:act             .   .   .   x   x   .   x   .   .
+indicator:manage        .   .   .   .   .   .   x   .   x
 """
 # fmt: on
 
@@ -86,6 +89,15 @@ GRANTABLE_BY: dict[str, frozenset[str]] = {
 }
 if not all(granted <= set(ROLES) for granted in GRANTABLE_BY.values()):
     raise ValueError("GRANTABLE_BY names a role that is not in ROLES")
+
+
+# --- warnings: who hears of an area's early warnings (预警) and gets its weekly report ---
+# The members of a warning's area in these roles are told (a red one: also those of the
+# area above); the members of a street or district in REPORT_RECIPIENTS get its weekly
+# leaders' report (领导周报) in their inbox.
+WARNING_RECIPIENTS = ("grid_chief", "community_staff", "street_dispatcher", "district_admin")
+REPORT_RECIPIENTS = ("street_dispatcher", "district_admin")
+# --- end warnings ---
 
 
 def permissions_for(roles: frozenset[str] | set[str]) -> frozenset[str]:
