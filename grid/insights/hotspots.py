@@ -160,7 +160,8 @@ def bh_qvalues(pvalues: list[float], m: int) -> list[float]:
     for rank in range(len(order), 0, -1):
         i = order[rank - 1]
         running = min(running, pvalues[i] * m / rank)
-        q[i] = min(1.0, running)
+        # never below p (m / rank ≥ 1; p * m / rank can round to one float step under p)
+        q[i] = min(1.0, max(running, pvalues[i]))
     return q
 
 
