@@ -9,7 +9,7 @@ partial unique index. Cases get `contact_phone_bidx` (HMAC blind index of the co
 phone, server/pii.py) with an index by caller and time; existing cases keep NULL (their
 phone is encrypted: a backfill would decrypt them in the app, not here).
 
-Revision ID: 0019_warnings
+Revision ID: 0019
 Revises: 0018
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-revision = '0019_warnings'
+revision = '0019'
 down_revision = '0018'
 branch_labels = None
 depends_on = None
