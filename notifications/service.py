@@ -386,6 +386,11 @@ def _broadcast_area(s: Session, actor: Actor, area_id: int):
     return area
 
 
+# Who hears of a new broadcast, in its transaction: (session, broadcast). Filled at wiring
+# (grid/exchange/wiring.py: webhooks' broadcast.sent); notifications never imports grid.
+BROADCAST_LISTENERS: list[Callable[[Session, Broadcast], None]] = []
+
+
 def create_broadcast(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | None,
                      limit: int, window_s: int) -> tuple[Broadcast, bool]:
     """Send an alert or notice to everyone with a membership in an area subtree of one's
@@ -414,6 +419,8 @@ def create_broadcast(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUI
     audit.record(s, actor, "broadcast_sent", "broadcast", broadcast.id,
                  changes={"area_id": area.id, "area_code": area.code, "level": broadcast.level,
                           "title": broadcast.title})
+    for listener in BROADCAST_LISTENERS:
+        listener(s, broadcast)
     return broadcast, True
 
 
