@@ -4,6 +4,8 @@ API clients, and a subscription helper."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import threading
 from collections import deque
@@ -17,6 +19,15 @@ from grid.exchange import delivery
 from notifications.worker import DeliverySettings
 from server import clock
 from tests.fixtures.users import make_user  # noqa: F401 - fixture
+
+
+def verify(secret: str, headers: dict, body: bytes) -> bool:
+    """The README's verification snippet, as a receiver runs it."""
+    timestamp = headers["Webhook-Timestamp"]
+    expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body,
+                        hashlib.sha256).hexdigest()
+    given = headers["Webhook-Signature"].removeprefix("v1=")
+    return hmac.compare_digest(expected, given)
 
 
 @dataclass

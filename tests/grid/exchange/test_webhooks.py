@@ -11,8 +11,6 @@ rolled-back change sends nothing; personal data is masked unless granted (audite
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from datetime import timedelta
 
@@ -27,15 +25,7 @@ from server.jobs import actor_of
 from tests.fixtures.areas import G111, G211, S1, S2
 from tests.fixtures.cases import act, report
 from tests.fixtures.http import audit_rows, total
-
-
-def verify(secret: str, headers: dict, body: bytes) -> bool:
-    """The README's verification snippet, as a receiver runs it."""
-    timestamp = headers["Webhook-Timestamp"]
-    expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body,
-                        hashlib.sha256).hexdigest()
-    given = headers["Webhook-Signature"].removeprefix("v1=")
-    return hmac.compare_digest(expected, given)
+from tests.grid.exchange.conftest import verify
 
 
 def deliveries(db_session, sub: dict) -> list[WebhookDelivery]:
