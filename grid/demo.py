@@ -21,6 +21,7 @@ from grid.areas import boundaries
 from grid.areas import memberships as area_memberships
 from grid.areas import service as area_service
 from grid.areas.models import Area, Department, DepartmentMember, Membership
+from server.auth import permissions as P
 from server.auth import service as auth_service
 from server.auth.actor import Actor
 from server.auth.models import User, UserRole
@@ -40,23 +41,23 @@ DEPARTMENTS = [("CG", "城市管理局", "城管"), ("SCJG", "市场监督管理
 
 # username, display name, phone, roles, (membership area code, role) or department code
 DEMO_ACCOUNTS = [
-    ("admin", "系统管理员", None, ["admin"], None),
-    ("district", "富阳区管理员", "13800000001", ["district_admin"], ("330183", "district_admin")),
-    ("auditor", "审计员", None, ["auditor"], None),
-    ("dispatcher", "富春街道派遣员", "13800000002", ["street_dispatcher"],
-     ("330183001", "street_dispatcher")),
-    ("dispatcher2", "东洲街道派遣员", "13800000012", ["street_dispatcher"],
-     ("330183002", "street_dispatcher")),
-    ("staff", "东门社区工作人员", "13800000003", ["community_staff"],
-     ("330183001001", "community_staff")),
-    ("chief", "东门社区网格长", "13800000004", ["grid_chief"],
-     ("330183001001001", "grid_chief")),
-    ("worker", "东门社区第1网格网格员", "13800000005", ["grid_worker"],
-     ("330183001001001", "grid_worker")),
-    ("worker2", "东洲社区第1网格网格员", "13800000015", ["grid_worker"],
-     ("330183002001001", "grid_worker")),
-    ("handler", "城管处置人员", "13800000006", ["department_handler"], "CG"),
-    ("resident", "居民张三", "13900000001", ["resident"], ("330183001001", "resident")),
+    ("admin", "系统管理员", None, [P.ADMIN], None),
+    ("district", "富阳区管理员", "13800000001", [P.DISTRICT_ADMIN], ("330183", P.DISTRICT_ADMIN)),
+    ("auditor", "审计员", None, [P.AUDITOR], None),
+    ("dispatcher", "富春街道派遣员", "13800000002", [P.STREET_DISPATCHER],
+     ("330183001", P.STREET_DISPATCHER)),
+    ("dispatcher2", "东洲街道派遣员", "13800000012", [P.STREET_DISPATCHER],
+     ("330183002", P.STREET_DISPATCHER)),
+    ("staff", "东门社区工作人员", "13800000003", [P.COMMUNITY_STAFF],
+     ("330183001001", P.COMMUNITY_STAFF)),
+    ("chief", "东门社区网格长", "13800000004", [P.GRID_CHIEF],
+     ("330183001001001", P.GRID_CHIEF)),
+    ("worker", "东门社区第1网格网格员", "13800000005", [P.GRID_WORKER],
+     ("330183001001001", P.GRID_WORKER)),
+    ("worker2", "东洲社区第1网格网格员", "13800000015", [P.GRID_WORKER],
+     ("330183002001001", P.GRID_WORKER)),
+    ("handler", "城管处置人员", "13800000006", [P.DEPARTMENT_HANDLER], "CG"),
+    ("resident", "居民张三", "13900000001", [P.RESIDENT], ("330183001001", P.RESIDENT)),
 ]
 
 # The district: an irregular polygon around 富阳 (WGS-84), about 6 km x 6 km.
@@ -153,7 +154,7 @@ def _feature(code: str, name: str, level: str, parent: str | None, geom) -> dict
             "properties": {"code": code, "name": name, "level": level, "parent_code": parent}}
 
 
-SYSTEM = Actor(user_id=None, roles=frozenset({"admin"}),
+SYSTEM = Actor(user_id=None, roles=frozenset({P.ADMIN}),
                permissions=frozenset({"area:manage", "membership:manage", "user:manage",
                                       "service:manage"}))
 
@@ -296,7 +297,7 @@ def seed_cases(s: Session, departments: dict) -> int:
                 data["photo_ids"] = [_photo(s, acting, i * 10 + len(step))]
             if step == "evaluate" and case.reporter_id != acting.user_id:
                 acting = reporter
-            case = act(s, acting, case.id, step, data, case.version, lambda c, a: {})
+            case = act(s, acting, case.id, step, data, case.version)
         made += 1
     # a worker's own fix on the spot, waiting for verification (自行处置)
     category = s.scalars(sa.select(CaseCategory).where(CaseCategory.code == "0102")).one()

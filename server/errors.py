@@ -6,7 +6,6 @@ to recover (the allowed next actions for 409, the current record for 412, the fi
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 
@@ -59,7 +58,8 @@ class NotFound(DomainError):
 
 
 class Conflict(DomainError):
-    """409: an illegal transition (extra `allowed`), a duplicate (extra `existing`)…"""
+    """409: an illegal transition (extra `allowed`), a duplicate (extra `existing`)… A
+    `current` record (a model, not a dict) is presented like a 412's (server/api.py)."""
 
     status = 409
 
@@ -68,6 +68,17 @@ class PreconditionFailed(DomainError):
     """412: the client's version is stale; extra `current` carries the record as it is."""
 
     status = 412
+
+
+class Stale(PreconditionFailed):
+    """412 for a record that moved on: carries the record itself; the API answers with it
+    in the resource's own response schema as `current` (the one way, server/api.py
+    `current_schemas`, registered once per model at wiring)."""
+
+    def __init__(self, record: Any, message: str = "This record changed since you read it"
+                 ) -> None:
+        super().__init__(message, current=record)
+        self.record = record
 
 
 class PreconditionRequired(DomainError):
@@ -97,14 +108,13 @@ def field_errors(field: str, *messages: str, location: str = "json") -> dict:
     return {location: {field: list(messages)}}
 
 
-def check_version(record: Any, expected: int | None, current: Callable[[Any], dict]) -> None:
-    """The one optimistic-concurrency check of an update: 428 without a version, 412 with
-    `current(record)` (the record as the client should re-read it) when it moved on."""
+def check_version(record: Any, expected: int | None) -> None:
+    """The one optimistic-concurrency check of an update: 428 without a version, `Stale`
+    (412 with the record in its resource's schema) when it moved on."""
     if expected is None:
         raise PreconditionRequired("Send the version you edited (If-Match or `version`)")
     if expected != record.version:
-        raise PreconditionFailed("This record changed since you read it",
-                                 current=current(record))
+        raise Stale(record)
 
 
 class ServiceUnavailable(DomainError):

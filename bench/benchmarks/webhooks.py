@@ -16,9 +16,10 @@ bookkeeping cost.
    settings (claims of 200, 8 in flight), until no row is pending: events/s.
 4. Bare sender: the same bodies, signed per request, through the same HttpSender (httpx
    client, pool of 8, 8 threads) in batches of 200, no database: events/s.
-5. Enqueue cost: a case transition (`accept` of a demo case as an admin, rolled back) with
-   the timeline listeners wired and one matching subscription, vs the same with the
-   listeners removed, ENQUEUE_RUNS each, interleaved: p50/p99 and the added ms.
+5. Enqueue cost: a case transition (`accept` of a demo case by its street's dispatcher,
+   rolled back) with the action engine's listeners wired and one matching subscription, vs
+   the same with the listeners removed, ENQUEUE_RUNS each, interleaved: p50/p99 and the
+   added ms.
 """
 
 from __future__ import annotations
@@ -200,8 +201,9 @@ def _bare(port: int, secret: str, body: str) -> dict:
 
 
 def _enqueue_cost(s, sub_id: int) -> dict:
-    from grid.cases import actions, notices
+    from grid.cases import actions
     from grid.cases.models import Case
+    from server import actions as engine
     from server.jobs import actor_of
 
     # a reported case and a dispatcher of its street (立案 is theirs)
@@ -211,21 +213,21 @@ def _enqueue_cost(s, sub_id: int) -> dict:
         JOIN areas a ON a.id = m.area_id
         WHERE c.state = 'reported' AND g.path LIKE a.path || '%'
         ORDER BY c.id LIMIT 1""")).one()
-    wired = list(notices.TIMELINE_LISTENERS)
+    wired = list(engine.listeners)
     timings: dict[str, list[float]] = {"with": [], "without": []}
     for i in range(ENQUEUE_RUNS * 2 + 20):
         label = "with" if i % 2 == 0 else "without"
-        notices.TIMELINE_LISTENERS[:] = wired if label == "with" else []
+        engine.listeners[:] = wired if label == "with" else []
         actor = actor_of(s, user_id)
         version = s.scalar(sa.select(Case.version).where(Case.id == case_id))
         t0 = time.perf_counter()
-        actions.act(s, actor, case_id, "accept", {}, version, lambda c, a: {})
+        actions.act(s, actor, case_id, "accept", {}, version)
         s.flush()
         ms = (time.perf_counter() - t0) * 1000
         s.rollback()
         if i >= 20:  # warm-up
             timings[label].append(ms)
-    notices.TIMELINE_LISTENERS[:] = wired
+    engine.listeners[:] = wired
     with_, without = summary_ms(timings["with"]), summary_ms(timings["without"])
     return {"transition_ms_with_event": with_, "transition_ms_without": without,
             "added_ms_p50": round(with_["p50"] - without["p50"], 3)}

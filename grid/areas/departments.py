@@ -15,6 +15,7 @@ from grid.areas.memberships import member_user
 from grid.areas.models import Department, DepartmentMember
 from grid.areas.service import in_scope, manageable_area, visible_area_ids
 from server import audit, db
+from server.auth import permissions
 from server.auth.actor import Actor
 from server.auth.models import UserRole
 from server.errors import Conflict, Invalid, NotFound, field_errors
@@ -48,9 +49,9 @@ def add_department_member(s: Session, actor: Actor, department_id: int, user_id:
         Department.id == department_id, in_scope(Department.service_area_id, actor))).first()
     if dept is None:
         raise NotFound("No such department")
-    member_user(s, actor, user_id, "department_handler")
-    if s.scalar(sa.select(UserRole.role).where(UserRole.user_id == user_id,
-                                               UserRole.role == "department_handler")) is None:
+    member_user(s, actor, user_id, permissions.DEPARTMENT_HANDLER)
+    handler = UserRole.role == permissions.DEPARTMENT_HANDLER
+    if s.scalar(sa.select(UserRole.role).where(UserRole.user_id == user_id, handler)) is None:
         raise Invalid(field_errors("user_id", "The user is not a department handler."))
     member = s.get(DepartmentMember, (department_id, user_id))
     if member is None:

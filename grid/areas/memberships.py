@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from grid.areas.models import Area, Membership
 from grid.areas.service import in_scope
 from server import audit, db
+from server.auth import permissions
 from server.auth import service as accounts
 from server.auth.actor import Actor
 from server.auth.models import User, UserRole
@@ -22,14 +23,7 @@ from server.errors import Invalid, NotFound, field_errors
 
 # Which level a membership role attaches to (levels as data: ranks, not names, decide
 # nesting; this only stops obvious mistakes like a dispatcher in a single grid).
-ROLE_LEVELS: dict[str, tuple[str, ...]] = {
-    "grid_worker": ("grid", "micro_grid"),
-    "grid_chief": ("grid", "community"),
-    "community_staff": ("community",),
-    "street_dispatcher": ("street",),
-    "district_admin": ("district", "city"),
-    "resident": ("community", "grid", "micro_grid"),
-}
+ROLE_LEVELS: dict[str, tuple[str, ...]] = permissions.MEMBERSHIP_LEVELS
 
 
 def list_memberships(s: Session, actor: Actor, filters: dict, page: Any) -> list:

@@ -7,6 +7,7 @@ from marshmallow import fields, validate
 from geo.crs import CRS
 from geo.fields import GeoJSONGeometry
 from server.api import ErrorSchema, Schema
+from server.auth import permissions
 from server.auth.permissions import ROLES
 
 
@@ -136,7 +137,7 @@ class GridCardSchema(Schema):
         "description": "GET /areas/{id}/card only; in ?crs="})
 
 
-_membership_roles = [r for r in ROLES if r not in ("admin", "auditor", "department_handler")]
+_membership_roles = [r for r in ROLES if r not in permissions.ACCOUNT_ONLY_ROLES]
 
 
 class MembershipSchema(Schema):

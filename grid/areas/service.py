@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from grid.areas.models import Area, AreaLevel, Department, DepartmentMember, Membership
 from server import audit, db, pii
+from server.auth import permissions
 from server.auth.actor import Actor, ActorEnricher
 from server.auth.models import User
 from server.errors import (
@@ -39,7 +40,7 @@ def _scope_columns(user_id: Any) -> list[sa.Label]:
     """The user's membership paths and departments, as scalar subqueries (load_actor selects
     them with the account: one round trip per request)."""
     def paths(living: bool) -> sa.ScalarSelect:
-        role = Membership.role == "resident"
+        role = Membership.role == permissions.RESIDENT
         return (sa.select(sa.func.array_agg(Area.path))
                 .join(Membership, Membership.area_id == Area.id)
                 .where(Membership.user_id == user_id, role if living else ~role)
@@ -54,7 +55,7 @@ def _scope_columns(user_id: Any) -> list[sa.Label]:
 def _with_scope(actor: Actor, row: Any) -> Actor:
     """A worker who also lives somewhere works only in their work areas: the community
     they live in is their scope only when living there is all they do (residents)."""
-    works = bool(actor.roles - {"resident"})
+    works = not permissions.is_resident_only(actor)
     paths = (row.scope_paths if works else row.home_paths) or []
     return dataclasses.replace(actor, area_paths=_outermost(tuple(set(paths))),
                                department_ids=tuple(sorted(row.scope_departments or [])))
@@ -261,7 +262,7 @@ def move_area(s: Session, actor: Actor, area_id: int, new_parent_id: int,
     subtree are rewritten by prefix (330183001002005 → 330183002004005).
     """
     area = manageable_area(s, actor, area_id)
-    check_version(area, expected_version, _current)
+    check_version(area, expected_version)
     parent = manageable_area(s, actor, new_parent_id)
     if parent.path.startswith(area.path):
         raise Conflict("An area cannot move into its own subtree")
@@ -315,19 +316,13 @@ def _recode_subtree(s: Session, area: Area, new_code: str) -> None:
     )
 
 
-def _current(area: Area) -> dict:
-    """The record as it is now, for a 412 (the client redoes its edit on top of it)."""
-    return {"id": area.id, "code": area.code, "name": area.name, "level": area.level,
-            "parent_id": area.parent_id, "area_m2": area.area_m2, "version": area.version}
-
-
 def update_area(s: Session, actor: Actor, area_id: int, changes: dict,
                 expected_version: int | None) -> Area:
     """Rename or re-code an area, or replace its boundary (validated like an import)."""
     from grid.areas import boundaries
 
     area = manageable_area(s, actor, area_id)
-    check_version(area, expected_version, _current)
+    check_version(area, expected_version)
     recorded: dict[str, Any] = {}
     if "name" in changes and changes["name"] != area.name:
         recorded["name"] = [area.name, changes["name"]]
@@ -391,14 +386,14 @@ def grid_card(s: Session, actor: Actor, area_id: int, *, public: bool = False,
         area = s.scalars(stmt).first()
     if area is None:
         raise NotFound("No such area")
-    people = contacts(s, [area.id], ("grid_chief", "grid_worker", "community_staff"))
+    people = contacts(s, [area.id], permissions.AREA_CARD_ROLES)
     if not private:
         people = [{k: v for k, v in c.items() if k != "user_id"} for c in people]
     card = {
         "area": area,
         "chain": ancestors(s, area),
-        "chiefs": [c for c in people if c["role"] == "grid_chief"],
-        "workers": [c for c in people if c["role"] != "grid_chief"],
+        "chiefs": [c for c in people if c["role"] == permissions.GRID_CHIEF],
+        "workers": [c for c in people if c["role"] != permissions.GRID_CHIEF],
         "counts": {},
     }
     if boundary:

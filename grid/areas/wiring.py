@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from grid.areas import memberships, models, service, views
+from grid.areas import memberships, models, schemas, service, views
 from notifications.service import AreaHooks, use_areas
 
 if TYPE_CHECKING:
@@ -18,6 +18,7 @@ TABLES = models  # imported so that the migrations see its tables
 
 def contribute(registry: Registry) -> None:
     registry.blueprints(views.blueprints)
+    registry.current_schema(models.Area, schemas.AreaSchema())  # a stale area's 412
     registry.actor_enricher(service.SCOPE_ENRICHER)
     registry.user_scope_rule(service.placed_in_scope)
     # Broadcasts reach an area's subtree: notifications gets the hierarchy from here.

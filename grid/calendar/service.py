@@ -201,9 +201,13 @@ def get_calendar(s: Session, area: Area | None) -> tuple[WorkCalendar, list[Cale
     row = _calendar_row(s, area)
     if row is None:
         raise NotFound("No working calendar is configured")
-    days = s.scalars(sa.select(CalendarDay).where(CalendarDay.calendar_id == row.id)
-                     .order_by(CalendarDay.day)).all()
-    return row, list(days)
+    return row, days_of(s, row)
+
+
+def days_of(s: Session, row: WorkCalendar) -> list[CalendarDay]:
+    """A calendar's listed days (holidays, make-up days), in order."""
+    return list(s.scalars(sa.select(CalendarDay).where(CalendarDay.calendar_id == row.id)
+                          .order_by(CalendarDay.day)))
 
 
 def _check_windows(windows: list) -> None:
@@ -235,7 +239,7 @@ def set_calendar(s: Session, actor: Actor, area: Area, data: dict,
     row = s.scalars(sa.select(WorkCalendar).where(WorkCalendar.area_id == area.id)
                     .with_for_update()).first()
     if row is not None:
-        check_version(row, expected, lambda r: {"version": r.version})
+        check_version(row, expected)
     if row is None:
         row = WorkCalendar(area_id=area.id, name=data.get("name") or f"{area.name}工作日历",
                            windows=data["windows"])

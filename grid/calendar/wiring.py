@@ -14,3 +14,4 @@ TABLES = models  # imported so that the migrations see its tables
 
 def contribute(registry: Registry) -> None:
     registry.blueprints(views.blueprints)
+    registry.current_schema(models.WorkCalendar, views.current_calendar)  # a stale one's 412

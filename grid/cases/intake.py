@@ -41,26 +41,24 @@ from grid.cases.notices import (
 from grid.cases.resident_view import ResidentView, resident_views
 from grid.cases.scope import _area_in_scope, _works_in_areas, get_case, private_category_ids
 from server import audit, idempotency, pii, ratelimit
+from server.auth import permissions
 from server.auth.actor import Actor
 from server.clock import local_zone, now
 from server.errors import Conflict, Forbidden, Invalid, NotFound, field_errors
 
-ROLE_CHANNELS = (("grid_worker", "worker_app"), ("grid_chief", "worker_app"),
-                 ("resident", "resident_app"))
 STAFF_CHANNELS = ("console", "wechat", "visit", "other_system")
 
 
 def _channel(actor: Actor, asked: str | None) -> str:
     """The channel a report came by: the app the role uses, or what staff entered."""
-    staff = bool(actor.roles & {"community_staff", "street_dispatcher", "admin",
-                                "district_admin"})
+    staff = permissions.works_in_an_office(actor)
     if asked is not None:
         if asked == "hotline":
             raise Invalid(field_errors("channel", "Hotline cases come through /cases/hotline."))
         if asked in STAFF_CHANNELS and staff or asked == _channel(actor, None):
             return asked
         raise Invalid(field_errors("channel", "You cannot enter cases for this channel."))
-    for role, channel in ROLE_CHANNELS:
+    for role, channel in permissions.ROLE_CHANNELS:
         if role in actor.roles:
             return channel
     return "console"
@@ -125,7 +123,7 @@ def _intake_statement() -> sa.Select:
     street dispatchers over that grid (who hear of the new case)."""
     grid = sa.orm.aliased(Area, areas.finest_grid(Area).subquery("grid").lateral(), name="grid")
     dispatchers = sa.func.array(
-        _members_above_select(grid.path, "street_dispatcher").scalar_subquery())
+        _members_above_select(grid.path, permissions.STREET_DISPATCHER).scalar_subquery())
     case_id = sa.case((idempotency.unclaimed(sa.bindparam("client_uuid", type_=sa.Uuid())),
                        sa.func.nextval(sa.func.pg_get_serial_sequence("cases", "id"))))
     return (sa.select(CaseCategory, grid, case_id.label("case_id"),
@@ -220,7 +218,7 @@ def _check_self_handle(s: Session, actor: Actor, category: CaseCategory, grid: A
     """Only a worker of the case's grid handles a problem on the spot, with the result
     photo its category requires."""
     actor.require("case:handle")
-    if not (actor.roles & {"grid_worker", "grid_chief"}) or \
+    if not permissions.works_a_grid(actor) or \
             not _area_in_scope(s, actor, grid.id):
         raise Forbidden("Only a worker of this grid can handle a problem on the spot")
     if category.result_photo_required and not self_handle.get("photo_ids"):
@@ -307,7 +305,7 @@ def report_from_system(s: Session, actor: Actor, data: dict, channel: str, ref: 
     _event(s, case, None, "report", None, note=data["description"], channel=channel,
            **(event_data or {}), client=actor.request_id, content_hash=content,
            likely_duplicates=[d.id for d in duplicates] or None)
-    _tell(s, case, "case_new", _members_above(s, case, "street_dispatcher"), None)
+    _tell(s, case, "case_new", _members_above(s, case, permissions.STREET_DISPATCHER), None)
     audit.record(s, actor, "case_reported", "case", case.id,
                  changes={"category": category.code, "channel": channel,
                           **(audit_data or {})})

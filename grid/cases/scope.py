@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from grid.areas import service as areas
 from grid.cases.models import PRIVATE_CATEGORIES, Case, CaseCategory, CaseFollower
+from server.auth import permissions
 from server.auth.actor import Actor
 from server.errors import NotFound
 
@@ -53,7 +54,7 @@ def _scope_terms(actor: Actor) -> tuple[Any, sa.ColumnElement[bool] | None]:
 def _works_in_areas(actor: Actor) -> bool:
     """Staff see the cases of their areas; a resident's membership only says where they
     live (they see their own cases, not their neighbours')."""
-    return bool(actor.area_paths) and bool(actor.roles - {"resident"})
+    return bool(actor.area_paths) and not permissions.is_resident_only(actor)
 
 
 def _area_in_scope(s: Session, actor: Actor, area_id: int) -> bool:

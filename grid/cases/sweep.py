@@ -13,6 +13,7 @@ from grid.areas.models import Area, DepartmentMember, Membership
 from grid.cases.clock import CLOCKED_STATES
 from grid.cases.models import STATES, Case, CaseCategory, CaseEvent
 from notifications.service import notify_each
+from server.auth import permissions
 from server.clock import now
 
 CARDS = {1: ("黄牌", "yellow card"), 2: ("红牌", "red card")}
@@ -28,7 +29,7 @@ def sweep(s: Session, at: datetime | None = None) -> dict:
     leaders = s.execute(
         sa.select(Membership.user_id, Membership.role, Area.path)
         .join(Area, Area.id == Membership.area_id)
-        .where(Membership.role.in_(("street_dispatcher", "district_admin")))).all()
+        .where(Membership.role.in_(permissions.COMMAND_ROLES))).all()
     heads: dict[int, list[int]] = {}
     for dept, user in s.execute(sa.select(DepartmentMember.department_id,
                                           DepartmentMember.user_id)
@@ -53,7 +54,7 @@ def sweep(s: Session, at: datetime | None = None) -> dict:
                       CaseCategory.name.label("category"), Area.path)
             .join(CaseCategory, CaseCategory.id == Case.category_id)
             .join(Area, Area.id == Case.area_id).where(Case.id.in_(ids))).all()
-        roles = ("street_dispatcher", "district_admin") if level == 2 else ("street_dispatcher",)
+        roles = permissions.COMMAND_ROLES if level == 2 else (permissions.STREET_DISPATCHER,)
         messages = []
         for c in escalated:
             targets = [u for u, role, path in leaders if role in roles

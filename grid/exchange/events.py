@@ -4,9 +4,10 @@ change sends nothing, a committed one is never lost. The worker delivers them
 (grid/exchange/delivery.py).
 
 Where events come from (hooks handed over in grid/exchange/wiring.py):
-- a case's timeline (grid/cases/notices.py `_event`): `report` → case.reported, every
-  workflow action → case.transitioned (with the action), `close` → case.closed too, and the
-  回单 of hotline tickets (grid/exchange/hotline_results.py);
+- a case's report, on its timeline (grid/cases/notices.py `_event`) → case.reported;
+- the action engine's transition listeners (server/actions.py) → case.transitioned (with
+  the action) for every case action, case.closed for 结案 too, and the 回单 of hotline
+  tickets (grid/exchange/hotline_results.py);
 - the register's change history (grid/registry/history.py `recorded`) → registry.record_changed;
 - broadcasts (notifications/service.py) → broadcast.sent;
 - warnings (grid/insights, built in parallel) → warning.raised through `warning_raised`.
@@ -28,7 +29,6 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from grid.areas.models import Area
-from grid.cases import workflow
 from grid.cases.models import Case, CaseCategory
 from grid.exchange.models import WebhookDelivery
 from server import audit, clock, pii
@@ -196,20 +196,38 @@ def _case_event(s: Session, case: Case, type_: str, extra: dict) -> Event:
 
 def on_case_timeline(s: Session, case: Case, action: str, from_state: str | None,
                      note: str | None, data: dict) -> None:
-    """A case's timeline got an entry (the hook of grid/cases/notices.py): the events of a
-    report and of each workflow action."""
-    categories = (case.category_id,)
+    """A case's timeline got an entry (the hook of grid/cases/notices.py): a report is
+    case.reported (transitions come through the action engine's listeners)."""
     if action == "report":
         lazy_enqueue(s, lambda: _case_event(s, case, "case.reported", {}), "case.reported",
-                     case.area_id, categories)
-    elif action in workflow.BY_ACTION:
-        transition = workflow.BY_ACTION[action]
-        extra = {"action": action, "action_label": transition.label,
-                 "from_state": from_state, "to_state": case.state, "note": note}
-        for type_ in ("case.transitioned", "case.closed") if action == "close" else (
-                "case.transitioned",):
-            lazy_enqueue(s, lambda t=type_: _case_event(s, case, t, extra), type_,
-                         case.area_id, categories)
+                     case.area_id, (case.category_id,))
+
+
+def state_before(record: Any, transition: Any) -> str | None:
+    """The state a transition left: the unflushed change of `state`, else the only state it
+    can leave (the engine's listeners get the record after the change)."""
+    if transition.target is None:
+        return record.state
+    deleted = sa.inspect(record).attrs.state.history.deleted
+    if deleted:
+        return deleted[0]
+    return transition.sources[0] if len(transition.sources) == 1 else None
+
+
+def on_transition(s: Session, kind: str, record: Any, transition: Any, actor: Actor,
+                  result: Any) -> None:
+    """A life-cycle action succeeded (server/actions.py listener): a case's is
+    case.transitioned (with the action), and 结案 is case.closed too."""
+    if kind != "case":
+        return
+    extra = {"action": transition.action, "action_label": transition.label,
+             "from_state": state_before(record, transition), "to_state": record.state,
+             "note": result.note}
+    types = ("case.transitioned", "case.closed") if transition.action == "close" else (
+        "case.transitioned",)
+    for type_ in types:
+        lazy_enqueue(s, lambda t=type_: _case_event(s, record, t, extra), type_,
+                     record.area_id, (record.category_id,))
 
 
 # --- registry, broadcasts, warnings ----------------------------------------------------------

@@ -49,18 +49,19 @@ def _detail(s: Session, case: Case, status: str, note: str | None) -> dict:
     return {}
 
 
-def on_case_timeline(s: Session, case: Case, action: str, from_state: str | None,
-                     note: str | None, data: dict) -> None:
-    """The hook of the case timeline: a hotline ticket's step becomes its 回单 event."""
-    status = STATUS_OF_ACTION.get(action)
-    if case.channel != "hotline" or status is None or not case.external_ref:
+def on_transition(s: Session, kind: str, record: Any, transition: Any, actor: Any,
+                  result: Any) -> None:
+    """The action engine's listener: a hotline ticket's step becomes its 回单 event."""
+    status = STATUS_OF_ACTION.get(transition.action)
+    if kind != "case" or status is None or record.channel != "hotline" \
+            or not record.external_ref:
         return
-    type_ = f"hotline.{status}"
+    case, type_ = record, f"hotline.{status}"
 
     def build() -> events.Event:
         body = {"ticket_no": case.external_ref, "case_code": case.code, "status": status,
                 "status_label": STATUS_LABELS[status], "state": case.state,
-                "at": clock.now(), **_detail(s, case, status, note)}
+                "at": clock.now(), **_detail(s, case, status, result.note)}
         return events.Event(type=type_, source="/exchange/hotline",
                             subject=f"tickets/{case.external_ref}", data=body,
                             area_id=case.area_id, ordering_key=f"case:{case.id}")

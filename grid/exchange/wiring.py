@@ -25,10 +25,11 @@ def _listen(listeners: list, listener) -> None:
 
 def contribute_webhooks(registry: Registry) -> None:
     registry.blueprints(exchange_views.blueprints)
-    # where events come from: a case's timeline (case.* and the hotline's 回单), the
-    # register's change history, broadcasts
+    # where events come from: a case's report (its timeline), every action of the engine
+    # (case.transitioned, case.closed, the hotline's 回单), the register's change history,
+    # broadcasts
     _listen(case_notices.TIMELINE_LISTENERS, events.on_case_timeline)
-    _listen(case_notices.TIMELINE_LISTENERS, hotline_results.on_case_timeline)
+    registry.transition_listeners((events.on_transition, hotline_results.on_transition))
     _listen(registry_history.CHANGE_LISTENERS, events.on_registry_change)
     _listen(notifications_service.BROADCAST_LISTENERS, events.on_broadcast)
     registry.periodic_tasks(delivery.PERIODIC_TASKS + open_data.PERIODIC_TASKS)

@@ -47,6 +47,7 @@ from grid.registry.models import (
 from grid.visits import service as visits
 from grid.visits.models import Visit
 from server import audit, clock, pii
+from server.auth import permissions
 from server.auth.actor import Actor
 from server.auth.models import User
 
@@ -323,7 +324,7 @@ def area_profile(s: Session, actor: Actor, area_id: int, today: date) -> dict:
         count(visited).label("households_visited"),
         count(sa.select(Visit.id).where(Visit.area_id.in_(subtree), Visit.visited_at >= since_at))
         .label("visits"))).one()._asdict()
-    workers = areas.contacts(s, areas.subtree_ids(area), ("grid_worker", "grid_chief"))
+    workers = areas.contacts(s, areas.subtree_ids(area), permissions.GRID_ROLES)
     children = _children(s, actor, area)
     by_type = {k: 0 for k in POPULATION_TYPES}
     by_age_sex: dict[str, dict[str, int]] = {name: {"M": 0, "F": 0, "?": 0}

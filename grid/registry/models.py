@@ -20,7 +20,9 @@ from server.db import XID8, Base, GpsTaggedMixin, TimestampMixin, VersionedMixin
 
 CHANGE_SEQ = sa.Sequence("registry_change_seq", metadata=Base.metadata)
 
-SOURCES = {"grid_worker": "网格员采集", "self_declared": "居民自主申报", "import": "台账导入",
+# Where a record came from (a data source code, not a role: "grid_worker" is stored).
+COLLECTED = "grid_worker"
+SOURCES = {COLLECTED: "网格员采集", "self_declared": "居民自主申报", "import": "台账导入",
            "other_system": "其他系统"}
 BUILDING_USES = {"residential": "住宅", "commercial": "商业", "mixed": "商住混合",
                  "industrial": "工业", "public": "公共"}

@@ -25,7 +25,7 @@ from grid.registry.collecting import (
     _updated,
 )
 from grid.registry.history import apply_changes
-from grid.registry.models import KEY_TAGS, Household, HouseholdStay, Person
+from grid.registry.models import COLLECTED, KEY_TAGS, Household, HouseholdStay, Person
 from grid.registry.scope import ID_FIELD, PHONE_FIELD, READ_PII, _referenced, get_record
 from grid.registry.tags import add_tag
 from grid.registry.validation import id_number_facts, normalize_id_number
@@ -92,7 +92,7 @@ def _leave_household(s: Session, actor: Actor, person: Person, at: datetime,
 
 
 def create_person(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | None,
-                  source: str = "grid_worker") -> tuple[Person, bool]:
+                  source: str = COLLECTED) -> tuple[Person, bool]:
     actor.require("registry:write")
     tags = data.get("tags") or []
     if any(t["tag"] in KEY_TAGS for t in tags):
@@ -124,11 +124,11 @@ def create_person(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID |
 
 
 def update_person(s: Session, actor: Actor, person_id: int, changes: dict,
-                  expected_version: int | None, as_dict: Any) -> Person:
+                  expected_version: int | None) -> Person:
     """Correct a person's details. Moving between households goes through move_person."""
     actor.require("registry:write")
     person = get_record(s, actor, Person, person_id, for_update=True)
-    check_version(person, expected_version, as_dict)
+    check_version(person, expected_version)
     changes = dict(changes)
     diff: dict = {}
     unique = None
@@ -157,13 +157,13 @@ def update_person(s: Session, actor: Actor, person_id: int, changes: dict,
 
 
 def end_person(s: Session, actor: Actor, person_id: int, status: str, reason: str | None,
-               expected_version: int | None, as_dict: Any) -> Person:
+               expected_version: int | None) -> Person:
     """A person moves out or dies: the status changes, the record ends, nothing is deleted."""
     actor.require("registry:write")
     person = get_record(s, actor, Person, person_id, for_update=True)
     if person.ended_at is not None and person.status == status:
         return person  # a resend (with the version it had before) changes nothing
-    check_version(person, expected_version, as_dict)
+    check_version(person, expected_version)
     now = _now()
     _leave_household(s, actor, person, now)
     diff = apply_changes(person, {"status": status, "ended_at": now,
@@ -172,12 +172,12 @@ def end_person(s: Session, actor: Actor, person_id: int, status: str, reason: st
 
 
 def move_person(s: Session, actor: Actor, person_id: int, household_id: int,
-                relation: str | None, expected_version: int | None, as_dict: Any) -> Person:
+                relation: str | None, expected_version: int | None) -> Person:
     """Move a person to another household (人进户); the old stay is closed, not erased.
     A person who had moved out and is back is present again; the deceased do not move."""
     actor.require("registry:write")
     person = get_record(s, actor, Person, person_id, for_update=True)
-    check_version(person, expected_version, as_dict)
+    check_version(person, expected_version)
     if person.status == "deceased":
         raise Conflict("This person is deceased and cannot move")
     household = _referenced(s, actor, Household, household_id, "household_id")

@@ -31,6 +31,7 @@ from grid.registry.collecting import (
 )
 from grid.registry.history import apply_changes
 from grid.registry.models import (
+    COLLECTED,
     ORG_RISK_FLAGS,
     Building,
     House,
@@ -110,13 +111,13 @@ _CHILDREN: dict[str, tuple[type[RegisterRecord], str]] = {
 
 
 def end_record(s: Session, actor: Actor, kind: str, record_id: int, reason: str,
-               expected_version: int | None, as_dict: Any) -> Any:
+               expected_version: int | None) -> Any:
     """End a record (demolished, closed, moved away…): never deleted, kept in history."""
     actor.require("registry:write")
     record = get_record(s, actor, KINDS[kind], record_id, for_update=True)
     if record.ended_at is not None:
         return record  # ending twice is ending once (a phone may resend with its old version)
-    check_version(record, expected_version, as_dict)
+    check_version(record, expected_version)
     if kind in _CHILDREN:
         child, link = _CHILDREN[kind]
         count = s.scalar(sa.select(sa.func.count()).select_from(child).where(
@@ -134,7 +135,7 @@ def end_record(s: Session, actor: Actor, kind: str, record_id: int, reason: str,
 
 
 def create_building(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | None,
-                    source: str = "grid_worker") -> tuple[Building, bool]:
+                    source: str = COLLECTED) -> tuple[Building, bool]:
     actor.require("registry:write")
     replay = _replayed(s, actor, "building", client_uuid, data)
     if replay is not None:
@@ -149,10 +150,10 @@ def create_building(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID
 
 
 def update_building(s: Session, actor: Actor, building_id: int, changes: dict,
-                    expected_version: int | None, as_dict: Any) -> Building:
+                    expected_version: int | None) -> Building:
     actor.require("registry:write")
     building = get_record(s, actor, Building, building_id, for_update=True)
-    check_version(building, expected_version, as_dict)
+    check_version(building, expected_version)
     changes = dict(changes)
     diff: dict = {}
     old_area = building.area_id
@@ -211,7 +212,7 @@ def _check_rental(start: date | None, end: date | None) -> None:
 
 
 def create_house(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | None,
-                 source: str = "grid_worker") -> tuple[House, bool]:
+                 source: str = COLLECTED) -> tuple[House, bool]:
     """房屋: a room of a building, in the building's grid. A point is optional; when sent
     it must be in the collector's grids."""
     actor.require("registry:write")
@@ -235,10 +236,10 @@ def create_house(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | 
 
 
 def update_house(s: Session, actor: Actor, house_id: int, changes: dict,
-                 expected_version: int | None, as_dict: Any) -> House:
+                 expected_version: int | None) -> House:
     actor.require("registry:write")
     house = get_record(s, actor, House, house_id, for_update=True)
-    check_version(house, expected_version, as_dict)
+    check_version(house, expected_version)
     changes = dict(changes)
     diff: dict = {}
     if "location" in changes:
@@ -267,7 +268,7 @@ def update_house(s: Session, actor: Actor, house_id: int, changes: dict,
 
 
 def create_household(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | None,
-                     source: str = "grid_worker") -> tuple[Household, bool]:
+                     source: str = COLLECTED) -> tuple[Household, bool]:
     """户: in a house (its grid), or located by its point when the house is not known."""
     actor.require("registry:write")
     replay = _replayed(s, actor, "household", client_uuid, data)
@@ -291,11 +292,11 @@ def _current_member(s: Session, household: Household, person_id: int) -> bool:
 
 
 def update_household(s: Session, actor: Actor, household_id: int, changes: dict,
-                     expected_version: int | None, as_dict: Any) -> Household:
+                     expected_version: int | None) -> Household:
     """Correct a household; a new house_id moves it (and its members) to that house."""
     actor.require("registry:write")
     household = get_record(s, actor, Household, household_id, for_update=True)
-    check_version(household, expected_version, as_dict)
+    check_version(household, expected_version)
     changes = dict(changes)
     diff: dict = {}
     old_area = household.area_id
@@ -366,7 +367,7 @@ def _risk_flags(flags: list[str]) -> list[str]:
 
 
 def create_organisation(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | None,
-                        source: str = "grid_worker") -> tuple[Organisation, bool]:
+                        source: str = COLLECTED) -> tuple[Organisation, bool]:
     """实有单位 located at its main gate (the point decides the grid)."""
     actor.require("registry:write")
     replay = _replayed(s, actor, "organisation", client_uuid, data)
@@ -384,10 +385,10 @@ def create_organisation(s: Session, actor: Actor, data: dict, client_uuid: uuid.
 
 
 def update_organisation(s: Session, actor: Actor, org_id: int, changes: dict,
-                        expected_version: int | None, as_dict: Any) -> Organisation:
+                        expected_version: int | None) -> Organisation:
     actor.require("registry:write")
     org = get_record(s, actor, Organisation, org_id, for_update=True)
-    check_version(org, expected_version, as_dict)
+    check_version(org, expected_version)
     changes = dict(changes)
     diff: dict = {}
     unique = None

@@ -34,22 +34,6 @@ organisations_blp = Blueprint("organisations", __name__, url_prefix="/organisati
 blueprints = [buildings_blp, houses_blp, households_blp, persons_blp, organisations_blp]
 
 
-def _building(record):
-    return schemas.BuildingSchema().dump(record)
-
-
-def _house(record):
-    return schemas.HouseSchema().dump(record)
-
-
-def _household(record):
-    return schemas.HouseholdSchema().dump(record)
-
-
-def _organisation(record):
-    return schemas.OrganisationSchema().dump(record)
-
-
 def _create_args(data: dict):
     """(client_uuid, fields) of a create body."""
     client_uuid = data.pop("client_uuid", None)
@@ -62,8 +46,9 @@ def _person(record):
     return tags.with_tags(db.session(), current_actor(), [record])[0]
 
 
-def _person_dict(record):
-    """The person as a 412 body's `current`."""
+def current_person(record):
+    """A stale person as a 412 shows it: with the tags this caller may see (registered in
+    grid/registry/wiring.py)."""
     return schemas.PersonSchema().dump(_person(record))
 
 
@@ -112,8 +97,7 @@ class BuildingById(MethodView):
         version = expected_version(data)
         data.pop("client_uuid", None)
         with db.unit_of_work() as s:
-            building = records.update_building(s, current_actor(), building_id, data, version,
-                                               _building)
+            building = records.update_building(s, current_actor(), building_id, data, version)
         return building, 200, etag(building.version)
 
 
@@ -158,8 +142,7 @@ class PersonById(MethodView):
         version = expected_version(data)
         data.pop("client_uuid", None)
         with db.unit_of_work() as s:
-            person = people.update_person(s, current_actor(), person_id, data, version,
-                                           _person_dict)
+            person = people.update_person(s, current_actor(), person_id, data, version)
         return _person(person), 200, etag(person.version)
 
 
@@ -172,7 +155,7 @@ def end_person(data, person_id):
     version = expected_version(data)
     with db.unit_of_work() as s:
         person = people.end_person(s, current_actor(), person_id, data["status"],
-                                    data.get("reason"), version, _person_dict)
+                                    data.get("reason"), version)
     return _person(person), 200, etag(person.version)
 
 
@@ -185,7 +168,7 @@ def move_person(data, person_id):
     version = expected_version(data)
     with db.unit_of_work() as s:
         person = people.move_person(s, current_actor(), person_id, data["household_id"],
-                                     data.get("relation_to_head"), version, _person_dict)
+                                     data.get("relation_to_head"), version)
     return _person(person), 200, etag(person.version)
 
 
@@ -271,7 +254,7 @@ class HouseById(MethodView):
         version = expected_version(data)
         data.pop("client_uuid", None)
         with db.unit_of_work() as s:
-            house = records.update_house(s, current_actor(), house_id, data, version, _house)
+            house = records.update_house(s, current_actor(), house_id, data, version)
         return house, 200, etag(house.version)
 
 
@@ -320,7 +303,7 @@ class HouseholdById(MethodView):
         data.pop("client_uuid", None)
         with db.unit_of_work() as s:
             household = records.update_household(s, current_actor(), household_id, data,
-                                                 version, _household)
+                                                 version)
         return household, 200, etag(household.version)
 
 
@@ -375,8 +358,7 @@ class OrganisationById(MethodView):
         version = expected_version(data)
         data.pop("client_uuid", None)
         with db.unit_of_work() as s:
-            org = records.update_organisation(s, current_actor(), org_id, data, version,
-                                              _organisation)
+            org = records.update_organisation(s, current_actor(), org_id, data, version)
         return org, 200, etag(org.version)
 
 
@@ -416,7 +398,7 @@ def get_indicators(args, org_id):
 # --- what every record has: end (not for persons: they move out or die) and history -------
 
 
-def _record_routes(blp: Blueprint, kind: str, schema: type, as_dict, end: bool = True) -> None:
+def _record_routes(blp: Blueprint, kind: str, schema: type, end: bool = True) -> None:
     """POST /<id>/end and GET /<id>/history, the same for every kind of record."""
     if end:
         @blp.route("/<int:record_id>/end", methods=["POST"], endpoint=f"end_{kind}")
@@ -429,7 +411,7 @@ def _record_routes(blp: Blueprint, kind: str, schema: type, as_dict, end: bool =
             version = expected_version(data)
             with db.unit_of_work() as s:
                 record = records.end_record(s, current_actor(), kind, record_id,
-                                            data["reason"], version, as_dict)
+                                            data["reason"], version)
             return record, 200, etag(record.version)
 
     @blp.route("/<int:record_id>/history", endpoint=f"{kind}_history")
@@ -442,8 +424,8 @@ def _record_routes(blp: Blueprint, kind: str, schema: type, as_dict, end: bool =
                                pagination_parameters)
 
 
-_record_routes(buildings_blp, "building", schemas.BuildingSchema, _building)
-_record_routes(houses_blp, "house", schemas.HouseSchema, _house)
-_record_routes(households_blp, "household", schemas.HouseholdSchema, _household)
-_record_routes(organisations_blp, "organisation", schemas.OrganisationSchema, _organisation)
-_record_routes(persons_blp, "person", schemas.PersonSchema, _person_dict, end=False)
+_record_routes(buildings_blp, "building", schemas.BuildingSchema)
+_record_routes(houses_blp, "house", schemas.HouseSchema)
+_record_routes(households_blp, "household", schemas.HouseholdSchema)
+_record_routes(organisations_blp, "organisation", schemas.OrganisationSchema)
+_record_routes(persons_blp, "person", schemas.PersonSchema, end=False)

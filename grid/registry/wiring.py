@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from grid.areas import service as areas
-from grid.registry import counts, models, scope, views
+from grid.registry import counts, models, schemas, scope, views
 from server.cli import PeriodicTask
 
 if TYPE_CHECKING:
@@ -22,6 +22,13 @@ def _record_access(model):
 
 def contribute(registry: Registry) -> None:
     registry.blueprints(views.blueprints)
+    # A stale record's 412 shows it in its own response schema.
+    for model, present in ((models.Building, schemas.BuildingSchema()),
+                           (models.House, schemas.HouseSchema()),
+                           (models.Household, schemas.HouseholdSchema()),
+                           (models.Organisation, schemas.OrganisationSchema()),
+                           (models.Person, views.current_person)):
+        registry.current_schema(model, present)
     # Photos of a record are visible to whoever may see the record.
     for kind, model in scope.KINDS.items():
         registry.object_access(kind, _record_access(model))

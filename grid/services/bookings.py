@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from grid.services.catalogue import _manages, managed_service, setting
 from grid.services.models import ACTIVE_STATES, Booking, Service, Slot
 from grid.services.schedules import _local_range
-from server import audit, clock, db, idempotency
+from server import clock, db, idempotency
 from server.auth.actor import Actor
 from server.errors import Conflict, Forbidden, NotFound
 
@@ -155,8 +155,3 @@ def service_bookings(s: Session, actor: Actor, service_id: int, f: dict,
     if f.get("state"):
         stmt = stmt.where(Booking.state.in_(f["state"]))
     return db.paginate(s, stmt.order_by(Booking.starts_at.nulls_last(), Booking.id), page)
-
-
-def _staff_audit(s: Session, actor: Actor, b: Booking, action: str) -> None:
-    audit.record(s, actor, f"service_booking_{action}", "service_booking", b.id,
-                 changes={"state": b.state})

@@ -24,6 +24,7 @@ from grid.areas import service as areas
 from grid.calendar import service as calendar
 from grid.services.models import Service, ServiceCategory
 from server import audit, clock, db
+from server.auth import permissions
 from server.auth.actor import Actor
 from server.errors import Invalid, NotFound, check_version, field_errors
 
@@ -122,7 +123,7 @@ def create_service(s: Session, actor: Actor, data: dict) -> Service:
 def update_service(s: Session, actor: Actor, service_id: int, data: dict,
                    expected: int | None) -> Service:
     service = managed_service(s, actor, service_id, for_update=True)
-    check_version(service, expected, lambda r: {"version": r.version})
+    check_version(service, expected)
     if "area_id" in data and not areas.area_in_scope(s, actor, data["area_id"]):
         raise NotFound("No such area")
     if "category_id" in data and s.get(ServiceCategory, data["category_id"]) is None:
@@ -184,7 +185,7 @@ def search_services(s: Session, actor: Actor, f: dict, page: Any) -> list[Servic
         stmt = stmt.where(_manages(actor))
     else:
         stmt = stmt.where(Service.active)
-        if "resident" in actor.roles and actor.area_paths and not f.get("everywhere"):
+        if permissions.is_resident(actor) and actor.area_paths and not f.get("everywhere"):
             stmt = stmt.where(_serves_home(actor))
     if f.get("q"):
         pattern = "%" + f["q"].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

@@ -5,29 +5,21 @@ schedule a visit, complete, decline — each told to the resident."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from grid.areas.models import Membership
-from grid.services.bookings import (
-    _check_limits,
-    _lock_resident,
-    _reminders_due,
-    _staff_audit,
-    get_booking,
-)
+from grid.services.bookings import _check_limits, _lock_resident, _reminders_due, get_booking
 from grid.services.catalogue import get_service
 from grid.services.models import Booking, Service
 from grid.services.schedules import _local_text
 from notifications.service import NoticeTemplate, notify
 from server import clock, idempotency
+from server.actions import Result, Step
+from server.auth import permissions
 from server.auth.actor import Actor
 from server.errors import Conflict, Invalid, field_errors
-
-# Who hears about requests to a service: the staff of the area that provides it.
-PROVIDER_ROLES = ("community_staff", "street_dispatcher")
 
 NOTICE_TEMPLATES: tuple[NoticeTemplate, ...] = (
     NoticeTemplate("service_request_new", ("新的服务申请", "{service}：{note}"),
@@ -67,7 +59,8 @@ def create_request(s: Session, actor: Actor, service_id: int, data: dict,
 
 def _providers(s: Session, service: Service) -> list[int]:
     return list(s.scalars(sa.select(Membership.user_id).where(
-        Membership.area_id == service.area_id, Membership.role.in_(PROVIDER_ROLES))))
+        Membership.area_id == service.area_id,
+        Membership.role.in_(permissions.SERVICE_PROVIDER_ROLES))))
 
 
 def _request_data(service: Service, b: Booking, state: str, state_en: str,
@@ -83,36 +76,39 @@ def _tell_resident(s: Session, b: Booking, service: Service, state: str, state_e
            collapse_key=f"service_booking:{b.id}")
 
 
-def _accept(s: Session, actor: Actor, b: Booking, service: Service, data: dict,
-            at: datetime) -> None:
-    b.state, b.handled_by = "accepted", actor.user_id
-    _tell_resident(s, b, service, "已受理", "accepted", data.get("note") or "工作人员将与您联系")
-    _staff_audit(s, actor, b, "accept")
+def _service(step: Step) -> Service:
+    return step.s.get(Service, step.record.service_id)  # loaded with the booking's check
 
 
-def _schedule(s: Session, actor: Actor, b: Booking, service: Service, data: dict,
-              at: datetime) -> None:
-    when = data.get("scheduled_at")
-    if when is None or when <= at:
+def _accept(step: Step) -> Result:
+    b, data = step.record, step.data
+    b.handled_by = step.actor.user_id
+    _tell_resident(step.s, b, _service(step), "已受理", "accepted",
+                   data.get("note") or "工作人员将与您联系")
+    return Result(data.get("note"))
+
+
+def _schedule(step: Step) -> Result:
+    b, when, at = step.record, step.data["scheduled_at"], step.at
+    if when <= at:
         raise Invalid(field_errors("scheduled_at", "A time in the future is required."))
-    b.state, b.starts_at, b.handled_by = "scheduled", when, b.handled_by or actor.user_id
+    b.starts_at, b.handled_by = when, b.handled_by or step.actor.user_id
     for key, value in _reminders_due(when, at).items():
         setattr(b, key, value)
-    _tell_resident(s, b, service, "已安排", "scheduled", f"上门时间 {_local_text(when)}")
-    _staff_audit(s, actor, b, "schedule")
+    _tell_resident(step.s, b, _service(step), "已安排", "scheduled",
+                   f"上门时间 {_local_text(when)}")
+    return Result(step.data.get("note"), facts={"scheduled_at": when.isoformat()})
 
 
-def _complete(s: Session, actor: Actor, b: Booking, service: Service, data: dict,
-              at: datetime) -> None:
-    b.state, b.result = "completed", data.get("result")
-    _tell_resident(s, b, service, "已完成", "completed", data.get("result") or "请对本次服务评价")
-    _staff_audit(s, actor, b, "complete")
+def _complete(step: Step) -> Result:
+    b, result = step.record, step.data.get("result")
+    b.result = result
+    _tell_resident(step.s, b, _service(step), "已完成", "completed", result or "请对本次服务评价")
+    return Result(result)
 
 
-def _decline(s: Session, actor: Actor, b: Booking, service: Service, data: dict,
-             at: datetime) -> None:
-    if not data.get("reason"):
-        raise Invalid(field_errors("reason", "A reason is required."))
-    b.state, b.reason, b.handled_by = "declined", data["reason"], actor.user_id
-    _tell_resident(s, b, service, "未受理", "declined", data["reason"])
-    _staff_audit(s, actor, b, "decline")
+def _decline(step: Step) -> Result:
+    b, reason = step.record, step.data["reason"]
+    b.reason, b.handled_by = reason, step.actor.user_id
+    _tell_resident(step.s, b, _service(step), "未受理", "declined", reason)
+    return Result(reason)

@@ -17,6 +17,7 @@ from grid.services import (
     reminders,
     requests,
     schedules,
+    schemas,
     views,
 )
 from notifications.service import register_templates
@@ -30,6 +31,8 @@ TABLES = models  # imported so that the migrations see its tables
 
 def contribute(registry: Registry) -> None:
     registry.blueprints(views.blueprints)
+    registry.current_schema(models.Booking, views.current_booking)
+    registry.current_schema(models.Service, schemas.ServiceSchema())
     for module in (requests, schedules, reminders):
         register_templates(module.NOTICE_TEMPLATES)
     registry.periodic_tasks((PeriodicTask("service_reminders", 60, reminders.send_reminders),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import marshmallow as ma
@@ -60,7 +60,6 @@ class Item:
     id: int | None = None
     version: int | None = None
     client_uuid: uuid.UUID | None = None
-    current: Callable[[Any], dict] = field(default=lambda record: {})  # for 412 bodies
 
 
 @dataclass(frozen=True)
@@ -79,13 +78,12 @@ def _create(schema: type[ma.Schema], create: Callable) -> Operation:
 
 
 def _update(schema: type[ma.Schema], update: Callable) -> Operation:
-    return Operation(schema, lambda s, a, it: update(s, a, it.id, it.data, it.version,
-                                                     it.current))
+    return Operation(schema, lambda s, a, it: update(s, a, it.id, it.data, it.version))
 
 
 def _end(kind: str) -> Operation:
     return Operation(rs.EndSchema, lambda s, a, it: end_record(
-        s, a, kind, it.id, it.data["reason"], it.version, it.current))
+        s, a, kind, it.id, it.data["reason"], it.version))
 
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
@@ -106,7 +104,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("person", "create"): _create(rs.PersonCreateSchema, create_person),
     ("person", "update"): _update(rs.PersonWriteSchema, update_person),
     ("person", "end"): Operation(rs.PersonEndSchema, lambda s, a, it: end_person(
-        s, a, it.id, it.data["status"], it.data.get("reason"), it.version, it.current)),
+        s, a, it.id, it.data["status"], it.data.get("reason"), it.version)),
 }
 
 
@@ -196,7 +194,6 @@ def _already_applied(s: Session, actor: Actor, item: Item) -> Any | None:
 def _apply(s: Session, actor: Actor, index: int, raw: dict) -> dict:
     item = _load(index, raw)
     operation = OPERATIONS[item.type, item.op]
-    item.current = lambda record: _dump_one(s, actor, item.type, record)
     try:
         with s.begin_nested():
             record, status = operation.apply(s, actor, item), operation.status
@@ -206,14 +203,14 @@ def _apply(s: Session, actor: Actor, index: int, raw: dict) -> dict:
             s.flush()
             body = _dump_one(s, actor, item.type, record)
         return {"index": index, "status": status, "body": body}
-    except (PreconditionFailed, StaleDataError) as exc:
+    except (PreconditionFailed, StaleDataError):
         record = _already_applied(s, actor, item)
         if record is not None:
             return {"index": index, "status": 200, "body": _dump_one(s, actor, item.type, record)}
-        if isinstance(exc, StaleDataError):  # a concurrent writer passed the version check too
-            raise PreconditionFailed("This record changed since you read it",
-                                     current=_current(s, actor, item)) from None
-        raise
+        # stale (or a concurrent writer passed the version check too): the item's 412
+        # carries the record as a pull shows it
+        raise PreconditionFailed("This record changed since you read it",
+                                 current=_current(s, actor, item)) from None
     except DataError as exc:
         # A value the schemas let through but the column cannot hold: this item's 422, so
         # that one bad item cannot make the phone resend its whole queue for ever.

@@ -48,6 +48,7 @@ from server.errors import (
     Invalid,
     NotFound,
     PreconditionFailed,
+    Stale,
     check_version,
     field_errors,
 )
@@ -164,7 +165,7 @@ def create_visit(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | 
 
 
 def complete_follow_up(s: Session, actor: Actor, visit_id: int, result: str | None,
-                       expected_version: int | None, as_dict: Any) -> Visit:
+                       expected_version: int | None) -> Visit:
     """Record that a visit's follow-up was done (once). The only change a visit takes."""
     actor.require("visit:write")
     visit = get_visit(s, actor, visit_id, for_update=True)
@@ -173,9 +174,8 @@ def complete_follow_up(s: Session, actor: Actor, visit_id: int, result: str | No
     if visit.follow_up_done_at is not None:
         if visit.follow_up_result == result:
             return visit  # a phone resending the same completion
-        raise Conflict("The follow-up was already completed", allowed=[],
-                       current=as_dict(visit))
-    check_version(visit, expected_version, as_dict)
+        raise Conflict("The follow-up was already completed", allowed=[], current=visit)
+    check_version(visit, expected_version)
     visit.follow_up_done_at = _now()
     visit.follow_up_done_by = actor.user_id
     visit.follow_up_result = result
@@ -202,11 +202,6 @@ def _tag_kind(actor: Actor, tag: str) -> str:
     if tag in KEY_TAGS and actor.can(KEY_TAGS_PERMISSION):
         return "key"
     raise NotFound("No such tag")  # key-person groups do not exist for this role
-
-
-def _policy_dict(row: VisitPolicy) -> dict:
-    return {"id": row.id, "area_id": row.area_id, "tag": row.tag,
-            "interval_days": row.interval_days, "version": row.version}
 
 
 def list_policies(s: Session, actor: Actor, filters: dict, page: Any) -> list[VisitPolicy]:
@@ -293,7 +288,7 @@ def set_policy(s: Session, actor: Actor, area_id: int, tag: str, interval_days: 
         row = _policy_row(s, area.id, tag)
     if row is None:
         raise PreconditionFailed("This policy no longer exists", current=None)
-    check_version(row, expected_version, _policy_dict)
+    check_version(row, expected_version)
     if row.interval_days != interval_days:
         old = row.interval_days
         row.interval_days, row.updated_by = interval_days, actor.user_id
@@ -313,8 +308,7 @@ def delete_policy(s: Session, actor: Actor, area_id: int, tag: str,
     if row is None:
         raise NotFound("No such policy")
     if expected_version is not None and expected_version != row.version:
-        raise PreconditionFailed("This policy changed since you read it",
-                                 current=_policy_dict(row))
+        raise Stale(row, "This policy changed since you read it")
     audit.record(s, actor, "visit_policy_removed", "visit_policy", row.id, changes={
         "area_id": area.id, "tag": tag, "interval_days": [row.interval_days, None]})
     s.delete(row)

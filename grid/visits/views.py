@@ -18,10 +18,6 @@ tasks_blp = Blueprint("my_tasks", __name__, url_prefix="/me",
 blueprints = [visits_blp, policies_blp, tasks_blp]
 
 
-def _visit_dict(visit) -> dict:
-    return schemas.VisitSchema().dump(visit)
-
-
 @visits_blp.route("")
 class Visits(MethodView):
     @visits_blp.arguments(schemas.VisitQuerySchema, location="query")
@@ -63,8 +59,7 @@ class VisitById(MethodView):
         version = expected_version(data)
         with db.unit_of_work() as s:
             visit = service.complete_follow_up(s, current_actor(), visit_id,
-                                               data.get("follow_up_result"), version,
-                                               _visit_dict)
+                                               data.get("follow_up_result"), version)
         return visit, 200, etag(visit.version)
 
 

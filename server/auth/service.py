@@ -24,16 +24,15 @@ from sqlalchemy.orm.attributes import set_committed_value
 from server import audit, clock, db, pii, ratelimit
 from server.auth.actor import Actor
 from server.auth.models import AuthSession, RefreshToken, User, UserRole, VerificationCode
-from server.auth.permissions import ADMIN, ROLES, grantable_by
+from server.auth.permissions import ADMIN, RESIDENT, ROLES, grantable_by
 from server.errors import (
     Conflict,
     Forbidden,
     Invalid,
     NotFound,
-    PreconditionFailed,
-    PreconditionRequired,
     TooManyRequests,
     Unauthorized,
+    check_version,
     field_errors,
 )
 from server.validators import MOBILE_RE, password_problems
@@ -376,7 +375,7 @@ def register_resident(s: Session, actor: Actor, data: dict) -> TokenPair:
     problems = password_problems(data["password"], phone)
     if problems:
         raise Invalid(field_errors("password", *problems))
-    user = _new_user(s, None, data["display_name"], phone, data["password"], ["resident"])
+    user = _new_user(s, None, data["display_name"], phone, data["password"], [RESIDENT])
     audit.record(s, Actor(user.id, ip=actor.ip, request_id=actor.request_id), "register",
                  "user", user.id)
     auth_session = AuthSession(user_id=user.id, ip=actor.ip)
@@ -507,11 +506,7 @@ def update_user(s: Session, actor: Actor, user_id: int, changes: dict,
     administrator stays one."""
     actor.require("user:manage")
     user = get_user(s, actor, user_id)
-    if expected_version is None:
-        raise PreconditionRequired("Send the version you edited (If-Match or `version`)")
-    if expected_version != user.version:
-        raise PreconditionFailed("This account changed since you read it",
-                                 current=user_summary(user))
+    check_version(user, expected_version)
     own = actor.user_id == user.id
     have = set(user.role_names)
     wanted = set(changes["roles"]) if "roles" in changes else have
@@ -548,11 +543,6 @@ def update_user(s: Session, actor: Actor, user_id: int, changes: dict,
         s.flush()  # bumps version
         audit.record(s, actor, "user_updated", "user", user.id, changes=recorded)
     return user
-
-
-def user_summary(user: User) -> dict:
-    return {"id": user.id, "username": user.username, "display_name": user.display_name,
-            "roles": user.role_names, "is_active": user.is_active, "version": user.version}
 
 
 def known_role(role: str) -> bool:

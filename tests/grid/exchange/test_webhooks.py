@@ -166,7 +166,7 @@ def test_a_rolled_back_change_sends_nothing(people, category, subscribe, receive
     case = dispatcher_case(people, category)
     with pytest.raises(RuntimeError), db.unit_of_work() as s:
         actor = actor_of(s, people.dispatcher.user.id)
-        actions.act(s, actor, case["id"], "accept", {}, case["version"], lambda c, a: {})
+        actions.act(s, actor, case["id"], "accept", {}, case["version"])
         assert s.scalar(sa.select(sa.func.count()).select_from(WebhookDelivery)) == 1
         raise RuntimeError("the request failed after the change")
     assert deliveries(db_session, sub) == []

@@ -101,8 +101,7 @@ def test_a_person_moved_to_another_grid_is_a_tombstone_there(db_session, member,
     actor = actor_of(db_session, staff)
     household, _ = create_household(db_session, actor, {"location": _fix(G112)},
                                            None)
-    move_person(db_session, actor, person["id"], household.id, "head", 1,
-                         lambda r: {})
+    move_person(db_session, actor, person["id"], household.id, "head", 1)
     db_session.commit()  # (a savepoint: the test's transaction is still rolled back)
 
     assert keys(pull(w1, c1)["items"]) == [("person", person["id"], True)]
@@ -122,15 +121,13 @@ def test_a_tombstone_does_not_hide_a_record_back_in_my_grids(db_session, member,
     actor = actor_of(db_session, staff)
     away, _ = create_household(db_session, actor, {"location": _fix(G112)}, None)
     home, _ = create_household(db_session, actor, {"location": _fix(G111)}, None)
-    moved = move_person(db_session, actor, person["id"], away.id, "head", 1,
-                                 lambda r: {})
+    moved = move_person(db_session, actor, person["id"], away.id, "head", 1)
     # Between two of my grids: the record, and no tombstone (which comes after it).
     assert keys(pull(both, c_both)["items"]) == [
         ("household", away.id, False), ("household", home.id, False),
         ("person", person["id"], False)]
     # Out of my grid and back again within one pull: the record, not a tombstone.
-    move_person(db_session, actor, person["id"], home.id, "head", moved.version,
-                         lambda r: {})
+    move_person(db_session, actor, person["id"], home.id, "head", moved.version)
     db_session.commit()
     items = pull(w1, c_w1)["items"]
     assert keys(items) == [("household", home.id, False), ("person", person["id"], False)]
@@ -170,7 +167,7 @@ def test_paging_of_an_incremental_pull_with_tombstones(db_session, member, colle
     actor = actor_of(db_session, staff)
     away, _ = create_household(db_session, actor, {"location": _fix(G112)}, None)
     for p in people[:2]:
-        move_person(db_session, actor, p["id"], away.id, None, 1, lambda r: {})
+        move_person(db_session, actor, p["id"], away.id, None, 1)
     fresh = [collect(w1, "buildings", at=G111) for _ in range(3)]
     db_session.commit()
 
@@ -302,7 +299,7 @@ def test_a_household_moved_to_another_grid_takes_its_members_along(db_session, m
     c1, c2 = pull(w1)["next_cursor"], pull(w2)["next_cursor"]
 
     update_household(db_session, actor, household.id, {"house_id": house.id},
-                              household.version, lambda r: {})
+                              household.version)
     db_session.commit()
     gone = keys(pull(w1, c1)["items"])
     assert sorted(gone) == sorted([("household", household.id, True)]

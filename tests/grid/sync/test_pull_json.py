@@ -114,8 +114,7 @@ def test_ended_records_and_tombstones_are_what_they_were(register, client, db_se
     staff_actor = actor_of(db_session, staff)
     away, _ = create_household(db_session, staff_actor,
                                         {"location": _fix(G112)}, None)
-    move_person(db_session, staff_actor, other["id"], away.id, "head", 1,
-                         lambda r: {})
+    move_person(db_session, staff_actor, other["id"], away.id, "head", 1)
     db_session.commit()
     body = _pull_and_compare(client, db_session, headers, actor, cursor, crs="gcj02")
     kinds = [(i["type"], i["id"], bool(i.get("deleted"))) for i in body["items"]]
