@@ -6,8 +6,9 @@ Issue 19 target: one worker (grid/exchange/delivery.py: claim, signed POSTs, rec
 bookkeeping cost.
 
 1. A local receiver in a process of its own (http.server, ThreadingHTTPServer, HTTP/1.1
-   keep-alive, answers 200 at once). Its ceiling: a minimal asyncio client (keep-alive, one
-   request in flight per connection, bytes built before the clock starts) at RECEIVER_CONNS.
+   keep-alive, TCP_NODELAY, answers 200 at once). Its ceiling: a minimal asyncio client
+   (keep-alive, one request in flight per connection, bytes built before the clock
+   starts) at RECEIVER_CONNS.
 2. In this process, the app (create_app with the server's settings): a system client and
    its subscription (services, as an admin), then EVENTS outbox rows for it through the
    owner role (INSERT … SELECT) with a real case.transitioned envelope of a demo case as
@@ -51,6 +52,9 @@ TARGET_RATIO = 0.5
 
 class _Receive(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body go out in two writes: without TCP_NODELAY, Nagle and the client's
+    # delayed ACK hold every answer ~40 ms
+    disable_nagle_algorithm = True
 
     def do_POST(self):  # noqa: N802 - http.server's name
         self.rfile.read(int(self.headers.get("Content-Length", 0)))

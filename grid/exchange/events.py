@@ -94,15 +94,16 @@ def body_of(event: Event, data: dict) -> str:
 
 # Subscriptions an event reaches: active, of an active client of the right kind, of that
 # type, whose area subtree holds the event's area (no area: every area) and whose
-# categories (none: all) include the case's 小类 or its 大类 (events without one pass).
+# categories (none: all) include the case's 小类 or its 大类 (events without one pass);
+# with the event's area code and name, which payloads show (no other query for them).
 _MATCH = sa.text("""
-SELECT s.id, s.personal_data FROM webhook_subscriptions s
+SELECT s.id, s.personal_data, ea.code AS area_code, ea.name AS area_name
+FROM webhook_subscriptions s
 JOIN api_clients c ON c.id = s.client_id AND c.active AND c.kind = :kind
+LEFT JOIN areas ea ON ea.id = :area_id
+LEFT JOIN areas sa ON sa.id = s.area_id
 WHERE s.active AND :type = ANY(s.event_types)
-  AND (s.area_id IS NULL OR EXISTS (
-      SELECT 1 FROM areas ea, areas sa
-      WHERE ea.id = :area_id AND sa.id = s.area_id
-        AND ea.path LIKE sa.path || '%'))  -- paths end with '.': '1.2.' holds '1.2.4.'
+  AND (s.area_id IS NULL OR ea.path LIKE sa.path || '%')  -- paths end with '.'
   AND (cardinality(s.category_ids) = 0 OR cardinality(CAST(:categories AS bigint[])) = 0
        OR EXISTS (SELECT 1 FROM case_categories cc
                   WHERE cc.id = ANY(CAST(:categories AS bigint[]))
@@ -145,10 +146,15 @@ def _write(s: Session, event: Event, found: list[Any]) -> int:
 
 def lazy_enqueue(s: Session, build: Any, type_: str, area_id: int | None,
                  categories: tuple[int, ...] = (), kind: str = "system") -> int:
-    """Enqueue only if some subscription wants it: `build()` (which may query) runs after
-    the match, so that a change nobody subscribed to costs one query."""
+    """Enqueue only if some subscription wants it: `build(place)` runs after the match, so
+    that a change nobody subscribed to costs one query; `place` is the event's area
+    ({id, code, name}, None without one)."""
     found = _subscribers(s, kind, type_, area_id, categories)
-    return _write(s, build(), found) if found else 0
+    if not found:
+        return 0
+    place = None if area_id is None else {"id": area_id, "code": found[0].area_code,
+                                          "name": found[0].area_name}
+    return _write(s, build(place), found)
 
 
 # --- cases ---------------------------------------------------------------------------------
@@ -158,18 +164,20 @@ def _mask_name(name: str | None) -> str | None:
     return None if not name else name[0] + "*" * max(1, len(name) - 1)
 
 
-def case_data(s: Session, case: Case) -> tuple[dict, dict | None]:
+def case_data(s: Session, case: Case, place: dict | None = None
+              ) -> tuple[dict, dict | None]:
     """The case as a subscriber sees it: masked, and in clear (None if the same).
     Never the reporting resident's account; a caller's contact only for tickets and other
     systems' reports, masked unless granted."""
-    row = s.execute(sa.select(CaseCategory.code, CaseCategory.name,
-                              Area.code.label("area_code"), Area.name.label("area_name"))
-                    .join_from(CaseCategory, Area, Area.id == case.area_id)
-                    .where(CaseCategory.id == case.category_id)).one()
+    # by primary key: no query when the action loaded it already (the clock reads it)
+    category = s.get(CaseCategory, case.category_id)
+    if place is None:
+        row = s.execute(sa.select(Area.code, Area.name).where(Area.id == case.area_id)).one()
+        place = {"id": case.area_id, "code": row.code, "name": row.name}
     point = case.point
     data = {"id": case.id, "code": case.code, "state": case.state, "channel": case.channel,
-            "category": {"id": case.category_id, "code": row.code, "name": row.name},
-            "area": {"id": case.area_id, "code": row.area_code, "name": row.area_name},
+            "category": {"id": case.category_id, "code": category.code, "name": category.name},
+            "area": place,
             "address": case.address, "description": case.description,
             "location": {"lon": point[0], "lat": point[1]} if point else None,
             "priority": case.priority, "department_id": case.department_id,
@@ -185,8 +193,9 @@ def case_data(s: Session, case: Case) -> tuple[dict, dict | None]:
     return data, clear if "contact" in clear else None
 
 
-def _case_event(s: Session, case: Case, type_: str, extra: dict) -> Event:
-    data, clear = case_data(s, case)
+def _case_event(s: Session, case: Case, type_: str, extra: dict,
+                place: dict | None = None) -> Event:
+    data, clear = case_data(s, case, place)
     return Event(type=type_, source="/cases", subject=f"cases/{case.id}",
                  data={"case": data, **extra},
                  clear={"case": clear, **extra} if clear is not None else None,
@@ -199,7 +208,7 @@ def on_case_timeline(s: Session, case: Case, action: str, from_state: str | None
     """A case's timeline got an entry (the hook of grid/cases/notices.py): a report is
     case.reported (transitions come through the action engine's listeners)."""
     if action == "report":
-        lazy_enqueue(s, lambda: _case_event(s, case, "case.reported", {}), "case.reported",
+        lazy_enqueue(s, lambda p: _case_event(s, case, "case.reported", {}, p), "case.reported",
                      case.area_id, (case.category_id,))
 
 
@@ -226,7 +235,7 @@ def on_transition(s: Session, kind: str, record: Any, transition: Any, actor: Ac
     types = ("case.transitioned", "case.closed") if transition.action == "close" else (
         "case.transitioned",)
     for type_ in types:
-        lazy_enqueue(s, lambda t=type_: _case_event(s, record, t, extra), type_,
+        lazy_enqueue(s, lambda p, t=type_: _case_event(s, record, t, extra, p), type_,
                      record.area_id, (record.category_id,))
 
 
@@ -239,10 +248,8 @@ def on_registry_change(s: Session, kind: str, record: Any, action: str, diff: di
     already hidden by the history) only for subscriptions granted personal data."""
     area_id = getattr(record, "area_id", None)
 
-    def build() -> Event:
-        area = s.get(Area, area_id) if area_id else None
-        base = {"record": {"kind": kind, "id": record.id,
-                           "area": {"id": area.id, "code": area.code} if area else None},
+    def build(place: dict | None) -> Event:
+        base = {"record": {"kind": kind, "id": record.id, "area": place},
                 "action": action, "fields": sorted(diff)}
         return Event(type="registry.record_changed", source=f"/registry/{kind}s",
                      subject=f"{kind}s/{record.id}", data=base,
@@ -254,15 +261,13 @@ def on_registry_change(s: Session, kind: str, record: Any, action: str, diff: di
 
 def on_broadcast(s: Session, broadcast: Any) -> None:
     """A broadcast (通知公告/预警) was sent (notifications/service.py's hook)."""
-    def build() -> Event:
-        area = s.get(Area, broadcast.area_id)
+    def build(place: dict | None) -> Event:
         return Event(type="broadcast.sent", source="/broadcasts",
                      subject=f"broadcasts/{broadcast.id}",
                      data={"broadcast": {"id": broadcast.id, "level": broadcast.level,
                                          "title": broadcast.title, "text": broadcast.text,
                                          "link": broadcast.link,
-                                         "area": {"id": area.id, "code": area.code,
-                                                  "name": area.name}}},
+                                         "area": place}},
                      area_id=broadcast.area_id)
 
     lazy_enqueue(s, build, "broadcast.sent", broadcast.area_id)
@@ -271,7 +276,7 @@ def on_broadcast(s: Session, broadcast: Any) -> None:
 def warning_raised(s: Session, warning_id: int, area_id: int | None, data: dict) -> int:
     """For grid/insights: a warning (预警) was raised. `data` is the warning as a subscriber
     may see it (aggregates, no personal data)."""
-    return lazy_enqueue(s, lambda: Event(
+    return lazy_enqueue(s, lambda place: Event(
         type="warning.raised", source="/warnings", subject=f"warnings/{warning_id}",
-        data={"warning": {"id": warning_id, **data}}, area_id=area_id,
+        data={"warning": {"id": warning_id, "area": place, **data}}, area_id=area_id,
         ordering_key=f"warning:{warning_id}"), "warning.raised", area_id)

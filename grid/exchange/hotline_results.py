@@ -58,7 +58,7 @@ def on_transition(s: Session, kind: str, record: Any, transition: Any, actor: An
         return
     case, type_ = record, f"hotline.{status}"
 
-    def build() -> events.Event:
+    def build(place: dict | None) -> events.Event:
         body = {"ticket_no": case.external_ref, "case_code": case.code, "status": status,
                 "status_label": STATUS_LABELS[status], "state": case.state,
                 "at": clock.now(), **_detail(s, case, status, result.note)}

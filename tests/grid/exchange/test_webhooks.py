@@ -237,3 +237,18 @@ def test_subscriptions_are_for_admins_and_urls_are_checked(api, subscribe, new_c
     assert total(admin.get("/webhooks/subscriptions")) == 1
     admin.ok(admin.post(f"/webhooks/subscriptions/{ok['id']}/disable"))
     assert admin.ok(admin.get(f"/webhooks/subscriptions/{ok['id']}"))["active"] is False
+
+
+def test_insights_can_raise_a_warning_event(subscribe, receiver, run_worker, db_session,
+                                            tree):
+    from grid.exchange import events
+
+    subscribe(["warning.raised"], area_id=tree[S1])
+    assert events.warning_raised(db_session, 7, tree[G211], {"level": "red"}) == 0  # not S1
+    assert events.warning_raised(db_session, 8, tree[G111], {"level": "red"}) == 1
+    db_session.commit()
+    run_worker()
+    [got] = receiver.received
+    warning = got.event["data"]["warning"]
+    assert (got.event["type"], warning["id"], warning["level"], warning["area"]["id"]) == (
+        "warning.raised", 8, "red", tree[G111])
