@@ -38,6 +38,11 @@ class NewSubscriptionSchema(SubscriptionSchema):
         "description": "The signing secret (whsec_…), shown once"})
 
 
+class SubscriptionQuerySchema(Schema):
+    client_id = fields.Integer()
+    active = fields.Boolean()
+
+
 class DeliveryQuerySchema(Schema):
     state = fields.String(validate=validate.OneOf(["pending", "sent", "dead"]))
     event_type = fields.String(validate=validate.OneOf(list(EVENT_TYPES)))

@@ -133,10 +133,14 @@ def get_subscription(s: Session, actor: Actor, sub_id: int) -> WebhookSubscripti
     return sub
 
 
-def list_subscriptions(s: Session, actor: Actor, page: Any) -> list[WebhookSubscription]:
+def list_subscriptions(s: Session, actor: Actor, filters: dict, page: Any
+                       ) -> list[WebhookSubscription]:
     actor.require(MANAGE)
-    return db.paginate(s, sa.select(WebhookSubscription).order_by(WebhookSubscription.id),
-                       page)
+    stmt = sa.select(WebhookSubscription).order_by(WebhookSubscription.id)
+    for name in ("client_id", "active"):
+        if filters.get(name) is not None:
+            stmt = stmt.where(getattr(WebhookSubscription, name) == filters[name])
+    return db.paginate(s, stmt, page)
 
 
 def set_active(s: Session, actor: Actor, sub_id: int, active: bool) -> WebhookSubscription:

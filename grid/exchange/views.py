@@ -37,12 +37,14 @@ def event_types():
 
 @webhooks_blp.route("/subscriptions")
 class Subscriptions(MethodView):
+    @webhooks_blp.arguments(schemas.SubscriptionQuerySchema, location="query")
     @webhooks_blp.response(200, schemas.SubscriptionSchema(many=True))
     @webhooks_blp.paginate()
     @login_required
-    def get(self, pagination_parameters):
-        """Every subscription (apiclient:manage); secrets are never shown again."""
-        return subscriptions.list_subscriptions(db.session(), current_actor(),
+    def get(self, filters, pagination_parameters):
+        """Subscriptions (apiclient:manage), of one client or active ones if asked; secrets
+        are never shown again."""
+        return subscriptions.list_subscriptions(db.session(), current_actor(), filters,
                                                 pagination_parameters)
 
     @webhooks_blp.arguments(schemas.SubscriptionSchema)

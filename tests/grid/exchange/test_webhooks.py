@@ -235,6 +235,7 @@ def test_subscriptions_are_for_admins_and_urls_are_checked(api, subscribe, new_c
     assert "event_types" in wrong["errors"]["json"]
     ok = admin.ok(admin.post("/webhooks/subscriptions", body), 201)
     assert total(admin.get("/webhooks/subscriptions")) == 1
+    assert total(admin.get(f"/webhooks/subscriptions?client_id={client['id'] + 1}")) == 0
     admin.ok(admin.post(f"/webhooks/subscriptions/{ok['id']}/disable"))
     assert admin.ok(admin.get(f"/webhooks/subscriptions/{ok['id']}"))["active"] is False
 
