@@ -19,13 +19,14 @@ import sqlalchemy as sa
 
 from grid.cases import actions
 from grid.cases.models import CaseCategory
+from grid.exchange import delivery
 from grid.exchange.models import WebhookDelivery
 from server import clock, db
 from server.jobs import actor_of
 from tests.fixtures.areas import G111, G211, S1, S2
 from tests.fixtures.cases import act, report
 from tests.fixtures.http import audit_rows, total
-from tests.grid.exchange.conftest import verify
+from tests.grid.exchange.conftest import SETTINGS, verify
 
 
 def deliveries(db_session, sub: dict) -> list[WebhookDelivery]:
@@ -126,8 +127,13 @@ def test_a_refusing_receiver_is_dead_lettered_at_once(people, category, subscrib
     assert (row.state, row.attempts, row.last_status) == ("dead", 1, 410)
 
 
-def test_a_cases_events_arrive_in_order(people, category, subscribe, receiver, run_worker,
-                                        db_session):
+def test_a_cases_events_arrive_in_order(people, category, subscribe, receiver, db_session):
+    one_at_a_time = delivery.HttpSender(concurrency=1)  # the receiver sees the claim order
+
+    def run_worker(later: float = 0) -> dict:
+        return delivery.deliver(db_session, one_at_a_time, SETTINGS,
+                                clock.now() + timedelta(minutes=later))
+
     sub = subscribe(["case.reported", "case.transitioned"])
     case = dispatcher_case(people, category)
     act(people.dispatcher, case, "accept")
@@ -143,6 +149,7 @@ def test_a_cases_events_arrive_in_order(people, category, subscribe, receiver, r
     types = [(r.event["type"], r.event["subject"]) for r in receiver.received]
     assert types[2:] == [("case.reported", f"cases/{case['id']}"),
                          ("case.transitioned", f"cases/{case['id']}")]
+    one_at_a_time.close()
 
 
 def test_filters_by_type_area_subtree_and_category(people, category, subscribe, receiver,
