@@ -16,6 +16,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from server.db import Base
 
 PLATFORMS = {"android": "Android", "ios": "iOS", "web": "Web"}
+# Push channels (推送通道) a device registers with: FCM (Google; iOS through APNs too) and
+# Huawei Push Kit. Xiaomi, OPPO, vivo, Honor add a key here and a module in providers/.
+PROVIDERS = {"fcm": "Firebase Cloud Messaging", "hms": "华为推送 Huawei Push Kit"}
+TOPIC_ACTIONS = {"send": "发送", "subscribe": "订阅", "unsubscribe": "退订"}
 OUTBOX_STATES = {"pending": "待发送", "sent": "已发送", "failed": "发送失败", "dead": "死信"}
 BROADCAST_LEVELS = {"info": "通知", "warning": "预警", "emergency": "紧急"}
 BROADCAST_STATES = {"pending": "待展开", "done": "已展开"}
@@ -32,6 +36,7 @@ class Device(Base):
     )
     token: Mapped[str] = mapped_column(sa.Text, nullable=False, unique=True)
     platform: Mapped[str] = mapped_column(sa.String(16), nullable=False)
+    provider: Mapped[str] = mapped_column(sa.String(16), nullable=False, server_default="fcm")
     app_version: Mapped[str | None] = mapped_column(sa.String(32))
     locale: Mapped[str] = mapped_column(sa.String(16), nullable=False, server_default="zh-CN")
     # The login the token was registered under: when it ends (logout, password change,
@@ -51,18 +56,22 @@ class Device(Base):
 
     __table_args__ = (
         sa.CheckConstraint("platform IN ('android', 'ios', 'web')", name="platform"),
+        sa.CheckConstraint("provider ~ '^[a-z][a-z0-9_]{1,15}$'", name="provider"),
     )
 
 
 class Notification(Base):
-    """An inbox row (站内消息): what a push said, kept so the app can always catch up."""
+    """An inbox row (站内消息): what a push said, kept so the app can always catch up.
+
+    A row is one person's (`user_id`) or an area's (`area_id`: a broadcast, shown to everyone
+    whose memberships it covers, fan-out on read; their reads are `NotificationRead` rows).
+    Both share one id sequence, so the inbox is one list in id order."""
 
     __tablename__ = "notifications"
 
     id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
-    user_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False
-    )
+    user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    area_id: Mapped[int | None] = mapped_column(sa.ForeignKey("areas.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(sa.String(64), nullable=False)
     data: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default=sa.text("'{}'"))
     urgent: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, server_default=sa.false())
@@ -76,7 +85,23 @@ class Notification(Base):
     __table_args__ = (
         sa.Index("ix_notifications_user_id", "user_id", "id"),
         sa.Index("ix_notifications_unread", "user_id", postgresql_where=sa.text("read_at IS NULL")),
+        sa.Index("ix_notifications_area", "area_id", "id",
+                 postgresql_where=sa.text("area_id IS NOT NULL")),
+        sa.CheckConstraint("(user_id IS NULL) <> (area_id IS NULL)", name="person_or_area"),
     )
+
+
+class NotificationRead(Base):
+    """One person's read mark on an area's inbox row (a broadcast): fan-out on read writes
+    nothing per person until they read it."""
+
+    __tablename__ = "notification_reads"
+
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    notification_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("notifications.id", ondelete="CASCADE"), primary_key=True, index=True)
+    read_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
 
 
 class OutboxMessage(Base):
@@ -148,9 +173,11 @@ class Preference(Base):
 class Broadcast(Base):
     """An alert or notice (通知/预警/紧急) to everyone with a membership in an area subtree.
 
-    The request writes this row only; the worker expands it into inbox and outbox rows in
-    batches of users, ordered by user id: `cursor_user_id` is the last user reached, moved
-    in the same transaction as the batch it covers, so a crash repeats nothing.
+    The request writes this row, its area inbox row (`notification_id`: in every covered
+    inbox at once) and one topic message per provider and language (`TopicTask`). The
+    worker then walks the members in batches of user id (`cursor_user_id`, moved with the
+    batch it covers, so a crash repeats nothing) to count them and, for an emergency, to
+    queue an SMS to each one without an active device.
     """
 
     __tablename__ = "broadcasts"
@@ -166,6 +193,9 @@ class Broadcast(Base):
     title: Mapped[str] = mapped_column(sa.String(100), nullable=False)
     text: Mapped[str] = mapped_column(sa.Text, nullable=False)
     link: Mapped[str | None] = mapped_column(sa.String(500))
+    # None: sent before fan-out on read (its inbox rows are per person).
+    notification_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("notifications.id", ondelete="SET NULL"))
     state: Mapped[str] = mapped_column(sa.String(16), nullable=False, server_default="pending")
     cursor_user_id: Mapped[int] = mapped_column(sa.BigInteger, nullable=False,
                                                 server_default="0")
@@ -179,4 +209,79 @@ class Broadcast(Base):
         sa.CheckConstraint("level IN ('info', 'warning', 'emergency')", name="level"),
         sa.CheckConstraint("state IN ('pending', 'done')", name="state"),
         sa.Index("ix_broadcasts_pending", "id", postgresql_where=sa.text("state = 'pending'")),
+    )
+
+
+class DeviceTopic(Base):
+    """A topic a device is subscribed to (or being subscribed to) at its provider: one per
+    area on the paths of its user's memberships, level not muted, and language."""
+
+    __tablename__ = "device_topics"
+
+    device_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True)
+    topic: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(
+        sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False)
+
+
+class _Leased:
+    """The outbox columns every queue of the worker shares (claim, lease, backoff)."""
+
+    state: Mapped[str] = mapped_column(sa.String(16), nullable=False, server_default="pending")
+    due_at: Mapped[datetime] = mapped_column(
+        sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False)
+    attempts: Mapped[int] = mapped_column(sa.SmallInteger, nullable=False, server_default="0")
+    claimed_until: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    claim_token: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(
+        sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False)
+    sent_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class TopicTask(_Leased, Base):
+    """A request to a provider about a topic: send a broadcast to it (one per provider and
+    language), or (un)subscribe tokens (≤ 1,000). Retried from here like any push."""
+
+    __tablename__ = "topic_tasks"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    provider: Mapped[str] = mapped_column(sa.String(16), nullable=False)
+    action: Mapped[str] = mapped_column(sa.String(16), nullable=False)
+    topic: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    tokens: Mapped[list[str]] = mapped_column(ARRAY(sa.Text), nullable=False,
+                                              server_default="{}")
+    # send: the broadcast's area inbox row and the language of the text
+    notification_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("notifications.id", ondelete="CASCADE"), index=True)
+    locale: Mapped[str | None] = mapped_column(sa.String(16))
+
+    __table_args__ = (
+        sa.CheckConstraint("state IN ('pending', 'sent', 'failed', 'dead')", name="state"),
+        sa.CheckConstraint("action IN ('send', 'subscribe', 'unsubscribe')", name="action"),
+        sa.Index("ix_topic_tasks_due", "due_at", postgresql_where=sa.text("state = 'pending'")),
+    )
+
+
+class SmsMessage(_Leased, Base):
+    """An SMS (短信) of a notification to a person without the app. The number is read and
+    decrypted by the worker only, when it sends."""
+
+    __tablename__ = "sms_outbox"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    notification_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("notifications.id", ondelete="CASCADE"), nullable=False, index=True)
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+
+    __table_args__ = (
+        sa.CheckConstraint("state IN ('pending', 'sent', 'failed', 'dead')", name="state"),
+        sa.Index("ix_sms_outbox_due", "due_at", postgresql_where=sa.text("state = 'pending'")),
+        # the per-number cap counts one person's messages of the last day
+        sa.Index("ix_sms_outbox_user_sent", "user_id", "sent_at"),
+        sa.Index("ix_sms_outbox_sent", "sent_at"),  # and the daily cap all of them
+        sa.UniqueConstraint("notification_id", "user_id", name="uq_sms_once"),
     )

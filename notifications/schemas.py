@@ -5,12 +5,18 @@ from __future__ import annotations
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from notifications.models import BROADCAST_LEVELS, BROADCAST_STATES, OUTBOX_STATES, PLATFORMS
+from notifications.models import (
+    BROADCAST_LEVELS,
+    BROADCAST_STATES,
+    OUTBOX_STATES,
+    PLATFORMS,
+    PROVIDERS,
+)
 from server.api import Schema
 
 _ID = validate.Range(min=1, max=2**63 - 1)
-# FCM registration tokens are printable ASCII without spaces (about 150-250 characters).
-_TOKEN = validate.Regexp(r"^[\x21-\x7e]{1,4096}$", error="Not an FCM registration token.")
+# Push tokens (FCM, Push Kit) are printable ASCII without spaces (about 100-250 characters).
+_TOKEN = validate.Regexp(r"^[\x21-\x7e]{1,4096}$", error="Not a push token.")
 _LOCALE = validate.Regexp(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,3}$",
                           error="A BCP 47 language tag such as zh-CN or en.")
 _KIND = validate.Regexp(r"^[a-z0-9_.:-]{1,64}$",
@@ -20,9 +26,13 @@ _HHMM = validate.Regexp(r"^([01][0-9]|2[0-3]):[0-5][0-9]$", error="A time as HH:
 
 class DeviceRegisterSchema(Schema):
     token = fields.String(required=True, validate=_TOKEN,
-                          metadata={"description": "FCM registration token"})
+                          metadata={"description": "The provider's push token"})
     platform = fields.String(required=True, validate=validate.OneOf(
         list(PLATFORMS), labels=list(PLATFORMS.values())))
+    provider = fields.String(validate=validate.OneOf(list(PROVIDERS),
+                                                     labels=list(PROVIDERS.values())),
+                             metadata={"description": "Push channel: fcm (default; iOS "
+                                                      "too) or hms (Huawei Push Kit)"})
     app_version = fields.String(validate=validate.Length(1, 32), allow_none=True)
     locale = fields.String(validate=[validate.Length(max=16), _LOCALE],
                            metadata={"description": "The phone's language for pushes "
@@ -33,10 +43,11 @@ class DeviceSchema(Schema):
     id = fields.Integer()
     token = fields.String()
     platform = fields.String()
+    provider = fields.String()
     app_version = fields.String(allow_none=True)
     locale = fields.String()
     disabled_at = fields.AwareDateTime(allow_none=True, metadata={
-        "description": "Set when FCM said the token is gone: no more pushes to it"})
+        "description": "Set when the provider said the token is gone: no more pushes"})
     disabled_reason = fields.String(allow_none=True)
     created_at = fields.AwareDateTime()
     last_seen_at = fields.AwareDateTime()
@@ -130,7 +141,8 @@ class BroadcastSchema(Schema):
     text = fields.String()
     link = fields.String(allow_none=True)
     state = fields.String(metadata={"description": "pending: being fanned out; done"})
-    recipients = fields.Integer(metadata={"description": "Users reached so far"})
+    recipients = fields.Integer(metadata={"description": "Members counted so far (all of "
+                                                        "them see it in their inbox at once)"})
     created_at = fields.AwareDateTime()
     done_at = fields.AwareDateTime(allow_none=True)
 

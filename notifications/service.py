@@ -12,8 +12,7 @@ recipient in the caller's transaction (a rolled-back change sends nothing); the 
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any, NamedTuple
@@ -23,15 +22,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from notifications import topics
 from notifications.models import (
-    BROADCAST_LEVELS,
-    Broadcast,
     Device,
     Notification,
     OutboxMessage,
     Preference,
 )
-from server import audit, clock, db, idempotency, ratelimit
+from server import audit, clock, db
 from server.auth.actor import Actor
 from server.errors import Conflict, Invalid, NotFound, field_errors
 
@@ -223,73 +221,29 @@ def notify_each(s: Session, messages: Iterable[tuple[Iterable[int | None], str, 
     return len(_write_rows(s, rows, clock.now())) if rows else 0
 
 
-# --- inbox (站内消息) ------------------------------------------------------------------------
-
-
-def inbox_item(n: Notification, locale: str | None) -> dict:
-    title, body = render(n.kind, n.data, locale)
-    return {"id": n.id, "kind": n.kind, "title": title, "body": body, "data": n.data,
-            "urgent": n.urgent, "collapse_key": n.collapse_key, "created_at": n.created_at,
-            "read_at": n.read_at, "read": n.read_at is not None}
-
-
-def list_inbox(s: Session, actor: Actor, filters: dict, page: Any,
-               locale: str | None) -> list[dict]:
-    """One's notifications, newest first, in `locale`."""
-    stmt = (sa.select(Notification).where(Notification.user_id == actor.user_id)
-            .order_by(Notification.id.desc()))
-    if filters.get("unread"):
-        stmt = stmt.where(Notification.read_at.is_(None))
-    elif filters.get("unread") is False:
-        stmt = stmt.where(Notification.read_at.is_not(None))
-    if filters.get("kind"):
-        stmt = stmt.where(Notification.kind == filters["kind"])
-    return [inbox_item(n, locale) for n in db.paginate(s, stmt, page)]
-
-
-def unread_count(s: Session, actor: Actor) -> int:
-    return s.scalar(sa.select(sa.func.count()).select_from(Notification).where(
-        Notification.user_id == actor.user_id, Notification.read_at.is_(None))) or 0
-
-
-def mark_read(s: Session, actor: Actor, notification_id: int) -> Notification:
-    """Mark one's notification read (again is harmless: the first time is kept)."""
-    n = s.scalars(sa.select(Notification).where(
-        Notification.id == notification_id, Notification.user_id == actor.user_id)
-        .with_for_update()).first()
-    if n is None:
-        raise NotFound("No such notification")
-    if n.read_at is None:
-        n.read_at = clock.now()
-    return n
-
-
-def mark_all_read(s: Session, actor: Actor, up_to_id: int | None = None) -> int:
-    """Mark every unread notification read (or those up to `up_to_id`: what the app has
-    shown, so that one arriving meanwhile stays unread). Returns how many."""
-    stmt = sa.update(Notification).where(Notification.user_id == actor.user_id,
-                                         Notification.read_at.is_(None))
-    if up_to_id is not None:
-        stmt = stmt.where(Notification.id <= up_to_id)
-    return s.execute(stmt.values(read_at=clock.now())).rowcount
-
-
 # --- devices -------------------------------------------------------------------------------
 
 
 def register_device(s: Session, actor: Actor, data: dict) -> tuple[Device, bool]:
-    """Register (or refresh) this phone's FCM token for the caller's current login. A token
-    known under another account moves to this one (a shared phone changed hands); a token
-    FCM had disabled is enabled again. Returns (device, created)."""
+    """Register (or refresh) this phone's push token, with its provider (fcm default, hms),
+    for the caller's current login, and subscribe it to the topics of the caller's areas.
+    A token known under another account moves to this one (a shared phone changed hands)
+    and leaves that account's topics; a token a provider had disabled is enabled again.
+    Returns (device, created)."""
     now = clock.now()
+    previous = s.scalar(sa.select(Device.user_id).where(Device.token == data["token"]))
     values = {"user_id": actor.user_id, "session_id": actor.session_id,
-              "platform": data["platform"], "app_version": data.get("app_version"),
+              "platform": data["platform"], "provider": data.get("provider") or "fcm",
+              "app_version": data.get("app_version"),
               "locale": data.get("locale") or DEFAULT_LOCALE, "last_seen_at": now,
               "disabled_at": None, "disabled_reason": None}
     stmt = pg_insert(Device).values(token=data["token"], **values)
     stmt = stmt.on_conflict_do_update(index_elements=[Device.token], set_=values)
     row = s.execute(stmt.returning(Device.id, sa.literal_column("xmax = 0").label("created"))
                     ).one()
+    if previous is not None and previous != actor.user_id:
+        topics.leave(s, [row.id])  # the old account's areas are not the new one's
+    topics.refresh(s, [actor.user_id])
     device = s.get(Device, row.id, populate_existing=True)
     return device, bool(row.created)
 
@@ -301,11 +255,13 @@ def list_devices(s: Session, actor: Actor) -> list[Device]:
 
 def remove_device(s: Session, actor: Actor, token: str) -> None:
     """Forget one of one's devices (the app calls it at logout; the token of someone else
-    is not found)."""
-    deleted = s.execute(sa.delete(Device).where(Device.token == token,
-                                                Device.user_id == actor.user_id)).rowcount
-    if not deleted:
+    is not found). It is unsubscribed from its topics first."""
+    device_id = s.scalar(sa.select(Device.id).where(Device.token == token,
+                                                    Device.user_id == actor.user_id))
+    if device_id is None:
         raise NotFound("No such device")
+    topics.leave(s, [device_id])
+    s.execute(sa.delete(Device).where(Device.id == device_id))
 
 
 # --- preferences ---------------------------------------------------------------------------
@@ -345,111 +301,8 @@ def set_preferences(s: Session, actor: Actor, data: dict) -> dict:
               "timezone": zone, "updated_at": clock.now()}
     stmt = pg_insert(Preference).values(user_id=actor.user_id, **values)
     s.execute(stmt.on_conflict_do_update(index_elements=[Preference.user_id], set_=values))
+    topics.refresh(s, [actor.user_id])  # a muted level's topics are left, an unmuted joined
     return _preferences_dict(s.get(Preference, actor.user_id, populate_existing=True))
-
-
-# --- broadcasts (通知公告/预警) -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AreaHooks:
-    """What broadcasts need from the area hierarchy, handed over at wiring by grid.areas
-    (grid/areas/wiring.py): notifications never imports grid."""
-
-    #: THE scope filter: (area id column, actor) → SQL condition.
-    in_scope: Callable[[Any, Actor], sa.ColumnElement[bool]]
-    #: (session, actor, area id) → the area (with `id`, `code`) if in scope, else None.
-    area_in_scope: Callable[[Session, Actor, int], Any]
-    #: (session, area id, after user id, limit) → ids of active users with a membership in
-    #: the area's subtree, above `after`, in id order.
-    members_below: Callable[[Session, int, int, int], list[int]]
-
-
-_areas: AreaHooks | None = None
-
-
-def use_areas(hooks: AreaHooks) -> None:
-    global _areas
-    _areas = hooks
-
-
-def areas() -> AreaHooks:
-    if _areas is None:
-        raise RuntimeError("notifications: no area hierarchy wired (server/modules.py)")
-    return _areas
-
-
-def _broadcast_area(s: Session, actor: Actor, area_id: int):
-    area = areas().area_in_scope(s, actor, area_id)
-    if area is None:
-        raise NotFound("No such area")
-    return area
-
-
-# Who hears of a new broadcast, in its transaction: (session, broadcast). Filled at wiring
-# (grid/exchange/wiring.py: webhooks' broadcast.sent); notifications never imports grid.
-BROADCAST_LISTENERS: list[Callable[[Session, Broadcast], None]] = []
-
-
-def create_broadcast(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | None,
-                     limit: int, window_s: int) -> tuple[Broadcast, bool]:
-    """Send an alert or notice to everyone with a membership in an area subtree of one's
-    own scope (404 outside it). One row here; the worker fans it out. Idempotent by
-    client_uuid; at most `limit` per sender per `window_s` (429 with Retry-After).
-    Returns the broadcast and whether this request created it (False: a replay)."""
-    actor.require("notice:broadcast")
-    area = _broadcast_area(s, actor, data["area_id"])
-    payload = {k: data.get(k) for k in ("area_id", "level", "title", "text", "link")}
-    if client_uuid is not None and s.get(idempotency.ClientRequest, client_uuid) is not None:
-        original = idempotency.claim(s, client_uuid, actor.user_id, "broadcast", payload)
-        return s.get(Broadcast, int(original[1])), False
-    # A replay above costs nothing; a new broadcast counts against the sender's limit.
-    ratelimit.hit(s, f"broadcast:user:{actor.user_id}", limit, window_s,
-                  "Too many broadcasts; try again later")
-    if client_uuid is not None:
-        original = idempotency.claim(s, client_uuid, actor.user_id, "broadcast", payload)
-        if original is not None:  # a concurrent twin won
-            return s.get(Broadcast, int(original[1])), False
-    broadcast = Broadcast(sender_id=actor.user_id, area_id=area.id, level=data["level"],
-                          title=data["title"], text=data["text"], link=data.get("link"))
-    s.add(broadcast)
-    s.flush()
-    if client_uuid is not None:
-        idempotency.complete(s, client_uuid, "broadcast", broadcast.id)
-    audit.record(s, actor, "broadcast_sent", "broadcast", broadcast.id,
-                 changes={"area_id": area.id, "area_code": area.code, "level": broadcast.level,
-                          "title": broadcast.title})
-    for listener in BROADCAST_LISTENERS:
-        listener(s, broadcast)
-    return broadcast, True
-
-
-def _broadcasts_in_scope(actor: Actor) -> sa.Select:
-
-    actor.require("notice:broadcast")
-    return sa.select(Broadcast).where(areas().in_scope(Broadcast.area_id, actor))
-
-
-def list_broadcasts(s: Session, actor: Actor, filters: dict, page: Any) -> list[Broadcast]:
-    """Broadcasts to areas of one's scope, newest first."""
-    stmt = _broadcasts_in_scope(actor).order_by(Broadcast.id.desc())
-    for name in ("area_id", "level", "state"):
-        if filters.get(name) is not None:
-            stmt = stmt.where(getattr(Broadcast, name) == filters[name])
-    return db.paginate(s, stmt, page)
-
-
-def get_broadcast(s: Session, actor: Actor, broadcast_id: int) -> Broadcast:
-    broadcast = s.scalars(_broadcasts_in_scope(actor).where(Broadcast.id == broadcast_id)
-                          ).first()
-    if broadcast is None:
-        raise NotFound("No such broadcast")
-    return broadcast
-
-
-def broadcast_kind(level: str) -> str:
-    assert level in BROADCAST_LEVELS
-    return f"broadcast.{level}"
 
 
 # --- the outbox for administrators (死信) ---------------------------------------------------

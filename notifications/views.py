@@ -6,7 +6,8 @@ from __future__ import annotations
 from flask import current_app, request
 from flask.views import MethodView
 
-from notifications import schemas, service
+from notifications import broadcasts, schemas, service
+from notifications import inbox as inboxes
 from server import db, idempotency
 from server.api import Blueprint
 from server.auth.actor import current_actor, login_required
@@ -38,8 +39,10 @@ class Devices(MethodView):
     @me_blp.alt_response(201, schema=schemas.DeviceSchema, success=True, description="Created")
     @login_required
     def post(self, data):
-        """Register this phone's FCM token (after each login and whenever FCM renews it). A
-        token registered by another account moves to yours. Pushes stop when this login
+        """Register this phone's push token (after each login and whenever its provider
+        renews it) with its provider: `fcm` (default; iOS too) or `hms` (Huawei Push Kit). It
+        is subscribed to the broadcast topics of your areas. A token registered by another
+        account moves to yours. Pushes stop when this login
         ends (logout, password change): call DELETE /me/devices/{token} before logging out
         to stop them at once."""
         with db.unit_of_work() as s:
@@ -65,8 +68,8 @@ def delete_device(token):
 def inbox(filters, pagination_parameters):
     """Your notifications, newest first, titles in your language (Accept-Language)."""
     s, actor = db.session(), current_actor()
-    items = service.list_inbox(s, actor, filters, pagination_parameters, request_locale())
-    return items, 200, {"X-Unread-Count": str(service.unread_count(s, actor))}
+    items = inboxes.list_inbox(s, actor, filters, pagination_parameters, request_locale())
+    return items, 200, {"X-Unread-Count": str(inboxes.unread_count(s, actor))}
 
 
 @me_blp.route("/notifications/unread-count")
@@ -74,7 +77,7 @@ def inbox(filters, pagination_parameters):
 @login_required
 def unread_count():
     """How many of your notifications are unread (the badge)."""
-    return {"unread": service.unread_count(db.session(), current_actor())}
+    return {"unread": inboxes.unread_count(db.session(), current_actor())}
 
 
 @me_blp.route("/notifications/<int:notification_id>/read", methods=["POST"])
@@ -83,8 +86,8 @@ def unread_count():
 def read_one(notification_id):
     """Mark one notification read."""
     with db.unit_of_work() as s:
-        n = service.mark_read(s, current_actor(), notification_id)
-    return service.inbox_item(n, request_locale())
+        n, read_at = inboxes.mark_read(s, current_actor(), notification_id)
+    return inboxes.item(n, read_at, request_locale())
 
 
 @me_blp.route("/notifications/read-all", methods=["POST"])
@@ -95,7 +98,7 @@ def read_all(data):
     """Mark all (or all up to `up_to_id`) of your notifications read. The body is
     optional: without one, everything is marked."""
     with db.unit_of_work() as s:
-        return {"marked": service.mark_all_read(s, current_actor(), data.get("up_to_id"))}
+        return {"marked": inboxes.mark_all_read(s, current_actor(), data.get("up_to_id"))}
 
 
 @me_blp.route("/notification-preferences")
@@ -124,7 +127,7 @@ class Broadcasts(MethodView):
     @login_required
     def get(self, filters, pagination_parameters):
         """Broadcasts to the areas of your scope, newest first (notice:broadcast)."""
-        return service.list_broadcasts(db.session(), current_actor(), filters,
+        return broadcasts.list_broadcasts(db.session(), current_actor(), filters,
                                        pagination_parameters)
 
     @broadcasts_blp.arguments(schemas.BroadcastCreateSchema)
@@ -133,12 +136,14 @@ class Broadcasts(MethodView):
     @login_required
     def post(self, data):
         """Send an alert or notice to everyone (residents, workers…) with a membership in an
-        area subtree of your scope; the worker delivers it within seconds. Rate-limited per
+        area subtree of your scope: in their inboxes at once, on their phones as one topic
+        message per provider within seconds; an emergency also goes by SMS to those without
+        the app when SMS is configured. Rate-limited per
         sender (429 with Retry-After); idempotent by client_uuid."""
         client_uuid = data.pop("client_uuid", None)
         config = current_app.config
         with db.unit_of_work() as s:
-            broadcast, created = service.create_broadcast(
+            broadcast, created = broadcasts.create_broadcast(
                 s, current_actor(), data, client_uuid, config["BROADCAST_LIMIT_PER_SENDER"],
                 config["BROADCAST_LIMIT_WINDOW_S"])
         return broadcast, *idempotency.create_answer(created)
@@ -148,8 +153,8 @@ class Broadcasts(MethodView):
 @broadcasts_blp.response(200, schemas.BroadcastSchema)
 @login_required
 def get_broadcast(broadcast_id):
-    """One broadcast and how far its fan-out has come."""
-    return service.get_broadcast(db.session(), current_actor(), broadcast_id)
+    """One broadcast and how many members it has been counted for so far."""
+    return broadcasts.get_broadcast(db.session(), current_actor(), broadcast_id)
 
 
 @outbox_blp.route("")

@@ -1,5 +1,7 @@
-"""What `flask worker` does for notifications: fan broadcasts out, deliver the outbox,
-forget devices of ended logins. Its tasks are wired in notifications/wiring.py.
+"""What `flask worker` does for notifications: send topic tasks (broadcasts, subscriptions:
+notifications.topics), walk broadcasts' members (notifications.broadcasts), deliver the
+outbox, send SMS (notifications.sms), forget devices of ended logins. Its tasks are wired
+in notifications/wiring.py.
 
 Delivery of one batch is three short transactions, none open during the HTTP calls:
 
@@ -8,7 +10,8 @@ Delivery of one batch is three short transactions, none open during the HTTP cal
    that need no push (read meanwhile, superseded by a newer push of the same thread, no
    device left) are settled at once; commit;
 2. send: one push per active device of each row, rendered in the device's locale, through
-   the sender (FCM's send_each in batches of ≤ 500, or the log);
+   the router to the device's provider (FCM's send_each in batches of ≤ 500, Huawei Push
+   Kit, or an off provider: inbox only);
 3. record: per row, under its claim token only (a worker that outlived its lease changes
    nothing): sent, retried later (backoff with jitter, at least Retry-After), failed
    (INVALID_ARGUMENT: not retried) or dead (after `max_attempts`); tokens FCM disowned
@@ -34,9 +37,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from notifications import service
-from notifications.fcm import FcmSender, LogSender, Outcome, Push, Sender
-from notifications.models import Broadcast, Device
+from notifications import broadcasts, service, sms, topics
+from notifications.models import Device
+from notifications.providers import router_for, sms_configured, sms_for
+from notifications.providers.base import Outcome, Push, Router, push_data
 from server import clock
 from server.cli import PeriodicTask
 
@@ -91,7 +95,7 @@ RETURNING o.id, o.user_id, o.attempts, o.done_device_ids, n.id AS notification_i
 
 # Devices that get pushes: not disabled by FCM, and their login (if any) not ended.
 _DEVICES = sa.text("""
-SELECT d.id, d.user_id, d.token, d.platform, d.locale FROM devices d
+SELECT d.id, d.user_id, d.token, d.platform, d.provider, d.locale FROM devices d
 WHERE d.user_id = ANY(:users) AND d.disabled_at IS NULL
   AND (d.session_id IS NULL OR EXISTS (
       SELECT 1 FROM auth_sessions a WHERE a.id = d.session_id AND a.revoked_at IS NULL))
@@ -113,10 +117,15 @@ FROM jsonb_to_recordset(CAST(:rows AS jsonb))
 WHERE o.id = v.id AND o.claim_token = :token
 """)
 
+# A disabled device leaves its topics (the provider has dropped the dead token already).
 _DISABLE = sa.text("""
-UPDATE devices d SET disabled_at = :now, disabled_reason = v.reason
-FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(id bigint, reason text)
-WHERE d.id = v.id AND d.disabled_at IS NULL
+WITH off AS (
+    UPDATE devices d SET disabled_at = :now, disabled_reason = v.reason
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(id bigint, reason text)
+    WHERE d.id = v.id AND d.disabled_at IS NULL
+    RETURNING d.id
+)
+DELETE FROM device_topics t USING off WHERE t.device_id = off.id
 """)
 
 
@@ -188,20 +197,14 @@ def claim(s: Session, settings: DeliverySettings, now: datetime) -> Claim:
 
 
 def pushes_for(row: Claimed) -> list[Push]:
-    """One push per device, in the device's language. FCM data values are strings; the app
-    fetches the rest from the inbox."""
-    data = {"notification_id": str(row.notification_id), "kind": row.kind}
-    if row.collapse_key:
-        data["collapse_key"] = row.collapse_key
-    link = row.data.get("link")
-    if isinstance(link, str) and len(link) <= 500:
-        data["link"] = link
+    """One push per device, in the device's language, for the device's provider."""
+    data = push_data(row.notification_id, row.kind, row.data, row.collapse_key)
     pushes = []
     for d in row.devices:
         title, body = service.render(row.kind, row.data, d.locale)
         pushes.append(Push(token=d.token, platform=d.platform, title=title[:200],
                            body=body[:1000], data=data, collapse_key=row.collapse_key,
-                           urgent=row.urgent))
+                           urgent=row.urgent, provider=d.provider))
     return pushes
 
 
@@ -251,13 +254,13 @@ def settle(row: Claimed, outcomes: list[Outcome], settings: DeliverySettings,
                        ), disabled
     if rejected:
         return _result(row, "failed", last_error=error, done=done), disabled
-    note = sender_note
+    note = sender_note or "; ".join(sorted({o.note for o in outcomes if o.note})) or None
     if not delivered:
         note = "no device took it: token(s) disabled"
     return _result(row, "sent", done=done, note=note), disabled
 
 
-def deliver_batch(s: Session, sender: Sender, settings: DeliverySettings,
+def deliver_batch(s: Session, sender: Router, settings: DeliverySettings,
                   now: datetime | None = None) -> Counter:
     """Claim, send and record one batch; counts by outcome (`claimed` = rows claimed)."""
     fixed, now = now, now or clock.now()
@@ -284,7 +287,7 @@ def deliver_batch(s: Session, sender: Sender, settings: DeliverySettings,
     return counts
 
 
-def deliver(s: Session, sender: Sender, settings: DeliverySettings,
+def deliver(s: Session, sender: Router, settings: DeliverySettings,
             now: datetime | None = None) -> dict:
     """Deliver batches until none is full or `budget_s` has passed."""
     started, total = time.monotonic(), Counter()
@@ -297,85 +300,82 @@ def deliver(s: Session, sender: Sender, settings: DeliverySettings,
     return {k: v for k, v in total.items() if v}
 
 
-# --- broadcasts ------------------------------------------------------------------------------
-
-
-def expand_broadcasts(s: Session, batch_size: int = 1000, budget_s: float = 20.0,
-                      now: datetime | None = None) -> int:
-    """Fan pending broadcasts out, `batch_size` users per transaction, in user-id order:
-    each batch writes inbox and outbox rows and moves the broadcast's cursor together, so a
-    crash repeats nothing and loses nothing. Returns the users reached."""
-    started, reached = time.monotonic(), 0
-    while True:
-        b = s.scalars(sa.select(Broadcast).where(Broadcast.state == "pending")
-                      .order_by(Broadcast.id).limit(1).with_for_update(skip_locked=True)).first()
-        if b is None:
-            break
-        users = service.areas().members_below(s, b.area_id, b.cursor_user_id, batch_size)
-        if users:
-            data = {"broadcast_id": b.id, "level": b.level, "title": b.title, "text": b.text,
-                    "link": b.link, "area_id": b.area_id}
-            service._write(s, users, service.broadcast_kind(b.level), data,
-                           b.level == "emergency", f"broadcast:{b.id}", now or clock.now())
-            b.cursor_user_id = users[-1]
-            b.recipients += len(users)
-            reached += len(users)
-        if len(users) < batch_size:
-            b.state, b.done_at = "done", now or clock.now()
-        s.commit()
-        if time.monotonic() - started >= budget_s:
-            break
-    return reached
-
-
 # --- devices of ended logins ------------------------------------------------------------------
 
 
 def prune_devices(s: Session, now: datetime | None = None, keep_disabled_days: int = 30) -> int:
-    """Delete devices whose login ended (logout…) and those FCM disowned long ago."""
+    """Delete devices whose login ended (logout…), unsubscribed from their topics first,
+    and those a provider disowned long ago."""
     from server.auth.models import AuthSession
 
     now = now or clock.now()
-    ended = sa.select(AuthSession.id).where(AuthSession.revoked_at.is_not(None))
+    ended = list(s.scalars(sa.select(Device.id).where(Device.session_id.in_(
+        sa.select(AuthSession.id).where(AuthSession.revoked_at.is_not(None))))))
+    if ended:
+        topics.leave(s, ended)
     result = s.execute(sa.delete(Device).where(sa.or_(
-        Device.session_id.in_(ended),
+        Device.id.in_(ended),
         Device.disabled_at < now - timedelta(days=keep_disabled_days))))
     return result.rowcount
 
 
 # --- the periodic tasks ------------------------------------------------------------------------
 
-_senders: dict[tuple, Sender] = {}
+
+def sender_for(config: Any) -> Router:
+    """Every provider (FCM, Huawei…) behind one router, built once per process and
+    configuration; those without credentials are off (inbox only)."""
+    return router_for(config)
 
 
-def sender_for(config: Any) -> Sender:
-    """FCM when FIREBASE_CREDENTIALS names a service-account file, else the log; one per
-    process and configuration (the Firebase app and its connections are reused)."""
-    path = config.get("FIREBASE_CREDENTIALS") or ""
-    key = (path, config["FCM_ENDPOINT"], config["FCM_TIMEOUT_S"], config["NOTIFY_BATCH_SIZE"])
-    if key not in _senders:
-        _senders[key] = FcmSender.from_file(
-            path, endpoint=config["FCM_ENDPOINT"], timeout_s=config["FCM_TIMEOUT_S"],
-            batch_size=config["NOTIFY_BATCH_SIZE"]) if path else LogSender()
-    return _senders[key]
+def _config() -> Any:
+    from flask import current_app
+
+    return current_app.config
 
 
 def _deliver_task(s: Session) -> dict:
-    from flask import current_app
-
-    config = current_app.config
+    config = _config()
     return deliver(s, sender_for(config), DeliverySettings.from_config(config))
 
 
-def _expand_task(s: Session) -> int:
-    from flask import current_app
+def _topics_task(s: Session) -> dict:
+    config = _config()
+    return dict(topics.run(s, sender_for(config), DeliverySettings.from_config(config),
+                           service.render))
 
-    return expand_broadcasts(s, current_app.config["BROADCAST_BATCH_SIZE"])
+
+# The walk and the SMS yield every few seconds: a new broadcast's topic messages (the first
+# task of each round) never wait long behind a district's walk.
+TURN_S = 5.0
+
+
+def _walk_task(s: Session) -> int:
+    config = _config()
+    return broadcasts.walk(s, sms_configured(config), config["BROADCAST_BATCH_SIZE"],
+                           budget_s=TURN_S)
+
+
+def _sms_task(s: Session, budget_s: float = TURN_S) -> dict:
+    """SMS in claims of ≤ 1,000 (one request each) until none is due or the budget ends."""
+    config = _config()
+    if not sms_configured(config):
+        return {}
+    provider, settings = sms_for(config), sms.SmsSettings.from_config(config)
+    started, total = time.monotonic(), Counter()
+    while time.monotonic() - started < budget_s:
+        counts = sms.run(s, provider, settings)
+        total.update(counts)
+        if sum(counts.values()) < settings.batch_size:
+            break
+    return dict(total)
 
 
 # The worker's tasks, handed to the platform by notifications/wiring.py.
 PERIODIC_TASKS = (
-    PeriodicTask("expand_broadcasts", 1, _expand_task),
+    PeriodicTask("broadcast_topics", 1, _topics_task),
+    PeriodicTask("walk_broadcasts", 1, _walk_task),
     PeriodicTask("deliver_notifications", 1, _deliver_task),
+    PeriodicTask("send_sms", 1, _sms_task),
     PeriodicTask("prune_devices", 3600, prune_devices),
 )

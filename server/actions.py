@@ -25,8 +25,9 @@ How to put a life cycle on it (see grid/cases/actions.py, grid/services/actions.
    `when` (a condition of the record beyond its state, e.g. "a request is pending"; false =
    409 like a wrong state).
 
-3. **Handlers** — one per action: `handler(step: Step) -> Result | None`. A handler
-   changes the record (not its state: the engine sets `target`), may raise domain errors
+3. **Handlers** — one per action: `handler(step: Step) -> Result | None`. A handler sees
+   the record still in its old state and changes it (not its state: the engine then sets
+   `target`), may raise domain errors
    for what only it can know, and returns a `Result` (the timeline note, who is told, the
    facts the timeline keeps, e.g. the department chosen). `step.data` is read-only: values
    pass through the Result, never through the request's data.
@@ -59,8 +60,9 @@ How to put a life cycle on it (see grid/cases/actions.py, grid/services/actions.
    `registry.transition_listeners((on_transition,))` with
    `on_transition(s, kind, record, transition, actor, result) -> None`.
 
-`allowed(s, actor, lifecycle, record)` lists what the actor may do now (a record's
-`actions` field and the 409 body).
+`allowed(s, actor, lifecycle, record, known)` lists what the actor may do now (a record's
+`actions` field and the 409 body); `known` pre-fills memo keys the caller knows (a case
+created in this transaction has no pending request).
 """
 
 from __future__ import annotations

@@ -159,12 +159,19 @@ current_schemas: dict[type, Callable[[Any], Any]] = {}
 
 def present_current(record: Any) -> Any:
     """The record of a 412 in its resource's response schema."""
-    for cls in type(record).__mro__:
-        present = current_schemas.get(cls)
-        if present is not None:
+    present = next((current_schemas[cls] for cls in type(record).__mro__
+                    if cls in current_schemas), None)
+    if present is None:
+        log.error("no current schema registered for %s", type(record).__name__)
+    else:
+        try:
             return present(record)
-    log.error("no current schema registered for %s", type(record).__name__)
-    return {"id": getattr(record, "id", None), "version": getattr(record, "version", None)}
+        except Exception:  # noqa: BLE001 - e.g. deleted meanwhile: the 412 still answers
+            log.exception("cannot present the current %s", type(record).__name__)
+    try:  # the least a client needs to redo its edit
+        return {"id": record.id, "version": record.version}
+    except Exception:  # noqa: BLE001 - gone: no current record to show
+        return None
 
 
 def expected_version(body: dict) -> int | None:

@@ -18,6 +18,7 @@ from server import config as config_module
 from server.api import error_payload, init_api
 from server.auth import service as auth_service
 from server.auth.actor import authenticate_first
+from server.auth.actor_cache import ActorCache
 from server.auth.tokens import CachingJWTManager
 from server.compress import init_compression
 from server.errors import Invalid
@@ -118,6 +119,26 @@ class _MigrationTarget:
     metadata = db.Base.metadata
 
 
+def _output_crs() -> None:
+    """?crs=gcj02|bd09 on any request: points and geometries answer in that system."""
+    try:
+        set_output_crs(request.args.get("crs"))
+    except ValidationError as exc:
+        raise Invalid({"query": exc.messages}) from None
+
+
+def _docs_assets(app: Flask) -> None:
+    @app.route("/api/docs/assets/<path:filename>")
+    def swagger_assets(filename: str):
+        """Swagger UI from the swagger-ui-bundle package: the docs work offline."""
+        return send_from_directory(str(swagger_ui_path), filename, max_age=86400)
+
+    @app.route("/api/docs/swagger-init.js")
+    def swagger_init():
+        """Starts Swagger UI (server/templates/swagger_ui.html has no inline script)."""
+        return send_from_directory(_DOCS_DIR, "swagger-init.js", max_age=3600)
+
+
 def create_app(config: dict | None = None) -> Flask:
     """Build the app. `config` overrides the environment (tests pass their database)."""
     settings = config_module.load_config(config)
@@ -139,6 +160,8 @@ def create_app(config: dict | None = None) -> Flask:
         settings["ARGON2_TIME_COST"], settings["ARGON2_MEMORY_KIB"], settings["ARGON2_PARALLELISM"]
     )
     db.init_db(app)
+    app.extensions["actor_cache"] = ActorCache(settings["DATABASE_URL"],
+                                               settings["ACTOR_CACHE_SECONDS"])
     _init_jwt(app)
     init_request_logging(app)
     # Transport limits (URL, headers, JSON depth) first; then the token, before any other
@@ -153,28 +176,11 @@ def create_app(config: dict | None = None) -> Flask:
     api = init_api(app)
     Migrate(app, _MigrationTarget(), directory=health.MIGRATIONS_DIR)
 
-    @app.before_request
-    def _output_crs() -> None:
-        """?crs=gcj02|bd09 on any request: points and geometries answer in that system."""
-        from flask import request
-
-        try:
-            set_output_crs(request.args.get("crs"))
-        except ValidationError as exc:
-            raise Invalid({"query": exc.messages}) from None
-
-    @app.route("/api/docs/assets/<path:filename>")
-    def swagger_assets(filename: str):
-        """Swagger UI from the swagger-ui-bundle package: the docs work offline."""
-        return send_from_directory(str(swagger_ui_path), filename, max_age=86400)
-
-    @app.route("/api/docs/swagger-init.js")
-    def swagger_init():
-        """Starts Swagger UI (server/templates/swagger_ui.html has no inline script)."""
-        return send_from_directory(_DOCS_DIR, "swagger-init.js", max_age=3600)
+    app.before_request(_output_crs)
+    _docs_assets(app)
 
     # Every package's blueprints, tasks, templates and hooks, in order (server/modules.py).
-    modules.wire(api)
+    modules.wire(api, app.config)
 
     from server import cli
 

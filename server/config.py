@@ -44,6 +44,10 @@ class Config:
     # after the answer was lost) gets its successor again instead of ending the session.
     REFRESH_REUSE_GRACE_S = _env_int("REFRESH_REUSE_GRACE_S", 30)
     JWT_ERROR_MESSAGE_KEY = "message"
+    # Actors are remembered this long between requests; a change (revocation, roles,
+    # memberships) forgets them at once through LISTEN/NOTIFY (server/auth/actor_cache.py).
+    # 0: load the actor from the database on every request (e.g. behind PgBouncer).
+    ACTOR_CACHE_SECONDS = _env_int("ACTOR_CACHE_SECONDS", 60)
 
     # Personal data: AES-256-GCM key(s) as "keyid:base64key,..."; the first is used to write.
     PII_KEYS = _env("PII_KEYS", f"k1:{_DEV_PII_KEY}")
@@ -155,6 +159,24 @@ class Config:
     BROADCAST_LIMIT_PER_SENDER = _env_int("BROADCAST_LIMIT_PER_SENDER", 10)
     BROADCAST_LIMIT_WINDOW_S = _env_int("BROADCAST_LIMIT_WINDOW_S", 3600)
     BROADCAST_BATCH_SIZE = _env_int("BROADCAST_BATCH_SIZE", 1000)  # users per fan-out step
+    # Huawei Push Kit (notifications/providers/hms.py): off without app id and secret.
+    HMS_APP_ID = _env("HMS_APP_ID", "")
+    HMS_CLIENT_ID = _env("HMS_CLIENT_ID", "")  # defaults to the app id
+    HMS_CLIENT_SECRET = _env("HMS_CLIENT_SECRET", "")
+    HMS_TOKEN_URL = _env("HMS_TOKEN_URL", "https://oauth-login.cloud.huawei.com/oauth2/v3/token")
+    HMS_PUSH_URL = _env("HMS_PUSH_URL", "https://push-api.cloud.huawei.com")
+    HMS_TIMEOUT_S = float(os.environ.get("HMS_TIMEOUT_S", 10))
+    HMS_CONCURRENCY = _env_int("HMS_CONCURRENCY", 64)
+    # SMS by Aliyun (notifications/providers/sms.py): off without a key and a template id
+    # (templates are pre-approved in China; the id is configuration).
+    ALIYUN_SMS_ACCESS_KEY_ID = _env("ALIYUN_SMS_ACCESS_KEY_ID", "")
+    ALIYUN_SMS_ACCESS_KEY_SECRET = _env("ALIYUN_SMS_ACCESS_KEY_SECRET", "")
+    ALIYUN_SMS_SIGN_NAME = _env("ALIYUN_SMS_SIGN_NAME", "")
+    ALIYUN_SMS_ENDPOINT = _env("ALIYUN_SMS_ENDPOINT", "https://dysmsapi.aliyuncs.com")
+    SMS_BROADCAST_TEMPLATE = _env("SMS_BROADCAST_TEMPLATE", "")
+    SMS_RATE_PER_S = float(os.environ.get("SMS_RATE_PER_S", 50))
+    SMS_PER_NUMBER_DAILY = _env_int("SMS_PER_NUMBER_DAILY", 3)
+    SMS_DAILY_CAP = _env_int("SMS_DAILY_CAP", 500_000)
 
     # Resident services (便民服务): how far ahead schedules make slots, until when before the
     # start a booking may be cancelled or moved (a service may set its own), and how many

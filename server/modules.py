@@ -16,7 +16,7 @@ or identity), so wiring a second app in the same process changes nothing.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from flask_smorest import Api
@@ -33,6 +33,7 @@ INSTALLED: tuple[str, ...] = (
     "server", "grid.areas", "grid.registry", "grid.visits", "grid.sync", "grid.ledgers",
     "notifications", "grid.calendar", "grid.cases", "grid.services", "grid.open311",
     "grid.maps", "grid.profiles",
+    "grid.insights",
     "grid.exchange",
 )
 
@@ -40,8 +41,11 @@ INSTALLED: tuple[str, ...] = (
 class Registry:
     """What a package's `contribute` may add to the platform."""
 
-    def __init__(self, api: Api) -> None:
+    def __init__(self, api: Api, settings: Mapping[str, Any]) -> None:
         self.api = api
+        # The app's settings (server/config.py), read here once: a package hands its
+        # services what they need as a typed settings object; services never read config.
+        self.settings = settings
 
     def blueprints(self, blueprints: Iterable[Any]) -> None:
         for blp in blueprints:
@@ -86,8 +90,8 @@ class Registry:
         api.current_schemas[model] = present.dump if hasattr(present, "dump") else present
 
 
-def wire(api: Api, installed: Iterable[str] = INSTALLED) -> None:
+def wire(api: Api, settings: Mapping[str, Any], installed: Iterable[str] = INSTALLED) -> None:
     """Import each package's `wiring` and let it contribute, in order."""
-    registry = Registry(api)
+    registry = Registry(api, settings)
     for package in installed:
         importlib.import_module(f"{package}.wiring").contribute(registry)

@@ -61,6 +61,9 @@ TEST_CONFIG = {
     "ARGON2_MEMORY_KIB": 1024,
     "ARGON2_PARALLELISM": 1,
     "LOG_LEVEL": "WARNING",
+    # The suite's transactions are rolled back, so no change would ever notify the actor
+    # cache: it is tested on committed rows in tests/server/test_actor_cache.py.
+    "ACTOR_CACHE_SECONDS": 0,
     "STORAGE_DIR": None,  # set per session below
 }
 

@@ -122,7 +122,7 @@ def _load_queue(ctx: Context) -> None:
 
 def _bench_push(i: int):
     """A push like those of the queued rows (render of broadcast.info, Android, collapse key)."""
-    from notifications.fcm import Push
+    from notifications.providers.base import Push
     from notifications.service import render
 
     title, body = render("broadcast.info", {"title": f"第{i % 10 + 1}号通知",
@@ -139,7 +139,7 @@ def _sdk_wire(n: int) -> tuple[dict[str, str], list[bytes]]:
     then requests' `json=`, i.e. json.dumps with its defaults)."""
     from firebase_admin import credentials, messaging
 
-    from notifications.fcm import FcmSender, build_message
+    from notifications.providers.fcm import FcmSender, build_message
     from tests.notifications.fcm_standin import FcmStandIn
 
     with FcmStandIn(project_id="grid-bench") as fcm:
@@ -234,7 +234,8 @@ def _sdk_paths(endpoint: str, info: dict, standin_pid: int) -> list[dict]:
     `send_each_async` (httpx; its own retries off, as ours are; one event loop kept)."""
     from firebase_admin import _http_client, _retry, credentials, messaging
 
-    from notifications.fcm import OK, FcmSender, build_message, classify
+    from notifications.providers.base import OK
+    from notifications.providers.fcm import FcmSender, build_message, classify
 
     def measure(label: str, send) -> dict:
         send([_bench_push(i) for i in range(500)])

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from grid.areas.models import Area, Membership
 from grid.areas.service import in_scope
+from notifications import topics
 from server import audit, db
 from server.auth import permissions
 from server.auth import service as accounts
@@ -72,6 +73,7 @@ def add_membership(s: Session, actor: Actor, data: dict) -> Membership:
     membership = Membership(user_id=user.id, area_id=area.id, role=role)
     s.add(membership)
     s.flush()
+    topics.refresh(s, [user.id])  # the user's phones join the area's broadcast topics
     audit.record(s, actor, "membership_added", "membership", membership.id,
                  changes={"user_id": user.id, "area_id": area.id, "role": role})
     return membership
@@ -98,11 +100,35 @@ def remove_membership(s: Session, actor: Actor, membership_id: int) -> None:
                  changes={"user_id": membership.user_id, "area_id": membership.area_id,
                           "role": membership.role})
     s.delete(membership)
+    s.flush()
+    topics.refresh(s, [membership.user_id])  # and leave those no longer theirs
 
 
 def area_in_scope(s: Session, actor: Actor, area_id: int) -> Area | None:
     """The area if it lies in the actor's scope (for notifications' broadcasts)."""
     return s.scalars(sa.select(Area).where(Area.id == area_id, in_scope(Area.id, actor))).first()
+
+
+def areas_reaching(user_id: Any) -> sa.Select:
+    """Ids of the areas whose broadcasts reach a user: their memberships' areas and every
+    area above them (the ids in the materialized paths, "1.5.23.")."""
+    ids = sa.func.unnest(sa.func.string_to_array(sa.func.rtrim(Area.path, "."), "."))
+    return (sa.select(sa.cast(ids, sa.BigInteger)).select_from(Membership)
+            .join(Area, Area.id == Membership.area_id).where(Membership.user_id == user_id))
+
+
+def area_codes_reaching(s: Session, user_ids: list[int]) -> dict[int, set[str]]:
+    """{user id: codes of areas_reaching(user)}: the areas whose topics their phones are on."""
+    above = sa.orm.aliased(Area)
+    rows = s.execute(
+        sa.select(Membership.user_id, above.code).select_from(Membership)
+        .join(Area, Area.id == Membership.area_id)
+        .join(above, Area.path.startswith(above.path))
+        .where(Membership.user_id.in_(user_ids)).distinct())
+    found: dict[int, set[str]] = {}
+    for user_id, code in rows:
+        found.setdefault(user_id, set()).add(code)
+    return found
 
 
 def members_below(s: Session, area_id: int, after_user_id: int, limit: int) -> list[int]:
@@ -113,6 +139,8 @@ def members_below(s: Session, area_id: int, after_user_id: int, limit: int) -> l
         sa.select(Membership.user_id).distinct()
         .join(Area, Area.id == Membership.area_id)
         .join(User, User.id == Membership.user_id)
+        # users.id too: otherwise the merge join reads users from the first id on every
+        # batch (969 ms a batch at 500,000 of 1,000,000 members, measured)
         .where(Area.path.startswith(root, autoescape=True), User.is_active,
-               Membership.user_id > after_user_id)
+               Membership.user_id > after_user_id, User.id > after_user_id)
         .order_by(Membership.user_id).limit(limit)))

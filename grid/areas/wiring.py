@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from grid.areas import memberships, models, schemas, service, views
-from notifications.service import AreaHooks, use_areas
+from notifications.hierarchy import AreaHooks, use_areas
 
 if TYPE_CHECKING:
     from server.modules import Registry
@@ -22,4 +22,5 @@ def contribute(registry: Registry) -> None:
     registry.actor_enricher(service.SCOPE_ENRICHER)
     registry.user_scope_rule(service.placed_in_scope)
     # Broadcasts reach an area's subtree: notifications gets the hierarchy from here.
-    use_areas(AreaHooks(service.in_scope, memberships.area_in_scope, memberships.members_below))
+    use_areas(AreaHooks(service.in_scope, memberships.area_in_scope, memberships.members_below,
+                        memberships.areas_reaching, memberships.area_codes_reaching))

@@ -60,7 +60,8 @@ def is_department_handler(c: Context, case: Case) -> bool:
         return False
     if case.assignee_id is None or case.assignee_id == c.actor.user_id:
         return True
-    return c.actor.user_id in _department_people(c.s, case.department_id, heads_only=True)
+    return c.once("department_head", lambda: c.actor.user_id in _department_people(
+        c.s, case.department_id, heads_only=True))
 
 
 @relation
@@ -81,7 +82,7 @@ def solved_it_on_the_spot(c: Context, case: Case) -> bool:
 
 @relation
 def is_case_evaluator(c: Context, case: Case) -> bool:
-    return may_evaluate(c.s, c.actor, case)
+    return c.once("evaluator", lambda: may_evaluate(c.s, c.actor, case))
 
 
 def may_evaluate(s: Session, actor: Actor, case: Case) -> bool:

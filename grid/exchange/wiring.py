@@ -8,7 +8,7 @@ from grid.cases import notices as case_notices
 from grid.exchange import delivery, events, hotline_results, models, open_data
 from grid.exchange import views as exchange_views
 from grid.registry import history as registry_history
-from notifications import service as notifications_service
+from notifications import broadcasts as notifications_broadcasts
 
 if TYPE_CHECKING:
     from server.modules import Registry
@@ -31,7 +31,7 @@ def contribute_webhooks(registry: Registry) -> None:
     _listen(case_notices.TIMELINE_LISTENERS, events.on_case_timeline)
     registry.transition_listeners((events.on_transition, hotline_results.on_transition))
     _listen(registry_history.CHANGE_LISTENERS, events.on_registry_change)
-    _listen(notifications_service.BROADCAST_LISTENERS, events.on_broadcast)
+    _listen(notifications_broadcasts.BROADCAST_LISTENERS, events.on_broadcast)
     registry.periodic_tasks(delivery.PERIODIC_TASKS + open_data.PERIODIC_TASKS)
 
 # --- end webhooks ---

@@ -105,6 +105,9 @@ class BuildingProfileSchema(Schema):
     grid = fields.Nested(GridCardSchema)
     visits = fields.List(fields.Nested(VisitSchema))
     cases = fields.List(fields.Nested(CaseRowSchema))
+    labour_risks = fields.Raw(metadata={  # hotspots: grid/insights/labour.building_section
+        "description": "From the insights module, when installed: the latest labour-dispute "
+                       "risk (劳资纠纷风险) of each organisation in the building, riskiest first"})
     labels = _labels("`by_use` (occupancy's) → house use → 自住…")
 
     def dump_labels(self, profile: dict) -> dict:
@@ -164,6 +167,10 @@ class AreaProfileSchema(Schema):
     visit_coverage = fields.Nested(CoverageSchema)
     workers = fields.List(fields.Nested(WorkerSchema))
     children = fields.List(fields.Nested(ChildSchema))
+    labour_risks = fields.Raw(allow_none=True, metadata={  # hotspots: insights.labour
+        "description": "From the insights module, when installed: the latest scored month's "
+                       "labour-dispute risk (劳资纠纷风险) — organisations per level and the "
+                       "riskiest (orange, red) — or null"})
     labels = _labels("`by_type` (population's) → 户籍人口…, `care_groups` → 独居老人…, "
                      "`key_persons` → 社区矫正… (only with the key-person counts)")
 

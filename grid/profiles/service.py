@@ -267,11 +267,28 @@ def area_profile(s: Session, actor: Actor, area_id: int, today: date) -> dict:
     actor.require("registry:read")
     area = areas.get_area(s, actor, area_id)
     subtree = areas.subtree_ids(area).where(areas.in_scope(Area.id, actor))
+    present = (Person.area_id.in_(subtree), Person.ended_at.is_(None),
+               Person.status == "present")
+    totals = _area_totals(s, actor, subtree, today)
+    households_n = totals["households"]
+    return {
+        "area": area,
+        "chain": areas.ancestors(s, area),
+        "population": _population(s, actor, present, today),
+        **_tag_counts(s, actor, present, today),
+        **{k: v for k, v in totals.items() if k not in ("households_visited", "visits")},
+        "visit_coverage": {"days": COVERAGE_DAYS, "visits": totals["visits"],
+                           "households_visited": totals["households_visited"],
+                           "rate": round(totals["households_visited"] / households_n, 4)
+                           if households_n else None},
+        "workers": areas.contacts(s, areas.subtree_ids(area), permissions.GRID_ROLES),
+        "children": _children(s, actor, area),
+        **_sections(s, actor, "area", area),
+    }
 
-    def live(model: Any) -> tuple:
-        return model.area_id.in_(subtree), model.ended_at.is_(None)
 
-    present = (*live(Person), Person.status == "present")
+def _population(s: Session, actor: Actor, present: tuple, today: date) -> dict:
+    """People present, by population type and by age band × sex."""
     # age(today, birth) ≤ hi ⟺ birth is after the day `hi + 1` years before today: plain
     # date comparisons (an index-only scan feeds them) instead of age() on every person.
     # Without person:read_pii, ages are counted from the birth year (this year − birth
@@ -282,17 +299,41 @@ def area_profile(s: Session, actor: Actor, area_id: int, today: date) -> dict:
                    *[(Person.birth_date > years_before(today, hi + 1) if by_day
                       else Person.birth_date >= date(today.year - hi, 1, 1), name)
                      for name, _, hi in AGE_BANDS], else_="unknown")
-    population = s.execute(sa.select(Person.population_type, sa.func.coalesce(Person.sex, "?"),
-                                     band, sa.func.count())
-                           .where(*present).group_by(Person.population_type, Person.sex, band)
-                           ).all()
-    tag_rows = s.execute(
+    rows = s.execute(sa.select(Person.population_type, sa.func.coalesce(Person.sex, "?"),
+                               band, sa.func.count())
+                     .where(*present).group_by(Person.population_type, Person.sex, band)).all()
+    by_type = {k: 0 for k in POPULATION_TYPES}
+    by_age_sex: dict[str, dict[str, int]] = {name: {"M": 0, "F": 0, "?": 0}
+                                             for name, _, _ in (*AGE_BANDS, ("unknown", 0, 0))}
+    for ptype, sex, age, n in rows:
+        by_type[ptype] = by_type.get(ptype, 0) + n
+        by_age_sex[age][sex] += n
+    return {"total": sum(by_type.values()), "by_type": by_type, "by_age_sex": by_age_sex}
+
+
+def _tag_counts(s: Session, actor: Actor, present: tuple, today: date) -> dict:
+    """Care groups (关爱对象) and, for those who may see them, key persons, by tag."""
+    rows = s.execute(
         sa.select(PersonTag.kind, PersonTag.tag, sa.func.count(sa.distinct(PersonTag.person_id)))
         .join(Person, Person.id == PersonTag.person_id)
         .where(*present, *tags.tags_visible_to(actor),
                sa.or_(PersonTag.end_date.is_(None), PersonTag.end_date >= today),
                PersonTag.start_date <= today)
         .group_by(PersonTag.kind, PersonTag.tag)).all()
+    care = {tag: 0 for tag in CARE_TAGS}
+    key = {tag: 0 for tag in KEY_TAGS} if actor.can(KEY_TAGS_PERMISSION) else None
+    for kind, tag, n in rows:
+        (care if kind == "care" else key or {})[tag] = n
+    return {"care_groups": care, "key_persons": key}
+
+
+def _area_totals(s: Session, actor: Actor, subtree: sa.Select, today: date) -> dict:
+    """Households, buildings, houses, organisations, open and overdue cases, and the
+    visits of the last COVERAGE_DAYS, in one statement."""
+
+    def live(model: Any) -> tuple:
+        return model.area_id.in_(subtree), model.ended_at.is_(None)
+
     since = today - timedelta(days=COVERAGE_DAYS)
     # midnight of `since` where `today` is counted (Beijing), not in the session's zone
     # (UTC): that began at 08:00 and lost the first day's morning visits. As a range an
@@ -313,44 +354,16 @@ def area_profile(s: Session, actor: Actor, area_id: int, today: date) -> dict:
     def count(stmt: sa.Select) -> Any:
         return sa.select(sa.func.count()).select_from(stmt.subquery()).scalar_subquery()
 
-    totals = s.execute(sa.select(
+    return s.execute(sa.select(
         count(households).label("households"),
         count(sa.select(Building.id).where(*live(Building))).label("buildings"),
         count(sa.select(House.id).where(*live(House))).label("houses"),
         count(sa.select(Organisation.id).where(*live(Organisation))).label("organisations"),
         count(open_cases).label("open_cases"),
-        count(open_cases.where(overdue_sql()))
-        .label("overdue_cases"),
+        count(open_cases.where(overdue_sql())).label("overdue_cases"),
         count(visited).label("households_visited"),
         count(sa.select(Visit.id).where(Visit.area_id.in_(subtree), Visit.visited_at >= since_at))
         .label("visits"))).one()._asdict()
-    workers = areas.contacts(s, areas.subtree_ids(area), permissions.GRID_ROLES)
-    children = _children(s, actor, area)
-    by_type = {k: 0 for k in POPULATION_TYPES}
-    by_age_sex: dict[str, dict[str, int]] = {name: {"M": 0, "F": 0, "?": 0}
-                                             for name, _, _ in (*AGE_BANDS, ("unknown", 0, 0))}
-    for ptype, sex, age, n in population:
-        by_type[ptype] = by_type.get(ptype, 0) + n
-        by_age_sex[age][sex] += n
-    care = {tag: 0 for tag in CARE_TAGS}
-    key = {tag: 0 for tag in KEY_TAGS} if actor.can(KEY_TAGS_PERMISSION) else None
-    for kind, tag, n in tag_rows:
-        (care if kind == "care" else key or {})[tag] = n
-    households_n = totals["households"]
-    return {
-        "area": area,
-        "chain": areas.ancestors(s, area),
-        "population": {"total": sum(by_type.values()), "by_type": by_type,
-                       "by_age_sex": by_age_sex},
-        "care_groups": care, "key_persons": key,
-        **{k: v for k, v in totals.items() if k not in ("households_visited", "visits")},
-        "visit_coverage": {"days": COVERAGE_DAYS, "visits": totals["visits"],
-                           "households_visited": totals["households_visited"],
-                           "rate": round(totals["households_visited"] / households_n, 4)
-                           if households_n else None},
-        "workers": workers, "children": children,
-        **_sections(s, actor, "area", area),
-    }
 
 
 def _children(s: Session, actor: Actor, area: Area) -> list[dict]:

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from flask import current_app
 from geoalchemy2.shape import to_shape
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -33,6 +32,15 @@ from grid.registry.scope import KINDS, _singular, get_record
 from server import audit, idempotency, pii
 from server.auth.actor import Actor
 from server.errors import Conflict, Invalid, field_errors
+
+# GPS_REVIEW_ACCURACY_M: a fix less accurate than this (metres) flags the record for review.
+_review_accuracy_m = 50.0
+
+
+def configure(review_accuracy_m: float) -> None:
+    """Hand the module its setting (grid/registry/wiring.py), as pii.configure does."""
+    global _review_accuracy_m
+    _review_accuracy_m = review_accuracy_m
 
 
 def _now() -> datetime:
@@ -53,8 +61,7 @@ def _collected_at(s: Session, actor: Actor, fix: GpsFix | None, fallback_area_id
             raise Invalid(field_errors("location", "A location is required."))
         return fallback_area_id, reasons
     grid = areas.collector_grid(s, actor, fix.lon, fix.lat)
-    threshold = current_app.config["GPS_REVIEW_ACCURACY_M"]
-    if fix.accuracy_m is not None and fix.accuracy_m > threshold:
+    if fix.accuracy_m is not None and fix.accuracy_m > _review_accuracy_m:
         reasons.append(f"gps_accuracy_{fix.accuracy_m:.0f}m")
     if fallback_area_id is not None and grid.id != fallback_area_id:
         reasons.append(f"gps_in_other_grid_{grid.code}")

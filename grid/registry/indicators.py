@@ -1,6 +1,6 @@
-"""Organisations' monthly indicators (单位月度指标): employees, water, electricity and wage
-arrears, one row a month; reading them is audited (wage arrears are sensitive business
-data)."""
+"""Organisations' monthly indicators (单位月度指标): employees, water, electricity, wage
+arrears, social-insurance arrears (社保欠缴) and rent arrears (欠租), one row a month;
+reading them is audited (wage arrears are sensitive business data)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ from server.auth.actor import Actor
 from server.clock import local_today
 from server.errors import Invalid, field_errors
 
-INDICATOR_FIELDS = ("employees", "water_m3", "electricity_kwh", "wage_arrears_yuan")
+INDICATOR_FIELDS = ("employees", "water_m3", "electricity_kwh", "wage_arrears_yuan",
+                    "social_insurance_arrears_yuan", "rent_arrears_yuan")
+MONEY_FIELDS = ("wage_arrears_yuan", "social_insurance_arrears_yuan", "rent_arrears_yuan")
 
 
 def _this_month() -> date:
@@ -63,7 +65,7 @@ def set_indicators(s: Session, actor: Actor, org_id: int, month: date, values: d
 
 def _decimal(name: str, value: Any) -> Any:
     """Money as the Numeric(14, 2) column holds it, so that a resend compares equal."""
-    if name == "wage_arrears_yuan" and value is not None:
+    if name in MONEY_FIELDS and value is not None:
         return Decimal(str(value)).quantize(Decimal("0.01"), ROUND_HALF_UP)
     return value
 

@@ -277,6 +277,9 @@ class OrganisationIndicator(Base):
     water_m3: Mapped[float | None] = mapped_column(sa.Float)
     electricity_kwh: Mapped[float | None] = mapped_column(sa.Float)
     wage_arrears_yuan: Mapped[float | None] = mapped_column(sa.Numeric(14, 2))
+    # 社保欠缴 and 欠租: unpaid social insurance and rent, yuan (劳资纠纷预警's early signs)
+    social_insurance_arrears_yuan: Mapped[float | None] = mapped_column(sa.Numeric(14, 2))
+    rent_arrears_yuan: Mapped[float | None] = mapped_column(sa.Numeric(14, 2))
     recorded_by: Mapped[int | None] = mapped_column(sa.BigInteger)
     recorded_at: Mapped[datetime] = mapped_column(
         sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False)

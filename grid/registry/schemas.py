@@ -385,6 +385,12 @@ class IndicatorWriteSchema(Schema):
     wage_arrears_yuan = fields.Float(validate=validate.Range(0, 999_999_999_999.99),
                                      allow_none=True,
                                      metadata={"description": "Yuan, kept to the fen (0.01)"})
+    social_insurance_arrears_yuan = fields.Float(
+        validate=validate.Range(0, 999_999_999_999.99), allow_none=True,
+        metadata={"description": "社保欠缴: unpaid social insurance, yuan (to the fen)"})
+    rent_arrears_yuan = fields.Float(
+        validate=validate.Range(0, 999_999_999_999.99), allow_none=True,
+        metadata={"description": "欠租: unpaid rent, yuan (to the fen)"})
 
 
 class IndicatorSchema(Schema):
@@ -393,6 +399,8 @@ class IndicatorSchema(Schema):
     water_m3 = fields.Float(allow_none=True)
     electricity_kwh = fields.Float(allow_none=True)
     wage_arrears_yuan = fields.Float(allow_none=True)
+    social_insurance_arrears_yuan = fields.Float(allow_none=True)
+    rent_arrears_yuan = fields.Float(allow_none=True)
     recorded_by = fields.Integer(allow_none=True)
     recorded_at = fields.AwareDateTime()
 

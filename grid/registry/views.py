@@ -378,8 +378,9 @@ def _month(value: str):
 @login_required
 def put_indicators(data, org_id, month):
     """Set one month's indicators (YYYY-MM, not in the future): employees, water,
-    electricity, wage arrears. The fields sent are set, the others kept; a resend of the
-    same values changes nothing. Audited."""
+    electricity, wage arrears, social-insurance arrears (社保欠缴), rent arrears (欠租).
+    The fields sent are set, the others kept; a resend of the same values changes
+    nothing. Audited."""
     with db.unit_of_work() as s:
         return indicators.set_indicators(s, current_actor(), org_id, _month(month), data)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from grid.areas import service as areas
-from grid.registry import counts, models, schemas, scope, views
+from grid.registry import collecting, counts, models, schemas, scope, views
 from server.cli import PeriodicTask
 
 if TYPE_CHECKING:
@@ -21,6 +21,7 @@ def _record_access(model):
 
 
 def contribute(registry: Registry) -> None:
+    collecting.configure(registry.settings["GPS_REVIEW_ACCURACY_M"])
     registry.blueprints(views.blueprints)
     # A stale record's 412 shows it in its own response schema.
     for model, present in ((models.Building, schemas.BuildingSchema()),

@@ -9,11 +9,12 @@ serves their community — and their own bookings.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from datetime import datetime, time
 from typing import Any
 
 import sqlalchemy as sa
-from flask import current_app
 from geoalchemy2 import Geography
 from geoalchemy2.shape import from_shape
 from shapely.geometry import Point as ShapelyPoint
@@ -29,9 +30,36 @@ from server.auth.actor import Actor
 from server.errors import Invalid, NotFound, check_version, field_errors
 
 
+@dataclass(frozen=True)
+class ServiceSettings:
+    """The settings of resident services (server/config.py), built once at wiring."""
+
+    slot_days_ahead: int = 14  # SERVICE_SLOT_DAYS_AHEAD: slots generated this far ahead
+    cancel_cutoff_minutes: int = 120  # SERVICE_CANCEL_CUTOFF_MINUTES before the start
+    no_show_limit: int = 3  # SERVICE_NO_SHOW_LIMIT no-shows within the window block booking
+    no_show_window_days: int = 30  # SERVICE_NO_SHOW_WINDOW_DAYS
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ServiceSettings:
+        return cls(**{f.name: config[f"SERVICE_{f.name.upper()}"] for f in fields(cls)})
+
+
+_settings = ServiceSettings()
+
+
+def configure(settings: ServiceSettings) -> None:
+    """Hand the package its settings (grid/services/wiring.py), as pii.configure does."""
+    global _settings
+    _settings = settings
+
+
+def settings() -> ServiceSettings:
+    return _settings
+
+
 def setting(name: str) -> Any:
-    """An application setting (until settings reach the services as arguments, issue 16)."""
-    return current_app.config[name]
+    """One of the configured ServiceSettings by its setting's name (SERVICE_…)."""
+    return getattr(_settings, name.removeprefix("SERVICE_").lower())
 
 def _hhmm(text: str) -> str:
     """"8:30" → "08:30" (zero-padded, so that times compare as text in SQL)."""

@@ -11,6 +11,7 @@ from grid.maps import service as maps
 from grid.maps import tiles
 from grid.profiles import service as profiles
 from grid.services import (
+    catalogue,
     models,
     on_the_map,
     profile_section,
@@ -30,6 +31,7 @@ TABLES = models  # imported so that the migrations see its tables
 
 
 def contribute(registry: Registry) -> None:
+    catalogue.configure(catalogue.ServiceSettings.from_config(registry.settings))
     registry.blueprints(views.blueprints)
     registry.current_schema(models.Booking, views.current_booking)
     registry.current_schema(models.Service, schemas.ServiceSchema())

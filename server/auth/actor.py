@@ -6,6 +6,7 @@ read `request` or `g`. The Actor also carries the request's IP and id for the au
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import uuid
 from collections.abc import Callable
@@ -13,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from flask import g, request
+from flask import current_app, g, request
 from flask_jwt_extended import get_jwt, verify_jwt_in_request
 
 from server import db
+from server.auth.actor_cache import ActorCache
 from server.auth.models import AuthSession, User, UserRole
 from server.auth.permissions import ADMIN, permissions_for
 from server.errors import Forbidden, Unauthorized
@@ -76,28 +78,41 @@ class ActorEnricher:
 actor_enrichers: list[ActorEnricher] = []
 
 
-@functools.lru_cache(maxsize=4)
-def _actor_statement(enrichers: tuple[ActorEnricher, ...]) -> db.Prepared:
-    """The account, its session, its roles and every enricher's columns: ONE round trip
-    per request. Built once and prepared on each connection (server.db.Prepared):
-    neither SQLAlchemy nor PostgreSQL work on it again per request."""
+def actor_select(enrichers: tuple[ActorEnricher, ...]) -> sa.Select:
+    """The account, its session, its roles and every enricher's columns, in one statement.
+    Every table it reads notifies the actor cache of changes (migration 0016)."""
     user_id = sa.bindparam("user_id", type_=sa.BigInteger)
     roles_of_user = (sa.select(sa.func.coalesce(sa.func.array_agg(UserRole.role), sa.text("'{}'")))
                      .where(UserRole.user_id == user_id).scalar_subquery())
-    return db.Prepared(
-        sa.select(User.is_active, AuthSession.revoked_at, roles_of_user.label("roles"),
-                  *(column for e in enrichers for column in e.columns(user_id)))
-        .join(AuthSession, AuthSession.user_id == User.id)
-        .where(User.id == user_id, AuthSession.id == sa.bindparam("session_id")))
+    return (sa.select(User.is_active, AuthSession.revoked_at, roles_of_user.label("roles"),
+                      *(column for e in enrichers for column in e.columns(user_id)))
+            .join(AuthSession, AuthSession.user_id == User.id)
+            .where(User.id == user_id, AuthSession.id == sa.bindparam("session_id")))
+
+
+@functools.lru_cache(maxsize=4)
+def _actor_statement(enrichers: tuple[ActorEnricher, ...]) -> db.Prepared:
+    """`actor_select`, built once and prepared on each connection (server.db.Prepared):
+    ONE round trip when an actor is not in the cache, with no work on it by SQLAlchemy or
+    PostgreSQL's parser."""
+    return db.Prepared(actor_select(enrichers))
 
 
 def load_actor() -> Actor:
-    verify_jwt_in_request()
-    claims = get_jwt()
+    claims = _claims()
     try:
         user_id, session_id = int(claims["sub"]), uuid.UUID(claims["sid"])
     except (KeyError, ValueError) as exc:
         raise Unauthorized("Malformed token") from exc
+    cache: ActorCache = current_app.extensions["actor_cache"]
+    actor, generation = cache.get(user_id, session_id)
+    if actor is None:
+        actor = _load(user_id, session_id)
+        cache.put(user_id, session_id, actor, generation)
+    return dataclasses.replace(actor, ip=request.remote_addr, request_id=g.get("request_id"))
+
+
+def _load(user_id: int, session_id: uuid.UUID) -> Actor:
     enrichers = tuple(actor_enrichers)
     # Core execution on the session's connection (same transaction): no ORM entities here.
     row = _actor_statement(enrichers).execute(
@@ -105,17 +120,27 @@ def load_actor() -> Actor:
     if row is None or not row.is_active or row.revoked_at is not None:
         raise Unauthorized("This session has ended; log in again")
     roles = frozenset(row.roles)
-    actor = Actor(
-        user_id=user_id,
-        roles=roles,
-        permissions=permissions_for(roles),
-        session_id=session_id,
-        ip=request.remote_addr,
-        request_id=g.get("request_id"),
-    )
+    actor = Actor(user_id=user_id, roles=roles, permissions=permissions_for(roles),
+                  session_id=session_id)
     for enricher in enrichers:
         actor = enricher.apply(actor, row)
     return actor
+
+
+def _claims() -> dict:
+    """The verified claims of the request's access token, checked once per request
+    (`authenticate_first` checks it before the view runs; the view's actor reuses it)."""
+    claims = request.environ.get("grid.token_claims")  # per request (g may outlive one)
+    if claims is None:
+        header = request.headers.get("Authorization", "")
+        token = header[7:] if header.startswith("Bearer ") else None
+        claims = current_app.extensions["flask-jwt-extended"].access_claims(token) \
+            if token else None
+        if claims is None:
+            verify_jwt_in_request()
+            claims = get_jwt()
+        request.environ["grid.token_claims"] = claims
+    return claims
 
 
 def login_required(func: Callable) -> Callable:
@@ -130,7 +155,7 @@ def login_required(func: Callable) -> Callable:
         g.actor = load_actor()
         return func(*args, **kwargs)
 
-    wrapper._check_credentials = verify_jwt_in_request
+    wrapper._check_credentials = _claims
     apidoc = getattr(wrapper, "_apidoc", {})
     apidoc.setdefault("manual_doc", {})["security"] = [{"bearerAuth": []}]
     wrapper._apidoc = apidoc

@@ -1,6 +1,7 @@
-"""Fixtures of the notification tests: the FCM stand-in (a real HTTP server on 127.0.0.1),
-a real firebase-admin sender pointed at it through FCM_ENDPOINT and a service-account file
-whose token_uri is the stand-in's, and helpers to make recipients with devices."""
+"""Fixtures of the notification tests: the FCM, Huawei Push Kit and Aliyun SMS stand-ins
+(real HTTP servers on 127.0.0.1), the worker's router with a real firebase-admin sender
+(FCM_ENDPOINT and a service account whose token_uri are the stand-in's) and a real Push Kit
+client pointed at theirs, and helpers to make recipients with devices."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ from datetime import datetime
 import pytest
 
 from notifications import service, worker
-from notifications.fcm import FcmSender
+from notifications.providers.base import Router
+from notifications.providers.fcm import FcmSender
+from notifications.providers.hms import HmsProvider
 from server import clock
 from server.auth.actor import Actor
 from tests.fixtures.users import make_user  # noqa: F401 - fixture
 from tests.notifications.fcm_standin import FcmStandIn
+from tests.notifications.standins import HmsStandIn, SmsStandIn
 
 # A kind of our own, registered as grid.cases would register its kinds.
 service.register_template("test.case_moved",
@@ -49,28 +53,46 @@ def fcm_config(fcm, credentials_file) -> dict:
 
 
 @pytest.fixture(scope="session")
-def sender(fcm_config) -> FcmSender:
-    built = worker.sender_for(fcm_config)
-    assert isinstance(built, FcmSender)
+def hms() -> Iterator[HmsStandIn]:
+    with HmsStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture(scope="session")
+def sms_standin() -> Iterator[SmsStandIn]:
+    with SmsStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture(scope="session")
+def sender(fcm_config, hms) -> Router:
+    """The worker's router: FCM and Huawei Push Kit, both at their stand-ins."""
+    built = worker.sender_for({**fcm_config, **hms.config()})
+    assert isinstance(built.providers["fcm"], FcmSender)
+    assert isinstance(built.providers["hms"], HmsProvider)
     return built
 
 
 @pytest.fixture(autouse=True)
-def _fresh_standin(fcm) -> None:
+def _fresh_standin(fcm, hms, sms_standin) -> None:
     fcm.reset()
+    hms.reset()
+    sms_standin.reset()
 
 
 @pytest.fixture
 def recipient(make_user, db_session):  # noqa: F811 - the fixture
     """A user with devices registered outside any login (always active):
-    `recipient(("tok-a", "android", "zh-CN"), ("tok-b", "ios", "en"))` → user."""
+    `recipient(("tok-a", "android", "zh-CN"), ("tok-b", "ios", "en"))` → user; a fourth
+    item names the provider (`("tok-h", "android", "zh-CN", "hms")`)."""
 
-    def _make(*devices: tuple[str, str, str], role: str = "resident"):
+    def _make(*devices: tuple[str, ...], role: str = "resident"):
         user = make_user(role)
         actor = Actor(user_id=user.id)
-        for token, platform, locale in devices:
-            service.register_device(db_session, actor, {"token": token, "platform": platform,
-                                                        "locale": locale})
+        for token, platform, locale, *provider in devices:
+            service.register_device(db_session, actor, {
+                "token": token, "platform": platform, "locale": locale,
+                "provider": provider[0] if provider else "fcm"})
         db_session.commit()
         return user
 

@@ -30,13 +30,14 @@ import argparse
 import contextlib
 import itertools
 import json
+import re
 import sys
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -107,6 +108,7 @@ class _State:
     access_tokens: set[str] = field(default_factory=set)
     scripts: dict[str, list[_Script]] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
+    topics: dict[str, set[str]] = field(default_factory=dict)  # topic → subscribed tokens
     attempts: dict[str, int] = field(default_factory=dict)  # token → sends tried
     token_grants: int = 0
     requests: int = 0
@@ -157,11 +159,48 @@ class _Handler(BaseHTTPRequestHandler):
             self.state.requests += 1
         if self.path == "/token":
             return self._token(raw)
+        if "/registrations/" in self.path:
+            return self._topic_subscription(subscribe=True)
         prefix = f"/v1/projects/{self.state.project_id}/messages:send"
         if self.path != prefix:
             return self._reply(404, {"error": {"code": 404, "status": "NOT_FOUND",
                                                "message": f"No such path {self.path}"}})
         return self._send(raw)
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with self.state.lock:
+            self.state.requests += 1
+        return self._topic_subscription(subscribe=False)
+
+    def _topic_subscription(self, subscribe: bool) -> None:
+        """firebase-admin 7.7's topic management: `POST .../registrations/{token}/
+        topicSubscriptions?topic_name=T` and `DELETE .../topicSubscriptions/{T}?allow_missing
+        =true`, one request per token; a scripted error answers for that token."""
+        split = urlsplit(self.path)
+        m = re.fullmatch(rf"/v1/projects/{re.escape(self.state.project_id)}/registrations/"
+                         r"([^/]+)/topicSubscriptions(?:/([^/]+))?", split.path)
+        if self.headers.get("Authorization", "").removeprefix("Bearer ") not in (
+                self.state.access_tokens):
+            return self._error("THIRD_PARTY_AUTH_ERROR", fcm=False)
+        topic = (parse_qs(split.query).get("topic_name") or [None])[0] if subscribe else (
+            unquote(m.group(2)) if m and m.group(2) else None)
+        if not m or not topic or not re.fullmatch(r"[a-zA-Z0-9\-_.~%]{1,900}", topic):
+            return self._error("INVALID_ARGUMENT", "Malformed topic subscription.")
+        token = unquote(m.group(1))
+        with self.state.lock:
+            queue = self.state.scripts.get(token)
+            script = queue[0] if queue else None
+            if script is not None and script.times is not None:
+                script.times -= 1
+                if script.times <= 0:
+                    queue.pop(0)
+            if script is None:
+                subscribed = self.state.topics.setdefault(topic, set())
+                (subscribed.add if subscribe else subscribed.discard)(token)
+        if script is not None:
+            return self._error(script.code)
+        self._reply(200, {})
 
     def _token(self, raw: bytes) -> None:
         form = parse_qs(raw.decode())
@@ -320,6 +359,14 @@ class FcmStandIn:
             self.state.received.clear()
             self.state.attempts.clear()
             self.state.scripts.clear()
+            self.state.topics.clear()
+
+    def subscribed(self, topic: str) -> set[str]:
+        with self.state.lock:
+            return set(self.state.topics.get(topic, ()))
+
+    def topic_messages(self) -> list[Received]:
+        return [r for r in self.received if r.message.get("topic")]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,11 @@
-"""Broadcasts (通知公告/预警): staff send an alert to an area subtree of their scope; the
-worker fans it out to everyone with a membership there, inbox and push."""
+"""Broadcasts (通知公告/预警): staff send an alert to an area subtree of their scope; it is in
+every covered inbox at once (fan-out on read: one area row, no row per person) and on their
+phones as one topic message per provider and language, the devices being subscribed to the
+topics of their users' areas.
+
+Changed with issue 20: the first three tests asserted the per-person fan-out (an inbox row
+and a push per resident after `expand_broadcasts`); they now assert the topic messages,
+the subscriptions and the inboxes read through the API instead."""
 
 from __future__ import annotations
 
@@ -8,13 +14,13 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from notifications import service, worker
+from notifications import broadcasts, inbox, service, topics
 from notifications.models import Broadcast, Notification
 from server.audit import AuditEntry
 from server.auth.actor import Actor
 from tests.conftest import assert_error_shape
 from tests.fixtures.areas import C11, C12, G111, G112, G121, G211, S1
-from tests.notifications.conftest import deliver
+from tests.notifications.conftest import SETTINGS
 
 TYPHOON = {"level": "warning", "title": "台风蓝色预警",
            "text": "预计今夜有8级大风，请关好门窗，减少外出。", "link": "https://example.org/typhoon"}
@@ -22,21 +28,23 @@ TYPHOON = {"level": "warning", "title": "台风蓝色预警",
 
 @pytest.fixture
 def district(member, tree, db_session):
-    """Staff of community C11, residents in its two grids (with phones), a worker in C12
-    and one in the other street."""
+    """Staff of community C11, residents in its two grids (with phones; the last on Huawei
+    Push Kit, in English), a worker in C12 and one in the other street."""
     staff_headers, staff = member("community_staff", C11)
-    residents = []
+    residents, headers = [], []
     for i, code in enumerate((G111, G112, G112)):
-        _, user = member("resident", code)
+        h, user = member("resident", code)
         service.register_device(db_session, Actor(user_id=user.id), {
             "token": f"tok-resident-{i}", "platform": "android",
-            "locale": "en" if i == 2 else "zh-CN"})
+            "provider": "hms" if i == 2 else "fcm", "locale": "en" if i == 2 else "zh-CN"})
         residents.append(user)
-    _, south = member("grid_worker", G121)
+        headers.append(h)
+    south_headers, south = member("grid_worker", G121)
     _, east = member("grid_worker", G211)
     db_session.commit()
     return {"headers": staff_headers, "staff": staff, "residents": residents,
-            "outside": [south, east], "tree": tree}
+            "resident_headers": headers, "outside": [south, east],
+            "outside_headers": south_headers, "tree": tree}
 
 
 def _post(client, headers, area_id, **body):
@@ -44,76 +52,113 @@ def _post(client, headers, area_id, **body):
                        headers=headers)
 
 
-def _inbox_users(db_session, broadcast_id) -> list[int]:
-    return sorted(db_session.scalars(sa.select(Notification.user_id).where(
-        Notification.data["broadcast_id"].as_integer() == broadcast_id)))
+def _run_topics(db_session, sender):
+    return topics.run(db_session, sender, SETTINGS, service.render)
 
 
-def test_a_broadcast_reaches_everyone_in_the_subtree_inbox_and_phone(
-        db_session, client, district, fcm, sender, login):
+def test_a_broadcast_is_in_every_covered_inbox_at_once_and_one_topic_message_per_provider(
+        db_session, client, district, fcm, hms, sender):
+    _run_topics(db_session, sender)  # the residents' phones join their areas' topics
+    zh, en = (topics.topic_name(C11, "warning", lang) for lang in ("zh-CN", "en"))
+    assert fcm.subscribed(zh) == {"tok-resident-0", "tok-resident-1"}
+    assert hms.topics[en] == {"tok-resident-2"}
+    assert hms.topics[topics.topic_name(G112, "emergency", "en")] == {"tok-resident-2"}
+
     posted = _post(client, district["headers"], district["tree"][C11])
     assert posted.status_code == 201, posted.get_json()
     b = posted.get_json()
-    assert b["state"] == "pending" and b["recipients"] == 0 and b["level"] == "warning"
-    # The request wrote one row; nothing is fanned out yet.
-    assert _inbox_users(db_session, b["id"]) == []
+    assert b["state"] == "pending" and b["level"] == "warning"
+    # No row per person: one area row for the whole subtree.
+    assert db_session.scalar(sa.select(sa.func.count()).select_from(Notification).where(
+        Notification.data["broadcast_id"].as_integer() == b["id"])) == 1
+    # In every covered inbox before the worker has done anything, in its language.
+    for headers in district["resident_headers"] + [district["headers"]]:
+        listed = client.get("/me/notifications", headers=headers)
+        assert listed.headers["X-Unread-Count"] == "1"
+        assert listed.get_json()[0]["kind"] == "broadcast.warning"
+        assert listed.get_json()[0]["body"] == TYPHOON["text"] and not listed.get_json()[0][
+            "read"]
+    outside = client.get("/me/notifications", headers=district["outside_headers"])
+    assert outside.get_json() == [] and outside.headers["X-Unread-Count"] == "0"
 
-    assert worker.expand_broadcasts(db_session) == 4  # 3 residents + the staff member
-    expected = sorted([u.id for u in district["residents"]] + [district["staff"].id])
-    assert _inbox_users(db_session, b["id"]) == expected
+    counts = _run_topics(db_session, sender)
+    assert counts["send:sent"] == 4  # FCM and Push Kit, zh-CN and en
+    sent = {r.message["topic"]: r.message for r in fcm.topic_messages()}
+    assert set(sent) == {zh, en}
+    assert sent[zh]["notification"]["title"] == "【预警】台风蓝色预警"
+    assert sent[en]["notification"]["title"] == "[Warning] 台风蓝色预警"
+    assert sent[zh]["data"]["link"] == TYPHOON["link"]
+    assert sent[zh]["android"]["collapse_key"] == f"broadcast:{b['id']}"
+    on_hms = {r["topic"]: r["message"] for r in hms.received if "topic" in r}
+    assert set(on_hms) == {zh, en}
+    assert on_hms[en]["notification"]["title"] == "[Warning] 台风蓝色预警"
+    assert fcm.received_for("tok-resident-0") == []  # no push per device
+
+    assert broadcasts.walk(db_session, sms=False) == 4  # 3 residents + the staff member
     db_session.expire_all()
     done = db_session.get(Broadcast, b["id"])
     assert done.state == "done" and done.recipients == 4 and done.done_at is not None
 
-    deliver(db_session, sender)
-    titles = {r.token: r.message["notification"]["title"] for r in fcm.received}
-    assert titles == {"tok-resident-0": "【预警】台风蓝色预警",
-                      "tok-resident-1": "【预警】台风蓝色预警",
-                      "tok-resident-2": "[Warning] 台风蓝色预警"}
-    pushed = fcm.received_for("tok-resident-0")[0].message
-    assert pushed["data"]["link"] == TYPHOON["link"]
-    assert pushed["android"]["collapse_key"] == f"broadcast:{b['id']}"
 
-    resident = district["residents"][0]
-    inbox = client.get("/me/notifications", headers={
-        "Authorization": f"Bearer {login(resident.username)['access_token']}"}).get_json()
-    assert inbox[0]["kind"] == "broadcast.warning"
-    assert inbox[0]["body"] == TYPHOON["text"]
-
-
-def test_fan_out_in_batches_is_idempotent(db_session, client, district):
+def test_the_walk_over_members_in_batches_is_idempotent(db_session, client, district):
     b = _post(client, district["headers"], district["tree"][C11]).get_json()
-    # One batch of two users per transaction; budget 0: one batch per call.
-    assert worker.expand_broadcasts(db_session, batch_size=2, budget_s=0) == 2
+    # Batches of two users per transaction; budget 0: one batch per call.
+    assert broadcasts.walk(db_session, False, batch_size=2, budget_s=0) == 2
     db_session.expire_all()
     half = db_session.get(Broadcast, b["id"])
     assert half.state == "pending" and half.recipients == 2
-    assert len(_inbox_users(db_session, b["id"])) == 2
-    assert worker.expand_broadcasts(db_session, batch_size=2, budget_s=0) == 2
-    assert worker.expand_broadcasts(db_session, batch_size=2, budget_s=0) == 0  # marks done
-    assert worker.expand_broadcasts(db_session, batch_size=2) == 0
-    users = _inbox_users(db_session, b["id"])
-    assert len(users) == len(set(users)) == 4
+    assert broadcasts.walk(db_session, False, batch_size=2, budget_s=0) == 2
+    assert broadcasts.walk(db_session, False, batch_size=2, budget_s=0) == 0  # marks done
+    assert broadcasts.walk(db_session, False, batch_size=2) == 0
     db_session.expire_all()
-    assert db_session.get(Broadcast, b["id"]).state == "done"
+    done = db_session.get(Broadcast, b["id"])
+    assert done.state == "done" and done.recipients == 4
 
 
-def test_an_emergency_ignores_mutes_and_quiet_hours(db_session, client, district, fcm,
-                                                    sender):
+def test_an_emergency_ignores_mutes(db_session, client, district, fcm, sender):
+    """Muting a level leaves its topics; an emergency's topics cannot be left. Both
+    broadcasts are in the inbox regardless."""
     muted = district["residents"][0]
     service.set_preferences(db_session, Actor(user_id=muted.id), {
         "muted_kinds": ["broadcast.info", "broadcast.warning", "broadcast.emergency"],
         "quiet_hours": {"start": "00:00", "end": "23:59"}, "timezone": None})
     db_session.commit()
+    _run_topics(db_session, sender)
+    assert "tok-resident-0" not in fcm.subscribed(topics.topic_name(G111, "info", "zh-CN"))
+    assert "tok-resident-0" in fcm.subscribed(topics.topic_name(G111, "emergency", "zh-CN"))
     _post(client, district["headers"], district["tree"][G111], level="info", title="停水通知")
     _post(client, district["headers"], district["tree"][G111], level="emergency",
           title="燃气泄漏，立即撤离")
-    worker.expand_broadcasts(db_session)
-    deliver(db_session, sender)
-    pushed = [r.message for r in fcm.received_for("tok-resident-0")]
-    assert [m["notification"]["title"] for m in pushed] == ["【紧急】燃气泄漏，立即撤离"]
-    assert pushed[0]["android"]["priority"] == "high"
-    assert service.unread_count(db_session, Actor(user_id=muted.id)) == 2  # both in the inbox
+    _run_topics(db_session, sender)
+    pushed = {r.message["topic"]: r.message for r in fcm.topic_messages()}
+    emergency = pushed[topics.topic_name(G111, "emergency", "zh-CN")]
+    assert emergency["notification"]["title"] == "【紧急】燃气泄漏，立即撤离"
+    assert emergency["android"]["priority"] == "high"
+    assert inbox.unread_count(db_session, Actor(user_id=muted.id)) == 2
+
+
+def test_broadcasts_are_read_one_by_one_or_all_at_once(db_session, client, district):
+    tree, staff = district["tree"], district["headers"]
+    first = _post(client, staff, tree[C11]).get_json()
+    _post(client, staff, tree[G112], title="停电通知")
+    one, two = district["resident_headers"][1], district["resident_headers"][2]
+    assert client.get("/me/notifications/unread-count", headers=one).get_json() == {"unread": 2}
+    row = client.get("/me/notifications", headers=one).get_json()[-1]
+    read = client.post(f"/me/notifications/{row['id']}/read", headers=one)
+    assert read.status_code == 200 and read.get_json()["read"] is True
+    again = client.post(f"/me/notifications/{row['id']}/read", headers=one)
+    assert again.get_json()["read_at"] == read.get_json()["read_at"]  # the first time kept
+    assert client.get("/me/notifications/unread-count", headers=one).get_json() == {"unread": 1}
+    # Another resident's marks are their own.
+    assert client.get("/me/notifications/unread-count", headers=two).get_json() == {"unread": 2}
+    unread = client.get("/me/notifications?unread=true", headers=one).get_json()
+    assert [x["title"] for x in unread] == ["【预警】停电通知"]
+    assert client.post("/me/notifications/read-all", headers=one).get_json() == {"marked": 1}
+    assert client.get("/me/notifications/unread-count", headers=one).get_json() == {"unread": 0}
+    # Someone the broadcast does not reach cannot read it (404, as for another's row).
+    assert_error_shape(client.post(f"/me/notifications/{first['id']}/read",
+                                   headers=district["outside_headers"]), 404)
+    assert db_session.scalar(sa.select(sa.func.count()).select_from(Broadcast)) == 2
 
 
 def test_only_areas_of_ones_own_scope(db_session, client, district, member):

@@ -7,9 +7,9 @@ from datetime import datetime, time, timedelta
 
 import sqlalchemy as sa
 
-from notifications import service, worker
-from notifications.fcm import LogSender
+from notifications import inbox, service, worker
 from notifications.models import Device, OutboxMessage
+from notifications.providers.fcm import LogSender
 from server import clock
 from server.auth.actor import Actor
 from tests.conftest import assert_error_shape
@@ -298,7 +298,7 @@ def test_without_firebase_credentials_the_worker_logs_and_marks_sent(
         db_session, fcm, recipient, caplog):
     sender = worker.sender_for({"FIREBASE_CREDENTIALS": "", "FCM_ENDPOINT": "x",
                                 "FCM_TIMEOUT_S": 1, "NOTIFY_BATCH_SIZE": 500})
-    assert isinstance(sender, LogSender)
+    assert isinstance(sender.providers["fcm"], LogSender)
     user = recipient(("tok-dev", "android", "zh-CN"))
     nid = _notify(db_session, user)
     with caplog.at_level("INFO", logger="notifications.fcm"):
@@ -312,7 +312,7 @@ def test_without_firebase_credentials_the_worker_logs_and_marks_sent(
 
 def test_fcm_down_entirely_is_retried(db_session, recipient):
     """No connection at all (nothing listens on the endpoint): UnavailableError → retry."""
-    from notifications.fcm import FcmSender
+    from notifications.providers.fcm import FcmSender
 
     dead = FcmSender(_standalone_credential(), endpoint="http://127.0.0.1:9", timeout_s=2)
     try:
@@ -353,7 +353,7 @@ def test_a_muted_kind_reaches_the_inbox_but_not_the_phone(db_session, fcm, sende
     deliver(db_session, sender)
     pushed, = fcm.received_for("tok-muted")
     assert pushed.message["notification"]["title"] == "督办：SJ-2026-0042"
-    assert service.unread_count(db_session, Actor(user_id=user.id)) == 2
+    assert inbox.unread_count(db_session, Actor(user_id=user.id)) == 2
 
 
 def test_quiet_hours_delay_a_push_to_their_end_but_not_an_urgent_one(
@@ -409,7 +409,7 @@ def test_backoff_grows_and_honours_retry_after():
 
 
 def test_retry_after_as_seconds_or_http_date():
-    from notifications.fcm import retry_after_seconds
+    from notifications.providers.fcm import retry_after_seconds
 
     now = datetime(2026, 11, 22, 12, 0, tzinfo=clock.now().tzinfo)
     assert retry_after_seconds("30") == 30

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from notifications.fcm import FcmSender, Push
+from notifications.providers.base import Push
+from notifications.providers.fcm import FcmSender
 from tests.notifications.fcm_standin import FcmStandIn
 
 

@@ -194,3 +194,36 @@ def test_a_handler_cannot_write_into_the_request_data():
                      transitions=(Transition("note", "备注", ("open",), None, "thing:close"),))
     with pytest.raises(TypeError):
         actions.run(None, OWNER, life, 7, "note", {}, 3)
+
+
+def test_wiring_adds_a_listener_once_and_a_current_schema_per_model():
+    from marshmallow import Schema, fields
+
+    from server import api
+    from server.modules import Registry
+
+    class ThingSchema(Schema):
+        id = fields.Integer()
+        state = fields.String()
+
+    def listener(s, kind, record, transition, actor, result):
+        pass
+
+    registry = Registry(None, {})
+    try:
+        registry.transition_listeners([listener])
+        registry.transition_listeners([listener])  # wiring a second app changes nothing
+        assert actions.listeners.count(listener) == 1
+        registry.current_schema(Thing, ThingSchema())
+        assert api.present_current(Thing(state="closed")) == {"id": 7, "state": "closed"}
+        registry.current_schema(Thing, lambda thing: {"seen": thing.state})
+        assert api.present_current(Thing()) == {"seen": "open"}
+    finally:
+        actions.listeners.remove(listener)
+        api.current_schemas.pop(Thing, None)
+
+
+def test_an_unregistered_record_still_answers_with_its_id_and_version():
+    from server import api
+
+    assert api.present_current(Thing(version=9)) == {"id": 7, "version": 9}

@@ -4,8 +4,10 @@ no-shows, ratings, idempotency, versions, and the staff's view of one service.""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
+from grid.services import catalogue
 from tests.conftest import assert_error_shape
 from tests.fixtures.http import new_uuid, total
 from tests.fixtures.services import add_slot, book, make_service
@@ -136,11 +138,12 @@ def test_attended_then_rated_and_no_shows_block_booking_for_a_while(people, tree
     assert "no-shows" in body["message"]
     # others are not affected; the block lifts when the oldest no-show leaves the window
     book(people.resident2, add_slot(db_session, svc["id"], 9 * DAY + HOUR))
-    app.config["SERVICE_NO_SHOW_WINDOW_DAYS"] = 2
+    configured = catalogue.settings()
+    catalogue.configure(dataclasses.replace(configured, no_show_window_days=2))
     try:
         book(people.resident, add_slot(db_session, svc["id"], 10 * DAY))
     finally:
-        app.config["SERVICE_NO_SHOW_WINDOW_DAYS"] = 30
+        catalogue.configure(configured)
 
 
 def test_staff_see_a_days_bookings_and_the_figures(people, tree, db_session):

@@ -5,16 +5,16 @@ API client (cascade); a delivery is one event for one subscription, written in t
 transaction of the change; partial indexes find the due rows and the pending rows of a
 subscription's ordering key (a case's events go out in order); attempts log each try.
 
-Revision ID: 0016_webhooks
-Revises: 0015
+Revision ID: 0019
+Revises: 0018
 """
 
 from alembic import op
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-revision = '0016_webhooks'
-down_revision = '0015'
+revision = '0019'
+down_revision = '0018'
 branch_labels = None
 depends_on = None
 

@@ -1,8 +1,6 @@
-"""Senders: FCM through firebase-admin's `messaging.send_each`, or the log when no Firebase
-credentials are configured (development).
-
-A sender takes a list of `Push` and returns one `Outcome` per push, in order, and never
-raises for a failed push: the worker turns outcomes into outbox states.
+"""FCM through firebase-admin (`messaging.send_each`, topic messages, `subscribe_to_topic`),
+or the log when no Firebase credentials are configured (development). The provider
+interface is in providers/base.py.
 
 - ok: FCM accepted it;
 - disable: the token is gone (UNREGISTERED, SENDER_ID_MISMATCH): the device is disabled;
@@ -21,14 +19,14 @@ import threading
 import urllib.request
 import uuid
 import warnings
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Protocol
 
 import firebase_admin
 import requests
 from firebase_admin import credentials, exceptions, messaging
+
+from notifications.providers.base import OK, Outcome, Push
 
 log = logging.getLogger("notifications.fcm")
 
@@ -36,47 +34,28 @@ GOOGLE_FCM_ENDPOINT = "https://fcm.googleapis.com"
 MAX_BATCH = 500  # send_each's own limit
 
 
-@dataclass(frozen=True)
-class Push:
-    """One message to one device."""
-
-    token: str
-    platform: str  # android | ios | web
-    title: str
-    body: str
-    data: dict[str, str] = field(default_factory=dict)
-    collapse_key: str | None = None
-    urgent: bool = False
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: str  # ok | disable | reject | retry
-    error: str | None = None
-    retry_after_s: float | None = None
-
-
-OK = Outcome("ok")
-
-
-class Sender(Protocol):
-    # Written on rows this sender completes (None for a real push).
-    note: str | None
-
-    def send(self, pushes: list[Push]) -> list[Outcome]: ...
-
-
 class LogSender:
-    """No Firebase credentials (the default): pushes are logged, the inbox has them."""
+    """No Firebase credentials (development): pushes are logged, the inbox has them."""
 
+    name = "fcm"
     note = "FIREBASE_CREDENTIALS not set: logged, not pushed"
+    max_tokens = 1000
 
     def send(self, pushes: list[Push]) -> list[Outcome]:
         for p in pushes:
             log.info("would push", extra={"platform": p.platform, "title": p.title,
                                           "collapse_key": p.collapse_key, "urgent": p.urgent,
                                           "token": p.token[:12] + "…"})
-        return [OK] * len(pushes)
+        return [Outcome("ok", note=self.note)] * len(pushes)
+
+    def send_topic(self, topic: str, push: Push) -> Outcome:
+        log.info("would push to a topic", extra={"topic": topic, "title": push.title})
+        return Outcome("ok", note=self.note)
+
+    def subscribe(self, topic: str, tokens: list[str]) -> list[Outcome]:
+        return [Outcome("ok", note=self.note)] * len(tokens)
+
+    unsubscribe = subscribe
 
 
 # --- collapse keys on the wire ----------------------------------------------------------
@@ -129,6 +108,27 @@ def build_message(push: Push) -> messaging.Message:
             android=android, apns=apns, webpush=webpush)
 
 
+def build_topic_message(topic: str, push: Push) -> messaging.Message:
+    """The FCM message of a broadcast to a topic: one message for the Android, iOS and web
+    devices on it, each with its platform's collapse key and priority."""
+    ck = push.collapse_key
+    headers = {"apns-priority": "10" if push.urgent else "5", "apns-push-type": "alert"}
+    if ck:
+        headers["apns-collapse-id"] = apns_collapse_id(ck)
+    web_headers = {"Urgency": "high" if push.urgent else "normal"}
+    if ck:
+        web_headers["Topic"] = webpush_topic(ck)
+    return messaging.Message(
+        topic=topic, data=push.data,
+        notification=messaging.Notification(title=push.title, body=push.body),
+        android=messaging.AndroidConfig(
+            collapse_key=ck, priority="high" if push.urgent else "normal",
+            notification=messaging.AndroidNotification(tag=ck) if ck else None),
+        apns=messaging.APNSConfig(headers=headers, payload=messaging.APNSPayload(
+            aps=messaging.Aps(thread_id=ck, sound="default" if push.urgent else None))),
+        webpush=messaging.WebpushConfig(headers=web_headers))
+
+
 # --- outcomes ------------------------------------------------------------------------------
 
 
@@ -163,6 +163,20 @@ def classify(exc: BaseException) -> Outcome:
     return Outcome("retry", text, retry_after)
 
 
+# Per-token topic (un)subscription errors (the SDK's reason strings).
+_TOPIC_GONE = {"NOT_FOUND", "UNREGISTERED", "SENDER_ID_MISMATCH",
+               "registration-token-not-registered"}
+_TOPIC_REJECTED = {"INVALID_ARGUMENT", "invalid-argument", "PERMISSION_DENIED"}
+
+
+def classify_topic_reason(reason: str) -> Outcome:
+    if reason in _TOPIC_GONE:
+        return Outcome("disable", reason)
+    if reason in _TOPIC_REJECTED:
+        return Outcome("reject", reason)
+    return Outcome("retry", reason)  # RESOURCE_EXHAUSTED, QUOTA_EXCEEDED, 5xx, UNKNOWN
+
+
 class FcmSender:
     """FCM HTTP v1 through firebase-admin, as an app of its own named per sender.
 
@@ -179,7 +193,9 @@ class FcmSender:
     tests/notifications/test_fcm_wire.py proves both against the pinned SDK.
     """
 
+    name = "fcm"
     note = None
+    max_tokens = 1000  # subscribe_to_topic's limit
 
     def __init__(self, credential: credentials.Certificate, *,
                  endpoint: str = GOOGLE_FCM_ENDPOINT, timeout_s: float = 10.0,
@@ -191,6 +207,7 @@ class FcmSender:
         service = messaging._get_messaging_service(self.app)
         endpoint = endpoint.rstrip("/")
         service._fcm_url = f"{endpoint}/v1/projects/{self.app.project_id}/messages:send"
+        service._fcm_topic_url = f"{endpoint}/v1/projects/{self.app.project_id}/registrations"
         session = service._client.session
         session.mount(endpoint, requests.adapters.HTTPAdapter(
             pool_connections=1, pool_maxsize=self.batch_size, max_retries=0))
@@ -257,6 +274,40 @@ class FcmSender:
             for i, outcome in zip(valid, sent, strict=True):
                 outcomes[i] = outcome
         return outcomes  # type: ignore[return-value]
+
+    def send_topic(self, topic: str, push: Push) -> Outcome:
+        try:
+            self._ensure_token()
+            messaging.send(build_topic_message(topic, push), app=self.app)
+        except ValueError as exc:
+            return Outcome("reject", f"ValueError: {exc}"[:500])
+        except Exception as exc:  # noqa: BLE001 - FirebaseError, token endpoint down…
+            return classify(exc)
+        return OK
+
+    def subscribe(self, topic: str, tokens: list[str]) -> list[Outcome]:
+        return self._manage(messaging.subscribe_to_topic, topic, tokens)
+
+    def unsubscribe(self, topic: str, tokens: list[str]) -> list[Outcome]:
+        return self._manage(messaging.unsubscribe_from_topic, topic, tokens)
+
+    def _manage(self, call, topic: str, tokens: list[str]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for start in range(0, len(tokens), self.max_tokens):
+            chunk = tokens[start:start + self.max_tokens]
+            try:
+                self._ensure_token()
+                response = call(chunk, topic, app=self.app)
+            except ValueError as exc:
+                outcomes += [Outcome("reject", f"ValueError: {exc}"[:500])] * len(chunk)
+                continue
+            except Exception as exc:  # noqa: BLE001
+                outcomes += [classify(exc)] * len(chunk)
+                continue
+            errors = {e.index: e.reason for e in response.errors}
+            outcomes += [classify_topic_reason(errors[i]) if i in errors else OK
+                         for i in range(len(chunk))]
+        return outcomes
 
     def close(self) -> None:
         firebase_admin.delete_app(self.app)
