@@ -1,4 +1,4 @@
-"""Exchange API. Each helper's part is one block; `blueprints` is their union."""
+"""Exchange API. Each helper's part is one block with its own list of blueprints."""
 
 from __future__ import annotations
 
@@ -199,6 +199,6 @@ def dataset_csv(dataset):
     return _cached(response, snap.etag)
 
 
-blueprints = [webhooks_blp, hotline_blp, open_data_blp]
+WEBHOOKS_BLUEPRINTS = [webhooks_blp, hotline_blp, open_data_blp]
 
 # --- end webhooks ---

@@ -24,7 +24,7 @@ def _listen(listeners: list, listener) -> None:
 
 
 def contribute_webhooks(registry: Registry) -> None:
-    registry.blueprints(exchange_views.blueprints)
+    registry.blueprints(exchange_views.WEBHOOKS_BLUEPRINTS)
     # where events come from: a case's report (its timeline), every action of the engine
     # (case.transitioned, case.closed, the hotline's 回单), the register's change history,
     # broadcasts
