@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +37,11 @@ def _broadcast_area(s: Session, actor: Actor, area_id: int):
     if area is None:
         raise NotFound("No such area")
     return area
+
+
+# Who hears of a new broadcast, in its transaction: (session, broadcast). Filled at wiring
+# (grid/exchange/wiring.py: webhooks' broadcast.sent); notifications never imports grid.
+BROADCAST_LISTENERS: list[Callable[[Session, Broadcast], None]] = []
 
 
 def create_broadcast(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUID | None,
@@ -76,6 +82,8 @@ def create_broadcast(s: Session, actor: Actor, data: dict, client_uuid: uuid.UUI
     audit.record(s, actor, "broadcast_sent", "broadcast", broadcast.id,
                  changes={"area_id": area.id, "area_code": area.code, "level": broadcast.level,
                           "title": broadcast.title})
+    for listener in BROADCAST_LISTENERS:
+        listener(s, broadcast)
     return broadcast, True
 
 

@@ -159,6 +159,21 @@ class Config:
     BROADCAST_LIMIT_PER_SENDER = _env_int("BROADCAST_LIMIT_PER_SENDER", 10)
     BROADCAST_LIMIT_WINDOW_S = _env_int("BROADCAST_LIMIT_WINDOW_S", 3600)
     BROADCAST_BATCH_SIZE = _env_int("BROADCAST_BATCH_SIZE", 1000)  # users per fan-out step
+    # Webhooks (grid/exchange/delivery.py): CloudEvents to subscribers' URLs, retried with
+    # backoff, dead-lettered after WEBHOOK_MAX_ATTEMPTS. WEBHOOK_ALLOWED_HOSTS: hosts allowed
+    # over plain http or on private addresses (comma-separated; tests and intranets).
+    WEBHOOK_ALLOWED_HOSTS = _env("WEBHOOK_ALLOWED_HOSTS", "")
+    WEBHOOK_BATCH_SIZE = _env_int("WEBHOOK_BATCH_SIZE", 200)
+    WEBHOOK_LEASE_S = float(os.environ.get("WEBHOOK_LEASE_S", 120))
+    WEBHOOK_MAX_ATTEMPTS = _env_int("WEBHOOK_MAX_ATTEMPTS", 10)
+    WEBHOOK_BACKOFF_BASE_S = float(os.environ.get("WEBHOOK_BACKOFF_BASE_S", 10))
+    WEBHOOK_BACKOFF_MAX_S = float(os.environ.get("WEBHOOK_BACKOFF_MAX_S", 3600))
+    WEBHOOK_CONCURRENCY = _env_int("WEBHOOK_CONCURRENCY", 8)
+    WEBHOOK_TIMEOUT_S = float(os.environ.get("WEBHOOK_TIMEOUT_S", 10))
+    # Break-the-glass grants (grid/exchange/grants.py) and residents' declarations.
+    BREAK_GLASS_MINUTES = _env_int("BREAK_GLASS_MINUTES", 60)
+    DECLARATION_LIMIT = _env_int("DECLARATION_LIMIT", 10)  # per resident per window
+    DECLARATION_WINDOW_S = _env_int("DECLARATION_WINDOW_S", 86400)
     # Huawei Push Kit (notifications/providers/hms.py): off without app id and secret.
     HMS_APP_ID = _env("HMS_APP_ID", "")
     HMS_CLIENT_ID = _env("HMS_CLIENT_ID", "")  # defaults to the app id

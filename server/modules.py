@@ -34,6 +34,7 @@ INSTALLED: tuple[str, ...] = (
     "notifications", "grid.calendar", "grid.cases", "grid.services", "grid.open311",
     "grid.maps", "grid.profiles",
     "grid.insights",
+    "grid.exchange",
 )
 
 

@@ -144,6 +144,9 @@ UNREADABLE: dict[str, str] = {
     "GET /cases/likely-duplicates": (
         "also needs a point (near=), which the matrix does not fill; it answers the resident "
         "view only, by design to anyone who may report (tests/grid/cases/test_resident_view.py)"),
+    "GET /exchange/hotline/tickets/{ticket_no}": (
+        "signed by a hotline key, not a token: every actor here is a 401 "
+        "(tests/grid/exchange/test_hotline_results.py)"),
 }
 
 

@@ -154,6 +154,9 @@ EXCEPTIONS: dict[tuple[str, str, str], str] = {
     ("ST202", "PUT /calendars/{area_id}", "*"): "windows in order, not overlapping",
     ("ST202", "POST /services/{service_id}/schedules", "*"): "end_time after start_time",
     ("ST202", "POST /broadcasts", "*"): "link: a URL with a host name marshmallow accepts",
+    ("ST202", "POST /webhooks/subscriptions", "*"): (
+        "the client must exist and be a system or hotline client, the event types its kind's, "
+        "the URL https to a public host (grid/exchange/subscriptions.py)"),
 }
 
 

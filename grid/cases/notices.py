@@ -35,6 +35,11 @@ NOTICE_TEMPLATES: tuple[NoticeTemplate, ...] = (
 )
 
 
+# Who hears of each timeline entry, in the entry's transaction: (session, case, action,
+# from_state, note, data). Filled at wiring (grid/exchange/wiring.py: webhooks, 回单).
+TIMELINE_LISTENERS: list[Any] = []
+
+
 # --- recipients ----------------------------------------------------------------------------
 
 
@@ -109,6 +114,8 @@ def _event(s: Session, case: Case, actor: Actor | None, action: str, from_state:
                     from_state=from_state, to_state=to_state or case.state, note=note,
                     photo_ids=photo_ids or [], data={k: v for k, v in data.items()
                                                       if v is not None}))
+    for listener in TIMELINE_LISTENERS:
+        listener(s, case, action, from_state, note, data)
 
 
 def _link_photos(s: Session, actor: Actor, case: Case, photo_ids: list[int]) -> None:

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from geo.fields import GpsFix
 from grid.areas import service as areas
 from grid.areas.models import Area
-from grid.registry.history import _history_value, apply_changes
+from grid.registry.history import _history_value, apply_changes, recorded
 from grid.registry.models import RegisterRecord, Tombstone
 from grid.registry.scope import KINDS, _singular, get_record
 from server import audit, idempotency, pii
@@ -115,6 +115,7 @@ def _created(s: Session, actor: Actor, kind: str, record: Any, client_uuid: uuid
         idempotency.complete(s, client_uuid, kind, record.id)
     audit.record(s, actor, f"{kind}_created", kind, record.id,
                  changes={k: _history_value(k, v) for k, v in summary.items()})
+    recorded(s, kind, record, "created", {k: _history_value(k, v) for k, v in summary.items()})
     return record
 
 
@@ -137,6 +138,7 @@ def _updated(s: Session, actor: Actor, kind: str, record: Any, diff: dict,
         _flush(s, actor, kind, record, unique)
         s.refresh(record)
         audit.record(s, actor, f"{kind}_updated", kind, record.id, changes=diff)
+        recorded(s, kind, record, "updated", diff)
         if old_area_id is not None and old_area_id != record.area_id:
             s.add(Tombstone(object_type=kind, object_id=record.id, area_id=old_area_id,
                             reason="moved"))

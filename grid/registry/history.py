@@ -43,6 +43,17 @@ def _history_value(name: str, value: Any) -> Any:
     return value
 
 
+# Who hears of a register record created or changed, in its transaction: (session, kind,
+# record, action, diff). Filled at wiring (grid/exchange/wiring.py: webhooks).
+CHANGE_LISTENERS: list[Any] = []
+
+
+def recorded(s: Session, kind: str, record: Any, action: str, diff: dict) -> None:
+    """A change of `record` was recorded (created/updated): tell the listeners."""
+    for listener in CHANGE_LISTENERS:
+        listener(s, kind, record, action, diff)
+
+
 def apply_changes(record: Any, changes: dict) -> dict:
     """Set plain fields; return {field: [old, new]} of what really changed."""
     diff = {}
