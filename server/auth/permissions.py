@@ -50,6 +50,10 @@ service:book            x   .   .   .   .   .   .   .   .
 notification:admin      .   .   .   .   .   .   .   .   x
 apiclient:manage        .   .   .   .   .   .   .   .   x
 category:manage         .   .   .   .   .   .   .   .   x
+record:break_glass      .   .   x   x   x   .   x   .   .
+grant:review            .   .   .   .   .   .   .   x   .
+declaration:submit      x   .   .   .   .   .   .   .   .
+declaration:decide      .   x   x   x   .   .   .   .   .
 """
 # fmt: on
 
@@ -95,3 +99,14 @@ def permissions_for(roles: frozenset[str] | set[str]) -> frozenset[str]:
 def grantable_by(roles: frozenset[str] | set[str]) -> frozenset[str]:
     """The roles an actor holding `roles` may grant or revoke."""
     return frozenset().union(*(GRANTABLE_BY.get(r, frozenset()) for r in roles))
+
+
+# --- feeds: break-the-glass (紧急授权) and declarations (自主申报) ---
+# Told at once when a record of their grid is opened by break-the-glass (besides everyone
+# holding grant:review, the auditors).
+BREAK_GLASS_NOTIFIED_ROLES: tuple[str, ...] = ("grid_chief",)
+
+
+def roles_with(permission: str) -> tuple[str, ...]:
+    """The roles that grant `permission` (whom to tell, without naming roles elsewhere)."""
+    return tuple(r for r in ROLES if permission in ROLE_PERMISSIONS[r])
