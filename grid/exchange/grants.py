@@ -55,7 +55,7 @@ def _active(actor: Actor, object_type: str, object_id: Any) -> sa.Select:
     return sa.select(AccessGrant.id).where(
         AccessGrant.user_id == actor.user_id, AccessGrant.object_type == object_type,
         AccessGrant.object_id == object_id, AccessGrant.closed_at.is_(None),
-        AccessGrant.expires_at > sa.func.now())
+        AccessGrant.expires_at > clock.now())
 
 
 def open_grant(s: Session, actor: Actor, object_type: str, object_id: int, reason: str,
@@ -125,6 +125,7 @@ def on_read(s: Session, actor: Actor, model: type[RegisterRecord], record: Any) 
               .values(reads=AccessGrant.reads + 1)
               .execution_options(synchronize_session=False))
     audit.record(s, actor, "break_glass_read", kind, record.id, changes={"grant_id": grant_id})
+    db.commit_read_audit(s)  # a GET's session is never committed otherwise
 
 
 OPENING = scope.Opening(condition=condition, on_read=on_read)
