@@ -296,7 +296,7 @@ def seed_cases(s: Session, departments: dict) -> int:
                 data["photo_ids"] = [_photo(s, acting, i * 10 + len(step))]
             if step == "evaluate" and case.reporter_id != acting.user_id:
                 acting = reporter
-            case = act(s, acting, case.id, step, data, case.version, lambda c, a: {})
+            case = act(s, acting, case.id, step, data, case.version)
         made += 1
     # a worker's own fix on the spot, waiting for verification (自行处置)
     category = s.scalars(sa.select(CaseCategory).where(CaseCategory.code == "0102")).one()

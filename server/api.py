@@ -9,6 +9,7 @@ unexpected exceptions (500, logged with the request id, never a stack trace on t
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC
 from typing import Any
 
@@ -20,7 +21,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from geo import fields as geo_fields
 from server.db import unavailable
-from server.errors import DomainError, PreconditionFailed, ServiceUnavailable
+from server.errors import DomainError, PreconditionFailed, ServiceUnavailable, Stale
 from server.validators import MOBILE_RE, USERNAME_RE, validate_mobile, validate_username
 
 log = logging.getLogger("server.api")
@@ -122,6 +123,9 @@ class Api(flask_smorest.Api):
     def handle_domain_error(self, error: DomainError):
         from werkzeug.http import HTTP_STATUS_CODES
 
+        if isinstance(error, Stale):
+            error.extra["current"] = present_current(error.record)
+
         payload = error_payload(
             error.status,
             HTTP_STATUS_CODES.get(error.status, "Error"),
@@ -142,6 +146,23 @@ class Api(flask_smorest.Api):
                 retry_after=DB_RETRY_AFTER_S))
         log.exception("unhandled error", extra={"request_id": g.get("request_id")})
         return self.handle_http_exception(InternalServerError())
+
+
+# The resource's own response schema for each versioned model, registered once at wiring
+# (server/modules.py Registry.current_schema): how a 412 (`Stale`) shows the record as it
+# is now. A presenter runs in the request, after the failed unit of work rolled back, so
+# the record it reads is the one in the database.
+current_schemas: dict[type, Callable[[Any], Any]] = {}
+
+
+def present_current(record: Any) -> Any:
+    """The record of a 412 in its resource's response schema."""
+    for cls in type(record).__mro__:
+        present = current_schemas.get(cls)
+        if present is not None:
+            return present(record)
+    log.error("no current schema registered for %s", type(record).__name__)
+    return {"id": getattr(record, "id", None), "version": getattr(record, "version", None)}
 
 
 def expected_version(body: dict) -> int | None:

@@ -6,7 +6,6 @@ to recover (the allowed next actions for 409, the current record for 412, the fi
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 
@@ -70,6 +69,17 @@ class PreconditionFailed(DomainError):
     status = 412
 
 
+class Stale(PreconditionFailed):
+    """412 for a record that moved on: carries the record itself; the API answers with it
+    in the resource's own response schema as `current` (the one way, server/api.py
+    `current_schemas`, registered once per model at wiring)."""
+
+    def __init__(self, record: Any, message: str = "This record changed since you read it"
+                 ) -> None:
+        super().__init__(message)
+        self.record = record
+
+
 class PreconditionRequired(DomainError):
     status = 428
 
@@ -97,14 +107,16 @@ def field_errors(field: str, *messages: str, location: str = "json") -> dict:
     return {location: {field: list(messages)}}
 
 
-def check_version(record: Any, expected: int | None, current: Callable[[Any], dict]) -> None:
-    """The one optimistic-concurrency check of an update: 428 without a version, 412 with
-    `current(record)` (the record as the client should re-read it) when it moved on."""
+def check_version(record: Any, expected: int | None, current: Any = None) -> None:
+    """The one optimistic-concurrency check of an update: 428 without a version, `Stale`
+    (412 with the record in its resource's schema) when it moved on."""
     if expected is None:
         raise PreconditionRequired("Send the version you edited (If-Match or `version`)")
     if expected != record.version:
-        raise PreconditionFailed("This record changed since you read it",
-                                 current=current(record))
+        if current is not None:  # transitional: callers still passing a presenter
+            raise PreconditionFailed("This record changed since you read it",
+                                     current=current(record))
+        raise Stale(record)
 
 
 class ServiceUnavailable(DomainError):

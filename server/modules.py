@@ -22,7 +22,7 @@ from typing import Any
 from flask_smorest import Api
 from sqlalchemy.orm import Session
 
-from server import cli, jobs
+from server import actions, api, cli, jobs
 from server.auth import service as auth_service
 from server.auth.actor import Actor, ActorEnricher, actor_enrichers
 from server.storage import service as storage
@@ -74,6 +74,16 @@ class Registry:
 
     def job_handler(self, kind: str, handler: jobs.Handler) -> None:
         jobs.handlers[kind] = handler
+
+    def transition_listeners(self, listeners: Iterable[actions.Listener]) -> None:
+        """Called after every successful action of any life cycle, in its transaction
+        (server/actions.py): `(s, kind, record, transition, actor, result)`."""
+        actions.add_listeners(listeners)
+
+    def current_schema(self, model: type, present: Any) -> None:
+        """How a 412 shows a stale `model` record: its resource's response schema (a
+        marshmallow Schema, or a function record → body for views that add to it)."""
+        api.current_schemas[model] = present.dump if hasattr(present, "dump") else present
 
 
 def wire(api: Api, installed: Iterable[str] = INSTALLED) -> None:

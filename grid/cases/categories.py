@@ -83,7 +83,7 @@ def save_category(s: Session, actor: Actor, data: dict, category_id: int | None 
                              .with_for_update()).first()
         if category is None:
             raise NotFound("No such category")
-        check_version(category, expected, lambda c: {"version": c.version})
+        check_version(category, expected)
         for key, value in data.items():
             setattr(category, key, value)
     s.flush()

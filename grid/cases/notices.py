@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from grid.areas.models import Area, DepartmentMember, Membership
 from grid.cases.models import STATES, Case, CaseCategory, CaseEvent, CaseFollower
 from notifications.service import NoticeTemplate, notify
+from server.auth import permissions
 from server.auth.actor import Actor
 from server.storage import service as storage
 
@@ -49,6 +50,11 @@ def _members_above(s: Session, case: Case, role: str) -> list[int]:
     return list(s.scalars(_members_above_select(grid_path, role)))
 
 
+def _street_dispatchers(s: Session, case: Case) -> list[int]:
+    """The dispatchers of the case's street (and of any area above its grid)."""
+    return _members_above(s, case, permissions.STREET_DISPATCHER)
+
+
 def _department_people(s: Session, department_id: int | None, heads_only: bool = False
                        ) -> list[int]:
     if department_id is None:
@@ -68,7 +74,7 @@ def _followers(s: Session, case: Case) -> list[int]:
 def _grid_workers(s: Session, case: Case) -> list[int]:
     return list(s.scalars(sa.select(Membership.user_id).where(
         Membership.area_id == case.area_id,
-        Membership.role.in_(("grid_worker", "grid_chief")))))
+        Membership.role.in_(permissions.GRID_ROLES))))
 
 
 def _case_people(s: Session, case: Case) -> list[int]:
@@ -95,8 +101,11 @@ def _tell(s: Session, case: Case, kind: str, recipients: list[int | None], actor
 
 def _event(s: Session, case: Case, actor: Actor | None, action: str, from_state: str | None,
            note: str | None = None, photo_ids: list[int] | None = None,
-           to_state: str | None = None, **data: Any) -> None:
-    s.add(CaseEvent(case_id=case.id, actor_id=actor.user_id if actor else None, action=action,
+           to_state: str | None = None, actor_id: int | None = None, **data: Any) -> None:
+    """One timeline row; `actor_id` for an entry of the action engine (server/actions.py
+    Entry), which names the actor by id."""
+    actor_id = actor.user_id if actor else actor_id
+    s.add(CaseEvent(case_id=case.id, actor_id=actor_id, action=action,
                     from_state=from_state, to_state=to_state or case.state, note=note,
                     photo_ids=photo_ids or [], data={k: v for k, v in data.items()
                                                       if v is not None}))

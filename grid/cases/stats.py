@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 
 from grid.areas import service as areas
 from grid.areas.models import Area, Department
-from grid.cases.actions import evaluable_sql
 from grid.cases.models import STAT_COUNTS, Case, CaseStatsDaily
+from grid.cases.parties import evaluable_sql
 from grid.cases.scope import _scope_terms, visible
 from server.auth.actor import Actor
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from grid.cases import models, notices, resident_view, scope, stats, sweep, views
+from grid.cases import models, notices, resident_view, schemas, scope, stats, sweep, views
 from notifications.service import register_templates
 from server.cli import PeriodicTask
 
@@ -26,6 +26,8 @@ def _sweep(s):
 
 def contribute(registry: Registry) -> None:
     registry.blueprints(views.blueprints)
+    registry.current_schema(models.Case, views.current_case)
+    registry.current_schema(models.CaseCategory, schemas.CategorySchema())
     register_templates(notices.NOTICE_TEMPLATES)
     registry.object_access("case", _case_access)
     registry.attachment_filter("case", resident_view.case_photo_shown)

@@ -101,10 +101,72 @@ def grantable_by(roles: frozenset[str] | set[str]) -> frozenset[str]:
     return frozenset().union(*(GRANTABLE_BY.get(r, frozenset()) for r in roles))
 
 
+# --- roles by name, and what holding them means --------------------------------------------
+# The only place role names are written: elsewhere code asks these constants and
+# predicates (ARCHITECTURE.md §3), so renaming or splitting a role is one edit here.
+
+RESIDENT, GRID_WORKER, GRID_CHIEF, COMMUNITY_STAFF = (
+    "resident", "grid_worker", "grid_chief", "community_staff")
+STREET_DISPATCHER, DEPARTMENT_HANDLER, DISTRICT_ADMIN, AUDITOR = (
+    "street_dispatcher", "department_handler", "district_admin", "auditor")
+
+GRID_ROLES = (GRID_WORKER, GRID_CHIEF)  # 网格员、网格长: the people of a grid
+# Who commands a street's cases (立案, 派遣, 结案, 审批): its dispatchers, and the district's
+# administrators above them.
+COMMAND_ROLES = (STREET_DISPATCHER, DISTRICT_ADMIN)
+# Who hears of requests to a community's services (上门服务): its staff and the street's
+# dispatchers.
+SERVICE_PROVIDER_ROLES = (COMMUNITY_STAFF, STREET_DISPATCHER)
+# Staff who file cases from the console or the office rather than the field.
+OFFICE_ROLES = (COMMUNITY_STAFF, STREET_DISPATCHER, ADMIN, DISTRICT_ADMIN)
+# Where each role may hold an area membership (the area levels).
+MEMBERSHIP_LEVELS: dict[str, tuple[str, ...]] = {
+    GRID_WORKER: ("grid", "micro_grid"),
+    GRID_CHIEF: ("grid", "community"),
+    COMMUNITY_STAFF: ("community",),
+    STREET_DISPATCHER: ("street",),
+    DISTRICT_ADMIN: ("district", "city"),
+    RESIDENT: ("community", "grid", "micro_grid"),
+}
+# Roles held as accounts only, never as an area membership.
+ACCOUNT_ONLY_ROLES = (ADMIN, AUDITOR, DEPARTMENT_HANDLER)
+# The channel a case comes in by, from the reporter's role (first match wins).
+ROLE_CHANNELS = ((GRID_WORKER, "worker_app"), (GRID_CHIEF, "worker_app"),
+                 (RESIDENT, "resident_app"))
+
+
+class _HasRoles:  # what the predicates need of an actor (server.auth.actor.Actor)
+    roles: frozenset[str]
+
+
+def is_resident_only(actor: _HasRoles) -> bool:
+    """Holds no role but 居民: their membership says where they live, not where they work."""
+    return not (actor.roles - {RESIDENT})
+
+
+def is_resident(actor: _HasRoles) -> bool:
+    return RESIDENT in actor.roles
+
+
+def works_a_grid(actor: _HasRoles) -> bool:
+    """A grid worker or chief (网格员、网格长)."""
+    return bool(actor.roles & set(GRID_ROLES))
+
+
+def commands_streets(actor: _HasRoles) -> bool:
+    """A street dispatcher (派遣员) or a district administrator."""
+    return bool(actor.roles & set(COMMAND_ROLES))
+
+
+def works_in_an_office(actor: _HasRoles) -> bool:
+    """Community staff, a dispatcher, an administrator: reports from the console."""
+    return bool(actor.roles & set(OFFICE_ROLES))
+
+
 # --- feeds: break-the-glass (紧急授权) and declarations (自主申报) ---
 # Told at once when a record of their grid is opened by break-the-glass (besides everyone
 # holding grant:review, the auditors).
-BREAK_GLASS_NOTIFIED_ROLES: tuple[str, ...] = ("grid_chief",)
+BREAK_GLASS_NOTIFIED_ROLES: tuple[str, ...] = (GRID_CHIEF,)
 
 
 def roles_with(permission: str) -> tuple[str, ...]:

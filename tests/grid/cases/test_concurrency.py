@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from grid.cases import actions
 from server.auth.actor import Actor
 from server.auth.permissions import permissions_for
-from server.errors import PreconditionFailed
+from server.errors import Stale
 
 
 @pytest.fixture
@@ -67,14 +67,12 @@ def test_two_simultaneous_dispatches_make_one_dispatch_and_one_412(app, engine,
             barrier.wait()
             try:
                 case = actions.act(s, actor, committed_case["case"], "dispatch",
-                                   {"department_id": department_id}, 1,
-                                   lambda c, allowed: {"version": c.version,
-                                                       "department_id": c.department_id})
+                                   {"department_id": department_id}, 1)
                 s.commit()
                 outcomes.append(("ok", case.department_id))
-            except PreconditionFailed as exc:
+            except Stale as exc:  # the API shows exc.record in the case's schema
                 s.rollback()
-                outcomes.append(("412", exc.extra["current"]["department_id"]))
+                outcomes.append(("412", exc.record.department_id))
 
     threads = [threading.Thread(target=dispatch, args=(d,))
                for d in committed_case["departments"]]
