@@ -25,11 +25,11 @@ from grid.exchange.models import AccessGrant
 from grid.registry import scope
 from grid.registry.models import RegisterRecord
 from notifications.service import NoticeTemplate, notify
-from server import audit, clock, db
+from server import actions, audit, clock, db
 from server.auth.actor import Actor
 from server.auth.models import User, UserRole
 from server.auth.permissions import BREAK_GLASS_NOTIFIED_ROLES, roles_with
-from server.errors import Conflict, NotFound, check_version
+from server.errors import Conflict, NotFound
 
 BREAK_GLASS = "record:break_glass"
 REVIEW = "grant:review"
@@ -156,21 +156,34 @@ def get_grant(s: Session, actor: Actor, grant_id: int, *, for_update: bool = Fal
     return grant
 
 
+def _close(step: actions.Step) -> actions.Result:
+    grant: AccessGrant = step.record
+    grant.finding, grant.finding_note = step.data["finding"], step.data.get("note")
+    grant.closed_by, grant.closed_at = step.actor.user_id, step.at
+    return actions.Result(note=grant.finding_note, facts={"finding": grant.finding,
+                                                          "reads": grant.reads})
+
+
+def _load(s: Session, actor: Actor, grant_id: Any) -> AccessGrant:
+    return get_grant(s, actor, grant_id, for_update=True)
+
+
+# The grant's life cycle on the one engine: open (awaiting review; it opens the record until
+# it expires) → closed with a finding by an auditor.
+LIFECYCLE = actions.Lifecycle(
+    kind="access_grant", noun="grant",
+    transitions=(actions.Transition("close", "已审查", ("open",), "closed", REVIEW,
+                                    requires=("finding",)),),
+    handlers={"close": _close}, load=_load, recorded=("finding",))
+
+
 def close_grant(s: Session, actor: Actor, grant_id: int, finding: str, note: str | None,
-                expected_version: int | None, as_dict: Any) -> AccessGrant:
+                expected_version: int | None) -> AccessGrant:
     """An auditor closes a grant with a finding; it opens nothing any more. Sending the same
     finding again changes nothing."""
-    actor.require(REVIEW)
-    grant = get_grant(s, actor, grant_id, for_update=True)
-    if grant.state == "closed":
-        if grant.finding == finding and grant.finding_note == note:
-            return grant
-        raise Conflict("This grant is already closed", allowed=[], current=as_dict(grant))
-    check_version(grant, expected_version, as_dict)
-    now = clock.now()
-    grant.state, grant.finding, grant.finding_note = "closed", finding, note
-    grant.closed_by, grant.closed_at = actor.user_id, now
-    s.flush()
-    audit.record(s, actor, "break_glass_closed", "access_grant", grant.id,
-                 changes={"finding": finding, "reads": grant.reads})
-    return grant
+    grant = get_grant(s, actor, grant_id)
+    if grant.state == "closed" and actor.can(REVIEW) and grant.finding == finding \
+            and grant.finding_note == note:
+        return grant
+    return actions.run(s, actor, LIFECYCLE, grant_id, "close",
+                       {"finding": finding, "note": note}, expected_version).record

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from marshmallow import ValidationError, fields, validate, validates_schema
+import json
+
+from marshmallow import ValidationError, fields, validate, validates, validates_schema
 
 from geo.fields import Point
 from grid.exchange import models as m
 from grid.registry import schemas as registry
-from server import clock
+from grid.registry.models import POPULATION_TYPES, RELATIONS
+from grid.registry.validation import normalize_id_number
+from server import clock, pii
 from server.api import Schema
+from server.validators import validate_mobile
 
 # --- feeds: feeds in (1+N 多源), review items (核实任务), declarations, break-the-glass ---
 
@@ -189,6 +194,105 @@ class GrantCloseSchema(Schema):
     finding = fields.String(required=True, validate=validate.OneOf(
         list(m.GRANT_FINDINGS), labels=list(m.GRANT_FINDINGS.values())))
     note = fields.String(validate=validate.Length(max=2000), allow_none=True)
+    version = fields.Integer(validate=validate.Range(min=1))
+
+class DeclarationFactsSchema(Schema):
+    """What a resident declares (which are required depends on the kind)."""
+
+    name = fields.String(validate=validate.Length(1, 50), metadata={"example": "王小明"})
+    id_number = fields.String(metadata={"description": "Kept encrypted, shown masked",
+                                        "example": "110101202311012176"})
+    phone = fields.String(validate=validate_mobile)
+    relation_to_head = fields.String(validate=validate.OneOf(list(RELATIONS)))
+    population_type = fields.String(validate=validate.OneOf(list(POPULATION_TYPES)))
+    moved_in_on = fields.Date()
+    lives_alone_since = fields.Date()
+
+    @validates("id_number")
+    def _id_number(self, value, **kwargs):
+        normalize_id_number(value)  # raises ValidationError with the reason
+
+
+# What each kind of declaration must state.
+DECLARATION_REQUIRES = {"moving_in": ("name", "id_number"), "tenant": ("name", "id_number"),
+                        "newborn": ("name",), "phone_change": ("id_number", "phone"),
+                        "elderly_alone": ("id_number",)}
+
+
+class DeclarationCreateSchema(Schema):
+    client_uuid = fields.UUID(load_only=True, metadata={
+        "description": "The app's id for this request; a resend returns the original."})
+    kind = fields.String(required=True, validate=validate.OneOf(
+        list(m.DECLARATION_KINDS), labels=list(m.DECLARATION_KINDS.values())))
+    address = fields.String(required=True, validate=validate.Length(1, 200),
+                            metadata={"example": "春江路1号3幢2单元301"})
+    location = Point(required=True, metadata={"description": "Your home: decides the grid"})
+    facts = fields.Nested(DeclarationFactsSchema, required=True)
+    note = fields.String(validate=validate.Length(max=1000), allow_none=True)
+    photo_ids = fields.List(registry.Id(), load_default=list, validate=validate.Length(max=9),
+                            metadata={"description": "Photos of documents (POST /attachments)"})
+
+    @validates_schema
+    def _facts(self, data, **kwargs):
+        missing = [f for f in DECLARATION_REQUIRES.get(data.get("kind"), ())
+                   if not (data.get("facts") or {}).get(f)]
+        if missing:
+            raise ValidationError({f: ["Required for this kind of declaration."]
+                                   for f in missing}, "facts")
+        if len(set(data.get("photo_ids") or ())) != len(data.get("photo_ids") or ()):
+            raise ValidationError("Each photo once.", "photo_ids")
+
+
+class DeclarationSchema(Schema):
+    id = fields.Integer()
+    kind = fields.String()
+    kind_label = fields.Function(lambda d: m.DECLARATION_KINDS[d.kind])
+    state = fields.String()
+    state_label = fields.Function(lambda d: m.DECLARATION_STATES[d.state])
+    area_id = fields.Integer()
+    address = fields.String()
+    facts = fields.Dict()
+    id_number = fields.Method("dump_id_number", allow_none=True,
+                              metadata={"description": "Masked"})
+    phone = fields.Method("dump_phone", allow_none=True, metadata={"description": "Masked"})
+    note = fields.String(allow_none=True)
+    photo_ids = fields.List(fields.Integer())
+    needs_visit = fields.Boolean(metadata={"description": "Accepted with the visit that "
+                                                          "checked it"})
+    refusal_reason = fields.String(allow_none=True, metadata={
+        "description": "Why it was not accepted (the resident sees it)"})
+    decided_at = fields.AwareDateTime(allow_none=True)
+    visit_id = fields.Integer(allow_none=True)
+    result = fields.Dict(allow_none=True, metadata={"description": "What the register got"})
+    actions = fields.List(fields.String(), dump_default=list,
+                          metadata={"description": "What you may do now"})
+    created_at = fields.AwareDateTime()
+    version = fields.Integer()
+
+    def _secret(self, d) -> dict:
+        return json.loads(pii.decrypt(d.pii_enc, "declaration.pii")) if d.pii_enc else {}
+
+    def dump_id_number(self, d):
+        return pii.mask_id_number(self._secret(d).get("id_number"))
+
+    def dump_phone(self, d):
+        return pii.mask_phone(self._secret(d).get("phone"))
+
+
+class DeclarationQuerySchema(Schema):
+    state = fields.String(validate=validate.OneOf(list(m.DECLARATION_STATES)))
+    kind = fields.String(validate=validate.OneOf(list(m.DECLARATION_KINDS)))
+
+
+class DeclarationActionSchema(Schema):
+    household_id = registry.Id(metadata={"description": "accept (迁入/租户/新生儿): the "
+                                                        "household the person joins"})
+    person_id = registry.Id(metadata={"description": "accept (电话变更/独居老人): the person, "
+                                                     "if not found by the declared ID number"})
+    visit_id = registry.Id(metadata={"description": "accept: the visit that checked it "
+                                                    "(required when needs_visit)"})
+    reason = fields.String(validate=validate.Length(1, 1000), metadata={
+        "description": "refuse: why (the resident sees it)"})
     version = fields.Integer(validate=validate.Range(min=1))
 
 # --- end feeds ---

@@ -7,10 +7,10 @@ import functools
 from flask import current_app, g, request
 from flask.views import MethodView
 
+from grid.exchange import declarations, grants, reviews, schemas
 from grid.exchange import feeds as feeds_service
-from grid.exchange import grants, reviews, schemas
 from grid.exchange.intake import Sender
-from server import apiclients, clock, db
+from server import apiclients, clock, db, idempotency
 from server.api import SIGNED_REQUEST, Blueprint, ErrorSchema, etag, expected_version, statuses
 from server.auth.actor import credential_headers, current_actor, login_required
 from server.storage.images import PayloadTooLarge
@@ -113,10 +113,6 @@ def resolve_review_item(data, item_id):
     return item, 200, etag(item.version)
 
 
-def _grant_dict(grant) -> dict:
-    return schemas.GrantSchema().dump(grant)
-
-
 @grants_blp.route("/grants")
 class Grants(MethodView):
     @grants_blp.arguments(schemas.GrantQuerySchema, location="query")
@@ -163,10 +159,97 @@ def close_grant(data, grant_id):
     version = expected_version(data)
     with db.unit_of_work() as s:
         grant = grants.close_grant(s, current_actor(), grant_id, data["finding"],
-                                   data.get("note"), version, _grant_dict)
+                                   data.get("note"), version)
     return grant, 200, etag(grant.version)
 
 
-FEEDS_BLUEPRINTS = [feeds_blp, reviews_blp, grants_blp]
+declarations_blp = Blueprint("declarations", __name__, url_prefix="/declarations",
+                             description="居民自主申报: residents declare facts about their own "
+                                         "household; the grid worker checks them")
+
+
+def _declaration_limit() -> tuple[int, int]:
+    config = current_app.config
+    return (config.get("DECLARATION_LIMIT", declarations.DEFAULT_LIMIT),
+            config.get("DECLARATION_WINDOW_S", declarations.DEFAULT_WINDOW_S))
+
+
+def _shown(declaration, actor):
+    declaration.actions = declarations.allowed(db.session(), actor, declaration)
+    return declaration
+
+
+@declarations_blp.route("")
+class Declarations(MethodView):
+    @declarations_blp.arguments(schemas.DeclarationQuerySchema, location="query")
+    @declarations_blp.response(200, schemas.DeclarationSchema(many=True))
+    @declarations_blp.paginate()
+    @login_required
+    def get(self, filters, pagination_parameters):
+        """A resident: their own declarations, with their state and the reason of a
+        refusal. A grid's checkers (declaration:decide): their grids' declarations."""
+        actor = current_actor()
+        found = declarations.list_declarations(db.session(), actor, filters,
+                                               pagination_parameters)
+        return [_shown(d, actor) for d in found]
+
+    @declarations_blp.arguments(schemas.DeclarationCreateSchema)
+    @declarations_blp.response(201, schemas.DeclarationSchema)
+    @idempotency.document_replay(declarations_blp, schemas.DeclarationSchema)
+    @statuses(429)
+    @login_required
+    def post(self, data):
+        """Declare a fact about your own household (迁入, 租户, 新生儿, 电话变更, 独居老人) at
+        your home's point (in the community you live in); idempotent by client_uuid; at most
+        DECLARATION_LIMIT a day. It goes to your grid worker, who checks it."""
+        client_uuid = data.pop("client_uuid", None)
+        actor = current_actor()
+        with db.unit_of_work() as s:
+            found, created = declarations.submit(s, actor, data, client_uuid,
+                                                 _declaration_limit())
+        return _shown(found, actor), *idempotency.create_answer(created, etag(found.version))
+
+
+@declarations_blp.route("/<int:declaration_id>")
+@declarations_blp.response(200, schemas.DeclarationSchema)
+@login_required
+def get_declaration(declaration_id):
+    actor = current_actor()
+    found = declarations.get_declaration(db.session(), actor, declaration_id)
+    return _shown(found, actor), 200, etag(found.version)
+
+
+@declarations_blp.route("/<int:declaration_id>/actions/<string:action>", methods=["POST"])
+@declarations_blp.arguments(schemas.DeclarationActionSchema)
+@declarations_blp.response(200, schemas.DeclarationSchema)
+@statuses(409)
+@login_required
+def act_on_declaration(data, declaration_id, action):
+    """accept (采纳: the register changes, `self_declared`), refuse (with `reason`, which the
+    resident sees) or withdraw (the resident), at the version read (If-Match or
+    `version`)."""
+    version = expected_version(data)
+    actor = current_actor()
+    with db.unit_of_work() as s:
+        found = declarations.act(s, actor, declaration_id, action, data, version)
+        shown = _shown(found, actor)
+    return shown, 200, etag(found.version)
+
+
+def current_declaration(declaration) -> dict:
+    """A stale declaration's 412 shows it as the API does (registered at wiring)."""
+    return schemas.DeclarationSchema().dump(declaration)
+
+
+def current_grant(grant) -> dict:
+    return schemas.GrantSchema().dump(grant)
+
+
+def declaration_access(s, actor, declaration_id: int) -> None:
+    """Who may see a declaration's photos: whoever may see the declaration."""
+    declarations.get_declaration(s, actor, declaration_id)
+
+
+FEEDS_BLUEPRINTS = [feeds_blp, reviews_blp, grants_blp, declarations_blp]
 
 # --- end feeds ---

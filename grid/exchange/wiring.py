@@ -20,17 +20,23 @@ def contribute(registry: Registry) -> None:
 
 
 def _contribute_feeds(registry: Registry) -> None:
-    from grid.exchange import grants, reviews
+    from grid.exchange import declarations, grants, reviews
     from grid.registry import scope
     from grid.visits import service as visits
     from notifications.service import register_templates
 
     registry.blueprints(views.FEEDS_BLUEPRINTS)
     register_templates(grants.NOTICE_TEMPLATES)
+    register_templates(declarations.NOTICE_TEMPLATES)
+    registry.current_schema(models.Declaration, views.current_declaration)
+    registry.current_schema(models.AccessGrant, views.current_grant)
+    # photos of a declaration's documents: the resident and the grid's checkers
+    registry.object_access("declaration", views.declaration_access)
     # break-the-glass opens records through the register's one scope filter
     if grants.OPENING not in scope.openings:
         scope.openings.append(grants.OPENING)
     # review items are checks in the grid worker's tasks (GET /me/tasks)
     visits.task_lists["review_items"] = reviews.task_items
+    visits.task_lists["declarations"] = declarations.task_items
 
 # --- end feeds ---
