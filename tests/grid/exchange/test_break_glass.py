@@ -86,8 +86,16 @@ def test_an_auditor_closes_the_grant_with_a_finding(api, worker, db_session):
     assert closed["state"] == "closed" and not closed["active"]
     assert auditor.ok(auditor.get("/break-glass/grants?state=open")) == []
     assert outsider.get(f"/persons/{person['id']}").status_code == 404
-    assert audit_rows(db_session, action="break_glass_closed")[0].changes["finding"] \
-        == "justified"
+    assert closed["finding"] == "justified" and closed["finding_note"] == "火警属实"
+    assert audit_rows(db_session, action="access_grant_close")[0].changes["state"] == [
+        "open", "closed"]
+    # the same finding again changes nothing; another one is refused
+    assert auditor.ok(auditor.post(f"/break-glass/grants/{grant['id']}/close",
+                                   {"finding": "justified", "note": "火警属实",
+                                    "version": 1}))["version"] == closed["version"]
+    assert auditor.post(f"/break-glass/grants/{grant['id']}/close",
+                        {"finding": "unjustified",
+                         "version": closed["version"]}).status_code == 409
     # the actor sees their own grants, not others'
     mine = outsider.ok(outsider.get("/break-glass/grants"))
     assert [g["id"] for g in mine] == [grant["id"]]
