@@ -183,7 +183,8 @@ def _create(s: Session, sender: Sender, kind: str, rows: list[Row],
     remember(s, sender, kind, created)
     s.execute(sa.insert(FieldSource), [
         {"object_type": kind, "object_id": r.target_id,
-         "fields": {f: sender.source(r.key) for f in r.compare}} for r in created])
+         "fields": {f: sender.source(r.key, v) for f, v in r.compare.items()}}
+        for r in created])
     if kind == "person":
         stays = [{"person_id": r.target_id, "household_id": parents[r.parent_key][0],
                   "relation_to_head": r.compare.get("relation_to_head")}

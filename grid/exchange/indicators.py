@@ -56,9 +56,10 @@ def _one(s: Session, sender: Sender, org: Any, row: dict, report: Report) -> Non
         .on_conflict_do_nothing(index_elements=["organisation_id", "month"])
         .returning(OrganisationIndicator.month)).first()
     prefix = f"indicators.{month.strftime('%Y-%m')}."
-    source = sender.source(row["record_key"])
+    key = row["record_key"]
     if inserted is not None:
-        record_sources(s, "organisation", org["id"], {prefix + k: source for k in values})
+        record_sources(s, "organisation", org["id"],
+                       {prefix + k: sender.source(key, v) for k, v in values.items()})
         report.created += 1
         return
     current = s.execute(sa.select(OrganisationIndicator.__table__).where(
@@ -76,12 +77,13 @@ def _one(s: Session, sender: Sender, org: Any, row: dict, report: Report) -> Non
         s.execute(sa.update(OrganisationIndicator).where(
             OrganisationIndicator.organisation_id == org["id"],
             OrganisationIndicator.month == month).values(**fill))
-        record_sources(s, "organisation", org["id"], {prefix + k: source for k in fill})
+        record_sources(s, "organisation", org["id"],
+                       {prefix + k: sender.source(key, v) for k, v in fill.items()})
     record = {**org, **{prefix + k: current[k] for k in INDICATOR_FIELDS}}
     for name, new in proposals:
         propose(s, "organisation", record, prefix + name,
                 {"source": "grid_worker", "user_id": current["recorded_by"]},
-                _history_value(name, new), None, new, source)
+                _history_value(name, new), None, new, sender.source(key, new))
     if proposals:
         report.queued_for_review += 1
     elif fill:

@@ -4,9 +4,11 @@ provenance names it, and a row checked and converted as the register checks and 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -81,9 +83,12 @@ class Sender:
     client_name: str
     received_at: datetime
 
-    def source(self, key: str) -> dict:
+    def source(self, key: str, value: Any = None) -> dict:
+        """Provenance of a value this system sent (`value_key`: what it was, so that a
+        later correction by a worker is told from it)."""
         return {"source": SOURCE, "client_id": self.client_id, "client": self.client_name,
-                "record_key": key, "at": self.received_at.isoformat()}
+                "record_key": key, "at": self.received_at.isoformat(),
+                "value_key": value_key(value)}
 
 
 # --- rows -------------------------------------------------------------------------------------
@@ -152,6 +157,15 @@ def dedupe(kind: str, rows: list[Row], report: Report) -> list[Row]:
     return kept
 
 
+
+
+def value_key(value: Any) -> str:
+    """What a value is compared by (a blind index for personal data: no clear value)."""
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
+        return repr(float(value))
+    return json.dumps(value, default=str, ensure_ascii=False)
 
 
 # --- the systems' keys ------------------------------------------------------------------------

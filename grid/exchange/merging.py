@@ -7,7 +7,6 @@ value a grid worker collected or verified that the feed contradicts becomes a re
 from __future__ import annotations
 
 import json
-from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +15,16 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from grid.exchange.intake import PARENTS, PII, SOURCE, Report, Row, Sender, remember
+from grid.exchange.intake import (
+    PARENTS,
+    PII,
+    SOURCE,
+    Report,
+    Row,
+    Sender,
+    remember,
+    value_key,
+)
 from grid.exchange.models import FieldSource, ReviewItem
 from grid.registry.history import _history_value
 from grid.registry.models import HouseholdStay, Tombstone
@@ -41,11 +49,10 @@ def _shown(kind: str, name: str, record: Any) -> Any:
     return _history_value(name, record[name])
 
 
-def value_key(value: Any) -> str:
-    """What a proposal is compared by (a blind index for personal data: no clear value)."""
-    if isinstance(value, date):
-        return value.isoformat()
-    return json.dumps(value, default=str, ensure_ascii=False)
+def from_system(origin: dict, stored: Any) -> bool:
+    """Whether a stored value is still the one a system wrote: a worker who corrected it
+    since (through the register's own API) made it theirs."""
+    return origin.get("source") == SOURCE and origin.get("value_key") == value_key(stored)
 
 
 def sources_of(s: Session, kind: str, ids: list[int]) -> dict[int, dict]:
@@ -101,11 +108,11 @@ def _merge_row(s: Session, sender: Sender, kind: str, row: Row, record: Any, ori
         origin = origins.get(name) or {"source": record["source"]}
         if origin.get("kept_against") == value_key(new):
             continue  # the worker kept their value against this very proposal
-        if stored is None or stored == "" or origin.get("source") == SOURCE:
+        if stored is None or stored == "" or from_system(origin, stored):
             changes.update(row.columns[name])
             diff[name] = [_history_value(name, record.get(name)),
                           _history_value(name, row.clear[name] or new)]
-            provenance[name] = sender.source(row.key)
+            provenance[name] = sender.source(row.key, new)
         else:
             proposals.append((name, new, row.shown[name], row.clear[name]))
     if row.parent_key and kind in PARENTS:

@@ -156,3 +156,15 @@ def test_unsigned_or_wrong_kind_callers_are_refused(system, client, api):
     assert client.post("/feeds/batches", json={"kind": "person", "rows": []}).status_code == 401
     assert system.send("person", [person_row("X")], secret="wrong").status_code == 401
     assert system.send("person", []).status_code == 422
+
+
+def test_a_workers_correction_of_a_fed_value_is_theirs(system, worker, db_session):
+    system.ok("person", [person_row("C1", name="孙八", ethnicity="汉")])
+    person = db_session.scalars(sa.select(Person).where(Person.name == "孙八")).one()
+    worker.ok(worker.patch(f"/persons/{person.id}", {"ethnicity": "汉族"},
+                           headers={"If-Match": f'"{person.version}"'}))
+    report = system.ok("person", [person_row("C1", name="孙八", ethnicity="汉")])
+    assert report["queued_for_review"] == 1
+    assert worker.ok(worker.get(f"/persons/{person.id}"))["ethnicity"] == "汉族"
+    check = worker.ok(worker.get("/me/tasks"))["checks"][0]
+    assert (check["field"], check["current"], check["proposed"]) == ("ethnicity", "汉族", "汉")
