@@ -24,11 +24,12 @@ Rules:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Session
 
 from grid.areas.models import Area, AreaLevel
@@ -44,6 +45,7 @@ from grid.exchange.intake import (
     dedupe,
     known_keys,
     remember,
+    unnest,
 )
 from grid.exchange.merging import merge_existing
 from grid.exchange.models import FieldSource
@@ -181,16 +183,19 @@ def _create(s: Session, sender: Sender, kind: str, rows: list[Row],
         row.target_id = new_id
     created = [row for row, _ in placed]
     remember(s, sender, kind, created)
-    s.execute(sa.insert(FieldSource), [
-        {"object_type": kind, "object_id": r.target_id,
-         "fields": {f: sender.source(r.key, v) for f, v in r.compare.items()}}
-        for r in created])
-    if kind == "person":
-        stays = [{"person_id": r.target_id, "household_id": parents[r.parent_key][0],
-                  "relation_to_head": r.compare.get("relation_to_head")}
-                 for r in created if r.parent_key]
-        if stays:
-            s.execute(sa.insert(HouseholdStay), stays)
+    ids, sources = unnest(([r.target_id for r in created], sa.BigInteger), (
+        [json.dumps({f: sender.source(r.key, v) for f, v in r.compare.items()},
+                    ensure_ascii=False, default=str) for r in created], sa.Text))
+    s.execute(sa.insert(FieldSource).from_select(
+        ["object_type", "object_id", "fields"],
+        sa.select(sa.literal(kind), ids, sa.cast(sources, JSONB))))
+    stays = [r for r in created if kind == "person" and r.parent_key]
+    if stays:
+        s.execute(sa.insert(HouseholdStay).from_select(
+            ["person_id", "household_id", "relation_to_head"], sa.select(*unnest(
+                ([r.target_id for r in stays], sa.BigInteger),
+                ([parents[r.parent_key][0] for r in stays], sa.BigInteger),
+                ([r.compare.get("relation_to_head") for r in stays], sa.Text)))))
     report.created += len(created)
 
 
@@ -219,6 +224,6 @@ def _chunk(s: Session, sender: Sender, kind: str, raw: list, start: int,
     rows = dedupe(kind, check_rows(kind, raw, start, report), report)
     rows, parents = _parents(s, sender, kind, rows, report)
     _match(s, sender, kind, rows)
-    new = [r for r in rows if r.target_id is None]
-    _create(s, sender, kind, new, parents, report)
-    merge_existing(s, sender, kind, [r for r in rows if r not in new], parents, report)
+    known = [r for r in rows if r.target_id is not None]
+    _create(s, sender, kind, [r for r in rows if r.target_id is None], parents, report)
+    merge_existing(s, sender, kind, known, parents, report)

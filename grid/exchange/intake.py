@@ -181,9 +181,21 @@ def known_keys(s: Session, client_id: int, kind: str, keys: Iterable[str]) -> di
         FeedRecord.record_key == sa.any_(sa.cast(keys, ARRAY(sa.Text))))).all())
 
 
+def unnest(*columns: tuple[list, Any]) -> list:
+    """SQL: the columns of a batch (values, SQL type) as rows, one statement for the batch
+    (executemany would be a round trip a row)."""
+    arrays = [sa.cast(values, ARRAY(type_)) for values, type_ in columns]
+    table = sa.func.unnest(*arrays).table_valued(
+        *(f"c{i}" for i in range(len(columns)))).render_derived()
+    return [table.c[f"c{i}"] for i in range(len(columns))]
+
+
 def remember(s: Session, sender: Sender, kind: str, rows: list[Row]) -> None:
     """This system's keys of these records (new keys only; a known key keeps its record)."""
     if rows:
-        s.execute(pg_insert(FeedRecord).on_conflict_do_nothing(), [
-            {"client_id": sender.client_id, "kind": kind, "record_key": r.key,
-             "object_id": r.target_id, "received_at": sender.received_at} for r in rows])
+        s.execute(pg_insert(FeedRecord).from_select(
+            ["client_id", "kind", "record_key", "object_id", "received_at"],
+            sa.select(sa.literal(sender.client_id), sa.literal(kind), *unnest(
+                ([r.key for r in rows], sa.Text), ([r.target_id for r in rows], sa.BigInteger)),
+                sa.literal(sender.received_at, sa.DateTime(timezone=True))))
+            .on_conflict_do_nothing())
