@@ -23,6 +23,7 @@ from grid.registry.history import _history_value
 from grid.registry.scope import ID_FIELD, PHONE_FIELD
 from grid.registry.validation import id_number_facts, normalize_id_number, normalize_uscc
 from server import pii
+from server.clock import local_today
 
 SOURCE = "other_system"
 # Parent reference of each kind: (the row's key field, the parent kind, the column).
@@ -94,13 +95,14 @@ class Sender:
 # --- rows -------------------------------------------------------------------------------------
 
 
-def field_columns(kind: str, name: str, value: Any) -> tuple[dict, Any, Any, Any]:
+def field_columns(kind: str, name: str, value: Any, today: date | None = None
+                  ) -> tuple[dict, Any, Any, Any]:
     """(columns, compared, shown, clear) of one field of a row."""
     if (kind, name) == ("person", "id_number"):
         if value is None:
             return ({"id_number_enc": None, "id_number_bidx": None, "id_number_masked": None},
                     None, None, None)
-        number = normalize_id_number(value)
+        number = normalize_id_number(value, today=today)
         sex, born = id_number_facts(number)
         bidx, masked = pii.blind_index(number, ID_FIELD), pii.mask_id_number(number)
         return ({"id_number_enc": pii.encrypt(number, ID_FIELD), "id_number_bidx": bidx,
@@ -118,6 +120,7 @@ def field_columns(kind: str, name: str, value: Any) -> tuple[dict, Any, Any, Any
 def check_rows(kind: str, raw: list, start: int, report: Report) -> list[Row]:
     """Check and convert raw rows (index from `start`); rejected ones go to the report."""
     schema = schemas.FEED_ROWS[kind]()
+    today = local_today()
     parent = PARENTS.get(kind, (None,))[0]
     out: list[Row] = []
     for offset, item in enumerate(raw):
@@ -127,8 +130,11 @@ def check_rows(kind: str, raw: list, start: int, report: Report) -> list[Row]:
             row = Row(index, data.pop("record_key"), {}, {}, {}, {},
                       data.pop(parent, None) if parent else None, data.pop("location", None))
             for name, value in data.items():
-                (row.columns[name], row.compare[name], row.shown[name],
-                 row.clear[name]) = field_columns(kind, name, value)
+                try:
+                    (row.columns[name], row.compare[name], row.shown[name],
+                     row.clear[name]) = field_columns(kind, name, value, today)
+                except ValidationError as exc:
+                    raise ValidationError({name: exc.messages}) from None
         except ValidationError as exc:
             key = item.get("record_key") if isinstance(item, dict) else None
             messages = exc.messages if isinstance(exc.messages, dict) else {"_row": exc.messages}

@@ -27,7 +27,12 @@ def _parent_key(description: str, required: bool = False) -> fields.String:
 
 
 class PersonFeedRow(registry.PersonWriteSchema):
+    """ID numbers are checked once, where they are converted (grid.exchange.intake)."""
+
     record_key = _KEY
+
+    def _id_number(self, value, **kwargs):  # the register's check, run by field_columns
+        return None
     name = fields.String(required=True, validate=validate.Length(1, 50))
     household_key = _parent_key("record_key of the household (sent earlier by this system)")
     location = Point(metadata={"description": "Decides the grid when no household is named"})
