@@ -24,6 +24,8 @@ Rules:
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Callable
 from typing import Any
@@ -138,6 +140,8 @@ def _defaults(model: Any) -> dict:
         default = column.default
         if default is not None and getattr(default, "is_scalar", False):
             out[column.key] = default.arg
+        elif default is not None and getattr(default, "is_callable", False):
+            out[column.key] = default.arg(None)  # e.g. `list` (wrapped to take a context)
     return out
 
 
@@ -147,6 +151,37 @@ def _gps_columns(fix: Any) -> dict:
     return {"location": fix.wkt, "gps_crs": fix.crs, "gps_raw_lon": fix.raw_lon,
             "gps_raw_lat": fix.raw_lat, "gps_accuracy_m": fix.accuracy_m,
             "gps_captured_at": fix.captured_at, "gps_device_id": fix.device_id}
+
+
+def _csv(value: Any) -> Any:
+    """A value as COPY's CSV wants it (arrays of codes as array literals)."""
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, list):
+        return "{" + ",".join(f'"{v}"' for v in value) + "}"
+    return value
+
+
+def copy_new(s: Session, model: Any, rows: list[dict]) -> list[int]:
+    """Insert new records with COPY, as ledger imports write them (grid.ledgers.batches):
+    their ids reserved from the table's sequence first. An INSERT of the same rows cost
+    four times as much (a statement of 5,000 × 25 parameters to parse and plan).
+    Returns the ids in the order of `rows`."""
+    table = model.__table__
+    defaults = _defaults(model)
+    names = sorted(set().union(defaults, *(r.keys() for r in rows)) - {"id"})
+    cur = s.connection().connection.cursor()
+    cur.execute("SELECT array_agg(nextval(pg_get_serial_sequence(%s, 'id'))) "
+                "FROM generate_series(1, %s)", (table.name, len(rows)))
+    ids = cur.fetchone()[0]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for new_id, row in zip(ids, rows, strict=True):
+        writer.writerow([new_id, *(_csv(row.get(n, defaults.get(n))) for n in names)])
+    data = buffer.getvalue().encode()
+    cur.copy_expert(f"COPY {table.name} (id, {', '.join(names)}) FROM STDIN WITH (FORMAT csv)",
+                    io.BytesIO(data), size=len(data))
+    return ids
 
 
 def _create(s: Session, sender: Sender, kind: str, rows: list[Row],
@@ -174,12 +209,7 @@ def _create(s: Session, sender: Sender, kind: str, rows: list[Row],
                              "version": 1}))
     if not placed:
         return
-    names = set().union(*(values.keys() for _, values in placed))
-    defaults = _defaults(model)
-    params = [{n: values.get(n, defaults.get(n)) for n in names} for _, values in placed]
-    table = model.__table__  # Core: the ORM's bulk bookkeeping cost more than the insert
-    ids = s.execute(sa.insert(table).returning(table.c.id, sort_by_parameter_order=True),
-                    params).scalars().all()
+    ids = copy_new(s, model, [values for _, values in placed])
     for (row, _), new_id in zip(placed, ids, strict=True):
         row.target_id = new_id
     created = [row for row, _ in placed]
