@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from grid.exchange import schemas
-from grid.exchange.intake import Report, Sender, known_keys
+from grid.exchange.intake import Report, Sender, known_keys, load_row
 from grid.exchange.merging import propose, record_sources, same
 from grid.registry.history import _history_value
 from grid.registry.indicators import INDICATOR_FIELDS
@@ -26,7 +26,7 @@ def _checked(raw: list, start: int, report: Report) -> list[tuple[int, dict]]:
     rows = []
     for offset, item in enumerate(raw):
         try:
-            rows.append((start + offset, schema.load(item if isinstance(item, dict) else {})))
+            rows.append((start + offset, load_row(schema, item)))
         except ValidationError as exc:
             key = item.get("record_key") if isinstance(item, dict) else None
             report.reject(start + offset, key, exc.messages)
