@@ -51,7 +51,7 @@ from grid.exchange.intake import (
 )
 from grid.exchange.merging import merge_existing
 from grid.exchange.models import FieldSource
-from grid.registry.models import HouseholdStay, Organisation, Person
+from grid.registry.models import House, HouseholdStay, Organisation, Person
 from grid.registry.scope import KINDS
 from server import audit
 from server.auth.actor import Actor
@@ -84,6 +84,36 @@ def _match(s: Session, sender: Sender, kind: str, rows: list[Row]) -> None:
     for row in rows:
         if row.target_id is None and name and row.compare.get(name) in natural:
             row.target_id = natural[row.compare[name]]
+
+
+def _rooms(s: Session, rows: list[Row], parents: dict[str, tuple[int, int]],
+           report: Report) -> list[Row]:
+    """Houses: a new key for a room its building already has (unit + room, the register's
+    unique rule) is that house; two rows of one room in a batch: the first wins."""
+    def room(row: Row) -> tuple:
+        return (parents[row.parent_key][0], row.compare.get("unit") or "",
+                row.compare.get("room"))
+
+    new = [r for r in rows if r.target_id is None]
+    buildings = list({parents[r.parent_key][0] for r in new})
+    existing = {}
+    if buildings:
+        existing = {(b, u, r): i for i, b, u, r in s.execute(
+            sa.select(House.id, House.building_id, sa.func.coalesce(House.unit, ""), House.room)
+            .where(House.building_id == sa.any_(sa.cast(buildings, ARRAY(sa.BigInteger))),
+                   House.ended_at.is_(None))).all()}
+    seen: dict[tuple, int] = {}
+    kept = []
+    for row in rows:
+        if row.target_id is None:
+            row.target_id = existing.get(room(row))
+        if row.target_id is None and room(row) in seen:
+            report.reject(row.index, row.key, {"room": [
+                f"Same room of the same building as row {seen[room(row)]}."]})
+            continue
+        seen.setdefault(room(row), row.index)
+        kept.append(row)
+    return kept
 
 
 def _parents(s: Session, sender: Sender, kind: str, rows: list[Row], report: Report
@@ -255,6 +285,8 @@ def _chunk(s: Session, sender: Sender, kind: str, raw: list, start: int,
     rows = dedupe(kind, check_rows(kind, raw, start, report), report)
     rows, parents = _parents(s, sender, kind, rows, report)
     _match(s, sender, kind, rows)
+    if kind == "house":
+        rows = _rooms(s, rows, parents, report)
     known = [r for r in rows if r.target_id is not None]
     _create(s, sender, kind, [r for r in rows if r.target_id is None], parents, report)
     merge_existing(s, sender, kind, known, parents, report)

@@ -168,3 +168,16 @@ def test_a_workers_correction_of_a_fed_value_is_theirs(system, worker, db_sessio
     assert worker.ok(worker.get(f"/persons/{person.id}"))["ethnicity"] == "汉族"
     check = worker.ok(worker.get("/me/tasks"))["checks"][0]
     assert (check["field"], check["current"], check["proposed"]) == ("ethnicity", "汉族", "汉")
+
+
+def test_a_room_the_register_has_is_that_house(system, worker):
+    system.ok("building", [{"record_key": "B1", "name": "9幢", "location": at(G111)}])
+    report = system.ok("house", [{"record_key": "H1", "building_key": "B1", "unit": "1单元",
+                                  "room": "301"},
+                                 {"record_key": "H2", "building_key": "B1", "unit": "1单元",
+                                  "room": "301", "floor": 3}])
+    assert (report["created"], report["rejected"]) == (1, 1)
+    assert "room" in report["rejections"][0]["errors"]
+    again = system.ok("house", [{"record_key": "H3", "building_key": "B1", "unit": "1单元",
+                                 "room": "301", "floor": 3}])
+    assert (again["created"], again["updated"]) == (0, 1)  # the same house, floor filled
