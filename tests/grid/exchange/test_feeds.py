@@ -181,3 +181,24 @@ def test_a_room_the_register_has_is_that_house(system, worker):
     again = system.ok("house", [{"record_key": "H3", "building_key": "B1", "unit": "1单元",
                                  "room": "301", "floor": 3}])
     assert (again["created"], again["updated"]) == (0, 1)  # the same house, floor filled
+
+
+def test_a_month_a_worker_recorded_is_reviewed_not_overwritten(system, worker):
+    org = worker.organisation(uscc=USCC_A)
+    worker.ok(worker.put(f"/organisations/{org['id']}/indicators/2026-02",
+                         {"water_m3": 40.0}))
+    system.ok("organisation", [{"record_key": "O1", "name": "富春制衣有限公司", "uscc": USCC_A}])
+    report = system.ok("organisation_indicator", [
+        {"record_key": "I1", "organisation_key": "O1", "month": "2026-02", "water_m3": 55.5,
+         "electricity_kwh": 1200}])
+    assert report["queued_for_review"] == 1
+    months = worker.ok(worker.get(f"/organisations/{org['id']}/indicators"))
+    feb = next(m for m in months if m["month"] == "2026-02")
+    assert feb["water_m3"] == 40.0 and feb["electricity_kwh"] == 1200  # filled, not replaced
+    item = worker.ok(worker.get("/me/tasks"))["checks"][0]
+    assert (item["field"], item["current"], item["proposed"]) == (
+        "indicators.2026-02.water_m3", 40.0, 55.5)
+    worker.ok(worker.post(f"/review-items/{item['id']}/resolve",
+                          {"decision": "replace", "version": item["version"]}))
+    months = worker.ok(worker.get(f"/organisations/{org['id']}/indicators"))
+    assert next(m for m in months if m["month"] == "2026-02")["water_m3"] == 55.5
