@@ -94,6 +94,11 @@ class _PointInput(ma.Schema):
     device_id = ma.fields.String(validate=ma.validate.Length(max=128))
 
 
+# One instance for every load: building a schema per point cost more than the checks (a
+# feed's 5,000 points: 1.1 s of 1.7 s in Point._deserialize).
+_POINT_INPUT = _PointInput()
+
+
 # The OpenAPI schema of every Point field: one component (`#/components/schemas/Point`),
 # registered by server.api, which every `location` refers to.
 POINT_SCHEMA: dict[str, Any] = {
@@ -140,7 +145,7 @@ class Point(ma.fields.Field):
     def _deserialize(self, value, attr, data, **kwargs) -> GpsFix:
         if not isinstance(value, dict):
             raise ma.ValidationError("Must be an object {lon, lat, crs, accuracy_m, ...}.")
-        fields = _PointInput().load(value)
+        fields = _POINT_INPUT.load(value)
         lon, lat = _number(fields["lon"], "lon"), _number(fields["lat"], "lat")
         if not (-180 <= lon <= 180):
             raise ma.ValidationError({"lon": ["Longitude must be within -180..180."]})

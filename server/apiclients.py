@@ -33,7 +33,7 @@ KIND_USES = {"hotline": "the hotline intake", "open311": "Open311",
 CLOCK_SKEW_S = 300
 # What a client may do, by kind (it acts as a system actor with these permissions).
 KIND_PERMISSIONS = {"hotline": frozenset({"case:report"}), "open311": frozenset({"case:report"}),
-                    "system": frozenset({"case:report"})}
+                    "system": frozenset({"case:report", "registry:feed"})}
 
 
 class ApiClient(Base):

@@ -150,6 +150,7 @@ def unit_of_work() -> Iterator[Session]:
     s = session()
     if s.info.get("read_only"):
         raise RuntimeError("unit_of_work() in a view marked read_only: it would not be atomic")
+    s.info["unit_of_work"] = True  # see commit_read_audit
     try:
         yield s
         s.commit()
@@ -162,6 +163,15 @@ def unit_of_work() -> Iterator[Session]:
     except BaseException:
         s.rollback()
         raise
+    finally:
+        s.info.pop("unit_of_work", None)
+
+
+def commit_read_audit(s: Session) -> None:
+    """Commit what a plain read recorded (an audit row of a read that must not be lost with
+    the read's rolled-back session); inside a unit of work it commits with the work."""
+    if not s.info.get("unit_of_work") and not s.info.get("read_only"):
+        s.commit()
 
 
 def read_only(view: Callable) -> Callable:

@@ -495,3 +495,12 @@ def test_a_time_offset_postgresql_cannot_hold_is_not_a_500(client, auth_headers,
     response = client.get(f"/audit?{bound}=1965-03-31T12:37:04-17:36",
                           headers=auth_headers("admin"))
     assert response.status_code in (200, 422), response.get_data(as_text=True)
+
+
+# --- feeds: rules of declarations and review items that JSON Schema cannot spell ---
+EXCEPTIONS.update({
+    ("ST202", "POST /declarations", "*"): (
+        "the facts its kind requires (e.g. a newborn's name); ID number check digit; each "
+        "photo once"),
+    ("ST202", "POST /review-items/{item_id}/resolve", "*"): "an edit carries the checked value",
+})

@@ -1,19 +1,30 @@
-"""What grid.exchange contributes. Each helper's part is one block. See server/modules.py."""
+"""What grid.exchange contributes: events out (webhooks, 回单, open data) and what comes in
+(feeds, review items, declarations, break-the-glass). See server/modules.py."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from grid.cases import notices as case_notices
-from grid.exchange import delivery, events, hotline_results, models, open_data
-from grid.exchange import views as exchange_views
+from grid.exchange import (
+    declarations,
+    delivery,
+    events,
+    grants,
+    hotline_results,
+    models,
+    open_data,
+    reviews,
+    views,
+)
 from grid.registry import history as registry_history
+from grid.registry import scope
+from grid.visits import service as visits
 from notifications import broadcasts as notifications_broadcasts
+from notifications.service import register_templates
 
 if TYPE_CHECKING:
     from server.modules import Registry
-
-# --- webhooks: events out, 回单, open data ---
 
 TABLES = models  # imported so that the migrations see its tables
 
@@ -23,8 +34,13 @@ def _listen(listeners: list, listener) -> None:
         listeners.append(listener)
 
 
-def contribute_webhooks(registry: Registry) -> None:
-    registry.blueprints(exchange_views.WEBHOOKS_BLUEPRINTS)
+def contribute(registry: Registry) -> None:
+    _contribute_webhooks(registry)
+    _contribute_feeds(registry)
+
+
+def _contribute_webhooks(registry: Registry) -> None:
+    registry.blueprints(views.WEBHOOKS_BLUEPRINTS)
     # where events come from: a case's report (its timeline), every action of the engine
     # (case.transitioned, case.closed, the hotline's 回单), the register's change history,
     # broadcasts
@@ -34,8 +50,17 @@ def contribute_webhooks(registry: Registry) -> None:
     _listen(notifications_broadcasts.BROADCAST_LISTENERS, events.on_broadcast)
     registry.periodic_tasks(delivery.PERIODIC_TASKS + open_data.PERIODIC_TASKS)
 
-# --- end webhooks ---
 
-
-def contribute(registry: Registry) -> None:
-    contribute_webhooks(registry)
+def _contribute_feeds(registry: Registry) -> None:
+    registry.blueprints(views.FEEDS_BLUEPRINTS)
+    register_templates(grants.NOTICE_TEMPLATES)
+    register_templates(declarations.NOTICE_TEMPLATES)
+    registry.current_schema(models.Declaration, views.current_declaration)
+    registry.current_schema(models.AccessGrant, views.current_grant)
+    # photos of a declaration's documents: the resident and the grid's checkers
+    registry.object_access("declaration", views.declaration_access)
+    # break-the-glass opens records through the register's one scope filter
+    _listen(scope.openings, grants.OPENING)
+    # review items and declarations are checks in the grid worker's tasks (GET /me/tasks)
+    visits.task_lists["review_items"] = reviews.task_items
+    visits.task_lists["declarations"] = declarations.task_items

@@ -237,9 +237,33 @@ class ReviewItemSchema(Schema):
     distance_m = fields.Float(allow_none=True)
 
 
+class CheckSchema(Schema):
+    """Something to check (核实) that another context put on the list: a feed's review item
+    (both values and their sources) or a resident's declaration."""
+
+    type = fields.String(metadata={"description": "review_item or declaration"})
+    id = fields.Integer()
+    area_id = fields.Integer()
+    title = fields.String()
+    object_type = fields.String(allow_none=True)
+    object_id = fields.Integer(allow_none=True)
+    field = fields.String(allow_none=True)
+    current = fields.Raw(allow_none=True, metadata={"description": "Masked if personal"})
+    current_source = fields.Dict(allow_none=True)
+    proposed = fields.Raw(allow_none=True, metadata={"description": "Masked if personal"})
+    proposed_source = fields.Dict(allow_none=True)
+    kind = fields.String(allow_none=True, metadata={"description": "A declaration's kind"})
+    needs_visit = fields.Boolean(allow_none=True)
+    created_at = fields.AwareDateTime()
+    version = fields.Integer()
+
+
 class TasksSchema(Schema):
     visits = fields.List(fields.Nested(DueVisitSchema))
     visits_total = fields.Integer()
     reviews = fields.List(fields.Nested(ReviewItemSchema))
     reviews_total = fields.Integer()
+    checks = fields.List(fields.Nested(CheckSchema), metadata={
+        "description": "核实任务: feeds' review items and residents' declarations, oldest first"})
+    checks_total = fields.Integer()
     limit = fields.Integer()

@@ -17,6 +17,7 @@ Rules:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -478,6 +479,24 @@ def review_records(s: Session, actor: Actor, lon_lat: tuple[float, float] | None
     return items, rows[0].total if rows else 0
 
 
+# Checks other contexts add to a worker's list (grid.exchange: review items of feeds,
+# residents' declarations), set at wiring: name → function(session, actor, limit) returning
+# (items, total); items carry at least type, id, area_id, title and created_at.
+task_lists: dict[str, Callable[[Session, Actor, int], tuple[list[dict], int]]] = {}
+
+
+def my_checks(s: Session, actor: Actor, limit: int) -> tuple[list[dict], int]:
+    """Every context's checks, oldest first, at most `limit`, with their total."""
+    items: list[dict] = []
+    total = 0
+    for source in task_lists.values():
+        found, count = source(s, actor, limit)
+        items += found
+        total += count
+    items.sort(key=lambda item: (item["created_at"], item["type"], item["id"]))
+    return items[:limit], total
+
+
 def my_tasks(s: Session, actor: Actor, lon_lat: tuple[float, float] | None,
              limit: int = TASKS_MAX) -> dict:
     """GET /me/tasks: due and overdue visits, and records needing review, in the actor's
@@ -490,6 +509,8 @@ def my_tasks(s: Session, actor: Actor, lon_lat: tuple[float, float] | None,
     s.execute(sa.text("SET LOCAL max_parallel_workers_per_gather = 0"))
     visits, visits_total = due_visits(s, actor, lon_lat, limit)
     reviews, reviews_total = review_records(s, actor, lon_lat, limit)
+    checks, checks_total = my_checks(s, actor, limit)
     return {"visits": visits, "visits_total": visits_total, "reviews": reviews,
-            "reviews_total": reviews_total, "limit": limit}
+            "reviews_total": reviews_total, "checks": checks, "checks_total": checks_total,
+            "limit": limit}
 

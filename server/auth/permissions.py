@@ -53,6 +53,10 @@ category:manage         .   .   .   .   .   .   .   .   x
 warning:read            .   .   x   x   x   x   x   .   x
 warning:act             .   .   .   x   x   .   x   .   .
 indicator:manage        .   .   .   .   .   .   x   .   x
+record:break_glass      .   .   x   x   x   .   x   .   .
+grant:review            .   .   .   .   .   .   .   x   .
+declaration:submit      x   .   .   .   .   .   .   .   .
+declaration:decide      .   x   x   x   .   .   .   .   .
 """
 # fmt: on
 
@@ -171,3 +175,14 @@ def commands_streets(actor: _HasRoles) -> bool:
 def works_in_an_office(actor: _HasRoles) -> bool:
     """Community staff, a dispatcher, an administrator: reports from the console."""
     return bool(actor.roles & set(OFFICE_ROLES))
+
+
+# --- feeds: break-the-glass (紧急授权) and declarations (自主申报) ---
+# Told at once when a record of their grid is opened by break-the-glass (besides everyone
+# holding grant:review, the auditors).
+BREAK_GLASS_NOTIFIED_ROLES: tuple[str, ...] = (GRID_CHIEF,)
+
+
+def roles_with(permission: str) -> tuple[str, ...]:
+    """The roles that grant `permission` (whom to tell, without naming roles elsewhere)."""
+    return tuple(r for r in ROLES if permission in ROLE_PERMISSIONS[r])

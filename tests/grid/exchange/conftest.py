@@ -1,6 +1,6 @@
-"""Fixtures of the exchange tests: a real local HTTP receiver (a thread with http.server)
-that records what it is sent and answers with the statuses it is told, system and hotline
-API clients, and a subscription helper."""
+"""Fixtures of the exchange tests: a `system` API client that signs its feed batches, a real
+local HTTP receiver (a thread with http.server) that records what it is sent and answers
+with the statuses it is told, system and hotline API clients, and a subscription helper."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -18,6 +19,7 @@ import pytest
 from grid.exchange import delivery
 from notifications.worker import DeliverySettings
 from server import clock
+from server.apiclients import sign
 from tests.fixtures.users import make_user  # noqa: F401 - fixture
 
 
@@ -138,3 +140,39 @@ def subscribe(admin, new_client, receiver, allow_local):
                 **fields}
         return admin.ok(admin.post("/webhooks/subscriptions", body), status)
     return _subscribe
+
+
+class System:
+    """Another government system (1+N) calling us with its key."""
+
+    def __init__(self, client, key: dict) -> None:
+        self.client, self.key_id, self.secret = client, key["key_id"], key["secret"]
+        self.id, self.name = key["id"], key["name"]
+
+    def send(self, kind: str, rows: list[dict], *, secret: str | None = None):
+        body = json.dumps({"kind": kind, "rows": rows}, ensure_ascii=False).encode()
+        ts = int(time.time())
+        headers = {"X-Api-Key": self.key_id, "X-Timestamp": str(ts),
+                   "X-Signature": sign(secret or self.secret, ts, body),
+                   "Content-Type": "application/json"}
+        return self.client.post("/feeds/batches", data=body, headers=headers)
+
+    def ok(self, kind: str, rows: list[dict]) -> dict:
+        response = self.send(kind, rows)
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()
+
+
+@pytest.fixture
+def new_system(api, client):
+    admin = api("admin")
+
+    def _new(name: str = "市公安人口库") -> System:
+        body = admin.ok(admin.post("/api-clients", {"name": name, "kind": "system"}), 201)
+        return System(client, body)
+    return _new
+
+
+@pytest.fixture
+def system(new_system) -> System:
+    return new_system()
