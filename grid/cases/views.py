@@ -20,6 +20,7 @@ from grid.cases import (
     scope,
     stats,
     sweep,  # noqa: F401  (registers the worker's case_sweep and case_stats_compact)
+    trends,
 )
 from server import apiclients, audit, db, idempotency
 from server.api import SIGNED_REQUEST, Blueprint, etag, expected_version, link
@@ -317,3 +318,17 @@ def bulk_actions(data):
         answer, made = bulk.apply(s, actor, client_uuid, action, items, data,
                                   lambda c, allowed: _as_dict(c, actor, allowed))
     return answer, 200, ({} if made else {idempotency.REPLAY_HEADER: "true"})
+
+
+@stats_blp.route("/trends")
+@stats_blp.arguments(schemas.TrendsQuerySchema, location="query")
+@stats_blp.response(200, schemas.TrendsSchema)
+@login_required
+def get_trends(filters):
+    """The dashboard (统计考核): reported / accepted / closed cases, yellow and red cards of
+    an area's subtree on the UTC day each happened, per day, week or month, per category
+    (大类/小类), department and child area, beside the period before and the same period a
+    year earlier; with /stats/performance's rates and its rankings (综合评价) for the same
+    period. From the daily roll-up (stats:read)."""
+    return trends.trends(db.session(), current_actor(), filters,
+                         current_app.config["CASE_SCORE_WEIGHTS"])
