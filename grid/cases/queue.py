@@ -82,7 +82,9 @@ def _light_in(lights: list[str]) -> sa.ColumnElement[bool]:
     """The light is one of `lights` ("none": no clock running, light_sql() is NULL)."""
     light = light_sql()
     named = [x for x in lights if x != "none"]
-    terms = [light.in_(named)] if named else []
+    # a colour needs a clock, which only open cases run: said in SQL, the open cases'
+    # partial index serves the filter instead of every case of the street being tested
+    terms = [sa.and_(Case.state.in_(OPEN_STATES), light.in_(named))] if named else []
     if "none" in lights:
         terms.append(Case.due_at.is_(None))
     return sa.or_(*terms)

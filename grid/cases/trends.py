@@ -4,8 +4,9 @@ the UTC day it happened, by day, week or month, by category (大类/小类), by 
 by child area — each beside the period before and the same period a year earlier — with the
 rates and rankings of /stats/performance (grid/cases/stats.py: its formulas, not a copy).
 
-Read from the roll-up CaseTrendsDaily (kept by triggers, migration 0016_consoleapi) in one
-statement with GROUPING SETS; never from the cases or their history. Scoped like
+Read from the roll-ups CaseTrendsMonthly (whole months) and CaseTrendsDaily (the days at
+either end; the series by day or week), kept by triggers (migration 0016_consoleapi), in one
+statement; never from the cases or their history. Scoped like
 /stats/performance: the roll-up's rows of the actor's areas and departments.
 """
 
@@ -21,15 +22,16 @@ from sqlalchemy.orm import Session, aliased
 from grid.areas import service as areas
 from grid.areas.models import Area, Department
 from grid.cases import stats
-from grid.cases.models import TREND_COUNTS, CaseCategory, CaseTrendsDaily
+from grid.cases.models import TREND_COUNTS, CaseCategory, CaseTrendsDaily, CaseTrendsMonthly
 from grid.cases.scope import _scope_terms
 from server.auth.actor import Actor
 
 BUCKETS = ("day", "week", "month")
 MAX_DAYS = 400
 TAGS = ("current", "previous", "last_year")
-# grouping(day, category, department_id, child_id): 1 marks a column left out of the set
-_BY_DAY, _BY_CATEGORY, _BY_DEPARTMENT, _BY_CHILD = 0b0111, 0b1011, 0b1101, 0b1110
+# grouping(category, department_id, child_id): 1 marks a column left out of the set; the
+# days' rows are marked 7 (no such set)
+_BY_DAY, _BY_CATEGORY, _BY_DEPARTMENT, _BY_CHILD = 0b111, 0b011, 0b101, 0b110
 
 
 @dataclass(frozen=True)
@@ -89,35 +91,87 @@ def _zero() -> dict[str, int]:
     return dict.fromkeys(TREND_COUNTS, 0)
 
 
-def _statement(actor: Actor, area: Area, spans: dict[str, Period], level: str,
-               department_id: int | None) -> sa.Select:
-    """One scan of the roll-up: per period (tag) × day, × category, × department and ×
-    child area, as GROUPING SETS."""
-    t = CaseTrendsDaily.__table__
+def _split(span: Period) -> tuple[Period | None, list[Period]]:
+    """A period as its whole months (read from the monthly roll-up) and the days at either
+    end (from the daily one)."""
+    first = span.start if span.start.day == 1 else _add_months(span.start, 1)
+    last = span.end.replace(day=1)
+    if first >= last:
+        return None, [span]
+    edges = [Period(span.start, first), Period(last, span.end)]
+    return Period(first, last), [e for e in edges if e.start < e.end]
+
+
+def _rows_of(table: sa.Table, day: Any, spans: list[tuple[str, Period]], cond: list) -> Any:
+    """The roll-up's rows of these (tag, period) spans, tagged, within `cond`."""
     p = sa.values(sa.column("tag", sa.String), sa.column("first", sa.Date),
-                  sa.column("last", sa.Date), name="p").data(
-        [(tag, span.start, span.end) for tag, span in spans.items()])
-    child, below = aliased(Area), aliased(Area)
-    child_of = (sa.select(below.id.label("area_id"), child.id.label("child_id"))
-                .join(child, below.path.startswith(child.path))
-                .where(child.parent_id == area.id)).cte("child_of")
+                  sa.column("last", sa.Date), name=f"p_{table.name}").data(
+        [(tag, span.start, span.end) for tag, span in spans] or [("", date.min, date.min)])
+    return (sa.select(p.c.tag, day.label("day"), table.c.area_id, table.c.department_id,
+                      table.c.category_id, *[table.c[n] for n in TREND_COUNTS])
+            .select_from(table).join(p, sa.and_(day >= p.c.first, day < p.c.last))
+            .where(sa.or_(*(sa.and_(day >= span.start, day < span.end) for _, span in spans))
+                   if spans else sa.false(), *cond(table)))
+
+
+def _statement(actor: Actor, area: Area, spans: dict[str, Period], level: str, bucket: str,
+               department_id: int | None, children: list[tuple[int, int]]
+               ) -> sa.CompoundSelect:
+    """The whole months of the periods from the monthly roll-up and the days at their
+    ends from the daily one, added up per period (tag) × day (the series: from the daily
+    roll-up alone unless by month) and per tag × grid × department × 小类 (~10⁴ rows); the
+    latter joined to the categories and child areas and added up per category, department
+    and child area (GROUPING SETS)."""
+    daily, monthly = CaseTrendsDaily.__table__, CaseTrendsMonthly.__table__
+    scope, _ = _scope_terms(actor)  # the roll-ups are kept per area and department
+
+    def cond(t: sa.Table) -> list:
+        out = [t.c.area_id.in_(areas.subtree_ids(area)), scope(t.c.area_id, t.c.department_id)]
+        return out + ([t.c.department_id == department_id] if department_id is not None else [])
+
+    months, days = [], []
+    for tag, span in spans.items():
+        whole, edges = _split(span)
+        months += [(tag, whole)] if whole else []
+        days += [(tag, e) for e in edges]
+    mixed = sa.union_all(_rows_of(monthly, monthly.c.month, months, cond),
+                         _rows_of(daily, daily.c.day, days, cond)).subquery("mixed")
+    summed = [sa.func.sum(mixed.c[n]).label(n) for n in TREND_COUNTS]
+    keys = (mixed.c.area_id, mixed.c.department_id, mixed.c.category_id)
+    sets = [sa.tuple_(mixed.c.tag, *keys)]
+    by_month = bucket == "month"
+    if by_month:  # the series too, in the same pass (months and days are dates)
+        sets.append(sa.tuple_(mixed.c.tag, mixed.c.day))
+    flag = sa.func.grouping(mixed.c.day) if by_month else sa.literal(1)
+    inner = (sa.select(flag.label("by_key"), mixed.c.tag,
+                       mixed.c.day if by_month else sa.null().label("day"), *keys, *summed)
+             .group_by(sa.func.grouping_sets(*sets)).cte("inner"))
+    by_key = sa.select(inner).where(inner.c.by_key == 1).subquery("by_key")
+    if by_month:
+        series = sa.select(inner).where(inner.c.by_key == 0)
+    else:
+        every = _rows_of(daily, daily.c.day, list(spans.items()), cond).subquery("every")
+        series = sa.select(every.c.tag, every.c.day,
+                           *[sa.func.sum(every.c[n]).label(n) for n in TREND_COUNTS]
+                           ).group_by(every.c.tag, every.c.day)
+    series = series.subquery("series")
+    child_of = sa.values(sa.column("area_id", sa.BigInteger),
+                         sa.column("child_id", sa.BigInteger), name="child_of").data(
+        children or [(-1, -1)])
     category = (sa.func.coalesce(CaseCategory.parent_id, CaseCategory.id) if level == "major"
                 else CaseCategory.id)
-    scope, _ = _scope_terms(actor)  # the roll-up is kept per area and department
-    cond = [sa.or_(*(sa.and_(t.c.day >= span.start, t.c.day < span.end)
-                     for span in spans.values())),
-            t.c.area_id.in_(areas.subtree_ids(area)), scope(t.c.area_id, t.c.department_id)]
-    if department_id is not None:
-        cond.append(t.c.department_id == department_id)
-    dims = (t.c.day, category, t.c.department_id, child_of.c.child_id)
-    return (sa.select(sa.func.grouping(*dims).label("level"), p.c.tag, t.c.day,
-                      category.label("category"), t.c.department_id, child_of.c.child_id,
-                      *[sa.func.sum(t.c[n]).label(n) for n in TREND_COUNTS])
-            .select_from(t).join(p, sa.and_(t.c.day >= p.c.first, t.c.day < p.c.last))
-            .join(CaseCategory, CaseCategory.id == t.c.category_id)
-            .outerjoin(child_of, child_of.c.area_id == t.c.area_id)
-            .where(*cond)
-            .group_by(sa.func.grouping_sets(*(sa.tuple_(p.c.tag, d) for d in dims))))
+    dims = (category, by_key.c.department_id, child_of.c.child_id)
+    points = sa.select(sa.literal(_BY_DAY).label("level"), series.c.tag, series.c.day,
+                       sa.null().label("category"), sa.null().label("department_id"),
+                       sa.null().label("child_id"), *[series.c[n] for n in TREND_COUNTS])
+    groups = (sa.select(sa.func.grouping(*dims).label("level"), by_key.c.tag,
+                        sa.null().label("day"), category.label("category"),
+                        by_key.c.department_id, child_of.c.child_id,
+                        *[sa.func.sum(by_key.c[n]).label(n) for n in TREND_COUNTS])
+              .select_from(by_key).join(CaseCategory, CaseCategory.id == by_key.c.category_id)
+              .outerjoin(child_of, child_of.c.area_id == by_key.c.area_id)
+              .group_by(sa.func.grouping_sets(*(sa.tuple_(by_key.c.tag, d) for d in dims))))
+    return sa.union_all(points, groups)
 
 def trends(s: Session, actor: Actor, filters: dict, weights: dict) -> dict:
     """The dashboard's figures for `filters` (area_id, start, end, bucket, category_level,
@@ -126,8 +180,8 @@ def trends(s: Session, actor: Actor, filters: dict, weights: dict) -> dict:
     area = areas.get_area(s, actor, filters["area_id"])
     bucket = filters["bucket"]
     spans = periods(filters["start"], filters["end"], bucket)
-    rows = s.execute(_statement(actor, area, spans, filters["category_level"],
-                                filters.get("department_id"))).all()
+    rows = s.execute(_statement(actor, area, spans, filters["category_level"], bucket,
+                                filters.get("department_id"), _children(s, area))).all()
     current = buckets(spans["current"], bucket)
     series = [{"period": d, **{tag: _zero() for tag in TAGS}} for d in current]
     totals = {tag: _zero() for tag in TAGS}
@@ -162,6 +216,14 @@ def trends(s: Session, actor: Actor, filters: dict, weights: dict) -> dict:
                          "grids": ranked(performance["grids"])}}
 
 
+def _children(s: Session, area: Area) -> list[tuple[int, int]]:
+    """(area id, the child of `area` it lies under) for the subtree below `area`."""
+    child, below = aliased(Area), aliased(Area)
+    return [tuple(r) for r in s.execute(
+        sa.select(below.id, child.id).join(child, below.path.startswith(child.path))
+        .where(child.parent_id == area.id))]
+
+
 def _named(s: Session, model: Any, groups: dict[int, dict]) -> list[dict]:
     """The groups with their code and name, by code."""
     names = {r.id: r for r in s.execute(sa.select(model.id, model.code, model.name)
@@ -183,8 +245,16 @@ def ranked(rows: list[dict]) -> list[dict]:
 
 
 def compact_trends(s: Session) -> dict:
-    """Fold each key's rows of the trends' roll-up into one (the worker, every 10 min)."""
-    return stats.fold(s, CaseTrendsDaily.__table__,
+    """Fold each key's rows of the trends' roll-ups into one (the worker, every 10 min):
+    the days first (their folding appends to the months), then the months."""
+    def kept(gone: Any) -> Any:
+        return sa.or_(*(sa.func.sum(gone.c[n]) != 0 for n in TREND_COUNTS))
+
+    days = stats.fold(s, CaseTrendsDaily.__table__,
                       ("day", "area_id", "department_id", "category_id"), list(TREND_COUNTS),
-                      lambda gone: sa.or_(*(sa.func.sum(gone.c[n]) != 0
-                                            for n in TREND_COUNTS)))
+                      kept)
+    months = stats.fold(s, CaseTrendsMonthly.__table__,
+                        ("month", "area_id", "department_id", "category_id"),
+                        list(TREND_COUNTS), kept)
+    return {f"{k}_{name}": v for name, done in (("days", days), ("months", months))
+            for k, v in done.items()}

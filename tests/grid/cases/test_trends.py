@@ -17,7 +17,13 @@ import sqlalchemy as sa
 
 from grid.areas.models import Department
 from grid.cases import sweep, trends
-from grid.cases.models import TREND_COUNTS, Case, CaseCategory, CaseTrendsDaily
+from grid.cases.models import (
+    TREND_COUNTS,
+    Case,
+    CaseCategory,
+    CaseTrendsDaily,
+    CaseTrendsMonthly,
+)
 from server.clock import now
 from tests.conftest import assert_error_shape
 from tests.fixtures.areas import C11, C12, G111, G112, G121, G211, S1, S2, D
@@ -110,6 +116,24 @@ def test_a_district_month_against_hand_counts(api, story, tree, department, wate
     assert depts["T-SW"]["current"] == _counts(1, 1, 0)
     streets = {g["code"]: g["current"] for g in body["by_area"]}
     assert streets == {S1: _counts(3, 3, 2), S2: _counts(1, 1, 0)}
+
+
+def test_whole_months_and_edge_days_add_up(api, story, tree):
+    """2026-05-20 – 2026-06-12 is read as the days 05-20..05-31 and 06-01..06-11 (no whole
+    month); 2026-05-20 – 2026-07-03 as May's edge days, June from the monthly roll-up and
+    July's edge days: the same figures as counted by hand."""
+    leader = api("district_admin", D)
+    body = leader.ok(leader.get(f"/stats/trends?area_id={tree[D]}&from=2026-05-20"
+                                "&to=2026-06-12&bucket=month"))
+    # reported 4, 1, 5, 2 (not 3: 06-20); accepted 4, 1, 5, 2; closed 1 (06-10)
+    assert body["totals"]["current"] == _counts(4, 4, 1)
+    assert [p["current"]["reported"] for p in body["series"]] == [1, 3]
+    body = leader.ok(leader.get(f"/stats/trends?area_id={tree[D]}&from=2026-05-20"
+                                "&to=2026-07-03&bucket=month"))
+    assert body["totals"]["current"] == _counts(5, 4, 2)
+    assert [p["current"]["closed"] for p in body["series"]] == [0, 2, 0]
+    cats = {g["code"]: g["current"] for g in body["by_category"]}
+    assert cats == {"01": _counts(4, 4, 2), "02": _counts(1)}
 
 
 def test_weeks_days_and_minor_categories(api, story, tree):
@@ -210,4 +234,18 @@ def test_the_roll_up_equals_a_scan_and_folds(db_session, story):
     db_session.commit()
     assert rolled() == before
     assert db_session.scalar(count) == len(before)
+    # the months are the days added up per month, before and after folding them
+    monthly = {}
+    for (day, *key), sums in before.items():
+        row = monthly.setdefault((day.replace(day=1), *key), [0] * 5)
+        for i, v in enumerate(sums):
+            row[i] += v
+    m = CaseTrendsMonthly
+    months = {tuple(r[:4]): list(r[4:]) for r in db_session.execute(
+        sa.select(m.month, m.area_id, m.department_id, m.category_id,
+                  *[sa.func.sum(getattr(m, n)) for n in TREND_COUNTS])
+        .group_by(m.month, m.area_id, m.department_id, m.category_id)
+        .having(sa.or_(*(sa.func.sum(getattr(m, n)) != 0 for n in TREND_COUNTS))))}
+    assert months == monthly
+    assert db_session.scalar(sa.select(sa.func.count()).select_from(m)) == len(monthly)
 
