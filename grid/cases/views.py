@@ -348,7 +348,7 @@ XLSX_FILE = {"type": "string", "format": "binary"}
 def export_cases(filters):
     """The queue as it is filtered and sorted, as .xlsx (导出): the cases of your areas and
     departments, shown as the list shows them (the caller's phone masked), times in the
-    area's zone; at most 100,000 rows (422: narrow the filters). Audited."""
+    area's zone; at most 10,000 rows (422: narrow the filters). Audited."""
     with db.unit_of_work() as s:
         out, name, count = exports.export_cases(s, current_actor(), filters)
     response = send_file(out, mimetype=exports.XLSX, as_attachment=True, download_name=name)

@@ -85,3 +85,15 @@ def test_the_dashboard_tables_equal_the_trends(api, people, category, tree, db_s
     assert [r[1] for r in grids[1:]] == [g["code"] for g in body["rankings"]["grids"]]
     assert audit_rows(db_session, action="trends_exported")[-1].object_id == str(tree[D])
     assert_error_shape(p.worker.get(f"/stats/trends/export?{query}"), 403)
+
+
+def test_too_many_rows_is_a_422_naming_the_count(people, category, monkeypatch):
+    from grid.cases import exports
+
+    for code in (G111, G112, G111):
+        report(people.worker if code == G111 else people.dispatcher, category, code)
+    monkeypatch.setattr(exports, "MAX_ROWS", 2)
+    response = people.dispatcher.get("/cases/export")
+    assert_error_shape(response, 422)
+    assert "3 cases" in str(response.get_json()["errors"])
+    assert _rows(_sheet(people.dispatcher.get("/cases/export?q=nothing-like-this"))) == []
