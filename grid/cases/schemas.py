@@ -298,7 +298,8 @@ class CaseQuerySchema(Schema):
     category_id = ma.fields.Integer(validate=ma.validate.Range(min=1, max=2**62))
     area_id = ma.fields.Integer(validate=ma.validate.Range(min=1, max=2**62))
     department_id = ma.fields.Integer(validate=ma.validate.Range(min=1, max=2**62))
-    light = ma.fields.String(validate=ma.validate.OneOf(LIGHTS))
+    light = DelimitedList(ma.fields.String(validate=ma.validate.OneOf([*LIGHTS, "none"])),
+                          metadata={"description": "Comma list; none: no clock running"})
     overdue = ma.fields.Boolean()
     escalation = ma.fields.Integer(validate=ma.validate.Range(min=0, max=2))
     assigned_to_me = ma.fields.Boolean()
@@ -308,9 +309,14 @@ class CaseQuerySchema(Schema):
     crs = ma.fields.String(load_default="wgs84", validate=ma.validate.OneOf(crs_mod.CRS))
     reported_from = UtcDateTime()
     reported_to = UtcDateTime()
+    q = ma.fields.String(validate=ma.validate.Length(min=1, max=100), metadata={
+        "description": "A case number (prefix), or words all found in the description or "
+                       "the address"})
     sort = ma.fields.String(validate=ma.validate.OneOf(
-        ["-reported_at", "reported_at", "due_at", "priority", "-updated_at"]),
-        metadata={"description": "A leading '-' is newest first (the default: -reported_at)"})
+        [f"{d}{k}" for k in ("reported_at", "due_at", "light", "priority", "updated_at")
+         for d in ("", "-")]),
+        metadata={"description": "A leading '-' reverses (the default: -reported_at, newest "
+                                 "first; -light: red first; due_at: soonest first)"})
 
     @ma.post_load
     def _drop_crs(self, data, **kwargs):
@@ -457,3 +463,4 @@ class PerformanceSchema(Schema):
     total = ma.fields.Nested(PerformanceRowSchema)
     departments = ma.fields.List(ma.fields.Nested(PerformanceRowSchema))
     grids = ma.fields.List(ma.fields.Nested(PerformanceRowSchema))
+
