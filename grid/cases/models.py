@@ -367,7 +367,7 @@ TREND_COUNTS = ("reported", "accepted", "closed", "overdue", "escalated")
 class CaseTrendsDaily(Base):
     """Events per UTC day × grid × department × 小类, for the trends (趋势): cases reported,
     accepted (立案) and closed (结案) on that day, yellow cards (超期) and red cards (红牌)
-    given that day. Kept by triggers on `cases` (migration 0016_consoleapi) like
+    given that day. Kept by triggers on `cases` (migration 0022) like
     CaseStatsDaily: every change appends its difference (a reopened case's closure is taken
     back; a card never is); the worker's `case_trends_compact` folds each key's rows."""
 
@@ -388,7 +388,7 @@ class CaseTrendsDaily(Base):
 class CaseTrendsMonthly(Base):
     """CaseTrendsDaily added up per month (the 1st of the month), so that a year's breakdowns
     read ~10⁴ rows instead of ~10⁵: kept by triggers on case_trends_daily (its appended and
-    deleted rows, migration 0016_consoleapi), folded by the same worker task."""
+    deleted rows, migration 0022), folded by the same worker task."""
 
     __tablename__ = "case_trends_monthly"
 

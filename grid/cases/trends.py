@@ -5,7 +5,7 @@ by child area — each beside the period before and the same period a year earli
 rates and rankings of /stats/performance (grid/cases/stats.py: its formulas, not a copy).
 
 Read from the roll-ups CaseTrendsMonthly (whole months) and CaseTrendsDaily (the days at
-either end; the series by day or week), kept by triggers (migration 0016_consoleapi), in one
+either end; the series by day or week), kept by triggers (migration 0022), in one
 statement; never from the cases or their history. Scoped like
 /stats/performance: the roll-up's rows of the actor's areas and departments.
 """
