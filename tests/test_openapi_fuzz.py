@@ -136,6 +136,8 @@ EXCEPTIONS: dict[tuple[str, str, str], str] = {
     ("ST202", "POST /cases/{case_id}/actions/{action}", "*"): (
         "which fields an action needs depends on the action (grid/cases/workflow.py)"),
     ("ST202", "GET /stats/performance", "*"): "`from` before `to`",
+    ("ST202", "GET /stats/trends", "*"): "`from` before `to`, at most 400 days apart",
+    ("ST202", "GET /stats/trends/export", "*"): "`from` before `to`, at most 400 days apart",
     ("ST202", "GET /cases", "*"): "bbox: min before max",
     ("ST202", "GET /cases/counts", "*"): "bbox: min before max",
     ("ST202", "GET /services/{service_id}/slots", "*"): "`from` before `to`",

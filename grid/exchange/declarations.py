@@ -201,7 +201,7 @@ def _accept(step: Step) -> Result:
     elif d.kind == "phone_change":
         person = _person(step, secret)
         people.update_person(step.s, step.actor, person.id, {"phone": secret["phone"]},
-                             person.version, _version_of)
+                             person.version)
         fields = ["phone"]
     else:  # elderly_alone
         person = _person(step, secret)
@@ -214,10 +214,6 @@ def _accept(step: Step) -> Result:
     d.result = {"type": "person", "id": person.id}
     d.decided_by, d.decided_at = step.actor.user_id, step.at
     return Result(recipients=(d.resident_id,), facts={"person_id": person.id})
-
-
-def _version_of(record: Any) -> dict:
-    return {"id": record.id, "version": record.version}
 
 
 def _refuse(step: Step) -> Result:

@@ -18,7 +18,7 @@ from grid.exchange.intake import Report, Sender, known_keys, load_row
 from grid.exchange.merging import propose, record_sources, same
 from grid.registry.history import _history_value
 from grid.registry.indicators import INDICATOR_FIELDS
-from grid.registry.models import Organisation, OrganisationIndicator
+from grid.registry.models import COLLECTED, Organisation, OrganisationIndicator
 
 
 def _checked(raw: list, start: int, report: Report) -> list[tuple[int, dict]]:
@@ -82,7 +82,7 @@ def _one(s: Session, sender: Sender, org: Any, row: dict, report: Report) -> Non
     record = {**org, **{prefix + k: current[k] for k in INDICATOR_FIELDS}}
     for name, new in proposals:
         propose(s, "organisation", record, prefix + name,
-                {"source": "grid_worker", "user_id": current["recorded_by"]},
+                {"source": COLLECTED, "user_id": current["recorded_by"]},
                 _history_value(name, new), None, new, sender.source(key, new))
     if proposals:
         report.queued_for_review += 1

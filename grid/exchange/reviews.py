@@ -27,6 +27,7 @@ from grid.exchange.merging import REVIEW_FIELD, record_sources
 from grid.exchange.models import FeedRecord, FieldSource, ReviewItem
 from grid.registry import people, records
 from grid.registry.indicators import set_indicators
+from grid.registry.models import COLLECTED
 from grid.registry.schemas import parse_month
 from grid.registry.scope import KINDS, get_record
 from server import audit, clock, db, pii
@@ -97,21 +98,15 @@ def _write(s: Session, actor: Actor, item: ReviewItem, value: Any) -> None:
         set_indicators(s, actor, item.object_id, parse_month(month), {name: value})
         return
     record = get_record(s, actor, KINDS[item.object_type], item.object_id)
-    as_dict = _current_record
     if item.field == "household_id":
         people.move_person(s, actor, record.id, value, record.relation_to_head,
-                           record.version, as_dict)
+                           record.version)
     else:
-        UPDATES[item.object_type](s, actor, record.id, {item.field: value}, record.version,
-                                  as_dict)
+        UPDATES[item.object_type](s, actor, record.id, {item.field: value}, record.version)
 
 
-def _current_record(record: Any) -> dict:
-    return {"id": record.id, "version": record.version}
-
-
-def resolve(s: Session, actor: Actor, item_id: int, data: dict, expected_version: int | None,
-            as_dict: Any) -> ReviewItem:
+def resolve(s: Session, actor: Actor, item_id: int, data: dict, expected_version: int | None
+            ) -> ReviewItem:
     actor.require("registry:write")
     item = get_item(s, actor, item_id, for_update=True)
     decision, state = data["decision"], DECIDED[data["decision"]]
@@ -119,11 +114,11 @@ def resolve(s: Session, actor: Actor, item_id: int, data: dict, expected_version
         if item.state == state:
             return item  # a phone resending the same decision
         raise Conflict(f"This review item was already decided ({item.state})", allowed=[],
-                       current=as_dict(item))
-    check_version(item, expected_version, as_dict)
+                       current=item)
+    check_version(item, expected_version)
     if decision != "keep":
         _write(s, actor, item, _loaded(item, item.field, _value(item, decision, data.get("value"))))
-    verdict = {"source": "grid_worker", "user_id": actor.user_id, "verified": True,
+    verdict = {"source": COLLECTED, "user_id": actor.user_id, "verified": True,
                "at": clock.now().isoformat(), "review_item_id": item.id}
     if decision == "keep":
         verdict["kept_against"] = item.proposed_source.get("value_key")

@@ -275,10 +275,6 @@ def provenance(object_type, object_id):
     return reviews.provenance(db.session(), current_actor(), object_type, object_id)
 
 
-def _review_dict(item) -> dict:
-    return schemas.FeedReviewItemSchema().dump(item)
-
-
 @reviews_blp.route("")
 @reviews_blp.arguments(schemas.ReviewQuerySchema, location="query")
 @reviews_blp.response(200, schemas.FeedReviewItemSchema(many=True))
@@ -309,7 +305,7 @@ def resolve_review_item(data, item_id):
     same decision again changes nothing; another one is a 409."""
     version = expected_version(data)
     with db.unit_of_work() as s:
-        item = reviews.resolve(s, current_actor(), item_id, data, version, _review_dict)
+        item = reviews.resolve(s, current_actor(), item_id, data, version)
     return item, 200, etag(item.version)
 
 

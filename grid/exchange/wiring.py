@@ -15,6 +15,7 @@ from grid.exchange import (
     models,
     open_data,
     reviews,
+    schemas,
     views,
 )
 from grid.registry import history as registry_history
@@ -57,6 +58,7 @@ def _contribute_feeds(registry: Registry) -> None:
     register_templates(declarations.NOTICE_TEMPLATES)
     registry.current_schema(models.Declaration, views.current_declaration)
     registry.current_schema(models.AccessGrant, views.current_grant)
+    registry.current_schema(models.ReviewItem, schemas.FeedReviewItemSchema())
     # photos of a declaration's documents: the resident and the grid's checkers
     registry.object_access("declaration", views.declaration_access)
     # break-the-glass opens records through the register's one scope filter
