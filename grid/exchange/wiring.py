@@ -18,6 +18,7 @@ from grid.exchange import (
     schemas,
     views,
 )
+from grid.insights import warnings as insight_warnings
 from grid.registry import history as registry_history
 from grid.registry import scope
 from grid.visits import service as visits
@@ -44,11 +45,12 @@ def _contribute_webhooks(registry: Registry) -> None:
     registry.blueprints(views.WEBHOOKS_BLUEPRINTS)
     # where events come from: a case's report (its timeline), every action of the engine
     # (case.transitioned, case.closed, the hotline's 回单), the register's change history,
-    # broadcasts
+    # broadcasts, warnings (预警) raised
     _listen(case_notices.TIMELINE_LISTENERS, events.on_case_timeline)
     registry.transition_listeners((events.on_transition, hotline_results.on_transition))
     _listen(registry_history.CHANGE_LISTENERS, events.on_registry_change)
     _listen(notifications_broadcasts.BROADCAST_LISTENERS, events.on_broadcast)
+    _listen(insight_warnings.RAISED_LISTENERS, events.warning_raised)
     registry.periodic_tasks(delivery.PERIODIC_TASKS + open_data.PERIODIC_TASKS)
 
 

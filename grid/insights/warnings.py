@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -53,6 +54,9 @@ log = logging.getLogger("grid.insights")
 MIN_PEOPLE = 5  # aggregates over fewer people are suppressed for roles without REGISTER
 REGISTER = "registry:read"
 MIN_BASELINE_RUNS = 3
+# Called for each warning raised or escalated, in its transaction, with (session, warning id,
+# area id, what a subscriber may see): grid/exchange's `warning.raised` event, wired there.
+RAISED_LISTENERS: list[Callable[[Session, int, int | None, dict], Any]] = []
 
 NOTICE_TEMPLATES: tuple[NoticeTemplate, ...] = (
     NoticeTemplate("warning_raised", ("{level_label}：{indicator}",
@@ -268,6 +272,12 @@ def _record_changes(s: Session, indicator: Indicator, changes: list, now: dateti
     told = [r for r in changes if r.change in ("raised", "escalated")]
     if told:
         _notify(s, indicator, told)
+    for r in told:
+        for listener in RAISED_LISTENERS:
+            listener(s, r.id, r.area_id, {
+                "indicator": {"id": indicator.id, "code": indicator.code, "name": indicator.name},
+                "change": r.change, "level": r.level, "value": r.value,
+                "threshold": r.threshold})
 
 
 def _notify(s: Session, indicator: Indicator, rows: list) -> None:

@@ -23,7 +23,7 @@ from grid.exchange import delivery
 from grid.exchange.models import WebhookDelivery
 from server import clock, db
 from server.jobs import actor_of
-from tests.fixtures.areas import G111, G211, S1, S2
+from tests.fixtures.areas import G111, G211, S1, S2, D
 from tests.fixtures.cases import act, report
 from tests.fixtures.http import audit_rows, total
 from tests.grid.exchange.conftest import SETTINGS, verify
@@ -260,3 +260,31 @@ def test_insights_can_raise_a_warning_event(subscribe, receiver, run_worker, db_
     warning = got.event["data"]["warning"]
     assert (got.event["type"], warning["id"], warning["level"], warning["area"]["id"]) == (
         "warning.raised", 8, "red", tree[G111])
+
+
+def test_a_warning_the_worker_raises_reaches_its_subscribers(
+        api, subscribe, receiver, run_worker, db_session, tree, people, category):
+    """grid/insights' evaluation → the listener wired in grid/exchange/wiring.py → outbox."""
+    import sqlalchemy as sa
+
+    from grid.insights import warnings
+    from grid.insights.models import Indicator
+    from tests.fixtures.cases import report
+
+    subscribe(["warning.raised"], area_id=tree[S1])
+    admin = api("district_admin", D)
+    admin.ok(admin.post("/indicators", {
+        "code": "hook_daily", "area_id": tree[D], "name": "网格日新增案件", "kind": "new_cases",
+        "area_level": "grid", "window_hours": 24, "every_minutes": 60,
+        "thresholds": {"yellow": 2, "red": 5}}), 201)
+    for _ in range(2):
+        report(people.worker, category)
+    indicator = db_session.scalar(sa.select(Indicator).where(Indicator.code == "hook_daily"))
+    assert warnings.evaluate(db_session, indicator)["raised"] == 1
+    db_session.commit()
+    run_worker()
+    [got] = [r for r in receiver.received if r.event["type"] == "warning.raised"]
+    warning = got.event["data"]["warning"]
+    assert (warning["level"], warning["value"], warning["area"]["id"]) == ("yellow", 2,
+                                                                            tree[G111])
+    assert warning["indicator"]["code"] == "hook_daily"
