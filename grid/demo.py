@@ -247,7 +247,8 @@ def _photo(s: Session, actor: Actor, seed: int) -> int:
 
 def seed_cases(s: Session, departments: dict) -> int:
     """Categories routed to the demo departments, and cases in every state of the loop,
-    moved there through the case service by the demo accounts themselves."""
+    moved there through the case service by the demo accounts themselves. Longer than 60
+    lines because it is a script: one step per state of the loop, in order."""
     from geo.fields import GpsFix
     from grid.cases.actions import act
     from grid.cases.intake import report_case

@@ -238,7 +238,8 @@ _CRS = Column("crs", "坐标系", (), parse=_choice({c: c for c in ("wgs84", "gc
 
 
 def columns(kind: str, today: date) -> tuple[Column, ...]:
-    """The columns of a ledger of `kind` (persons, households, buildings, organisations)."""
+    """The columns of a ledger of `kind` (persons, households, buildings, organisations).
+    Longer than 60 lines because it is a table: one entry per column of the four ledgers."""
     if kind == "persons":
         return (
             Column("name", "姓名", ("人员姓名",), _api(rs.PersonCreateSchema, "name"),

@@ -357,6 +357,26 @@ def due_visits(s: Session, actor: Actor, lon_lat: tuple[float, float] | None,
     started. A person is due on their earliest such day, listed when that day is today or
     past (overdue when past). Nearest first when a point is given, else most overdue first.
     """
+    rows = s.execute(_due_statement(actor, lon_lat).limit(limit)).all()
+    labels = {**CARE_TAGS, **KEY_TAGS}
+    items = [{
+        "person": {"id": r.person_id, "name": r.name, "sex": r.sex, "phone": r.phone_masked,
+                   "household_id": r.household_id},
+        "area_id": r.area_id,
+        "due_at": r.due_at, "overdue": r.days_overdue > 0, "days_overdue": r.days_overdue,
+        "last_visit_at": r.last_visit_at,
+        "tags": [{**tag, "label": labels.get(tag["tag"], tag["tag"]),
+                  "due_at": date.fromisoformat(tag["due_at"])} for tag in r.tags],
+        "address": r.address, "house_id": r.house_id, "building_id": r.building_id,
+        "location": GpsFix(lon=r.lon, lat=r.lat) if r.lon is not None else None,
+        "distance_m": round(r.distance_m, 1) if r.distance_m is not None else None,
+    } for r in rows]
+    return items, rows[0].total if rows else 0
+
+
+def _due_per_person(actor: Actor) -> sa.CTE:
+    """Per person: the earliest due day of their tags, today (in the area's zone), the last
+    visit and the due tags."""
     last_own = (sa.select(sa.func.max(Visit.visited_at))
                 .where(Visit.person_id == Person.id).scalar_subquery())
     last_household = (sa.select(sa.func.max(Visit.visited_at))
@@ -387,12 +407,17 @@ def due_visits(s: Session, actor: Actor, lon_lat: tuple[float, float] | None,
         sa.func.json_build_object("tag", p.tag, "kind", p.kind,
                                   "interval_days", p.interval_days, "due_at", p.due_at),
         p.due_at, p.tag)).filter(p.due_at <= p.today)
-    due = (sa.select(p.person_id, sa.func.min(p.due_at).label("due_at"),
-                     sa.func.max(p.today).label("today"),
-                     sa.func.max(p.last_visit_at).label("last_visit_at"),
-                     reasons.label("tags"))
-           .group_by(p.person_id)
-           .having(sa.func.min(p.due_at) <= sa.func.max(p.today))).cte("due")
+    return (sa.select(p.person_id, sa.func.min(p.due_at).label("due_at"),
+                      sa.func.max(p.today).label("today"),
+                      sa.func.max(p.last_visit_at).label("last_visit_at"),
+                      reasons.label("tags"))
+            .group_by(p.person_id)
+            .having(sa.func.min(p.due_at) <= sa.func.max(p.today))).cte("due")
+
+
+def _due_statement(actor: Actor, lon_lat: tuple[float, float] | None) -> sa.Select:
+    """The due people with their place and distance, nearest or most overdue first."""
+    due = _due_per_person(actor)
     d = due.c
     location = sa.func.coalesce(Person.location, Household.location, House.location,
                                 Building.location)
@@ -414,24 +439,8 @@ def due_visits(s: Session, actor: Actor, lon_lat: tuple[float, float] | None,
         .outerjoin(Building, Building.id == House.building_id)
     )
     if lon_lat is not None:
-        stmt = stmt.order_by(distance.asc().nulls_last(), d.due_at, d.person_id)
-    else:
-        stmt = stmt.order_by(d.due_at, d.person_id)
-    rows = s.execute(stmt.limit(limit)).all()
-    labels = {**CARE_TAGS, **KEY_TAGS}
-    items = [{
-        "person": {"id": r.person_id, "name": r.name, "sex": r.sex, "phone": r.phone_masked,
-                   "household_id": r.household_id},
-        "area_id": r.area_id,
-        "due_at": r.due_at, "overdue": r.days_overdue > 0, "days_overdue": r.days_overdue,
-        "last_visit_at": r.last_visit_at,
-        "tags": [{**tag, "label": labels.get(tag["tag"], tag["tag"]),
-                  "due_at": date.fromisoformat(tag["due_at"])} for tag in r.tags],
-        "address": r.address, "house_id": r.house_id, "building_id": r.building_id,
-        "location": GpsFix(lon=r.lon, lat=r.lat) if r.lon is not None else None,
-        "distance_m": round(r.distance_m, 1) if r.distance_m is not None else None,
-    } for r in rows]
-    return items, rows[0].total if rows else 0
+        return stmt.order_by(distance.asc().nulls_last(), d.due_at, d.person_id)
+    return stmt.order_by(d.due_at, d.person_id)
 
 
 _REVIEW_LABELS = {
