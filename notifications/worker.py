@@ -30,6 +30,7 @@ import random
 import time
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -287,17 +288,23 @@ def deliver_batch(s: Session, sender: Router, settings: DeliverySettings,
     return counts
 
 
-def deliver(s: Session, sender: Router, settings: DeliverySettings,
-            now: datetime | None = None) -> dict:
-    """Deliver batches until none is full or `budget_s` has passed."""
+def drain(batch: Callable[[], Counter], settings: DeliverySettings) -> dict:
+    """Run `batch` (one claim and its sends) until a claim is not full or `budget_s` has
+    passed; the counts added up. Every outbox's worker loop (pushes, webhooks)."""
     started, total = time.monotonic(), Counter()
     while True:
-        counts = deliver_batch(s, sender, settings, now)
+        counts = batch()
         total.update(counts)
         if counts["claimed"] < settings.batch_size or (
                 time.monotonic() - started > settings.budget_s):
             break
     return {k: v for k, v in total.items() if v}
+
+
+def deliver(s: Session, sender: Router, settings: DeliverySettings,
+            now: datetime | None = None) -> dict:
+    """Deliver batches until none is full or `budget_s` has passed."""
+    return drain(lambda: deliver_batch(s, sender, settings, now), settings)
 
 
 # --- devices of ended logins ------------------------------------------------------------------

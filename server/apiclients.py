@@ -8,21 +8,25 @@ encrypted (the secret must be readable to check HMAC signatures). Open311 sends
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
 import time
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
+from flask import g, request
 from flask.views import MethodView
 from marshmallow import fields, validate
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from server import audit, db, pii, ratelimit
 from server.api import Blueprint, Schema
-from server.auth.actor import Actor, current_actor, login_required
+from server.auth.actor import Actor, credential_headers, current_actor, login_required
 from server.db import Base
 from server.errors import Forbidden, NotFound, Unauthorized
 
@@ -121,6 +125,38 @@ def by_api_key(s: Session, api_key: str | None, kind: str, ip: str | None = None
         raise Forbidden(f"This API key is for {KIND_USES[client.kind]}, not "
                         f"{KIND_USES[kind]}")
     return client, _client_actor(s, client, ip, request_id)
+
+
+@dataclass(frozen=True)
+class Signer:
+    """The API client that signed the request (`g.api_client` in a `signed` view)."""
+
+    id: int
+    name: str
+
+
+def signed(kind: str, *, what: str = "body") -> Callable:
+    """The view's caller is the API client of `kind` that signed the request: `X-Api-Key`,
+    `X-Timestamp` and `X-Signature` = hex HMAC-SHA256(secret, timestamp + "." + the body,
+    or + the path for a GET, which has none: then a signature is good for one resource).
+    401 otherwise, checked before the body is even parsed: an unsigned caller learns
+    nothing about what we accept. Sets `g.actor` and `g.api_client` (a Signer)."""
+    def decorator(func: Callable) -> Callable:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            signed_part = request.path.encode() if what == "path" else request.get_data()
+            with db.unit_of_work() as s:
+                client, g.actor = by_signature(
+                    s, request.headers.get("X-Api-Key"), request.headers.get("X-Timestamp"),
+                    request.headers.get("X-Signature"), signed_part, kind,
+                    request.remote_addr, g.get("request_id"))
+                g.api_client = Signer(client.id, client.name)
+            return func(*args, **kwargs)
+        # unsigned calls are a 401 before any request hook looks at the input
+        wrapper._check_credentials = credential_headers("X-Api-Key", "X-Timestamp",
+                                                        "X-Signature")
+        return wrapper
+    return decorator
 
 
 def by_signature(s: Session, key_id: str | None, timestamp: str | None,

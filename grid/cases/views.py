@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import functools
-
-from flask import current_app, g, request, send_file
+from flask import current_app, send_file
 from flask.views import MethodView
 
 from geo.fields import GpsFix
@@ -26,7 +24,7 @@ from grid.cases import (
 )
 from server import apiclients, audit, db, idempotency
 from server.api import SIGNED_REQUEST, Blueprint, etag, expected_version, link
-from server.auth.actor import credential_headers, current_actor, login_required
+from server.auth.actor import current_actor, login_required
 from server.security import no_store
 
 categories_blp = Blueprint("case_categories", __name__, url_prefix="/case-categories",
@@ -135,29 +133,10 @@ def counts(filters):
     return {"counts": counted, "total": sum(counted.values())}
 
 
-def signed_by(kind: str):
-    """The caller is the API client that signed the body (401 otherwise), checked before
-    the body is even parsed: an unsigned caller learns nothing about what we accept."""
-    def decorator(func):
-        @functools.wraps(func)
-        def wrapper(*args, **kwargs):
-            with db.unit_of_work() as s:
-                _, g.actor = apiclients.by_signature(
-                    s, request.headers.get("X-Api-Key"), request.headers.get("X-Timestamp"),
-                    request.headers.get("X-Signature"), request.get_data(), kind,
-                    request.remote_addr, g.get("request_id"))
-            return func(*args, **kwargs)
-        # unsigned calls are a 401 before any request hook looks at the input
-        wrapper._check_credentials = credential_headers("X-Api-Key", "X-Timestamp",
-                                                        "X-Signature")
-        return wrapper
-    return decorator
-
-
 @cases_blp.route("/hotline", methods=["POST"])
 @cases_blp.response(201, schemas.CaseSchema)
 @idempotency.document_replay(cases_blp, schemas.CaseSchema)
-@signed_by("hotline")
+@apiclients.signed("hotline")
 @cases_blp.arguments(schemas.HotlineCaseSchema)
 @cases_blp.doc(security=SIGNED_REQUEST)
 def hotline(data):

@@ -35,7 +35,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from notifications.worker import DeliverySettings, backoff_s
+from notifications.worker import DeliverySettings, backoff_s, drain
 from server import clock, pii
 from server.apiclients import sign
 from server.cli import PeriodicTask
@@ -225,14 +225,7 @@ def deliver_batch(s: Session, sender: HttpSender, settings: DeliverySettings,
 def deliver(s: Session, sender: HttpSender, settings: DeliverySettings,
             now: datetime | None = None) -> dict:
     """Deliver batches until one is not full or `budget_s` has passed."""
-    started, total = time.monotonic(), Counter()
-    while True:
-        counts = deliver_batch(s, sender, settings, now)
-        total.update(counts)
-        if counts["claimed"] < settings.batch_size or (
-                time.monotonic() - started > settings.budget_s):
-            break
-    return {k: v for k, v in total.items() if v}
+    return drain(lambda: deliver_batch(s, sender, settings, now), settings)
 
 
 # --- the periodic task -----------------------------------------------------------------------

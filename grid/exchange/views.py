@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 from flask import Response, current_app, g, request
 from flask.views import MethodView
 
@@ -21,7 +19,7 @@ from grid.exchange.events import EVENT_TYPES
 from grid.exchange.intake import Sender
 from server import apiclients, clock, db, idempotency
 from server.api import SIGNED_REQUEST, Blueprint, ErrorSchema, etag, expected_version, statuses
-from server.auth.actor import credential_headers, current_actor, login_required
+from server.auth.actor import current_actor, login_required
 from server.storage.images import PayloadTooLarge
 
 # --- webhooks: /webhooks (subscriptions, delivery log, replay), /exchange/hotline (回单),
@@ -132,28 +130,10 @@ def replay(subscription_id, delivery_id):
 # --- 回单 ---
 
 
-def signed_get(kind: str):
-    """The caller is the API client that signed `X-Timestamp + "." + path` (a GET has no
-    body: the path is what is signed, so a signature is good for one resource only)."""
-    def decorator(func):
-        @functools.wraps(func)
-        def wrapper(*args, **kwargs):
-            with db.unit_of_work() as s:
-                _, g.actor = apiclients.by_signature(
-                    s, request.headers.get("X-Api-Key"), request.headers.get("X-Timestamp"),
-                    request.headers.get("X-Signature"), request.path.encode(), kind,
-                    request.remote_addr, g.get("request_id"))
-            return func(*args, **kwargs)
-        wrapper._check_credentials = credential_headers("X-Api-Key", "X-Timestamp",
-                                                        "X-Signature")
-        return wrapper
-    return decorator
-
-
 @hotline_blp.route("/tickets/<ticket_no>")
 @hotline_blp.response(200, schemas.TicketStatusSchema)
 @hotline_blp.doc(security=SIGNED_REQUEST)
-@signed_get("hotline")
+@apiclients.signed("hotline", what="path")
 def ticket(ticket_no):
     """A ticket's status and result (回单), for the 12345 hotline: `X-Api-Key`,
     `X-Timestamp` (Unix seconds) and `X-Signature` = hex HMAC-SHA256(secret, timestamp +
@@ -228,27 +208,11 @@ grants_blp = Blueprint("break_glass", __name__, url_prefix="/break-glass",
                                    "time, audited and reviewed")
 
 
-def signed_system(func):
-    """The caller is the `system` API client that signed the body (401 otherwise, before the
-    body is parsed); the view gets it as `g.api_client`."""
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        with db.unit_of_work() as s:
-            client, g.actor = apiclients.by_signature(
-                s, request.headers.get("X-Api-Key"), request.headers.get("X-Timestamp"),
-                request.headers.get("X-Signature"), request.get_data(), "system",
-                request.remote_addr, g.get("request_id"))
-            g.api_client = Sender(client.id, client.name, clock.now())
-        return func(*args, **kwargs)
-    wrapper._check_credentials = credential_headers("X-Api-Key", "X-Timestamp", "X-Signature")
-    return wrapper
-
-
 @feeds_blp.route("/batches", methods=["POST"])
 @feeds_blp.response(200, schemas.FeedReportSchema)
 @feeds_blp.alt_response(413, schema=ErrorSchema,
                         description=f"More than {schemas.MAX_FEED_ROWS} rows: split the batch")
-@signed_system
+@apiclients.signed("system")
 @feeds_blp.arguments(schemas.FeedBatchSchema)
 @feeds_blp.doc(security=SIGNED_REQUEST)
 def upsert_batch(data):
@@ -261,7 +225,8 @@ def upsert_batch(data):
     if len(data["rows"]) > schemas.MAX_FEED_ROWS:
         raise PayloadTooLarge(f"At most {schemas.MAX_FEED_ROWS} rows a batch: split it")
     with db.unit_of_work() as s:
-        return feeds_service.upsert_batch(s, current_actor(), g.api_client, data["kind"],
+        sender = Sender(g.api_client.id, g.api_client.name, clock.now())
+        return feeds_service.upsert_batch(s, current_actor(), sender, data["kind"],
                                           data["rows"])
 
 
