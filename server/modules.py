@@ -33,6 +33,7 @@ INSTALLED: tuple[str, ...] = (
     "server", "grid.areas", "grid.registry", "grid.visits", "grid.sync", "grid.ledgers",
     "notifications", "grid.calendar", "grid.cases", "grid.services", "grid.open311",
     "grid.maps", "grid.profiles",
+    "console",
 )
 
 
