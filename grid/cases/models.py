@@ -336,3 +336,45 @@ class CaseStatsDaily(Base):
     # closed cases someone may evaluate: a resident reporter, or residents who joined
     evaluable: Mapped[int] = mapped_column(sa.Integer, nullable=False)
     handling_s: Mapped[float] = mapped_column(sa.Float, nullable=False)
+
+
+# --- consoleapi: bulk actions' answers and the trends' roll-up ------------------------------
+
+
+class CaseBulkRun(Base):
+    """One bulk action's answer (批量操作), kept so that the same request sent again (its
+    client UUID, server/idempotency.py) answers the same per-case results without acting
+    twice."""
+
+    __tablename__ = "case_bulk_runs"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    actor_id: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
+    action: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    answer: Mapped[dict] = mapped_column(JSONB, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False)
+
+
+TREND_COUNTS = ("reported", "accepted", "closed", "overdue", "escalated")
+
+
+class CaseTrendsDaily(Base):
+    """Events per UTC day × grid × department × 小类, for the trends (趋势): cases reported,
+    accepted (立案) and closed (结案) on that day, yellow cards (超期) and red cards (红牌)
+    given that day. Kept by triggers on `cases` (migration 0016_consoleapi) like
+    CaseStatsDaily: every change appends its difference (a reopened case's closure is taken
+    back; a card never is); the worker's `case_trends_compact` folds each key's rows."""
+
+    __tablename__ = "case_trends_daily"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    day: Mapped[date] = mapped_column(sa.Date, nullable=False, index=True)
+    area_id: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
+    department_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    category_id: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
+    reported: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    accepted: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    closed: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    overdue: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    escalated: Mapped[int] = mapped_column(sa.Integer, nullable=False)

@@ -50,7 +50,7 @@ def _conditions(s: Session, actor: Actor, f: dict) -> list[sa.ColumnElement[bool
     if f.get("department_id") is not None:
         cond.append(Case.department_id == f["department_id"])
     if f.get("light"):
-        cond.append(light_sql() == f["light"])
+        cond.append(_light_in(f["light"]))
     if f.get("overdue") is not None:
         late = sa.and_(Case.state.in_(CLOCKED_STATES), Case.due_at < sa.func.now())
         cond.append(late if f["overdue"] else sa.not_(late))
@@ -73,19 +73,57 @@ def _conditions(s: Session, actor: Actor, f: dict) -> list[sa.ColumnElement[bool
         cond.append(Case.reported_at >= f["reported_from"])
     if f.get("reported_to"):
         cond.append(Case.reported_at < f["reported_to"])
+    if f.get("q"):
+        cond.append(_text_matches(f["q"]))
     return cond
 
 
-SORTS = {"-reported_at": Case.reported_at.desc(), "reported_at": Case.reported_at.asc(),
-         "due_at": Case.due_at.asc().nulls_last(), "priority": Case.priority.asc(),
-         "-updated_at": Case.updated_at.desc()}
+def _light_in(lights: list[str]) -> sa.ColumnElement[bool]:
+    """The light is one of `lights` ("none": no clock running, light_sql() is NULL)."""
+    light = light_sql()
+    named = [x for x in lights if x != "none"]
+    terms = [light.in_(named)] if named else []
+    if "none" in lights:
+        terms.append(Case.due_at.is_(None))
+    return sa.or_(*terms)
+
+
+def _text_matches(q: str) -> sa.ColumnElement[bool]:
+    """A case number (编号, by prefix) or words in the description or the address: every
+    word must appear in one of them (LIKE's wildcards in the words are taken literally)."""
+    words = q.split()
+    code = Case.code.startswith(q.strip(), autoescape=True)
+    each = [sa.or_(Case.description.contains(w, autoescape=True),
+                   sa.func.coalesce(Case.address, "").contains(w, autoescape=True))
+            for w in words]
+    return sa.or_(code, sa.and_(*each)) if each else code
+
+
+def _light_rank() -> sa.ColumnElement[int]:
+    """0 no clock, 1 green, 2 yellow, 3 red (light_sql() as a number, to sort by)."""
+    at = sa.func.coalesce(Case.held_at, sa.func.now())
+    return sa.case((Case.due_at.is_(None), 0), (at <= Case.warn_at, 1),
+                   (at <= Case.due_at, 2), else_=3)
+
+
+# a leading "-" reverses; due_at: soonest first, no deadline last either way
+SORTS = {"-reported_at": [Case.reported_at.desc()], "reported_at": [Case.reported_at.asc()],
+         "due_at": [Case.due_at.asc().nulls_last()], "-due_at": [Case.due_at.desc().nulls_last()],
+         "priority": [Case.priority.asc()], "-priority": [Case.priority.desc()],
+         "updated_at": [Case.updated_at.asc()], "-updated_at": [Case.updated_at.desc()],
+         "light": [_light_rank().asc(), Case.due_at.desc().nulls_last()],
+         "-light": [_light_rank().desc(), Case.due_at.asc().nulls_last()]}
+
+
+def ordered(stmt: sa.Select, sort: str | None) -> sa.Select:
+    """The queue's statement in the order `sort` names (the id breaks ties: stable pages)."""
+    return stmt.order_by(*SORTS[sort or "-reported_at"], Case.id.desc())
 
 
 def list_cases(s: Session, actor: Actor, filters: dict, page: Any) -> list[Case]:
     actor.require("case:read")
     conditions = _conditions(s, actor, filters)
-    stmt = (sa.select(Case).where(visible(actor), *conditions)
-            .order_by(SORTS[filters.get("sort") or "-reported_at"], Case.id.desc()))
+    stmt = ordered(sa.select(Case).where(visible(actor), *conditions), filters.get("sort"))
     counted = sa.union_all(*(sa.select(sa.literal(1)).select_from(Case).where(part, *conditions)
                              for part in _scope_parts(actor))).subquery("counted")
     return db.paginate(s, stmt, page, count=sa.select(sa.func.count()).select_from(counted))

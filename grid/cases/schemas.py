@@ -298,7 +298,8 @@ class CaseQuerySchema(Schema):
     category_id = ma.fields.Integer(validate=ma.validate.Range(min=1, max=2**62))
     area_id = ma.fields.Integer(validate=ma.validate.Range(min=1, max=2**62))
     department_id = ma.fields.Integer(validate=ma.validate.Range(min=1, max=2**62))
-    light = ma.fields.String(validate=ma.validate.OneOf(LIGHTS))
+    light = DelimitedList(ma.fields.String(validate=ma.validate.OneOf([*LIGHTS, "none"])),
+                          metadata={"description": "Comma list; none: no clock running"})
     overdue = ma.fields.Boolean()
     escalation = ma.fields.Integer(validate=ma.validate.Range(min=0, max=2))
     assigned_to_me = ma.fields.Boolean()
@@ -308,9 +309,14 @@ class CaseQuerySchema(Schema):
     crs = ma.fields.String(load_default="wgs84", validate=ma.validate.OneOf(crs_mod.CRS))
     reported_from = UtcDateTime()
     reported_to = UtcDateTime()
+    q = ma.fields.String(validate=ma.validate.Length(min=1, max=100), metadata={
+        "description": "A case number (prefix), or words all found in the description or "
+                       "the address"})
     sort = ma.fields.String(validate=ma.validate.OneOf(
-        ["-reported_at", "reported_at", "due_at", "priority", "-updated_at"]),
-        metadata={"description": "A leading '-' is newest first (the default: -reported_at)"})
+        [f"{d}{k}" for k in ("reported_at", "due_at", "light", "priority", "updated_at")
+         for d in ("", "-")]),
+        metadata={"description": "A leading '-' reverses (the default: -reported_at, newest "
+                                 "first; -light: red first; due_at: soonest first)"})
 
     @ma.post_load
     def _drop_crs(self, data, **kwargs):
@@ -457,3 +463,57 @@ class PerformanceSchema(Schema):
     total = ma.fields.Nested(PerformanceRowSchema)
     departments = ma.fields.List(ma.fields.Nested(PerformanceRowSchema))
     grids = ma.fields.List(ma.fields.Nested(PerformanceRowSchema))
+
+
+# --- consoleapi: bulk actions ---------------------------------------------------------------
+
+
+class BulkItemSchema(Schema):
+    id = ma.fields.Integer(required=True, validate=ma.validate.Range(min=1, max=2**62))
+    version = ma.fields.Integer(required=True, validate=ma.validate.Range(min=0, max=2**31),
+                                metadata={"description": "The version the queue showed"})
+
+
+class BulkActionSchema(ActionSchema):
+    """One action for several cases: the action's fields apply to every item."""
+
+    class Meta(Schema.Meta):
+        exclude = ("version",)  # each item has its own
+
+    client_uuid = ma.fields.UUID(required=True, metadata={
+        "description": "The same request again answers the same results (no second act)"})
+    action = ma.fields.String(required=True, validate=ma.validate.OneOf(
+        ["accept", "reject", "dispatch", "sign", "return", "verify", "close", "approve",
+         "refuse", "resume"]))
+    items = ma.fields.List(ma.fields.Nested(BulkItemSchema), required=True,
+                           validate=ma.validate.Length(min=1, max=100),
+                           metadata={"description": "At most 100 cases, each once"})
+
+    @ma.validates_schema
+    def _each_once(self, data, **kwargs):
+        ids = [item["id"] for item in data.get("items") or []]
+        if len(ids) != len(set(ids)):
+            raise ma.ValidationError("A case may appear once.", "items")
+
+
+class BulkCaseSchema(Schema):
+    id = ma.fields.Integer()
+    state = ma.fields.String(metadata={"enum": list(STATES)})
+    version = ma.fields.Integer()
+    light = ma.fields.String(allow_none=True, metadata={"enum": list(LIGHTS)})
+
+
+class BulkResultSchema(Schema):
+    id = ma.fields.Integer()
+    status = ma.fields.Integer(metadata={"description": "200, or the error's status"})
+    case = ma.fields.Nested(BulkCaseSchema, metadata={"description": "When it went through"})
+    error = ma.fields.Dict(metadata={"description": (
+        "The one error shape: 404 not in scope, 403, 409 with `allowed`, 412 with "
+        "`current` (the case now), 422 with `errors`")})
+
+
+class BulkAnswerSchema(Schema):
+    action = ma.fields.String()
+    succeeded = ma.fields.Integer()
+    failed = ma.fields.Integer()
+    results = ma.fields.List(ma.fields.Nested(BulkResultSchema))

@@ -11,6 +11,7 @@ from flask.views import MethodView
 from geo.fields import GpsFix
 from grid.cases import (
     actions,
+    bulk,
     categories,
     intake,
     queue,
@@ -293,3 +294,26 @@ def get_performance(filters):
     reported in [from, to) that you may see (CASE_SCORE_WEIGHTS sets the weights)."""
     return stats.performance(db.session(), current_actor(), filters,
                              current_app.config["CASE_SCORE_WEIGHTS"])
+
+
+# --- consoleapi: bulk actions, exports, trends ----------------------------------------------
+
+
+@cases_blp.route("/bulk-actions", methods=["POST"])
+@cases_blp.arguments(schemas.BulkActionSchema)
+@cases_blp.response(200, schemas.BulkAnswerSchema, headers={idempotency.REPLAY_HEADER: {
+    "description": "true: a replay of the same client_uuid (nothing was done again)",
+    "schema": {"type": "string", "enum": ["true"]}}})
+@login_required
+def bulk_actions(data):
+    """One action on several cases (批量: at most 100), each through the case's own action
+    in its own savepoint: the answer lists each case's new state and version, or its error
+    in the one error shape (404, 403, 409 with `allowed`, 412 with `current`, 422) — one
+    failing leaves the others going through. The same client_uuid again answers the same
+    results without acting again (409 if the body differs)."""
+    actor = current_actor()
+    client_uuid, action, items = data.pop("client_uuid"), data.pop("action"), data.pop("items")
+    with db.unit_of_work() as s:
+        answer, made = bulk.apply(s, actor, client_uuid, action, items, data,
+                                  lambda c, allowed: _as_dict(c, actor, allowed))
+    return answer, 200, ({} if made else {idempotency.REPLAY_HEADER: "true"})

@@ -256,3 +256,47 @@ def test_the_readme_names_the_queue_filters_as_the_api_does(client):
     params = {p["name"] for p in spec["paths"]["/cases"]["get"]["parameters"]
               if p["in"] == "query"}
     assert named - {"crs"} == params - {"page", "page_size", "crs"}
+
+
+# --- the console's filters (issue 17) ------------------------------------------------------
+
+
+def test_lights_text_and_the_console_sorts(people, cases, db_session):
+    """`light` takes several colours (and `none`: no clock); `q` finds a case by its number
+    or by words of its description or address; `-light` puts red first, `due_at` the
+    soonest deadline first and `-due_at` the latest (no deadline last either way)."""
+    from datetime import timedelta
+
+    from server.clock import now
+    from tests.fixtures.cases import set_case_times
+
+    p, t = people, now()
+    red, yellow, green = cases[G111], cases[G112], cases[G121]
+    set_case_times(db_session, red["id"], warn_at=t - timedelta(hours=2),
+                   due_at=t - timedelta(hours=1))
+    set_case_times(db_session, yellow["id"], warn_at=t - timedelta(hours=1),
+                   due_at=t + timedelta(hours=1))
+    set_case_times(db_session, green["id"], warn_at=t + timedelta(hours=1),
+                   due_at=t + timedelta(hours=2))
+    assert set(_ids(p.dispatcher, "?light=red,yellow")) == {red["id"], yellow["id"]}
+    assert _ids(p.dispatcher, "?light=green") == [green["id"]]
+    assert _ids(p.dispatcher, "?light=none") == []
+    set_case_times(db_session, green["id"], warn_at=None, due_at=None)
+    assert _ids(p.dispatcher, "?light=none") == [green["id"]]
+    assert _ids(p.dispatcher, "?sort=-light") == [red["id"], yellow["id"], green["id"]]
+    assert _ids(p.dispatcher, "?sort=light") == [green["id"], yellow["id"], red["id"]]
+    assert _ids(p.dispatcher, "?sort=due_at") == [red["id"], yellow["id"], green["id"]]
+    assert _ids(p.dispatcher, "?sort=-due_at") == [yellow["id"], red["id"], green["id"]]
+    assert_error_shape(p.dispatcher.get("/cases?light=blue"), 422)
+
+    db_session.execute(sa.text("UPDATE cases SET description = '井盖缺失 危险', "
+                               "address = '西湖路5号' WHERE id = :id"), {"id": yellow["id"]})
+    db_session.commit()
+    assert _ids(p.dispatcher, "?q=井盖") == [yellow["id"]]
+    assert _ids(p.dispatcher, "?q=西湖路 危险") == [yellow["id"]]  # every word, either field
+    assert _ids(p.dispatcher, "?q=井盖 江滨路") == []
+    assert _ids(p.dispatcher, f"?q={red['code']}") == [red["id"]]
+    assert _ids(p.dispatcher, "?q=%25") == []  # a LIKE wildcard is a plain character
+    assert _ids(p.worker2, "?q=井盖") == []  # the scope still applies
+    counted = p.dispatcher.ok(p.dispatcher.get("/cases/counts?q=井盖"))
+    assert counted == {"counts": {"reported": 1}, "total": 1}
