@@ -4,6 +4,8 @@
 const CSRF = { "X-Requested-With": "grid-console" };
 let accessToken = null;
 let refreshing = null;
+// Whether this browser logged in to the console (not a secret: the cookie is the session).
+const SESSION_HINT = "console.session";
 
 export class ApiError extends Error {
   constructor(status, body, headers) {
@@ -49,7 +51,9 @@ export async function request(method, path, { body, query, headers = {}, form, r
   if (accessToken) init.headers.Authorization = `Bearer ${accessToken}`;
   if (form) init.body = form;
   else if (body !== undefined) { init.headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
-  const response = await fetch(url, init);
+  window.consoleBusy = (window.consoleBusy || 0) + 1; // requests in flight (tests wait for 0)
+  let response;
+  try { response = await fetch(url, init); } finally { window.consoleBusy -= 1; }
   if (response.status === 401 && retry && !path.startsWith("/auth/console")) {
     await refresh();
     return request(method, path, { body, query, headers, form, retry: false });
@@ -68,17 +72,20 @@ export async function login(name, password) {
   const { data } = await request("POST", "/auth/console/login", {
     body: { login: name, password }, headers: CSRF, retry: false });
   accessToken = data.access_token;
+  localStorage.setItem(SESSION_HINT, "1");
   return data;
 }
 
 /** After a reload: a new access token from the cookie, or null (log in). */
 export async function restore() {
-  try { return await refresh(); } catch { return null; }
+  if (!localStorage.getItem(SESSION_HINT)) return null; // never logged in here: no 401 to provoke
+  try { return await refresh(); } catch { localStorage.removeItem(SESSION_HINT); return null; }
 }
 
 export async function logout() {
   try { await request("POST", "/auth/console/logout", { headers: CSRF, retry: false }); } catch { /* gone anyway */ }
   accessToken = null;
+  localStorage.removeItem(SESSION_HINT);
 }
 
 /** A file the API sends (xlsx export), saved by the browser under its own name. */

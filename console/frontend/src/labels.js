@@ -49,6 +49,7 @@ export const LABELS = {
 };
 
 export const ACTIONS = {
+  report: ["上报", "Report"], join: ["附议", "Join"],
   accept: ["受理", "Accept"], reject: ["不予立案", "Reject"], merge: ["合并", "Merge"],
   dispatch: ["派遣", "Dispatch"], sign: ["签收", "Sign"], return: ["退回", "Return"],
   handle: ["处置反馈", "Handle"], verify: ["核查通过", "Verify"], reject_result: ["核查不通过", "Reject result"],

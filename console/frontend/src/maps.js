@@ -25,10 +25,11 @@ const source = (tj) => ({ type: "vector", tiles: tj.tiles.map((u) => (u.startsWi
                           minzoom: tj.minzoom, maxzoom: tj.maxzoom, bounds: tj.bounds });
 
 /** A map of the caller's grids; `layers` adds the scoped layers' styles. */
-export async function gridMap(container, { bounds, center, zoom, interactive = true } = {}) {
+export async function gridMap(container, { bounds, center, zoom, interactive = true, registry = false, onError } = {}) {
   const maplibregl = await loadMapLibre();
-  const [areas, scoped] = await Promise.all([api.get("/tiles/areas.json"),
-                                             api.get("/tiles/buildings,cases,organisations.json")]);
+  // buildings and organisations need registry:read; cases are in every case reader's scope
+  const layers = registry ? "buildings,cases,organisations" : "cases";
+  const [areas, scoped] = await Promise.all([api.get("/tiles/areas.json"), api.get(`/tiles/${layers}.json`)]);
   const style = {
     version: 8,
     sources: { areas: source(areas), scoped: { ...source(scoped), minzoom: 0 } },
@@ -57,6 +58,7 @@ export async function gridMap(container, { bounds, center, zoom, interactive = t
     transformRequest: (url) => (url.startsWith(origin + "/tiles/") && !url.includes("/tiles/areas")
       ? { url, headers: api.authHeaders() } : { url }),
   });
+  map.on("error", (e) => (onError || console.warn)(e.error || e));
   await new Promise((resolve) => map.once("load", resolve));
   return { map, maplibregl };
 }
