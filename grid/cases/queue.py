@@ -32,7 +32,7 @@ def _scope_parts(actor: Actor) -> list[sa.ColumnElement[bool]]:
     return [inside, sa.and_(own, sa.not_(sa.func.coalesce(inside, False)))]
 
 
-def _conditions(s: Session, actor: Actor, f: dict) -> list[sa.ColumnElement[bool]]:
+def conditions(s: Session, actor: Actor, f: dict) -> list[sa.ColumnElement[bool]]:
     """The WHERE clauses of the queue's filters `f` (the scope apart)."""
     cond: list[sa.ColumnElement[bool]] = []
     if f.get("state"):
@@ -82,7 +82,9 @@ def _light_in(lights: list[str]) -> sa.ColumnElement[bool]:
     """The light is one of `lights` ("none": no clock running, light_sql() is NULL)."""
     light = light_sql()
     named = [x for x in lights if x != "none"]
-    terms = [light.in_(named)] if named else []
+    # a colour needs a clock, which only open cases run: said in SQL, the open cases'
+    # partial index serves the filter instead of every case of the street being tested
+    terms = [sa.and_(Case.state.in_(OPEN_STATES), light.in_(named))] if named else []
     if "none" in lights:
         terms.append(Case.due_at.is_(None))
     return sa.or_(*terms)
@@ -122,9 +124,9 @@ def ordered(stmt: sa.Select, sort: str | None) -> sa.Select:
 
 def list_cases(s: Session, actor: Actor, filters: dict, page: Any) -> list[Case]:
     actor.require("case:read")
-    conditions = _conditions(s, actor, filters)
-    stmt = ordered(sa.select(Case).where(visible(actor), *conditions), filters.get("sort"))
-    counted = sa.union_all(*(sa.select(sa.literal(1)).select_from(Case).where(part, *conditions)
+    where = conditions(s, actor, filters)
+    stmt = ordered(sa.select(Case).where(visible(actor), *where), filters.get("sort"))
+    counted = sa.union_all(*(sa.select(sa.literal(1)).select_from(Case).where(part, *where)
                              for part in _scope_parts(actor))).subquery("counted")
     return db.paginate(s, stmt, page, count=sa.select(sa.func.count()).select_from(counted))
 
@@ -132,8 +134,8 @@ def list_cases(s: Session, actor: Actor, filters: dict, page: Any) -> list[Case]
 def count_by_state(s: Session, actor: Actor, filters: dict) -> dict[str, int]:
     """Badges: how many cases per state under the same filters (state filter ignored)."""
     actor.require("case:read")
-    conditions = _conditions(s, actor, {k: v for k, v in filters.items() if k != "state"})
-    counted = sa.union_all(*(sa.select(Case.state).where(part, *conditions)
+    where = conditions(s, actor, {k: v for k, v in filters.items() if k != "state"})
+    counted = sa.union_all(*(sa.select(Case.state).where(part, *where)
                              for part in _scope_parts(actor))).subquery("counted")
     rows = s.execute(sa.select(counted.c.state, sa.func.count())
                      .group_by(counted.c.state)).all()

@@ -233,16 +233,24 @@ def compact_stats(s: Session) -> dict:
     seen and are folded next time; two runs at once fold disjoint rows (the second's DELETE
     skips what the first removed). Keys adding up to no case are dropped."""
     t = CaseStatsDaily.__table__
-    keys = (t.c.day, t.c.area_id, t.c.department_id)
     summed = [*STAT_COUNTS, "handling_s"]
+    return fold(s, t, ("day", "area_id", "department_id"), summed,
+                lambda gone: sa.func.sum(gone.c.reported) != 0)
+
+
+def fold(s: Session, t: sa.Table, key_names: tuple[str, ...], summed: list[str],
+         kept: Any) -> dict:
+    """Fold each key's rows of an append-only roll-up `t` into one (compact_stats);
+    `kept(gone)`: the HAVING a folded key must meet to be written back."""
+    keys = [t.c[k] for k in key_names]
     dup = sa.select(*keys).group_by(*keys).having(sa.func.count() > 1).cte("dup")
-    gone = (sa.delete(t).where(t.c.day == dup.c.day, t.c.area_id == dup.c.area_id,
-                               t.c.department_id.is_not_distinct_from(dup.c.department_id))
+    # equality where a key cannot be NULL (a hash join), IS NOT DISTINCT FROM where it can
+    gone = (sa.delete(t).where(*(k.is_not_distinct_from(dup.c[k.key]) if k.nullable
+                                 else k == dup.c[k.key] for k in keys))
             .returning(*t.c).cte("gone"))
     folded = s.execute(sa.insert(t).from_select(
-        ["day", "area_id", "department_id", *summed],
-        sa.select(gone.c.day, gone.c.area_id, gone.c.department_id,
-                  *[sa.func.sum(gone.c[n]) for n in summed])
-        .group_by(gone.c.day, gone.c.area_id, gone.c.department_id)
-        .having(sa.func.sum(gone.c.reported) != 0)).returning(t.c.id)).all()
+        [*key_names, *summed],
+        sa.select(*(gone.c[k] for k in key_names), *[sa.func.sum(gone.c[n]) for n in summed])
+        .group_by(*(gone.c[k] for k in key_names))
+        .having(kept(gone))).returning(t.c.id)).all()
     return {"folded_keys": len(folded)} if folded else {}

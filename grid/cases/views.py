@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 
-from flask import current_app, g, request
+from flask import current_app, g, request, send_file
 from flask.views import MethodView
 
 from geo.fields import GpsFix
@@ -13,6 +13,8 @@ from grid.cases import (
     actions,
     bulk,
     categories,
+    console_schemas,
+    exports,
     intake,
     queue,
     resident_view,
@@ -20,6 +22,7 @@ from grid.cases import (
     scope,
     stats,
     sweep,  # noqa: F401  (registers the worker's case_sweep and case_stats_compact)
+    trends,
 )
 from server import apiclients, audit, db, idempotency
 from server.api import SIGNED_REQUEST, Blueprint, etag, expected_version, link
@@ -300,8 +303,8 @@ def get_performance(filters):
 
 
 @cases_blp.route("/bulk-actions", methods=["POST"])
-@cases_blp.arguments(schemas.BulkActionSchema)
-@cases_blp.response(200, schemas.BulkAnswerSchema, headers={idempotency.REPLAY_HEADER: {
+@cases_blp.arguments(console_schemas.BulkActionSchema)
+@cases_blp.response(200, console_schemas.BulkAnswerSchema, headers={idempotency.REPLAY_HEADER: {
     "description": "true: a replay of the same client_uuid (nothing was done again)",
     "schema": {"type": "string", "enum": ["true"]}}})
 @login_required
@@ -317,3 +320,51 @@ def bulk_actions(data):
         answer, made = bulk.apply(s, actor, client_uuid, action, items, data,
                                   lambda c, allowed: _as_dict(c, actor, allowed))
     return answer, 200, ({} if made else {idempotency.REPLAY_HEADER: "true"})
+
+
+@stats_blp.route("/trends")
+@stats_blp.arguments(console_schemas.TrendsQuerySchema, location="query")
+@stats_blp.response(200, console_schemas.TrendsSchema)
+@login_required
+def get_trends(filters):
+    """The dashboard (统计考核): reported / accepted / closed cases, yellow and red cards of
+    an area's subtree on the UTC day each happened, per day, week or month, per category
+    (大类/小类), department and child area, beside the period before and the same period a
+    year earlier; with /stats/performance's rates and its rankings (综合评价) for the same
+    period. From the daily roll-up (stats:read)."""
+    return trends.trends(db.session(), current_actor(), filters,
+                         current_app.config["CASE_SCORE_WEIGHTS"])
+
+
+XLSX_FILE = {"type": "string", "format": "binary"}
+
+
+@cases_blp.route("/export")
+@no_store  # personal data, even masked
+@cases_blp.arguments(schemas.CaseQuerySchema, location="query")
+@cases_blp.response(200, XLSX_FILE, content_type=exports.XLSX,
+                    description="The queue as .xlsx (X-Row-Count: the rows)")
+@login_required
+def export_cases(filters):
+    """The queue as it is filtered and sorted, as .xlsx (导出): the cases of your areas and
+    departments, shown as the list shows them (the caller's phone masked), times in the
+    area's zone; at most 10,000 rows (422: narrow the filters). Audited."""
+    with db.unit_of_work() as s:
+        out, name, count = exports.export_cases(s, current_actor(), filters)
+    response = send_file(out, mimetype=exports.XLSX, as_attachment=True, download_name=name)
+    response.headers["X-Row-Count"] = str(count)
+    return response
+
+
+@stats_blp.route("/trends/export")
+@stats_blp.arguments(console_schemas.TrendsQuerySchema, location="query")
+@stats_blp.response(200, XLSX_FILE, content_type=exports.XLSX,
+                    description="The dashboard's tables as .xlsx")
+@login_required
+def export_trends(filters):
+    """The dashboard's tables (GET /stats/trends) as .xlsx: 趋势, 按类别, 按部门, 按区域,
+    部门排名, 网格排名. Audited."""
+    with db.unit_of_work() as s:
+        out, name = exports.export_trends(s, current_actor(), filters,
+                                          current_app.config["CASE_SCORE_WEIGHTS"])
+    return send_file(out, mimetype=exports.XLSX, as_attachment=True, download_name=name)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from grid.cases import models, notices, resident_view, scope, stats, sweep, views
+from grid.cases import models, notices, resident_view, scope, stats, sweep, trends, views
 from notifications.service import register_templates
 from server.cli import PeriodicTask
 
@@ -30,4 +30,5 @@ def contribute(registry: Registry) -> None:
     registry.object_access("case", _case_access)
     registry.attachment_filter("case", resident_view.case_photo_shown)
     registry.periodic_tasks((PeriodicTask("case_sweep", 60, _sweep),
-                             PeriodicTask("case_stats_compact", 600, stats.compact_stats)))
+                             PeriodicTask("case_stats_compact", 600, stats.compact_stats),
+                             PeriodicTask("case_trends_compact", 600, trends.compact_trends)))

@@ -4,6 +4,8 @@
 Written by hand. `case_bulk_runs` keeps a bulk action's per-case answer for its replay
 (server/idempotency.py claims the client UUID and names the run).
 
+`case_trends_monthly` adds the days up per month, kept by triggers on case_trends_daily.
+
 `case_trends_daily` counts events on their own UTC day per grid × department × 小类:
 reported, accepted (立案), closed (结案), yellow cards (overdue) and red cards (escalated).
 Triggers on `cases` append differences in the same transaction, as 0009's do for
@@ -25,6 +27,7 @@ down_revision = '0015'
 branch_labels = None
 depends_on = None
 
+COUNTS = ("reported", "accepted", "closed", "overdue", "escalated")
 COLUMNS = "day, area_id, department_id, category_id, reported, accepted, closed, overdue, escalated"
 
 # rows `c` with a column `sign` (+1 / −1): their milestones; merged cases are never counted
@@ -87,6 +90,41 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_case_trends_daily'))
     )
     op.create_index(op.f('ix_case_trends_daily_day'), 'case_trends_daily', ['day'], unique=False)
+    op.create_table('case_trends_monthly',
+    sa.Column('id', sa.BigInteger(), sa.Identity(always=False), nullable=False),
+    sa.Column('month', sa.Date(), nullable=False),
+    sa.Column('area_id', sa.BigInteger(), nullable=False),
+    sa.Column('department_id', sa.BigInteger(), nullable=True),
+    sa.Column('category_id', sa.BigInteger(), nullable=False),
+    *[sa.Column(name, sa.Integer(), nullable=False)
+      for name in ('reported', 'accepted', 'closed', 'overdue', 'escalated')],
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_case_trends_monthly'))
+    )
+    op.create_index(op.f('ix_case_trends_monthly_month'), 'case_trends_monthly', ['month'], unique=False)
+    # the month's rows follow the day's: what is appended (+) or deleted (−, the folding
+    # deletes a key's rows and appends their sum) there is appended here, grouped per month
+    for op_name, rows, sign in (('INSERT', 'new_rows', ''), ('DELETE', 'old_rows', '-')):
+        op.execute(f"""
+            CREATE FUNCTION case_trends_monthly_{op_name.lower()}() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                INSERT INTO case_trends_monthly (month, {COLUMNS.removeprefix("day, ")})
+                SELECT date_trunc('month', day)::date, area_id, department_id, category_id,
+                       {", ".join(f"{sign}sum({n})" for n in COUNTS)}
+                FROM {rows} GROUP BY 1, 2, 3, 4;
+                RETURN NULL;
+            END $$
+        """)
+        op.execute(f"CREATE TRIGGER case_trends_monthly_{op_name.lower()} AFTER {op_name} "
+                   f"ON case_trends_daily REFERENCING {'NEW' if sign == '' else 'OLD'} TABLE "
+                   f"AS {rows} FOR EACH STATEMENT "
+                   f"EXECUTE FUNCTION case_trends_monthly_{op_name.lower()}()")
+    op.execute("""
+        CREATE FUNCTION case_trends_monthly_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN TRUNCATE case_trends_monthly; RETURN NULL; END $$
+    """)
+    op.execute("CREATE TRIGGER case_trends_monthly_truncate AFTER TRUNCATE ON case_trends_daily "
+               "FOR EACH STATEMENT EXECUTE FUNCTION case_trends_monthly_truncate()")
 
     op.execute(f"""
         CREATE FUNCTION case_trends_daily_track() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -137,6 +175,11 @@ def upgrade():
 
 
 def downgrade():
+    for event in ('insert', 'delete', 'truncate'):
+        op.execute(f"DROP TRIGGER case_trends_monthly_{event} ON case_trends_daily")
+        op.execute(f"DROP FUNCTION case_trends_monthly_{event}()")
+    op.drop_index(op.f('ix_case_trends_monthly_month'), table_name='case_trends_monthly')
+    op.drop_table('case_trends_monthly')
     for event in ('insert', 'update', 'delete', 'truncate'):
         op.execute(f"DROP TRIGGER case_trends_daily_{event} ON cases")
     op.execute("DROP FUNCTION case_trends_daily_truncate()")
