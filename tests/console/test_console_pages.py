@@ -268,3 +268,73 @@ def test_reveal_with_purpose_then_the_auditor_finds_it(people, api, console):
     page.wait("document.getElementById('audit-table').innerText.includes('核实事件上报人身份')")
     assert "事件处置" in page.text("#audit-table")
     page.screenshot(f"{SHOTS}/audit.png")
+
+
+def _wait_for_file(folder: Path, suffix: str, page: Page) -> Path:
+    page.wait("!window.consoleBusy")
+    for _ in range(200):
+        done = [f for f in folder.iterdir() if f.suffix == suffix]
+        if done:
+            return done[0]
+        page.eval("new Promise((r) => requestAnimationFrame(() => r(0)))")  # a frame, no sleep
+    raise AssertionError(f"no {suffix} in {folder}: {list(folder.iterdir())}")
+
+
+def test_dashboard_export_map_and_broadcast(people, category, tree, console, tmp_path):
+    import openpyxl
+
+    page, d, w = console, people.dispatcher, people.worker
+    cases = [report(w, category, G111, description=f"违章停车{i}") for i in range(3)]
+    act(d, cases[0], "accept")
+    log_in(page, d.user)
+    wait_queue(page)
+    page.screenshot(f"{SHOTS}/queue.png")
+
+    # the queue's export: the same rows as the API's queue
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    page.send("Browser.setDownloadBehavior", behavior="allow", downloadPath=str(downloads))
+    page.click_on("#export")
+    sheet = openpyxl.load_workbook(_wait_for_file(downloads, ".xlsx", page)).active
+    rows = [[c.value for c in r] for r in sheet.iter_rows()]
+    listed = d.ok(d.get("/cases?sort=-reported_at&page_size=100"))
+    exported = [next(v for v in row if isinstance(v, str) and v.startswith("3301"))
+                for row in rows[1:]]
+    assert exported == [c["code"] for c in listed] and len(exported) == 3
+
+    # 统计考核: charts drawn, numbers as /stats/performance says for the same period
+    page.click_on("[data-menu='/dashboard']")
+    page.wait("window.consoleDashboard && consoleDashboard.ready")
+    assert page.eval("document.querySelectorAll('.chart canvas').length") >= 4
+    shown = page.eval("Object.fromEntries([...document.querySelectorAll('[data-kpi]')]"
+                      ".map((n) => [n.dataset.kpi, n.innerText]))")
+    start, end = page.eval("(() => { const f = document.querySelector('.dashboard "
+                           ".el-range-input'); return [...document.querySelectorAll("
+                           "'.dashboard .el-range-input')].map((i) => i.value); })()")
+    last = datetime.fromisoformat(end).date() + timedelta(days=1)
+    total = d.ok(d.get(f"/stats/performance?area_id={tree[S1]}&from={start}T00:00:00Z"
+                       f"&to={last.isoformat()}T00:00:00Z"))["total"]
+    assert shown["reported"] == str(total["reported"]) == "3"
+    assert shown["accepted"] == str(total["accepted"]) == "1"
+    assert shown["closed"] == str(total["closed"])
+    page.screenshot(f"{SHOTS}/dashboard.png")
+
+    # 一张图: the cases drawn by light
+    page.click_on("[data-menu='/map']")
+    page.wait("window.consoleMap && consoleMap.ready")
+    page.wait("consoleMap.map.loaded() && consoleMap.map.areTilesLoaded()")
+    assert page.eval("consoleMap.map.querySourceFeatures('scoped', {sourceLayer: 'cases'})"
+                     ".length") >= 1
+    page.screenshot(f"{SHOTS}/map.png")
+
+    # 发布通知
+    page.click_on("[data-menu='/broadcast']")
+    page.wait("!!document.getElementById('b-area')")
+    choose(page, "#b-area", "西街道")  # the dispatcher's street
+    page.click_on("#b-title")
+    page.type("台风蓝色预警")
+    page.click_on("#b-text")
+    page.type("请各网格做好防台准备。")
+    page.click_on("#b-send")
+    page.wait("!!document.getElementById('b-sent')")
+    page.screenshot(f"{SHOTS}/broadcast.png")
