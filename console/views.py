@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import send_from_directory
+from flask import request, send_from_directory
 
 from server.api import Blueprint
 
@@ -26,6 +26,24 @@ class _PageBlueprint(Blueprint):
 
     def get_send_file_max_age(self, filename: str | None) -> int | None:
         return ASSET_MAX_AGE_S  # hashed names: a new build is a new URL
+
+    def send_static_file(self, filename: str):
+        """The build's .gz of the asset when the browser takes gzip (files are not
+        compressed on the fly: server/compress.py leaves send_file alone)."""
+        packed = STATIC / "assets" / f"{filename}.gz"
+        if "gzip" not in request.accept_encodings or not packed.is_file():
+            response = super().send_static_file(filename)
+        else:
+            response = send_from_directory(STATIC / "assets", f"{filename}.gz",
+                                           max_age=ASSET_MAX_AGE_S,
+                                           mimetype=_mimetype(filename))
+            response.headers["Content-Encoding"] = "gzip"
+        response.vary.add("Accept-Encoding")
+        return response
+
+
+def _mimetype(filename: str) -> str:
+    return "text/css" if filename.endswith(".css") else "text/javascript"
 
 
 blp = _PageBlueprint("console", __name__, url_prefix="/console",

@@ -121,3 +121,16 @@ def test_the_console_page_has_a_csp_without_inline_script(client):
     served = client.get(asset)
     assert served.status_code == 200 and "javascript" in served.mimetype
     assert "max-age=31536000" in served.headers["Cache-Control"]
+
+
+def test_assets_go_gzipped_to_browsers_that_take_it(client):
+    page = client.get("/console").get_data(as_text=True)
+    asset = page.split('src="')[1].split('"')[0]
+    plain = client.get(asset)
+    packed = client.get(asset, headers={"Accept-Encoding": "gzip, deflate"})
+    assert packed.headers["Content-Encoding"] == "gzip" and "javascript" in packed.mimetype
+    assert "Accept-Encoding" in packed.headers["Vary"] and "Content-Encoding" not in plain.headers
+    import gzip
+
+    assert gzip.decompress(packed.data) == plain.data
+    assert len(packed.data) < len(plain.data) / 2

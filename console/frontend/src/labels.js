@@ -28,7 +28,7 @@ export const LABELS = {
   reason: ["原因", "Reason"], note: ["备注", "Note"], result: ["处置结果", "Result"],
   assignee: ["处置人", "Assignee"], extensionHours: ["延期工时(小时)", "Extension (hours)"],
   mergeInto: ["合并到", "Merge into"], rating: ["评分", "Rating"], comment: ["评价", "Comment"],
-  suggested: ["建议", "suggested"], back: ["返回", "Back"], period: ["统计期间", "Period"],
+  suggested: ["建议", "suggested"], version: ["版本", "Version"], back: ["返回", "Back"], period: ["统计期间", "Period"],
   granularity: ["粒度", "Granularity"], day: ["日", "Day"], week: ["周", "Week"], month: ["月", "Month"],
   reported: ["上报", "Reported"], accepted: ["受理", "Accepted"], closed: ["结案", "Closed"],
   closureRate: ["结案率", "Closure rate"], onTimeRate: ["按期处置率", "On-time handling"],
