@@ -204,6 +204,14 @@ def test_bulk_accept_two_successes_and_one_refusal(people, category, console):
                        cases[2]["code"]: "ok"}
     page.screenshot(f"{SHOTS}/bulk-accept.png")
     page.click_on("#bulk-close")
+    # the keyboard: ↓ moves the cursor to the second row, Enter opens it
+    wait_queue(page)
+    page.settle()
+    second = page.eval("consoleQueue.rows.value[1].id")
+    page.key("ArrowDown", key_code=40)
+    page.wait("document.querySelectorAll('.queue-table .cursor-row').length === 1")
+    page.key("Enter", key_code=13)
+    page.wait(f"window.consoleCase && consoleCase.ready && consoleCase.item.id === {second}")
 
 
 def test_handler_signs_and_handles_with_a_photo(people, category, console, tmp_path):
