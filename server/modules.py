@@ -35,6 +35,7 @@ INSTALLED: tuple[str, ...] = (
     "grid.maps", "grid.profiles",
     "grid.insights",
     "grid.exchange",
+    "console",
 )
 
 

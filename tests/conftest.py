@@ -23,7 +23,8 @@ from server.auth.models import User
 from tests import pii_scan
 
 # Fixtures shared by the test packages (one place; packages do not import each other's conftest).
-pytest_plugins = ["tests.fixtures.areas", "tests.fixtures.http", "tests.fixtures.cases"]
+pytest_plugins = ["tests.fixtures.areas", "tests.fixtures.http", "tests.fixtures.cases",
+                  "tests.fixtures.browser"]
 
 TEST_PASSWORD = "Grid-test-2026"
 SHANGHAI = ZoneInfo("Asia/Shanghai")

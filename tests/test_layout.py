@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("server", "grid", "geo", "notifications")
+PACKAGES = ("server", "grid", "geo", "notifications", "console")
 MAX_LINES = 600  # ~500 is the aim; past 600 a module needs its reason in its docstring
 MAX_FUNCTION_LINES = 60
 REASON = "Longer than"  # the docstring's sentence that says why a module stays long

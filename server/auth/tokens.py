@@ -58,3 +58,34 @@ def _current(claims: dict) -> bool:
     exp, nbf = claims.get("exp"), claims.get("nbf")
     return ((exp is None or now < exp + leeway)
             and (nbf is None or now >= nbf - leeway))
+
+
+# --- console: the refresh token in an httpOnly cookie (指挥中心工作台) -----------------------
+# The console (under /console) keeps its access token in memory only; the refresh token
+# lives in a cookie no script can read (HttpOnly), sent only to the console's own auth
+# endpoints (Path) and never on a request another site starts (SameSite=Strict). Those
+# endpoints also want a header a cross-site form cannot send (CONSOLE_CSRF_HEADER), so a
+# forged request fails even in a browser that ignores SameSite. The token itself is the
+# same refresh token phones hold: same rotation, reuse detection and revocation.
+
+CONSOLE_COOKIE = "grid_console_refresh"
+CONSOLE_COOKIE_PATH = "/auth/console"
+CONSOLE_CSRF_HEADER = "X-Requested-With"
+CONSOLE_CSRF_VALUE = "grid-console"
+
+
+def console_cookie(refresh_token: str, max_age: timedelta, secure: bool) -> str:
+    """The Set-Cookie value that hands the console its refresh token."""
+    from werkzeug.http import dump_cookie
+
+    return dump_cookie(CONSOLE_COOKIE, refresh_token, max_age=int(max_age.total_seconds()),
+                       path=CONSOLE_COOKIE_PATH, secure=secure, httponly=True,
+                       samesite="Strict")
+
+
+def console_cookie_cleared(secure: bool) -> str:
+    """The Set-Cookie value that makes the browser forget the console's refresh token."""
+    from werkzeug.http import dump_cookie
+
+    return dump_cookie(CONSOLE_COOKIE, "", max_age=0, expires=0, path=CONSOLE_COOKIE_PATH,
+                       secure=secure, httponly=True, samesite="Strict")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from flask import g, request
+from flask import current_app, g, request
 from flask.views import MethodView
 
 from server import db
 from server.api import Blueprint, etag, expected_version, statuses
-from server.auth import schemas, service
+from server.auth import schemas, service, tokens
 from server.auth.actor import current_actor, login_required
+from server.errors import Forbidden, Unauthorized
 
 blp = Blueprint("auth", __name__, url_prefix="/auth", description="Login and tokens (登录)")
 users_blp = Blueprint("users", __name__, url_prefix="/users", description="Accounts (账号管理)")
@@ -131,3 +132,78 @@ class UserById(MethodView):
         with db.unit_of_work() as s:
             user = service.update_user(s, current_actor(), user_id, data, version)
         return user, 200, etag(user.version)
+
+
+# --- console: login and refresh with the refresh token in an httpOnly cookie ---------------
+
+
+class ConsoleTokenSchema(schemas.TokenSchema):
+    """The console's answer: the access token (kept in memory by the page); the refresh
+    token is in the `grid_console_refresh` cookie instead (HttpOnly, SameSite=Strict,
+    Path=/auth/console)."""
+
+    class Meta:
+        exclude = ("refresh_token",)
+
+
+_CSRF_DOC = {"parameters": [{
+    "in": "header", "name": tokens.CONSOLE_CSRF_HEADER, "required": True,
+    "schema": {"type": "string", "enum": [tokens.CONSOLE_CSRF_VALUE]},
+    "description": "Sent by the console's own script; a cross-site form cannot send it "
+                   "(CSRF guard, with SameSite=Strict)"}]}
+
+
+def _from_console() -> None:
+    if request.headers.get(tokens.CONSOLE_CSRF_HEADER) != tokens.CONSOLE_CSRF_VALUE:
+        raise Forbidden(f"Send {tokens.CONSOLE_CSRF_HEADER}: {tokens.CONSOLE_CSRF_VALUE}")
+
+
+def _with_cookie(pair) -> tuple:
+    cookie = tokens.console_cookie(pair.refresh_token,
+                                   current_app.config["JWT_REFRESH_TOKEN_EXPIRES"],
+                                   request.is_secure)
+    return pair, 200, {"Set-Cookie": cookie, "Cache-Control": "no-store"}
+
+
+@blp.route("/console/login", methods=["POST"])
+@blp.arguments(schemas.LoginSchema)
+@blp.response(200, ConsoleTokenSchema)
+@blp.doc(**_CSRF_DOC)
+@statuses(401, 403, 423, 429)
+def console_login(data):
+    """The console's login (指挥中心工作台): as /auth/login, but the refresh token is set
+    in an httpOnly, SameSite=Strict cookie scoped to /auth/console, never in the body."""
+    _from_console()
+    with db.unit_of_work() as s:
+        pair = service.login(s, current_actor(), data["login"], data["password"],
+                             request.user_agent.string)
+    return _with_cookie(pair)
+
+
+@blp.route("/console/refresh", methods=["POST"])
+@blp.response(200, ConsoleTokenSchema)
+@blp.doc(**_CSRF_DOC)
+@statuses(401, 403)
+def console_refresh():
+    """A new access token for the console (after a page reload, or when it expires) from
+    the cookie's refresh token, which is rotated (each works once, as /auth/refresh)."""
+    _from_console()
+    refresh_token = request.cookies.get(tokens.CONSOLE_COOKIE)
+    if not refresh_token:
+        raise Unauthorized("Log in first (no console session)")
+    with db.unit_of_work() as s:
+        pair = service.refresh(s, current_actor(), refresh_token)
+    return _with_cookie(pair)
+
+
+@blp.route("/console/logout", methods=["POST"])
+@blp.response(204)
+@blp.doc(**_CSRF_DOC)
+@statuses(403)
+@login_required
+def console_logout():
+    """End the console's session and make the browser forget its cookie."""
+    _from_console()
+    with db.unit_of_work() as s:
+        service.logout(s, current_actor())
+    return "", 204, {"Set-Cookie": tokens.console_cookie_cleared(request.is_secure)}

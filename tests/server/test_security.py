@@ -149,7 +149,7 @@ def test_the_docs_page_works_under_its_policy(app, tmp_path):
 
     from werkzeug.serving import make_server
 
-    from tests.grid.maps.test_map_page import CHROMIUM, Page
+    from tests.fixtures.browser import CHROMIUM, Page
 
     if CHROMIUM is None:
         pytest.skip("needs Chromium")

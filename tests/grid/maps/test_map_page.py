@@ -4,169 +4,21 @@ and rendered, and the grid card; click a case, a building and a grid's point as 
 does (mouse events at their rendered positions) and follow the popups' links to the
 records' pages in the side panel.
 
-Needs Chromium (Debian: `apt-get install chromium`); skipped without it. The app is served
-by a single-threaded werkzeug server on the test's own connection, so the page sees the
-rows this test made inside its rolled-back transaction.
+Needs Chromium (Debian: `apt-get install chromium`); skipped without it. The browser and
+the live server are tests/fixtures/browser.py's.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import shutil
-import signal
-import subprocess
-import threading
-import time
-import urllib.request
-from pathlib import Path
-
-import pytest
 
 from tests.conftest import TEST_PASSWORD
 from tests.fixtures.areas import G111, G211
+from tests.fixtures.browser import Page, needs_chromium  # fixtures `page`, `live_server`
 from tests.fixtures.cases import report
 from tests.fixtures.http import at
 
-CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser",
-                                                         "google-chrome")) if p), None)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium")
-ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
-
-
-@pytest.fixture
-def live_server(app):
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=False)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-
-
-class Page:
-    """One Chromium tab over the DevTools protocol (websocket-client)."""
-
-    def __init__(self, tmp: Path) -> None:
-        import websocket
-
-        self.process = subprocess.Popen(
-            [CHROMIUM, "--headless=new", "--no-sandbox", "--no-first-run",
-             "--remote-debugging-port=0", f"--user-data-dir={tmp}", "--window-size=1280,800",
-             "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "about:blank"],
-            # its own process group: Debian's `chromium` is a shell script that does not
-            # exec, so terminating the script alone would leave the browser running
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-            # its own config directory: every Chromium of a user flocks the same
-            # ~/.config/chromium/Crash Reports/settings.dat, and one stuck browser
-            # elsewhere would hold this one at startup
-            env={**os.environ, "XDG_CONFIG_HOME": str(tmp / "config")})
-        port_file = tmp / "DevToolsActivePort"
-        for _ in range(300):
-            if port_file.exists() and port_file.read_text().strip():
-                break
-            time.sleep(0.1)
-        else:
-            self._stop()
-            raise AssertionError("Chromium did not open its DevTools port within 30 s")
-        port = int(port_file.read_text().split()[0])
-        targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list"))
-        page = next(t for t in targets if t["type"] == "page")
-        self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=30)
-        self.next_id = 0
-        self.console_errors: list[str] = []  # console.error, uncaught exceptions, failed loads
-        self.send("Runtime.enable")
-        self.send("Log.enable")
-
-    def send(self, method: str, **params) -> dict:
-        self.next_id += 1
-        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
-        while True:
-            message = json.loads(self.ws.recv())
-            if message.get("id") == self.next_id:
-                assert "error" not in message, message
-                return message["result"]
-            self._event(message.get("method"), message.get("params", {}))
-
-    def _event(self, method: str | None, params: dict) -> None:
-        if method == "Runtime.exceptionThrown":
-            details = params["exceptionDetails"]
-            self.console_errors.append(details.get("exception", {}).get("description")
-                                       or details["text"])
-        elif method == "Runtime.consoleAPICalled" and params["type"] == "error":
-            self.console_errors.append(" ".join(str(a.get("value", a.get("description")))
-                                                for a in params["args"]))
-        elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
-            self.console_errors.append(f"{params['entry']['text']} {params['entry'].get('url')}")
-
-    def eval(self, expression: str):
-        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True,
-                           awaitPromise=True)
-        assert "exceptionDetails" not in result, result
-        return result["result"].get("value")
-
-    def wait(self, expression: str, timeout_s: float = 90.0):
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            # not there yet (the page is still loading) counts as false
-            value = self.eval(f"(() => {{ try {{ return {expression}; }} "
-                              f"catch (e) {{ return false; }} }})()")
-            if value:
-                return value
-            time.sleep(0.25)
-        raise AssertionError(f"timed out waiting for {expression}: "
-                             f"{self.eval('JSON.stringify(window.gridMap && gridMap.errors)')}")
-
-    def click(self, x: float, y: float) -> None:
-        """A left click as a mouse makes it (move, press, release) at page coordinates."""
-        self.send("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
-        for kind in ("mousePressed", "mouseReleased"):
-            self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left",
-                      clickCount=1)
-
-    def click_text(self, selector: str, text: str) -> None:
-        """Click the element of `selector` that shows `text`, at its centre."""
-        x, y = self.eval(f"""(() => {{
-            const node = [...document.querySelectorAll({json.dumps(selector)})]
-                .find((n) => n.textContent.trim() === {json.dumps(text)});
-            const box = node.getBoundingClientRect();
-            return [box.x + box.width / 2, box.y + box.height / 2];
-        }})()""")
-        self.click(x, y)
-
-    def at_lonlat(self, lon: float, lat: float) -> tuple[float, float]:
-        """Where the map draws a WGS-84 point, in page coordinates."""
-        return tuple(self.eval(f"""(() => {{
-            const p = gridMap.map.project([{lon}, {lat}]);
-            const box = gridMap.map.getCanvas().getBoundingClientRect();
-            return [box.x + p.x, box.y + p.y];
-        }})()"""))
-
-    def text(self, selector: str) -> str:
-        return self.eval(f"document.querySelector({json.dumps(selector)}).innerText")
-
-    def screenshot(self, name: str) -> None:
-        """What the street office would see, kept for people to look at (git-ignored)."""
-        shot = self.send("Page.captureScreenshot", format="png")["data"]
-        ARTIFACTS.mkdir(exist_ok=True)
-        (ARTIFACTS / name).write_bytes(base64.b64decode(shot))
-
-    def close(self) -> None:
-        self.ws.close()
-        self._stop()
-
-    def _stop(self) -> None:
-        os.killpg(self.process.pid, signal.SIGTERM)
-        self.process.wait(10)
-
-
-@pytest.fixture
-def page(tmp_path):
-    p = Page(tmp_path)
-    yield p
-    p.close()
+pytestmark = needs_chromium
 
 
 def log_in(page: Page, url: str, user) -> None:
