@@ -181,6 +181,13 @@ class _CityIndicatorFields(Schema):
 
 
 class CityIndicatorCreateSchema(_CityIndicatorFields):
+    # Required on create (optional on update): the document says so, as the validator does.
+    name = fields.String(required=True, validate=validate.Length(1, 100),
+                         metadata={"example": "网格日新增案件"})
+    window_hours = fields.Integer(required=True, validate=validate.Range(1, 24 * 366),
+                                  metadata={"description": "The window measured (M days = 24·M)"})
+    every_minutes = fields.Integer(required=True, validate=validate.Range(1, 7 * 24 * 60),
+                                   metadata={"description": "How often the worker evaluates it"})
     code = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9_.-]{2,48}$"),
                          metadata={"example": "grid_daily_cases"})
     kind = fields.String(required=True, validate=validate.OneOf(list(INDICATOR_KINDS)),
@@ -195,13 +202,6 @@ class CityIndicatorCreateSchema(_CityIndicatorFields):
 
     class Meta:
         ordered = True
-
-    @validates_schema
-    def _required(self, data, **kwargs):
-        missing = {k: ["Required."] for k in ("name", "window_hours", "every_minutes")
-                   if data.get(k) is None}
-        if missing:
-            raise ValidationError(missing)
 
 
 class CityIndicatorUpdateSchema(_CityIndicatorFields):
@@ -340,12 +340,25 @@ class WarningDetailSchema(WarningSchema):
     timeline = fields.List(fields.Nested(WarningEventSchema))
 
 
-class WarningActionSchema(Schema):
+class WarningNoteSchema(Schema):
+    """签收 acknowledge, 解除 resolve: the version and a note."""
+
     version = fields.Integer(load_only=True, metadata={"description": "Or If-Match"})
     note = fields.String(validate=validate.Length(1, 2000), metadata={
         "description": "What was found / done"})
+
+
+class WarningDismissSchema(WarningNoteSchema):
+    """排除 dismiss: `reason` is required (a 422 naming it, after the version and state
+    checks of the action engine)."""
+
     reason = fields.String(validate=validate.Length(1, 2000), metadata={
-        "description": "dismiss: why it is not a problem (required)"})
+        "description": "Why it is not a problem (required)"})
+
+
+class WarningActionSchema(WarningDismissSchema):
+    """转为事件 to_case: the case's category, text, answers and grid."""
+
     category_code = fields.String(validate=validate.Length(1, 16), metadata={
         "description": "to_case: the 小类 of the case (required)"})
     description = fields.String(validate=validate.Length(1, 4000), metadata={

@@ -255,14 +255,14 @@ def _act(action: str, data: dict, warning_id: int):
     return shown, 200, etag(warning.version)
 
 
-def _action_view(action: str, doc: str):
+def _action_view(action: str, doc: str, schema: type = schemas.WarningNoteSchema):
     def view(data, warning_id):
         return _act(action, data, warning_id)
 
     view.__name__, view.__doc__ = f"warning_{action}", doc
     path = "/<int:warning_id>/" + action.replace("_", "-")
     decorated = warnings_blp.route(path, methods=["POST"])(
-        warnings_blp.arguments(schemas.WarningActionSchema)(
+        warnings_blp.arguments(schema)(
             warnings_blp.response(200, schemas.WarningDetailSchema)(login_required(view))))
     return decorated
 
@@ -271,9 +271,9 @@ acknowledge = _action_view("acknowledge", """签收: you are on it (warning:act,
 area). Needs the version (If-Match or `version`).""")
 resolve = _action_view("resolve", """解除: the trouble is over (`note`: what was done).""")
 dismiss = _action_view("dismiss", """排除: not a problem (`reason` required); not raised again
-within the indicator's window unless it gets worse.""")
+within the indicator's window unless it gets worse.""", schemas.WarningDismissSchema)
 to_case = _action_view("to_case", """转为事件/督办: file a case of `category_code` in the
-warning's grid (or `grid_code`); once per warning.""")
+warning's grid (or `grid_code`); once per warning.""", schemas.WarningActionSchema)
 
 
 @reports_blp.route("")
