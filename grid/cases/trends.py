@@ -23,7 +23,7 @@ from grid.areas import service as areas
 from grid.areas.models import Area, Department
 from grid.cases import stats
 from grid.cases.models import TREND_COUNTS, CaseCategory, CaseTrendsDaily, CaseTrendsMonthly
-from grid.cases.scope import _scope_terms
+from grid.cases.scope import _scope_terms, _works_in_areas
 from server.auth.actor import Actor
 
 BUCKETS = ("day", "week", "month")
@@ -114,6 +114,22 @@ def _rows_of(table: sa.Table, day: Any, spans: list[tuple[str, Period]], cond: l
                    if spans else sa.false(), *cond(table)))
 
 
+def _per_day(daily: sa.Table, spans: list[tuple[str, Period]], cond: Any) -> sa.Select:
+    """The daily roll-up added up per day over the periods' days, then tagged: each row is
+    read and added once (not once per period holding its day)."""
+    day = daily.c.day
+    per_day = (sa.select(day, *[sa.func.sum(daily.c[n]).label(n) for n in TREND_COUNTS])
+               .where(sa.or_(*(sa.and_(day >= span.start, day < span.end)
+                               for _, span in spans)), *cond(daily))
+               .group_by(day).subquery("per_day"))
+    p = sa.values(sa.column("tag", sa.String), sa.column("first", sa.Date),
+                  sa.column("last", sa.Date), name="p_days").data(
+        [(tag, span.start, span.end) for tag, span in spans])
+    return (sa.select(p.c.tag, per_day.c.day, *[per_day.c[n] for n in TREND_COUNTS])
+            .select_from(per_day)
+            .join(p, sa.and_(per_day.c.day >= p.c.first, per_day.c.day < p.c.last)))
+
+
 def _statement(actor: Actor, area: Area, spans: dict[str, Period], level: str, bucket: str,
                department_id: int | None, children: list[tuple[int, int]]
                ) -> sa.CompoundSelect:
@@ -124,9 +140,12 @@ def _statement(actor: Actor, area: Area, spans: dict[str, Period], level: str, b
     and child area (GROUPING SETS)."""
     daily, monthly = CaseTrendsDaily.__table__, CaseTrendsMonthly.__table__
     scope, _ = _scope_terms(actor)  # the roll-ups are kept per area and department
+    # an area wholly in the actor's subtrees needs no second test of every row's area
+    whole = _works_in_areas(actor) and areas.path_in_scope(actor, area.path)
 
     def cond(t: sa.Table) -> list:
-        out = [t.c.area_id.in_(areas.subtree_ids(area)), scope(t.c.area_id, t.c.department_id)]
+        out = [t.c.area_id.in_(areas.subtree_ids(area))]
+        out += [] if whole else [scope(t.c.area_id, t.c.department_id)]
         return out + ([t.c.department_id == department_id] if department_id is not None else [])
 
     months, days = [], []
@@ -150,10 +169,7 @@ def _statement(actor: Actor, area: Area, spans: dict[str, Period], level: str, b
     if by_month:
         series = sa.select(inner).where(inner.c.by_key == 0)
     else:
-        every = _rows_of(daily, daily.c.day, list(spans.items()), cond).subquery("every")
-        series = sa.select(every.c.tag, every.c.day,
-                           *[sa.func.sum(every.c[n]).label(n) for n in TREND_COUNTS]
-                           ).group_by(every.c.tag, every.c.day)
+        series = _per_day(daily, list(spans.items()), cond)
     series = series.subquery("series")
     child_of = sa.values(sa.column("area_id", sa.BigInteger),
                          sa.column("child_id", sa.BigInteger), name="child_of").data(
@@ -180,26 +196,31 @@ def trends(s: Session, actor: Actor, filters: dict, weights: dict) -> dict:
     area = areas.get_area(s, actor, filters["area_id"])
     bucket = filters["bucket"]
     spans = periods(filters["start"], filters["end"], bucket)
-    rows = s.execute(_statement(actor, area, spans, filters["category_level"], bucket,
+    # a period read once however many tags it has (a year's `previous` is its `last_year`)
+    same: dict[str, list[str]] = {}
+    for tag, span in spans.items():
+        same.setdefault(next(o for o in TAGS if spans[o] == span), []).append(tag)
+    rows = s.execute(_statement(actor, area, {t: spans[t] for t in same},
+                                filters["category_level"], bucket,
                                 filters.get("department_id"), _children(s, area))).all()
     current = buckets(spans["current"], bucket)
     series = [{"period": d, **{tag: _zero() for tag in TAGS}} for d in current]
     totals = {tag: _zero() for tag in TAGS}
     groups: dict[int, dict[Any, dict]] = {_BY_CATEGORY: {}, _BY_DEPARTMENT: {}, _BY_CHILD: {}}
-    for r in rows:
+    for r, tag in ((row, tag) for row in rows for tag in same[row.tag]):
         counts = {n: int(getattr(r, n)) for n in TREND_COUNTS}
         if r.level == _BY_DAY:
             for n, v in counts.items():
-                totals[r.tag][n] += v
-            i = bucket_index(r.day, spans[r.tag].start, bucket)
+                totals[tag][n] += v
+            i = bucket_index(r.day, spans[tag].start, bucket)
             if i < len(series):
                 for n, v in counts.items():
-                    series[i][r.tag][n] += v
+                    series[i][tag][n] += v
         else:
             key = {_BY_CATEGORY: r.category, _BY_DEPARTMENT: r.department_id,
                    _BY_CHILD: r.child_id}[r.level]
             if key is not None:
-                groups[r.level].setdefault(key, {tag: _zero() for tag in TAGS})[r.tag] = counts
+                groups[r.level].setdefault(key, {t: _zero() for t in TAGS})[tag] = counts
     performance = stats.performance(s, actor, {
         "start": datetime.combine(filters["start"], time(), UTC),
         "end": datetime.combine(filters["end"], time(), UTC), "area_id": area.id,
