@@ -102,16 +102,32 @@ def _split(span: Period) -> tuple[Period | None, list[Period]]:
     return Period(first, last), [e for e in edges if e.start < e.end]
 
 
-def _rows_of(table: sa.Table, day: Any, spans: list[tuple[str, Period]], cond: list) -> Any:
-    """The roll-up's rows of these (tag, period) spans, tagged, within `cond`."""
-    p = sa.values(sa.column("tag", sa.String), sa.column("first", sa.Date),
-                  sa.column("last", sa.Date), name=f"p_{table.name}").data(
-        [(tag, span.start, span.end) for tag, span in spans] or [("", date.min, date.min)])
-    return (sa.select(p.c.tag, day.label("day"), table.c.area_id, table.c.department_id,
-                      table.c.category_id, *[table.c[n] for n in TREND_COUNTS])
-            .select_from(table).join(p, sa.and_(day >= p.c.first, day < p.c.last))
-            .where(sa.or_(*(sa.and_(day >= span.start, day < span.end) for _, span in spans))
-                   if spans else sa.false(), *cond(table)))
+def _rows_of(table: sa.Table, day: Any, spans: list[tuple[str, Period]], cond: Any,
+             by_day: bool, child_of: Any) -> Any:
+    """The roll-up's rows of these (tag, period) spans, tagged, within `cond`, with the
+    child area each lies under: each distinct period read once (the whole months of
+    `previous` and `last_year` are often the same), added up per key unless `by_day`, then
+    given the tags of the spans it is."""
+    periods_ = list(dict.fromkeys(span for _, span in spans))
+    d = sa.values(sa.column("i", sa.Integer), sa.column("first", sa.Date),
+                  sa.column("last", sa.Date), name=f"d_{table.name}").data(
+        [(i, span.start, span.end) for i, span in enumerate(periods_)]
+        or [(-1, date.min, date.min)])
+    keys = (table.c.area_id, table.c.department_id, table.c.category_id, child_of.c.child_id)
+    counts = ([table.c[n] for n in TREND_COUNTS] if by_day
+              else [sa.func.sum(table.c[n]).label(n) for n in TREND_COUNTS])
+    read = (sa.select(d.c.i, (day if by_day else sa.null()).label("day"), *keys, *counts)
+            .select_from(table).join(d, sa.and_(day >= d.c.first, day < d.c.last))
+            .outerjoin(child_of, child_of.c.area_id == table.c.area_id)
+            .where(sa.or_(*(sa.and_(day >= span.start, day < span.end) for span in periods_))
+                   if periods_ else sa.false(), *cond(table)))
+    read = (read if by_day else read.group_by(d.c.i, *keys)).subquery(f"r_{table.name}")
+    p = sa.values(sa.column("tag", sa.String), sa.column("i", sa.Integer),
+                  name=f"p_{table.name}").data(
+        [(tag, periods_.index(span)) for tag, span in spans] or [("", -1)])
+    return (sa.select(p.c.tag, read.c.day, read.c.area_id, read.c.department_id,
+                      read.c.category_id, read.c.child_id, *[read.c[n] for n in TREND_COUNTS])
+            .select_from(read).join(p, p.c.i == read.c.i))
 
 
 def _per_day(daily: sa.Table, spans: list[tuple[str, Period]], cond: Any) -> sa.Select:
@@ -141,11 +157,11 @@ def _statement(actor: Actor, area: Area, spans: dict[str, Period], level: str, b
     daily, monthly = CaseTrendsDaily.__table__, CaseTrendsMonthly.__table__
     scope, _ = _scope_terms(actor)  # the roll-ups are kept per area and department
     # an area wholly in the actor's subtrees needs no second test of every row's area
-    whole = _works_in_areas(actor) and areas.path_in_scope(actor, area.path)
+    all_in_scope = _works_in_areas(actor) and areas.path_in_scope(actor, area.path)
 
     def cond(t: sa.Table) -> list:
         out = [t.c.area_id.in_(areas.subtree_ids(area))]
-        out += [] if whole else [scope(t.c.area_id, t.c.department_id)]
+        out += [] if all_in_scope else [scope(t.c.area_id, t.c.department_id)]
         return out + ([t.c.department_id == department_id] if department_id is not None else [])
 
     months, days = [], []
@@ -153,12 +169,19 @@ def _statement(actor: Actor, area: Area, spans: dict[str, Period], level: str, b
         whole, edges = _split(span)
         months += [(tag, whole)] if whole else []
         days += [(tag, e) for e in edges]
-    mixed = sa.union_all(_rows_of(monthly, monthly.c.month, months, cond),
-                         _rows_of(daily, daily.c.day, days, cond)).subquery("mixed")
-    summed = [sa.func.sum(mixed.c[n]).label(n) for n in TREND_COUNTS]
-    keys = (mixed.c.area_id, mixed.c.department_id, mixed.c.category_id)
-    sets = [sa.tuple_(mixed.c.tag, *keys)]
     by_month = bucket == "month"
+    # the child area each grid lies under, joined to the roll-ups' rows (a hash join), not
+    # to the ~10⁴ added-up rows (the planner cannot count those and loops over the VALUES)
+    child_of = sa.values(sa.column("area_id", sa.BigInteger),
+                         sa.column("child_id", sa.BigInteger), name="child_of").data(
+        children or [(-1, -1)])
+    mixed = sa.union_all(
+        _rows_of(monthly, monthly.c.month, months, cond, by_month, child_of),
+        _rows_of(daily, daily.c.day, days, cond, by_month, child_of)).subquery("mixed")
+    summed = [sa.func.sum(mixed.c[n]).label(n) for n in TREND_COUNTS]
+    # child_id follows from area_id: the same groups
+    keys = (mixed.c.area_id, mixed.c.department_id, mixed.c.category_id, mixed.c.child_id)
+    sets = [sa.tuple_(mixed.c.tag, *keys)]
     if by_month:  # the series too, in the same pass (months and days are dates)
         sets.append(sa.tuple_(mixed.c.tag, mixed.c.day))
     flag = sa.func.grouping(mixed.c.day) if by_month else sa.literal(1)
@@ -171,21 +194,17 @@ def _statement(actor: Actor, area: Area, spans: dict[str, Period], level: str, b
     else:
         series = _per_day(daily, list(spans.items()), cond)
     series = series.subquery("series")
-    child_of = sa.values(sa.column("area_id", sa.BigInteger),
-                         sa.column("child_id", sa.BigInteger), name="child_of").data(
-        children or [(-1, -1)])
     category = (sa.func.coalesce(CaseCategory.parent_id, CaseCategory.id) if level == "major"
                 else CaseCategory.id)
-    dims = (category, by_key.c.department_id, child_of.c.child_id)
+    dims = (category, by_key.c.department_id, by_key.c.child_id)
     points = sa.select(sa.literal(_BY_DAY).label("level"), series.c.tag, series.c.day,
                        sa.null().label("category"), sa.null().label("department_id"),
                        sa.null().label("child_id"), *[series.c[n] for n in TREND_COUNTS])
     groups = (sa.select(sa.func.grouping(*dims).label("level"), by_key.c.tag,
                         sa.null().label("day"), category.label("category"),
-                        by_key.c.department_id, child_of.c.child_id,
+                        by_key.c.department_id, by_key.c.child_id,
                         *[sa.func.sum(by_key.c[n]).label(n) for n in TREND_COUNTS])
               .select_from(by_key).join(CaseCategory, CaseCategory.id == by_key.c.category_id)
-              .outerjoin(child_of, child_of.c.area_id == by_key.c.area_id)
               .group_by(sa.func.grouping_sets(*(sa.tuple_(by_key.c.tag, d) for d in dims))))
     return sa.union_all(points, groups)
 
