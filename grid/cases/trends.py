@@ -102,32 +102,20 @@ def _split(span: Period) -> tuple[Period | None, list[Period]]:
     return Period(first, last), [e for e in edges if e.start < e.end]
 
 
-def _rows_of(table: sa.Table, day: Any, spans: list[tuple[str, Period]], cond: Any,
-             by_day: bool, child_of: Any) -> Any:
-    """The roll-up's rows of these (tag, period) spans, tagged, within `cond`, with the
-    child area each lies under: each distinct period read once (the whole months of
-    `previous` and `last_year` are often the same), added up per key unless `by_day`, then
-    given the tags of the spans it is."""
-    periods_ = list(dict.fromkeys(span for _, span in spans))
+def _rows_of(table: sa.Table, day: Any, spans: list[tuple[int, Period]], cond: Any,
+             child_of: Any) -> Any:
+    """The roll-up's rows of these numbered periods within `cond`, each with the number of
+    its period and the child area it lies under."""
     d = sa.values(sa.column("i", sa.Integer), sa.column("first", sa.Date),
                   sa.column("last", sa.Date), name=f"d_{table.name}").data(
-        [(i, span.start, span.end) for i, span in enumerate(periods_)]
-        or [(-1, date.min, date.min)])
-    keys = (table.c.area_id, table.c.department_id, table.c.category_id, child_of.c.child_id)
-    counts = ([table.c[n] for n in TREND_COUNTS] if by_day
-              else [sa.func.sum(table.c[n]).label(n) for n in TREND_COUNTS])
-    read = (sa.select(d.c.i, (day if by_day else sa.null()).label("day"), *keys, *counts)
+        [(i, span.start, span.end) for i, span in spans] or [(-1, date.min, date.min)])
+    return (sa.select(d.c.i, day.label("day"), table.c.area_id, table.c.department_id,
+                      table.c.category_id, child_of.c.child_id,
+                      *[table.c[n] for n in TREND_COUNTS])
             .select_from(table).join(d, sa.and_(day >= d.c.first, day < d.c.last))
             .outerjoin(child_of, child_of.c.area_id == table.c.area_id)
-            .where(sa.or_(*(sa.and_(day >= span.start, day < span.end) for span in periods_))
-                   if periods_ else sa.false(), *cond(table)))
-    read = (read if by_day else read.group_by(d.c.i, *keys)).subquery(f"r_{table.name}")
-    p = sa.values(sa.column("tag", sa.String), sa.column("i", sa.Integer),
-                  name=f"p_{table.name}").data(
-        [(tag, periods_.index(span)) for tag, span in spans] or [("", -1)])
-    return (sa.select(p.c.tag, read.c.day, read.c.area_id, read.c.department_id,
-                      read.c.category_id, read.c.child_id, *[read.c[n] for n in TREND_COUNTS])
-            .select_from(read).join(p, p.c.i == read.c.i))
+            .where(sa.or_(*(sa.and_(day >= span.start, day < span.end) for _, span in spans))
+                   if spans else sa.false(), *cond(table)))
 
 
 def _per_day(daily: sa.Table, spans: list[tuple[str, Period]], cond: Any) -> sa.Select:
@@ -175,22 +163,35 @@ def _statement(actor: Actor, area: Area, spans: dict[str, Period], level: str, b
     child_of = sa.values(sa.column("area_id", sa.BigInteger),
                          sa.column("child_id", sa.BigInteger), name="child_of").data(
         children or [(-1, -1)])
+    # each distinct period read and added up once (a year's `previous` and `last_year` share
+    # their whole months), then given the tags it belongs to
+    numbers = {k: i for i, k in enumerate(dict.fromkeys(
+        [("m", span) for _, span in months] + [("d", span) for _, span in days]))}
+    tag_of = sa.values(sa.column("tag", sa.String), sa.column("i", sa.Integer),
+                       name="tag_of").data(
+        [(tag, numbers[("m", span)]) for tag, span in months]
+        + [(tag, numbers[("d", span)]) for tag, span in days] or [("", -1)])
     mixed = sa.union_all(
-        _rows_of(monthly, monthly.c.month, months, cond, by_month, child_of),
-        _rows_of(daily, daily.c.day, days, cond, by_month, child_of)).subquery("mixed")
+        _rows_of(monthly, monthly.c.month, sorted({(numbers[("m", sp)], sp) for _, sp in months},
+                                                  key=lambda x: x[0]), cond, child_of),
+        _rows_of(daily, daily.c.day, sorted({(numbers[("d", sp)], sp) for _, sp in days},
+                                            key=lambda x: x[0]), cond, child_of)
+    ).subquery("mixed")
     summed = [sa.func.sum(mixed.c[n]).label(n) for n in TREND_COUNTS]
     # child_id follows from area_id: the same groups
     keys = (mixed.c.area_id, mixed.c.department_id, mixed.c.category_id, mixed.c.child_id)
-    sets = [sa.tuple_(mixed.c.tag, *keys)]
+    sets = [sa.tuple_(mixed.c.i, *keys)]
     if by_month:  # the series too, in the same pass (months and days are dates)
-        sets.append(sa.tuple_(mixed.c.tag, mixed.c.day))
+        sets.append(sa.tuple_(mixed.c.i, mixed.c.day))
     flag = sa.func.grouping(mixed.c.day) if by_month else sa.literal(1)
-    inner = (sa.select(flag.label("by_key"), mixed.c.tag,
+    inner = (sa.select(flag.label("by_key"), mixed.c.i,
                        mixed.c.day if by_month else sa.null().label("day"), *keys, *summed)
              .group_by(sa.func.grouping_sets(*sets)).cte("inner"))
-    by_key = sa.select(inner).where(inner.c.by_key == 1).subquery("by_key")
+    tagged = (sa.select(tag_of.c.tag, *[c for c in inner.c if c.key != "i"])
+              .select_from(inner).join(tag_of, tag_of.c.i == inner.c.i))
+    by_key = tagged.where(inner.c.by_key == 1).subquery("by_key")
     if by_month:
-        series = sa.select(inner).where(inner.c.by_key == 0)
+        series = tagged.where(inner.c.by_key == 0)
     else:
         series = _per_day(daily, list(spans.items()), cond)
     series = series.subquery("series")
