@@ -134,6 +134,25 @@ def _per_day(daily: sa.Table, spans: list[tuple[str, Period]], cond: Any) -> sa.
             .join(p, sa.and_(per_day.c.day >= p.c.first, per_day.c.day < p.c.last)))
 
 
+def _numbered(spans: dict[str, Period]) -> tuple[list, list, Any]:
+    """The distinct whole-month periods (the monthly roll-up) and end-day periods (the daily
+    one) of the tagged spans, numbered, and the VALUES giving each number its tags: each
+    distinct period is read and added up once (a year's `previous` and `last_year` share
+    their whole months), then given the tags it belongs to."""
+    tagged: list[tuple[str, str, Period]] = []
+    for tag, span in spans.items():
+        whole, edges = _split(span)
+        tagged += [(tag, "m", whole)] if whole else []
+        tagged += [(tag, "d", e) for e in edges]
+    numbers = {k: i for i, k in enumerate(dict.fromkeys((t, sp) for _, t, sp in tagged))}
+    tag_of = sa.values(sa.column("tag", sa.String), sa.column("i", sa.Integer),
+                       name="tag_of").data(
+        [(tag, numbers[(t, sp)]) for tag, t, sp in tagged] or [("", -1)])
+    months = [(i, sp) for (t, sp), i in numbers.items() if t == "m"]
+    days = [(i, sp) for (t, sp), i in numbers.items() if t == "d"]
+    return months, days, tag_of
+
+
 def _statement(actor: Actor, area: Area, spans: dict[str, Period], level: str, bucket: str,
                department_id: int | None, children: list[tuple[int, int]]
                ) -> sa.CompoundSelect:
@@ -152,31 +171,15 @@ def _statement(actor: Actor, area: Area, spans: dict[str, Period], level: str, b
         out += [] if all_in_scope else [scope(t.c.area_id, t.c.department_id)]
         return out + ([t.c.department_id == department_id] if department_id is not None else [])
 
-    months, days = [], []
-    for tag, span in spans.items():
-        whole, edges = _split(span)
-        months += [(tag, whole)] if whole else []
-        days += [(tag, e) for e in edges]
+    months, days, tag_of = _numbered(spans)
     by_month = bucket == "month"
     # the child area each grid lies under, joined to the roll-ups' rows (a hash join), not
     # to the ~10⁴ added-up rows (the planner cannot count those and loops over the VALUES)
     child_of = sa.values(sa.column("area_id", sa.BigInteger),
                          sa.column("child_id", sa.BigInteger), name="child_of").data(
         children or [(-1, -1)])
-    # each distinct period read and added up once (a year's `previous` and `last_year` share
-    # their whole months), then given the tags it belongs to
-    numbers = {k: i for i, k in enumerate(dict.fromkeys(
-        [("m", span) for _, span in months] + [("d", span) for _, span in days]))}
-    tag_of = sa.values(sa.column("tag", sa.String), sa.column("i", sa.Integer),
-                       name="tag_of").data(
-        [(tag, numbers[("m", span)]) for tag, span in months]
-        + [(tag, numbers[("d", span)]) for tag, span in days] or [("", -1)])
-    mixed = sa.union_all(
-        _rows_of(monthly, monthly.c.month, sorted({(numbers[("m", sp)], sp) for _, sp in months},
-                                                  key=lambda x: x[0]), cond, child_of),
-        _rows_of(daily, daily.c.day, sorted({(numbers[("d", sp)], sp) for _, sp in days},
-                                            key=lambda x: x[0]), cond, child_of)
-    ).subquery("mixed")
+    mixed = sa.union_all(_rows_of(monthly, monthly.c.month, months, cond, child_of),
+                         _rows_of(daily, daily.c.day, days, cond, child_of)).subquery("mixed")
     summed = [sa.func.sum(mixed.c[n]).label(n) for n in TREND_COUNTS]
     # child_id follows from area_id: the same groups
     keys = (mixed.c.area_id, mixed.c.department_id, mixed.c.category_id, mixed.c.child_id)
