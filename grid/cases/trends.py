@@ -23,7 +23,7 @@ from grid.areas import service as areas
 from grid.areas.models import Area, Department
 from grid.cases import stats
 from grid.cases.models import TREND_COUNTS, CaseCategory, CaseTrendsDaily, CaseTrendsMonthly
-from grid.cases.scope import _scope_terms
+from grid.cases.scope import _scope_terms, _works_in_areas
 from server.auth.actor import Actor
 
 BUCKETS = ("day", "week", "month")
@@ -102,16 +102,55 @@ def _split(span: Period) -> tuple[Period | None, list[Period]]:
     return Period(first, last), [e for e in edges if e.start < e.end]
 
 
-def _rows_of(table: sa.Table, day: Any, spans: list[tuple[str, Period]], cond: list) -> Any:
-    """The roll-up's rows of these (tag, period) spans, tagged, within `cond`."""
-    p = sa.values(sa.column("tag", sa.String), sa.column("first", sa.Date),
-                  sa.column("last", sa.Date), name=f"p_{table.name}").data(
-        [(tag, span.start, span.end) for tag, span in spans] or [("", date.min, date.min)])
-    return (sa.select(p.c.tag, day.label("day"), table.c.area_id, table.c.department_id,
-                      table.c.category_id, *[table.c[n] for n in TREND_COUNTS])
-            .select_from(table).join(p, sa.and_(day >= p.c.first, day < p.c.last))
+def _rows_of(table: sa.Table, day: Any, spans: list[tuple[int, Period]], cond: Any,
+             child_of: Any) -> Any:
+    """The roll-up's rows of these numbered periods within `cond`, each with the number of
+    its period and the child area it lies under."""
+    d = sa.values(sa.column("i", sa.Integer), sa.column("first", sa.Date),
+                  sa.column("last", sa.Date), name=f"d_{table.name}").data(
+        [(i, span.start, span.end) for i, span in spans] or [(-1, date.min, date.min)])
+    return (sa.select(d.c.i, day.label("day"), table.c.area_id, table.c.department_id,
+                      table.c.category_id, child_of.c.child_id,
+                      *[table.c[n] for n in TREND_COUNTS])
+            .select_from(table).join(d, sa.and_(day >= d.c.first, day < d.c.last))
+            .outerjoin(child_of, child_of.c.area_id == table.c.area_id)
             .where(sa.or_(*(sa.and_(day >= span.start, day < span.end) for _, span in spans))
                    if spans else sa.false(), *cond(table)))
+
+
+def _per_day(daily: sa.Table, spans: list[tuple[str, Period]], cond: Any) -> sa.Select:
+    """The daily roll-up added up per day over the periods' days, then tagged: each row is
+    read and added once (not once per period holding its day)."""
+    day = daily.c.day
+    per_day = (sa.select(day, *[sa.func.sum(daily.c[n]).label(n) for n in TREND_COUNTS])
+               .where(sa.or_(*(sa.and_(day >= span.start, day < span.end)
+                               for _, span in spans)), *cond(daily))
+               .group_by(day).subquery("per_day"))
+    p = sa.values(sa.column("tag", sa.String), sa.column("first", sa.Date),
+                  sa.column("last", sa.Date), name="p_days").data(
+        [(tag, span.start, span.end) for tag, span in spans])
+    return (sa.select(p.c.tag, per_day.c.day, *[per_day.c[n] for n in TREND_COUNTS])
+            .select_from(per_day)
+            .join(p, sa.and_(per_day.c.day >= p.c.first, per_day.c.day < p.c.last)))
+
+
+def _numbered(spans: dict[str, Period]) -> tuple[list, list, Any]:
+    """The distinct whole-month periods (the monthly roll-up) and end-day periods (the daily
+    one) of the tagged spans, numbered, and the VALUES giving each number its tags: each
+    distinct period is read and added up once (a year's `previous` and `last_year` share
+    their whole months), then given the tags it belongs to."""
+    tagged: list[tuple[str, str, Period]] = []
+    for tag, span in spans.items():
+        whole, edges = _split(span)
+        tagged += [(tag, "m", whole)] if whole else []
+        tagged += [(tag, "d", e) for e in edges]
+    numbers = {k: i for i, k in enumerate(dict.fromkeys((t, sp) for _, t, sp in tagged))}
+    tag_of = sa.values(sa.column("tag", sa.String), sa.column("i", sa.Integer),
+                       name="tag_of").data(
+        [(tag, numbers[(t, sp)]) for tag, t, sp in tagged] or [("", -1)])
+    months = [(i, sp) for (t, sp), i in numbers.items() if t == "m"]
+    days = [(i, sp) for (t, sp), i in numbers.items() if t == "d"]
+    return months, days, tag_of
 
 
 def _statement(actor: Actor, area: Area, spans: dict[str, Period], level: str, bucket: str,
@@ -124,52 +163,52 @@ def _statement(actor: Actor, area: Area, spans: dict[str, Period], level: str, b
     and child area (GROUPING SETS)."""
     daily, monthly = CaseTrendsDaily.__table__, CaseTrendsMonthly.__table__
     scope, _ = _scope_terms(actor)  # the roll-ups are kept per area and department
+    # an area wholly in the actor's subtrees needs no second test of every row's area
+    all_in_scope = _works_in_areas(actor) and areas.path_in_scope(actor, area.path)
 
     def cond(t: sa.Table) -> list:
-        out = [t.c.area_id.in_(areas.subtree_ids(area)), scope(t.c.area_id, t.c.department_id)]
+        out = [t.c.area_id.in_(areas.subtree_ids(area))]
+        out += [] if all_in_scope else [scope(t.c.area_id, t.c.department_id)]
         return out + ([t.c.department_id == department_id] if department_id is not None else [])
 
-    months, days = [], []
-    for tag, span in spans.items():
-        whole, edges = _split(span)
-        months += [(tag, whole)] if whole else []
-        days += [(tag, e) for e in edges]
-    mixed = sa.union_all(_rows_of(monthly, monthly.c.month, months, cond),
-                         _rows_of(daily, daily.c.day, days, cond)).subquery("mixed")
-    summed = [sa.func.sum(mixed.c[n]).label(n) for n in TREND_COUNTS]
-    keys = (mixed.c.area_id, mixed.c.department_id, mixed.c.category_id)
-    sets = [sa.tuple_(mixed.c.tag, *keys)]
+    months, days, tag_of = _numbered(spans)
     by_month = bucket == "month"
-    if by_month:  # the series too, in the same pass (months and days are dates)
-        sets.append(sa.tuple_(mixed.c.tag, mixed.c.day))
-    flag = sa.func.grouping(mixed.c.day) if by_month else sa.literal(1)
-    inner = (sa.select(flag.label("by_key"), mixed.c.tag,
-                       mixed.c.day if by_month else sa.null().label("day"), *keys, *summed)
-             .group_by(sa.func.grouping_sets(*sets)).cte("inner"))
-    by_key = sa.select(inner).where(inner.c.by_key == 1).subquery("by_key")
-    if by_month:
-        series = sa.select(inner).where(inner.c.by_key == 0)
-    else:
-        every = _rows_of(daily, daily.c.day, list(spans.items()), cond).subquery("every")
-        series = sa.select(every.c.tag, every.c.day,
-                           *[sa.func.sum(every.c[n]).label(n) for n in TREND_COUNTS]
-                           ).group_by(every.c.tag, every.c.day)
-    series = series.subquery("series")
+    # the child area each grid lies under, joined to the roll-ups' rows (a hash join), not
+    # to the ~10⁴ added-up rows (the planner cannot count those and loops over the VALUES)
     child_of = sa.values(sa.column("area_id", sa.BigInteger),
                          sa.column("child_id", sa.BigInteger), name="child_of").data(
         children or [(-1, -1)])
+    mixed = sa.union_all(_rows_of(monthly, monthly.c.month, months, cond, child_of),
+                         _rows_of(daily, daily.c.day, days, cond, child_of)).subquery("mixed")
+    summed = [sa.func.sum(mixed.c[n]).label(n) for n in TREND_COUNTS]
+    # child_id follows from area_id: the same groups
+    keys = (mixed.c.area_id, mixed.c.department_id, mixed.c.category_id, mixed.c.child_id)
+    sets = [sa.tuple_(mixed.c.i, *keys)]
+    if by_month:  # the series too, in the same pass (months and days are dates)
+        sets.append(sa.tuple_(mixed.c.i, mixed.c.day))
+    flag = sa.func.grouping(mixed.c.day) if by_month else sa.literal(1)
+    inner = (sa.select(flag.label("by_key"), mixed.c.i,
+                       mixed.c.day if by_month else sa.null().label("day"), *keys, *summed)
+             .group_by(sa.func.grouping_sets(*sets)).cte("inner"))
+    tagged = (sa.select(tag_of.c.tag, *[c for c in inner.c if c.key != "i"])
+              .select_from(inner).join(tag_of, tag_of.c.i == inner.c.i))
+    by_key = tagged.where(inner.c.by_key == 1).subquery("by_key")
+    if by_month:
+        series = tagged.where(inner.c.by_key == 0)
+    else:
+        series = _per_day(daily, list(spans.items()), cond)
+    series = series.subquery("series")
     category = (sa.func.coalesce(CaseCategory.parent_id, CaseCategory.id) if level == "major"
                 else CaseCategory.id)
-    dims = (category, by_key.c.department_id, child_of.c.child_id)
+    dims = (category, by_key.c.department_id, by_key.c.child_id)
     points = sa.select(sa.literal(_BY_DAY).label("level"), series.c.tag, series.c.day,
                        sa.null().label("category"), sa.null().label("department_id"),
                        sa.null().label("child_id"), *[series.c[n] for n in TREND_COUNTS])
     groups = (sa.select(sa.func.grouping(*dims).label("level"), by_key.c.tag,
                         sa.null().label("day"), category.label("category"),
-                        by_key.c.department_id, child_of.c.child_id,
+                        by_key.c.department_id, by_key.c.child_id,
                         *[sa.func.sum(by_key.c[n]).label(n) for n in TREND_COUNTS])
               .select_from(by_key).join(CaseCategory, CaseCategory.id == by_key.c.category_id)
-              .outerjoin(child_of, child_of.c.area_id == by_key.c.area_id)
               .group_by(sa.func.grouping_sets(*(sa.tuple_(by_key.c.tag, d) for d in dims))))
     return sa.union_all(points, groups)
 
@@ -180,26 +219,31 @@ def trends(s: Session, actor: Actor, filters: dict, weights: dict) -> dict:
     area = areas.get_area(s, actor, filters["area_id"])
     bucket = filters["bucket"]
     spans = periods(filters["start"], filters["end"], bucket)
-    rows = s.execute(_statement(actor, area, spans, filters["category_level"], bucket,
+    # a period read once however many tags it has (a year's `previous` is its `last_year`)
+    same: dict[str, list[str]] = {}
+    for tag, span in spans.items():
+        same.setdefault(next(o for o in TAGS if spans[o] == span), []).append(tag)
+    rows = s.execute(_statement(actor, area, {t: spans[t] for t in same},
+                                filters["category_level"], bucket,
                                 filters.get("department_id"), _children(s, area))).all()
     current = buckets(spans["current"], bucket)
     series = [{"period": d, **{tag: _zero() for tag in TAGS}} for d in current]
     totals = {tag: _zero() for tag in TAGS}
     groups: dict[int, dict[Any, dict]] = {_BY_CATEGORY: {}, _BY_DEPARTMENT: {}, _BY_CHILD: {}}
-    for r in rows:
+    for r, tag in ((row, tag) for row in rows for tag in same[row.tag]):
         counts = {n: int(getattr(r, n)) for n in TREND_COUNTS}
         if r.level == _BY_DAY:
             for n, v in counts.items():
-                totals[r.tag][n] += v
-            i = bucket_index(r.day, spans[r.tag].start, bucket)
+                totals[tag][n] += v
+            i = bucket_index(r.day, spans[tag].start, bucket)
             if i < len(series):
                 for n, v in counts.items():
-                    series[i][r.tag][n] += v
+                    series[i][tag][n] += v
         else:
             key = {_BY_CATEGORY: r.category, _BY_DEPARTMENT: r.department_id,
                    _BY_CHILD: r.child_id}[r.level]
             if key is not None:
-                groups[r.level].setdefault(key, {tag: _zero() for tag in TAGS})[r.tag] = counts
+                groups[r.level].setdefault(key, {t: _zero() for t in TAGS})[tag] = counts
     performance = stats.performance(s, actor, {
         "start": datetime.combine(filters["start"], time(), UTC),
         "end": datetime.combine(filters["end"], time(), UTC), "area_id": area.id,
