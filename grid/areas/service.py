@@ -406,14 +406,16 @@ def grid_card(s: Session, actor: Actor, area_id: int, *, public: bool = False,
 # --- locate --------------------------------------------------------------------------------
 
 
-def finest_grid(*columns: Any) -> sa.Select:
-    """`columns` of the finest grid-level area whose boundary covers the point (:lon, :lat).
+def finest_grid(*columns: Any, point: Any = None) -> sa.Select:
+    """`columns` of the finest grid-level area whose boundary covers the point (:lon, :lat),
+    or `point` (a WGS-84 geometry expression, e.g. a column of a list of points).
 
     ST_Covers: a point on a shared edge belongs to one of the grids instead of none.
     Uses the spatial index.
     """
-    point = sa.func.ST_SetSRID(sa.func.ST_MakePoint(sa.bindparam("lon", type_=sa.Float),
-                                                    sa.bindparam("lat", type_=sa.Float)), 4326)
+    if point is None:
+        point = sa.func.ST_SetSRID(sa.func.ST_MakePoint(
+            sa.bindparam("lon", type_=sa.Float), sa.bindparam("lat", type_=sa.Float)), 4326)
     grid_rank = sa.select(AreaLevel.rank).where(AreaLevel.key == "grid").scalar_subquery()
     return (sa.select(*columns).join(AreaLevel, AreaLevel.key == Area.level)
             .where(sa.func.ST_Covers(Area.boundary, point), AreaLevel.rank >= grid_rank)

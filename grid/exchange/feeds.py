@@ -34,7 +34,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Session
 
-from grid.areas.models import Area, AreaLevel
+from grid.areas import service as areas
+from grid.areas.models import Area
 from grid.exchange.indicators import upsert_indicators
 from grid.exchange.intake import (
     NATURAL,
@@ -128,10 +129,10 @@ def _parents(s: Session, sender: Sender, kind: str, rows: list[Row], report: Rep
     model = KINDS[parent_kind]
     found = {}
     if ids:
-        areas = dict(s.execute(sa.select(model.id, model.area_id).where(
+        area_of = dict(s.execute(sa.select(model.id, model.area_id).where(
             model.id == sa.any_(sa.cast(list(ids.values()), ARRAY(sa.BigInteger))),
             model.ended_at.is_(None))).all())
-        found = {k: (i, areas[i]) for k, i in ids.items() if i in areas}
+        found = {k: (i, area_of[i]) for k, i in ids.items() if i in area_of}
     kept = []
     for row in rows:
         if row.parent_key and row.parent_key not in found:
@@ -143,18 +144,15 @@ def _parents(s: Session, sender: Sender, kind: str, rows: list[Row], report: Rep
 
 
 def _grids_at(s: Session, points: list[Any]) -> list[int | None]:
-    """The finest grid of each WGS-84 point (None outside every grid), in one statement
-    (grid.areas.service.finest_grid's rule, for a list of points)."""
+    """The finest grid of each WGS-84 point (None outside every grid), in one statement:
+    grid.areas.service.finest_grid for each point of the list."""
     if not points:
         return []
     pts = sa.func.unnest(sa.cast([p.lon for p in points], ARRAY(sa.Float)),
                          sa.cast([p.lat for p in points], ARRAY(sa.Float))
                          ).table_valued("lon", "lat", with_ordinality="i").render_derived()
-    grid_rank = sa.select(AreaLevel.rank).where(AreaLevel.key == "grid").scalar_subquery()
     point = sa.func.ST_SetSRID(sa.func.ST_MakePoint(pts.c.lon, pts.c.lat), 4326)
-    grid = (sa.select(Area.id).join(AreaLevel, AreaLevel.key == Area.level)
-            .where(sa.func.ST_Covers(Area.boundary, point), AreaLevel.rank >= grid_rank)
-            .order_by(AreaLevel.rank.desc(), Area.id).limit(1).scalar_subquery())
+    grid = areas.finest_grid(Area.id, point=point).scalar_subquery()
     found = dict(s.execute(sa.select(pts.c.i, grid)).all())
     return [found.get(i + 1) for i in range(len(points))]
 
